@@ -1,0 +1,175 @@
+"""Diagnostics: spans, coded messages, a collector, and the text / JSON renderers.
+
+Input: problems found by any compiler stage. Output: `file:line:column: error[MFxxx]: ...` text
+(or JSON) for people and machines. Every stage collects; nothing raises at the first problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+ERROR = "error"
+WARNING = "warning"
+NOTE = "note"
+
+# Stable codes. The number is the contract; the wording may improve.
+CODES: dict[str, str] = {
+    "MF001": "YAML syntax error",
+    "MF002": "duplicate mapping key",
+    "MF003": "input limit exceeded",
+    "MF004": "cannot read input",
+    "MF005": "document is not an object",
+    "MF006": "YAML feature not allowed",
+    "MF007": "unknown meshforge kind or apiVersion",
+    "MF101": "unknown field",
+    "MF102": "missing required field",
+    "MF103": "wrong type",
+    "MF104": "invalid value",
+    "MF201": "unknown service",
+    "MF202": "fork of a service without HTTP ports",
+    "MF203": "service defined twice",
+    "MF204": "service forked twice under one routing key",
+    "MF205": "routing key used twice",
+    "MF206": "invalid routing key",
+    "MF207": "unknown sandbox in route group",
+    "MF208": "expired sandbox in route group",
+    "MF209": "sandbox expired",
+    "MF210": "conflicting routing settings",
+    "MF211": "route group selects no sandbox",
+    "MF212": "port not on service",
+    "MF213": "inferred dependency",
+    "MF214": "unknown dependency",
+    "MF215": "object defined twice",
+    "MF216": "subset cannot be isolated from the baseline",
+    "MF217": "VirtualService not bound to the mesh",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """Where something came from: file, 1-based line and column, and the JSON pointer inside its document."""
+
+    file: str = "<input>"
+    line: int = 0
+    column: int = 0
+    pointer: str = ""
+
+    def at(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return self.file
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    severity: str
+    message: str
+    span: Span = field(default_factory=Span)
+    hint: str | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.span.file, self.span.line, self.span.column, self.code, self.message)
+
+    def to_text(self) -> str:
+        lines = [f"{self.span.at()}: {self.severity}[{self.code}]: {self.message}"]
+        if self.severity == NOTE:  # notes are one line: informative, never a call to act
+            return lines[0]
+        if self.span.pointer:
+            lines.append(f"  at {self.span.pointer}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.span.file,
+            "line": self.span.line,
+            "column": self.span.column,
+            "pointer": self.span.pointer,
+            "hint": self.hint,
+        }
+
+
+class Diagnostics:
+    """Collects diagnostics from every stage; sorted and de-duplicated on output."""
+
+    def __init__(self) -> None:
+        self._items: list[Diagnostic] = []
+
+    def add(self, code: str, severity: str, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self._items.append(Diagnostic(code, severity, message, span or Span(), hint))
+
+    def error(self, code: str, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self.add(code, ERROR, message, span, hint)
+
+    def warning(self, code: str, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self.add(code, WARNING, message, span, hint)
+
+    def note(self, code: str, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self.add(code, NOTE, message, span, hint)
+
+    def extend(self, other: Iterable[Diagnostic]) -> None:
+        self._items.extend(other)
+
+    @property
+    def items(self) -> list[Diagnostic]:
+        seen: set[Diagnostic] = set()
+        out = []
+        for d in sorted(self._items, key=Diagnostic.sort_key):
+            if d not in seen:
+                seen.add(d)
+                out.append(d)
+        return out
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == ERROR for d in self._items)
+
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == ERROR]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def render_text(diags: Iterable[Diagnostic]) -> str:
+    items = list(diags)
+    if not items:
+        return ""
+    body = "\n".join(d.to_text() for d in items)
+    n_err = sum(d.severity == ERROR for d in items)
+    n_warn = sum(d.severity == WARNING for d in items)
+    return f"{body}\n{n_err} error(s), {n_warn} warning(s)\n"
+
+
+def render_json(diags: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.to_json() for d in diags], indent=2, sort_keys=True) + "\n"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """`did you mean "x"?` for the closest candidate, or None when nothing is close."""
+    cands = sorted(set(candidates))
+    best = difflib.get_close_matches(word, cands, n=1, cutoff=0.6)
+    if not best:
+        # "cart" for "cartservice": a prefix is a good guess too.
+        pref = [c for c in cands if c.startswith(word) or word.startswith(c)]
+        best = pref[:1]
+    return f'did you mean "{best[0]}"?' if best else None
+
+
+class CompileError(Exception):
+    """Raised by a stage that cannot go on; carries the diagnostics collected so far."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__(render_text(diagnostics))

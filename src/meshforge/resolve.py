@@ -1,0 +1,253 @@
+"""Resolution: declarations → the immutable `Model`.
+
+Input: `Decls` and the clock. Output: `Model` plus diagnostics (MF2xx). References are bound,
+route groups expanded, conflicts found, expiry applied. Every routing key is resolved on its own
+(`_key_routes`), so a changed sandbox changes only its own key's entry and the services it forks;
+everything is sorted, so the model does not depend on the order of files or documents.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from .diagnostics import Diagnostics, Span, did_you_mean
+from .model import (DEFAULT_CLUSTER_DOMAIN, Dependency, Fork, KeyRoutes, Model, Routing, Sandbox, Service)
+from .spec.decls import Decls, RouteGroupDecl, SandboxDecl, ServiceDecl
+
+ROUTING_KEY = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def valid_routing_key(key: object) -> bool:
+    """The only gate between user text and any regular expression or header match."""
+    return isinstance(key, str) and len(key) <= 63 and ROUTING_KEY.fullmatch(key) is not None
+
+
+def parse_time(value: str) -> datetime:
+    v = value.strip().replace("z", "Z").replace("t", "T")
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    dt = datetime.fromisoformat(v.replace(" ", "T", 1) if "T" not in v else v)
+    if dt.tzinfo is None:
+        raise ValueError("a time zone is required (Z or +hh:mm)")
+    return dt
+
+
+def _first_by_span(items, span_of):
+    return sorted(items, key=lambda x: span_of(x))
+
+
+def _settings(decls: Decls, diags: Diagnostics) -> tuple[Routing, str]:
+    chosen: dict[str, tuple[str, Span]] = {}
+    for s in sorted(decls.settings, key=lambda s: s.span):
+        for field, value in (("baggageKey", s.baggage_key), ("header", s.header), ("clusterDomain", s.cluster_domain)):
+            if value is None:
+                continue
+            if field in chosen and chosen[field][0] != value:
+                first = chosen[field][1]
+                diags.error("MF210", f"{field} {value!r} conflicts with {chosen[field][0]!r} set at {first.at()}",
+                            Span(s.span.file, s.span.line, s.span.column, "/spec"),
+                            "these settings are mesh-wide: set them in one Baseline, or to the same value")
+            else:
+                chosen.setdefault(field, (value, s.span))
+    routing = Routing()
+    if "baggageKey" in chosen:
+        routing = Routing(chosen["baggageKey"][0], routing.header)
+    if "header" in chosen:
+        routing = Routing(routing.baggage_key, chosen["header"][0])
+    return routing, chosen.get("clusterDomain", (DEFAULT_CLUSTER_DOMAIN, None))[0]
+
+
+class _Names:
+    """Service lookup by name, name.namespace and FQDN, with did-you-mean hints."""
+
+    def __init__(self, services: dict[str, Service]):
+        self.by_id = services
+        self.by_fqdn = {s.fqdn: s.id for s in services.values()}
+
+    def find(self, ref: str, namespace: str) -> str | None:
+        if f"{ref}.{namespace}" in self.by_id:
+            return f"{ref}.{namespace}"
+        if ref in self.by_id:
+            return ref
+        if ref in self.by_fqdn:
+            return self.by_fqdn[ref]
+        parts = ref.split(".")
+        if len(parts) >= 3 and parts[2] == "svc" and f"{parts[0]}.{parts[1]}" in self.by_id:
+            return f"{parts[0]}.{parts[1]}"  # name.ns.svc, or with another cluster domain
+        return None
+
+    def hint(self, ref: str, namespace: str) -> str | None:
+        local = [s.name for s in self.by_id.values() if s.namespace == namespace]
+        return did_you_mean(ref, local) or did_you_mean(ref, self.by_id)
+
+
+def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Model:
+    now = now or datetime.now(timezone.utc)
+    routing, cluster_domain = _settings(decls, diags)
+
+    # Services: the first definition (by file position) wins; the second is the error.
+    decl_by_id: dict[str, ServiceDecl] = {}
+    for d in sorted(decls.services, key=lambda d: d.span):
+        if d.id in decl_by_id:
+            diags.error("MF203", f"service {d.id} is defined twice (first at {decl_by_id[d.id].span.at()})", d.span,
+                        "a service comes from one Kubernetes Service or one Baseline entry; remove the other")
+            continue
+        decl_by_id[d.id] = d
+    bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports, d.endpoints, None,
+                       d.labels, d.span) for i, d in sorted(decl_by_id.items())}
+    names = _Names(bare)
+    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags) for i in sorted(bare))
+    by_id = {s.id: s for s in services}
+    names = _Names(by_id)
+
+    sandboxes: dict[str, Sandbox] = {}
+    key_owner: dict[str, Span] = {}
+    keys: list[KeyRoutes] = []
+
+    def claim_key(key: str, span: Span, what: str) -> bool:
+        if key in key_owner:
+            diags.error("MF205", f"routing key {key!r} of {what} is already used at {key_owner[key].at()}", span,
+                        "every sandbox and route group needs its own routing key")
+            return False
+        key_owner[key] = span
+        return True
+
+    for sd in sorted(decls.sandboxes, key=lambda s: s.span):
+        if sd.name in sandboxes:
+            diags.error("MF215", f"sandbox {sd.name!r} is defined twice (first at {sandboxes[sd.name].origin.at()})",
+                        sd.span, "rename one of them")
+            continue
+        sb = _sandbox(sd, names, now, diags)
+        sandboxes[sd.name] = sb
+        key_ok = claim_key(sb.key, sd.key_span, f"sandbox {sd.name}")
+        if key_ok and not sb.expired and sb.forks:
+            keys.append(KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, sd.span))
+
+    for rg in sorted(decls.route_groups, key=lambda r: r.span):
+        kr = _route_group(rg, sandboxes, diags)
+        if claim_key(rg.key, rg.key_span, f"route group {rg.name}") and kr is not None:
+            keys.append(kr)
+
+    return Model(routing=routing, services=services, keys=tuple(sorted(keys, key=lambda k: k.key)),
+                 sandboxes=tuple(sandboxes[n] for n in sorted(sandboxes)),
+                 virtual_services=tuple(sorted(decls.virtual_services, key=lambda v: (v.namespace, v.name, v.origin))))
+
+
+def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) -> Service:
+    if not d.deps and not d.declares_deps:
+        return svc
+    deps: dict[str, Dependency] = {}
+    for ref in d.deps:
+        target = names.find(ref.ref, ref.namespace)
+        if target is None:
+            if ref.inferred:
+                if not ref.ref.split(".")[0].isdigit():  # an IP address is not a missing service
+                    diags.warning("MF214", f"{d.id}: {ref.detail} names {ref.ref!r}, which is not a known service; "
+                                  "no dependency inferred", ref.span,
+                                  names.hint(ref.ref, ref.namespace) or "add the Service, or ignore this if it is external")
+            else:
+                diags.error("MF201", f"unknown service {ref.ref!r} in the dependencies of {d.id}", ref.span,
+                            names.hint(ref.ref, ref.namespace) or "define it in a Baseline or as a Kubernetes Service")
+            continue
+        if target == d.id:
+            continue
+        if ref.inferred and target not in deps:
+            diags.note("MF213", f"{d.id} depends on {target} (inferred from {ref.detail})", ref.span,
+                       "declare it with the meshforge.dev/depends-on annotation to make it explicit")
+        if target not in deps or (deps[target].inferred and not ref.inferred):
+            deps[target] = Dependency(target, ref.inferred, ref.span)
+    return Service(svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
+                   tuple(deps[k] for k in sorted(deps)), svc.labels, svc.origin)
+
+
+def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) -> Sandbox:
+    if not valid_routing_key(sd.key):
+        diags.error("MF206", f"invalid routing key {sd.key!r}", sd.key_span,
+                    "lower-case letters, digits and '-', 1-63 characters, starting and ending alphanumeric")
+    expired = False
+    if sd.expires_at is not None:
+        try:
+            expired = parse_time(sd.expires_at) <= now
+        except ValueError as e:
+            diags.error("MF104", f"expiresAt {sd.expires_at!r} is not an RFC 3339 time: {e}", sd.expires_span,
+                        'write it like "2026-12-01T00:00:00Z"')
+    if expired:
+        diags.warning("MF209", f"sandbox {sd.name} expired at {sd.expires_at}; it routes nothing", sd.expires_span,
+                      "extend expiresAt or delete the sandbox")
+    forks: dict[str, Fork] = {}
+    for f in sd.forks:
+        target = names.find(f.ref, sd.namespace)
+        if target is None:
+            diags.error("MF201", f"unknown service {f.ref!r}", f.ref_span,
+                        names.hint(f.ref, sd.namespace) or "fork a service of the baseline")
+            continue
+        svc = names.by_id[target]
+        if not svc.routable_ports:
+            protos = ", ".join(f"{p.number}/{p.protocol}" for p in svc.ports)
+            diags.error("MF202", f"service {target} has no HTTP-family port ({protos}); it cannot be routed per request",
+                        f.ref_span, "only HTTP, HTTP/2 and gRPC ports can be forked; name the port http-*/grpc-* "
+                        "or set appProtocol if it does speak HTTP")
+            continue
+        if target in forks:
+            diags.error("MF204", f"service {target} is forked twice by sandbox {sd.name}", f.ref_span,
+                        f"first fork at {forks[target].origin.at()}; keep one")
+            continue
+        if f.destination.kind == "subset":
+            _check_subset(svc, f.destination.subset_labels, f.span, diags)
+        forks[target] = Fork(target, sd.name, f.destination, f.span)
+    return Sandbox(sd.name, sd.namespace, sd.key, sd.labels, sd.expires_at, expired,
+                   tuple(forks[k] for k in sorted(forks)), sd.span)
+
+
+def _check_subset(svc: Service, labels: tuple[tuple[str, str], ...], span: Span, diags: Diagnostics) -> None:
+    """The baseline route must not reach the fork's pods: some label must tell the two apart."""
+    base = dict(svc.labels)
+    if not any(k in base and base[k] != v for k, v in labels):
+        diags.error("MF216", f"subset {dict(labels)} of {svc.id} cannot be kept apart from the baseline pods "
+                    f"(baseline pod labels: {base or 'unknown'})", span,
+                    "give the fork's pods a label that the baseline pods carry with another value "
+                    "(e.g. version: v1 on baseline, version: pr-42 on the fork), or fork to a separate host")
+
+
+def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagnostics) -> KeyRoutes | None:
+    if not valid_routing_key(rg.key):
+        diags.error("MF206", f"invalid routing key {rg.key!r}", rg.key_span,
+                    "lower-case letters, digits and '-', 1-63 characters, starting and ending alphanumeric")
+        return None
+    members: list[Sandbox] = []
+    if rg.members is not None:
+        for name, span in rg.members:
+            sb = sandboxes.get(name)
+            if sb is None:
+                diags.error("MF207", f"route group {rg.name} names unknown sandbox {name!r}", span,
+                            did_you_mean(name, sandboxes) or "list sandboxes by metadata.name")
+            elif sb.expired:
+                diags.error("MF208", f"route group {rg.name} names sandbox {name!r}, which expired at {sb.expires_at}",
+                            span, "remove it from the group, or extend its expiresAt")
+            else:
+                members.append(sb)
+    else:
+        want = dict(rg.labels or ())
+        for sb in sandboxes.values():
+            if all(dict(sb.labels).get(k) == v for k, v in want.items()):
+                if sb.expired:
+                    diags.note("MF208", f"route group {rg.name} skips expired sandbox {sb.name}", rg.span)
+                else:
+                    members.append(sb)
+        if not members:
+            diags.warning("MF211", f"route group {rg.name} selects no sandbox with labels {want}", rg.span,
+                          "check the labels in metadata.labels of the sandboxes")
+    forks: dict[str, Fork] = {}
+    for sb in sorted(members, key=lambda s: s.name):
+        for f in sb.forks:
+            if f.service in forks:
+                other = forks[f.service]
+                diags.error("MF204", f"route group {rg.name}: service {f.service} is forked by both sandbox "
+                            f"{other.sandbox} and sandbox {sb.name}", rg.span,
+                            "a routing key reaches one version of each service; drop one sandbox from the group")
+                continue
+            forks[f.service] = f
+    if not forks:
+        return None
+    return KeyRoutes(rg.key, "RouteGroup", rg.name, tuple(forks[k] for k in sorted(forks)), rg.span)

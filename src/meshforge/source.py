@@ -1,0 +1,213 @@
+"""Source loading: paths → YAML documents as plain data, with a JSON pointer → (line, column) index.
+
+Input: files and directories. Output: `Document`s (plain dicts/lists/scalars, never objects) and
+diagnostics. Safe by construction: only the YAML core tags are accepted, duplicate keys are errors,
+and file size, document count and alias expansion are bounded so hostile input cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .diagnostics import Diagnostics, Span
+
+try:  # libyaml's parser is ~10x faster; resolution still uses PyYAML's safe resolver.
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - pure-Python fallback
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DOCUMENTS_PER_FILE = 20_000
+MAX_NODES_PER_DOCUMENT = 200_000  # counts alias expansions: a "billion laughs" stops here
+MAX_FILES = 50_000
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+@dataclass
+class Document:
+    """One YAML document: its data, where it came from, and where each node is."""
+
+    file: str
+    index: int  # position of the document in its file, from 0
+    data: object
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> value (line, col)
+    key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> key (line, col)
+
+    def span(self, pointer: str = "", *, key: bool = False) -> Span:
+        """The span of `pointer`, or of its nearest ancestor that exists."""
+        p = pointer
+        while True:
+            pos = (self.key_positions.get(p) if key else None) or self.positions.get(p)
+            if pos is not None:
+                return Span(self.file, pos[0], pos[1], pointer)
+            if not p:
+                return Span(self.file, 1, 1, pointer)
+            p = p.rsplit("/", 1)[0]
+
+    @property
+    def kind(self) -> str | None:
+        return self.data.get("kind") if isinstance(self.data, dict) else None
+
+    @property
+    def api_version(self) -> str | None:
+        return self.data.get("apiVersion") if isinstance(self.data, dict) else None
+
+
+def escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+class _LimitExceeded(Exception):
+    pass
+
+
+class _Rejected(Exception):
+    def __init__(self, code: str, message: str, mark, pointer: str, hint: str | None = None):
+        self.code, self.message, self.mark, self.pointer, self.hint = code, message, mark, pointer, hint
+
+
+def _build(node, pointer: str, doc: Document, budget: list[int]):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _LimitExceeded()
+    doc.positions[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _TIMESTAMP:
+            return node.value  # dates stay strings; the spec layer parses them with a precise error
+        if node.tag not in _SCALAR_TAGS:
+            raise _Rejected("MF006", f"YAML tag {node.tag!r} is not allowed", node.start_mark, pointer,
+                            "spec files are plain data: strings, numbers, booleans, null, lists and maps")
+        return _constructor.construct_object(node)
+    if isinstance(node, yaml.SequenceNode):
+        if node.tag != _SEQ:
+            raise _Rejected("MF006", f"YAML tag {node.tag!r} is not allowed", node.start_mark, pointer)
+        return [_build(child, f"{pointer}/{i}", doc, budget) for i, child in enumerate(node.value)]
+    if node.tag != _MAP:
+        raise _Rejected("MF006", f"YAML tag {node.tag!r} is not allowed", node.start_mark, pointer)
+    out: dict = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise _Rejected("MF006", "YAML merge keys (<<) are not supported", key_node.start_mark, pointer,
+                            "write the fields out; generated specs stay easier to review")
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+            raise _Rejected("MF006", "mapping keys must be plain scalars", key_node.start_mark, pointer)
+        key = _constructor.construct_object(key_node)
+        key = key if isinstance(key, str) else ("null" if key is None else str(key).lower() if isinstance(key, bool) else str(key))
+        child = f"{pointer}/{escape(key)}"
+        if key in out:
+            first = doc.key_positions[child]
+            raise _Rejected("MF002", f"duplicate key {key!r} (first defined at line {first[0]})",
+                            key_node.start_mark, child, "remove one of the two; YAML would silently keep only the last")
+        doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        out[key] = _build(value_node, child, doc, budget)
+    return out
+
+
+def parse_text(text: str, filename: str, diags: Diagnostics) -> list[Document]:
+    """Parse one file's text into documents; problems become diagnostics, never exceptions."""
+    docs: list[Document] = []
+    loader = _Loader(text)
+    try:
+        i = 0
+        while loader.check_node():
+            node = loader.get_node()
+            if i >= MAX_DOCUMENTS_PER_FILE:
+                diags.error("MF003", f"more than {MAX_DOCUMENTS_PER_FILE} documents in one file",
+                            Span(filename, node.start_mark.line + 1, node.start_mark.column + 1),
+                            "split the file")
+                break
+            doc = Document(filename, i, None)
+            i += 1
+            if node is None:
+                continue
+            try:
+                doc.data = _build(node, "", doc, [MAX_NODES_PER_DOCUMENT])
+            except _LimitExceeded:
+                diags.error("MF003", f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes",
+                            Span(filename, node.start_mark.line + 1, node.start_mark.column + 1),
+                            "YAML aliases expanded beyond the limit; write the document without anchors")
+                continue
+            except _Rejected as r:
+                diags.error(r.code, r.message,
+                            Span(filename, r.mark.line + 1, r.mark.column + 1, r.pointer), r.hint)
+                continue
+            if doc.data is None:
+                continue
+            docs.append(doc)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        msg = " ".join(x for x in (e.context, e.problem) if x)
+        diags.error("MF001", msg or "invalid YAML", Span(filename, line, col),
+                    "check indentation and quoting around this position")
+    except yaml.YAMLError as e:
+        diags.error("MF001", str(e).splitlines()[0], Span(filename))
+    finally:
+        loader.dispose()
+    return docs
+
+
+def expand_paths(paths: list[str], diags: Diagnostics) -> list[Path]:
+    """Files named directly, and `*.yaml`/`*.yml` under directories (recursive, sorted)."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(Path(root) / n for n in names if n.endswith((".yaml", ".yml")))
+            files.extend(sorted(found))
+        elif p.is_file():
+            files.append(p)
+        else:
+            diags.error("MF004", f"no such file or directory: {raw}", Span(raw), "check the path")
+    unique = sorted(set(files), key=lambda f: str(f))
+    if len(unique) > MAX_FILES:
+        diags.error("MF003", f"{len(unique)} input files; the limit is {MAX_FILES}", Span(paths[0] if paths else ""))
+        return []
+    return unique
+
+
+def read_file(path: Path, diags: Diagnostics) -> str | None:
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            diags.error("MF003", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}", Span(name),
+                        "split large inputs into several files")
+            return None
+        raw = path.read_bytes()
+    except OSError as e:
+        diags.error("MF004", f"cannot read: {e.strerror or e}", Span(name))
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        diags.error("MF004", f"not UTF-8 text (byte {e.start})", Span(name), "spec files are UTF-8 YAML")
+        return None
+
+
+def load_paths(paths: list[str], diags: Diagnostics) -> list[Document]:
+    docs: list[Document] = []
+    for f in expand_paths(paths, diags):
+        text = read_file(f, diags)
+        if text is not None:
+            docs.extend(parse_text(text, str(f), diags))
+    return docs

@@ -1,0 +1,1 @@
+"""Spec layer: documents → declarations (schema-checked meshforge kinds, imported Kubernetes kinds)."""

@@ -1,0 +1,88 @@
+"""Declarations: what each input document says, before references are bound.
+
+Input: schema-valid documents. Output: `Decls` (services with unresolved dependency references,
+sandboxes, route groups, mesh settings, user VirtualServices). Binding happens in `resolve.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import Span
+from ..model import Destination, Endpoint, Port, UserVirtualService
+
+
+@dataclass(frozen=True)
+class DepRef:
+    ref: str  # as written: name, name.namespace or a host
+    namespace: str  # the referring document's namespace
+    inferred: bool
+    span: Span
+    detail: str = ""  # for inferred edges: where it was found (env NAME=value)
+
+
+@dataclass
+class ServiceDecl:
+    name: str
+    namespace: str
+    ports: tuple[Port, ...]
+    endpoints: tuple[Endpoint, ...]
+    labels: tuple[tuple[str, str], ...]
+    deps: list[DepRef]
+    declares_deps: bool  # an explicit dependsOn / annotation was present (even if empty)
+    span: Span
+    cluster_domain: str | None = None  # None: the mesh's
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}.{self.namespace}"
+
+
+@dataclass(frozen=True)
+class ForkDecl:
+    ref: str
+    ref_span: Span
+    destination: Destination
+    span: Span
+
+
+@dataclass
+class SandboxDecl:
+    name: str
+    namespace: str
+    key: str
+    key_span: Span
+    labels: tuple[tuple[str, str], ...]
+    expires_at: str | None
+    expires_span: Span
+    forks: list[ForkDecl]
+    span: Span
+
+
+@dataclass
+class RouteGroupDecl:
+    name: str
+    key: str
+    key_span: Span
+    members: list[tuple[str, Span]] | None  # by name
+    labels: tuple[tuple[str, str], ...] | None  # or by label selector
+    span: Span
+
+
+@dataclass
+class Settings:
+    """Mesh-wide settings declared by one Baseline; None where that Baseline left the default."""
+
+    baggage_key: str | None
+    header: str | None
+    cluster_domain: str | None
+    span: Span
+
+
+@dataclass
+class Decls:
+    services: list[ServiceDecl] = field(default_factory=list)
+    sandboxes: list[SandboxDecl] = field(default_factory=list)
+    route_groups: list[RouteGroupDecl] = field(default_factory=list)
+    settings: list[Settings] = field(default_factory=list)
+    virtual_services: list[UserVirtualService] = field(default_factory=list)

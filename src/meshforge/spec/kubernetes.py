@@ -1,0 +1,120 @@
+"""Kubernetes import: `v1 Service` (+ `apps/v1` Deployment/StatefulSet) → baseline service declarations.
+
+Input: Kubernetes documents as written (not schema-checked, so every field is read defensively).
+Output: `ServiceDecl`s. Pod labels come from the workload a Service selects; dependencies from the
+`meshforge.dev/depends-on` annotation and, inferred, from container env values naming a service.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..diagnostics import Diagnostics
+from ..model import DEFAULT_NAMESPACE, Port
+from ..source import Document
+from .decls import DepRef, ServiceDecl
+
+KINDS = {("v1", "Service"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
+DEPENDS_ON_ANNOTATION = "meshforge.dev/depends-on"
+
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+# host[:port], optionally behind a scheme: cartservice:7070, http://checkout.payments:8080/x, x.ns.svc.cluster.local
+_ADDRESS = re.compile(rf"^(?:[a-z][a-z0-9+.-]*://)?(?P<host>{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?(?:/\S*)?$")
+
+
+def _get(d, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict):
+            return default
+        d = d.get(p)
+    return default if d is None else d
+
+
+def _str_dict(d) -> dict[str, str]:
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+
+
+def _workloads(docs: list[Document]):
+    for doc in docs:
+        if doc.kind in ("Deployment", "StatefulSet"):
+            ns = str(_get(doc.data, "metadata", "namespace", default=DEFAULT_NAMESPACE))
+            yield doc, ns, _str_dict(_get(doc.data, "spec", "template", "metadata", "labels"))
+
+
+def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
+    from .parse import port_protocol  # one rule for both spec kinds
+
+    workloads = list(_workloads(docs))
+    out: list[ServiceDecl] = []
+    for doc in docs:
+        if doc.kind != "Service":
+            continue
+        meta = _get(doc.data, "metadata", default={})
+        name = _get(meta, "name")
+        if not isinstance(name, str) or not re.fullmatch(_LABEL, name):
+            diags.warning("MF104", f"Service without a valid metadata.name ({name!r}) is skipped", doc.span("/metadata/name"))
+            continue
+        ns = str(_get(meta, "namespace", default=DEFAULT_NAMESPACE))
+        if _get(doc.data, "spec", "type") == "ExternalName":
+            continue
+        ports = []
+        for i, p in enumerate(_get(doc.data, "spec", "ports", default=[]) or []):
+            if not isinstance(p, dict) or not isinstance(p.get("port"), int) or str(p.get("protocol", "TCP")).upper() != "TCP":
+                continue
+            pname = p.get("name") if isinstance(p.get("name"), str) else ""
+            ap = p.get("appProtocol") if isinstance(p.get("appProtocol"), str) else None
+            ports.append(Port(pname, p["port"], port_protocol(pname, ap)))
+        if not ports:
+            diags.warning("MF104", f"Service {name}.{ns} has no TCP ports and is skipped", doc.span("/spec/ports"))
+            continue
+        selector = _str_dict(_get(doc.data, "spec", "selector"))
+        selected = [(w, wl) for w, wns, wl in workloads
+                    if wns == ns and selector and all(wl.get(k) == v for k, v in selector.items())]
+        labels: dict[str, str] = {}
+        for _, wl in selected:
+            labels.update(wl)
+        deps: list[DepRef] = []
+        declares = False
+        for src, ptr_base in [(doc, "/metadata")] + [(w, "/metadata") for w, _ in selected] + \
+                [(w, "/spec/template/metadata") for w, _ in selected]:
+            ann = _get(src.data, *ptr_base.strip("/").split("/"), "annotations")
+            value = ann.get(DEPENDS_ON_ANNOTATION) if isinstance(ann, dict) else None
+            if isinstance(value, str):
+                declares = True
+                ptr = f"{ptr_base}/annotations/meshforge.dev~1depends-on"
+                for ref in (r.strip() for r in value.split(",")):
+                    if ref:
+                        deps.append(DepRef(ref, ns, False, src.span(ptr)))
+        for w, _ in selected:
+            deps.extend(_env_refs(w, ns, name))
+        out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
+                               labels=tuple(sorted(labels.items())), deps=deps, declares_deps=declares,
+                               span=doc.span("/metadata/name")))
+    return out
+
+
+def _env_refs(workload: Document, ns: str, self_name: str) -> list[DepRef]:
+    """Env values that look like a service address; `resolve` keeps those that name a known service."""
+    refs = []
+    spec = _get(workload.data, "spec", "template", "spec", default={})
+    for group in ("initContainers", "containers"):
+        containers = _get(spec, group, default=[])
+        if not isinstance(containers, list):
+            continue
+        for ci, c in enumerate(containers):
+            env = _get(c, "env", default=[])
+            if not isinstance(env, list):
+                continue
+            for ei, e in enumerate(env):
+                value = _get(e, "value")
+                if not isinstance(value, str):
+                    continue
+                m = _ADDRESS.match(value.strip())
+                if not m or (m.group("port") is None and "://" not in value and "." not in value):
+                    continue  # a bare word ("1", "info") is not an address
+                host = m.group("host")
+                if host.split(".")[0] == self_name:
+                    continue
+                ptr = f"/spec/template/spec/{group}/{ci}/env/{ei}/value"
+                refs.append(DepRef(host, ns, True, workload.span(ptr), f"env {_get(e, 'name')}={value}"))
+    return refs

@@ -1,0 +1,65 @@
+"""Golden cases: golden/<case>/input/ → golden/<case>/expected/<output>.
+
+Each backend contributes named outputs (text). `pytest --update-golden` rewrites them and deletes
+expected files the run no longer produces; every such change is reviewed in the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from meshforge.diagnostics import render_text
+from meshforge.pipeline import compile_paths
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+
+def cases() -> list[str]:
+    return sorted(p.name for p in GOLDEN.iterdir() if (p / "input").is_dir())
+
+
+@contextmanager
+def chdir(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def outputs(case: str) -> dict[str, str]:
+    """Every output of a case, by relative file name under expected/."""
+    from golden_backends import BACKENDS  # noqa: registered in tests/golden_backends.py
+
+    with chdir(GOLDEN / case):
+        model, diags = compile_paths(["input"], NOW)
+        out = {"diagnostics.txt": render_text(diags.items) or "no diagnostics\n"}
+        if model is not None:
+            for backend in BACKENDS:
+                out.update(backend(model))
+    return out
+
+
+def check(case: str, update: bool) -> list[str]:
+    """Compare (or rewrite) a case; returns the names of outputs that differ."""
+    expected_dir = GOLDEN / case / "expected"
+    got = outputs(case)
+    existing = {str(p.relative_to(expected_dir)) for p in expected_dir.rglob("*") if p.is_file()} \
+        if expected_dir.exists() else set()
+    if update:
+        for name in existing - set(got):
+            (expected_dir / name).unlink()
+        for name, text in got.items():
+            p = expected_dir / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if not p.exists() or p.read_text() != text:
+                p.write_text(text)
+        return []
+    differ = sorted(n for n in set(got) | existing
+                    if n not in got or n not in existing or (expected_dir / n).read_text() != got[n])
+    return differ

@@ -1,0 +1,27 @@
+"""Every golden case produces exactly its expected files (diagnostics and each backend's output)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from golden import GOLDEN, cases, check, outputs  # noqa: E402
+
+
+@pytest.mark.parametrize("case", cases())
+def test_golden_case(case, update_golden):
+    differ = check(case, update_golden)
+    assert not differ, (f"golden/{case}: outputs differ from expected: {differ}; "
+                        "review, then rerun with --update-golden if the change is intended")
+
+
+def test_golden_cases_exist():
+    assert len(cases()) >= 10, f"golden cases vanished from {GOLDEN}"
+
+
+def test_invalid_cases_emit_nothing_but_diagnostics():
+    for case in cases():
+        if case.startswith("error-"):
+            assert set(outputs(case)) == {"diagnostics.txt"}, case

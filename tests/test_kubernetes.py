@@ -1,0 +1,104 @@
+"""Kubernetes import, on the real Online Boutique manifests."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from meshforge.pipeline import compile_paths
+from meshforge.spec.parse import port_protocol
+
+from .conftest import BOUTIQUE
+
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def boutique():
+    model, diags = compile_paths([str(BOUTIQUE)], NOW)
+    assert model is not None, diags.items
+    return model, diags.items
+
+
+def deps(model, name):
+    return {d.service.split(".")[0] for d in model.service_by_id[f"{name}.default"].depends_on or ()}
+
+
+def test_services_ports_and_protocols(boutique):
+    model, _ = boutique
+    got = {s.name: [(p.number, p.protocol) for p in s.ports] for s in model.services}
+    assert got == {
+        "adservice": [(9555, "GRPC")], "cartservice": [(7070, "GRPC")], "checkoutservice": [(5050, "GRPC")],
+        "currencyservice": [(7000, "GRPC")], "emailservice": [(5000, "GRPC")], "frontend": [(80, "HTTP")],
+        "frontend-external": [(80, "HTTP")], "paymentservice": [(50051, "GRPC")],
+        "productcatalogservice": [(3550, "GRPC")], "recommendationservice": [(8080, "GRPC")],
+        "redis-cart": [(6379, "TCP")], "shippingservice": [(50051, "GRPC")],
+    }
+    assert all(s.namespace == "default" and s.fqdn == f"{s.name}.default.svc.cluster.local" for s in model.services)
+    assert dict(model.service_by_id["cartservice.default"].labels) == {"app": "cartservice"}
+    assert not model.service_by_id["redis-cart.default"].routable_ports
+
+
+def test_real_call_graph_is_inferred(boutique):
+    model, _ = boutique
+    assert deps(model, "frontend") == {"productcatalogservice", "currencyservice", "cartservice",
+                                       "recommendationservice", "shippingservice", "checkoutservice", "adservice"}
+    assert deps(model, "checkoutservice") == {"productcatalogservice", "shippingservice", "paymentservice",
+                                              "emailservice", "currencyservice", "cartservice"}
+    assert deps(model, "recommendationservice") == {"productcatalogservice"}
+    assert deps(model, "cartservice") == {"redis-cart"}
+    assert model.service_by_id["adservice.default"].depends_on is None  # nothing known: told everything
+    assert all(d.inferred for d in model.service_by_id["frontend.default"].depends_on)
+
+
+def test_inferred_edges_are_reported_never_silent(boutique):
+    _, diags = boutique
+    notes = [d for d in diags if d.code == "MF213"]
+    assert any(d.message == "checkoutservice.default depends on paymentservice.default "
+               "(inferred from env PAYMENT_SERVICE_ADDR=paymentservice:50051)" and d.span.line == 652 for d in notes)
+    assert len({d.message for d in notes}) == 2 * 7 + 6 + 1 + 1  # frontend and frontend-external share a Deployment
+    missing = [d for d in diags if d.code == "MF214"]
+    assert missing and all("shoppingassistantservice" in d.message and d.severity == "warning" for d in missing)
+
+
+def test_annotation_declares_dependencies(write):
+    d = write({"k.yaml": """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+  annotations: {meshforge.dev/depends-on: "api, db.data"}
+spec:
+  selector: {app: web}
+  ports: [{name: http-web, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  ports: [{port: 8080, appProtocol: kubernetes.io/h2c}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec:
+  ports: [{name: tcp, port: 5432}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+"""})
+    model, diags = compile_paths([str(d)], NOW)
+    assert model is not None, diags.items
+    web = model.service_by_id["web.shop"]
+    assert [(x.service, x.inferred) for x in web.depends_on] == [("api.shop", False), ("db.data", False)]
+    assert model.service_by_id["api.shop"].ports[0].protocol == "HTTP2"
+
+
+@pytest.mark.parametrize("name,app,want", [
+    ("http", None, "HTTP"), ("http-web", None, "HTTP"), ("http2", None, "HTTP2"), ("grpc-api", None, "GRPC"),
+    ("grpc-web", None, "GRPC-WEB"), ("tcp-redis", None, "TCP"), ("https", None, "HTTPS"), ("web", None, "UNKNOWN"),
+    ("", None, "UNKNOWN"), ("tcp", "grpc", "GRPC"), ("x", "HTTP", "HTTP"), ("httpx", None, "UNKNOWN"),
+])
+def test_istio_port_protocol_rule(name, app, want):
+    assert port_protocol(name, app) == want

@@ -1,0 +1,81 @@
+"""YAML loading: positions, safety (tags, duplicate keys), and input limits."""
+
+from meshforge import source
+from meshforge.diagnostics import Diagnostics
+
+
+def parse(text: str):
+    d = Diagnostics()
+    return source.parse_text(text, "f.yaml", d), d.items
+
+
+def test_positions_are_indexed_by_json_pointer():
+    docs, diags = parse("a: 1\nb:\n  - x\n  - {c/d: 2}\n---\nk: v\n")
+    assert not diags
+    assert [d.data for d in docs] == [{"a": 1, "b": ["x", {"c/d": 2}]}, {"k": "v"}]
+    assert docs[0].positions["/b/1/c~1d"] == (4, 11)
+    assert docs[0].key_positions["/b"] == (2, 1)
+    assert docs[0].span("/b/1/missing").line == 4  # nearest ancestor that exists
+    assert docs[1].index == 1 and docs[1].positions[""] == (6, 1)
+
+
+def test_duplicate_keys_are_errors_with_both_positions():
+    _, diags = parse("a: 1\nb: 2\na: 3\n")
+    assert [(d.code, d.span.line, d.span.column) for d in diags] == [("MF002", 3, 1)]
+    assert "first defined at line 1" in diags[0].message
+
+
+def test_only_core_tags_are_accepted():
+    for text in ("x: !!python/object/apply:os.system ['true']\n", "x: !!binary aGk=\n", "x: !custom 1\n",
+                 "x: !!set {a}\n"):
+        docs, diags = parse(text)
+        assert docs == [] and [d.code for d in diags] == ["MF006"], text
+
+
+def test_timestamps_stay_strings_and_merge_keys_are_refused():
+    docs, _ = parse("t: 2026-12-01T00:00:00Z\n")
+    assert docs[0].data == {"t": "2026-12-01T00:00:00Z"}
+    _, diags = parse("a: &a {x: 1}\nb:\n  <<: *a\n")
+    assert [d.code for d in diags] == ["MF006"] and "merge" in diags[0].message
+
+
+def test_alias_expansion_is_bounded():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]")
+    docs, diags = parse("\n".join(lines) + "\n")
+    assert docs == [] and diags[0].code == "MF003" and "expands" in diags[0].message
+
+
+def test_document_count_and_file_size_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "MAX_DOCUMENTS_PER_FILE", 3)
+    docs, diags = parse("---\na: 1\n" * 5)
+    assert len(docs) == 3 and diags[0].code == "MF003"
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 10)
+    big = tmp_path / "big.yaml"
+    big.write_text("a: 12345678901234567890\n")
+    d = Diagnostics()
+    assert source.load_paths([str(big)], d) == [] and d.items[0].code == "MF003"
+
+
+def test_syntax_errors_carry_line_and_column():
+    _, diags = parse("a: [1, 2\nb: 3\n")
+    assert diags[0].code == "MF001" and diags[0].span.line >= 2
+
+
+def test_directories_are_read_recursively_in_sorted_order(tmp_path):
+    for name in ("b/z.yaml", "a.yml", "b/a.yaml", "c.txt", ".hidden/x.yaml"):
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("k: v\n")
+    d = Diagnostics()
+    files = source.expand_paths([str(tmp_path)], d)
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.yml", "b/a.yaml", "b/z.yaml"]
+
+
+def test_missing_path_and_non_utf8(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_bytes(b"a: \xff\n")
+    d = Diagnostics()
+    source.load_paths([str(tmp_path / "nope"), str(bad)], d)
+    assert [x.code for x in d.items] == ["MF004", "MF004"]
