@@ -14,12 +14,23 @@ from pathlib import Path
 from meshforge.diagnostics import render_text
 from meshforge.pipeline import compile_paths
 
+from conftest import SHARED  # noqa: E402  (tests dir is on sys.path)
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
 
 def cases() -> list[str]:
     return sorted(p.name for p in GOLDEN.iterdir() if (p / "input").is_dir())
+
+
+def extra_inputs(case: str) -> list[str]:
+    """Inputs that live in ../shared (never copied here), listed in <case>/extra-inputs.txt."""
+    f = GOLDEN / case / "extra-inputs.txt"
+    if not f.is_file():
+        return []
+    return [line.strip().replace("$SHARED", str(SHARED)) for line in f.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 @contextmanager
@@ -37,8 +48,9 @@ def outputs(case: str) -> dict[str, str]:
     from golden_backends import BACKENDS  # noqa: registered in tests/golden_backends.py
 
     with chdir(GOLDEN / case):
-        model, diags = compile_paths(["input"], NOW)
-        out = {"diagnostics.txt": render_text(diags.items) or "no diagnostics\n"}
+        model, diags = compile_paths(["input"] + extra_inputs(case), NOW)
+        text = render_text(diags.items) or "no diagnostics\n"
+        out = {"diagnostics.txt": text.replace(str(SHARED), "$SHARED")}
         if model is not None:
             for backend in BACKENDS:
                 out.update(backend(model))

@@ -2,4 +2,20 @@
 
 from __future__ import annotations
 
-BACKENDS: list = []
+from meshforge.backends import Options, render
+from meshforge.diagnostics import Diagnostics, render_text
+
+
+def _backend(fmt: str):
+    def run(model) -> dict[str, str]:
+        diags = Diagnostics()
+        files = render(model, fmt, Options(), diags)
+        out = {f"{fmt}/{name}": text for name, text in files.items()}
+        if diags.items:
+            out[f"{fmt}/diagnostics.txt"] = render_text(diags.items)
+        return out
+
+    return run
+
+
+BACKENDS = [_backend("istio")]

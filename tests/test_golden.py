@@ -25,3 +25,16 @@ def test_invalid_cases_emit_nothing_but_diagnostics():
     for case in cases():
         if case.startswith("error-"):
             assert set(outputs(case)) == {"diagnostics.txt"}, case
+
+
+@pytest.mark.parametrize("case", cases())
+def test_golden_istio_outputs_validate_strictly_against_istio_crds(case):
+    import yaml
+
+    from istio_schema import errors
+
+    docs = [yaml.safe_load(t) for n, t in outputs(case).items() if n.startswith("istio/") and n.endswith(".yaml")]
+    for doc in docs:
+        assert errors(doc) == [], (case, doc["kind"], doc["metadata"]["name"])
+    if not case.startswith("error-"):
+        assert docs or case == "warning-expired" or "expired" in case, f"{case} rendered no Istio objects"

@@ -106,5 +106,68 @@ def explain(paths, start, key, output, now):
         click.echo(render(result), nl=False)
 
 
+def _render_options(f):
+    f = click.option("--format", "fmt", type=click.Choice(["istio", "xds", "envoy-static"]), required=True,
+                     help="Output: Istio YAML, Envoy xDS resources per node, or a static Envoy bootstrap per node.")(f)
+    f = click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True,
+                     help="envoy-static: the outbound listener port.")(f)
+    f = click.option("--admin-port", type=click.IntRange(0, 65535), default=15000, show_default=True,
+                     help="envoy-static: the Envoy admin port (0: none).")(f)
+    return f
+
+
+def _render_files(paths, fmt, now, outbound_port, admin_port):
+    from .backends import Options, render as run
+    from .diagnostics import Diagnostics
+
+    model = load_or_exit(paths, now)
+    diags = Diagnostics()
+    files = run(model, fmt, Options(outbound_port, admin_port), diags)
+    _emit_diagnostics(diags, "text", sys.stderr)
+    if diags.has_errors:
+        sys.exit(1)
+    return files
+
+
+@main.command()
+@_paths
+@_render_options
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Write one file per object into this directory (atomically; stale meshforge files removed).")
+@_now
+def render(paths, fmt, output_dir, now, outbound_port, admin_port):
+    """Compile specs into proxy configuration."""
+    from pathlib import Path
+
+    from .backends import stream
+    from .output import write_tree
+
+    files = _render_files(paths, fmt, now, outbound_port, admin_port)
+    if output_dir is None:
+        click.echo(stream(files), nl=False)
+        return
+    written, unchanged, removed = write_tree(Path(output_dir), files)
+    click.echo(f"{output_dir}: {written} written, {unchanged} unchanged, {removed} removed", err=True)
+
+
+@main.command()
+@_paths
+@_render_options
+@click.option("--against", type=click.Path(file_okay=False), required=True,
+              help="A directory rendered earlier (e.g. committed GitOps output).")
+@_now
+def diff(paths, fmt, against, now, outbound_port, admin_port):
+    """Unified diff between a rendered directory and what the specs render now. Exit 1 when different."""
+    from pathlib import Path
+
+    from .output import diff_tree
+
+    files = _render_files(paths, fmt, now, outbound_port, admin_port)
+    text = diff_tree(Path(against), files)
+    if text:
+        click.echo(text, nl=False)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

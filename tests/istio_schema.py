@@ -1,0 +1,66 @@
+"""Strict validators built from Istio's own CRD schemas (../shared/istio/crd-all.gen.yaml).
+
+Unknown fields are rejected: every object schema with `properties` gets `additionalProperties: false`
+(unless it preserves unknown fields), and `nullable` becomes a null type. CEL rules
+(`x-kubernetes-validations`) are not evaluated here.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+import jsonschema
+import yaml
+
+try:
+    from .conftest import ISTIO_CRDS
+except ImportError:  # imported as a top-level module by golden tests
+    from conftest import ISTIO_CRDS
+
+
+def strict(schema):
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if out.pop("nullable", False):
+        t = out.get("type")
+        if isinstance(t, str):
+            out["type"] = [t, "null"]
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@lru_cache(maxsize=None)
+def validators(version: str = "v1") -> dict:
+    out = {}
+    with open(ISTIO_CRDS) as f:
+        for crd in yaml.safe_load_all(f):
+            if not crd or crd["spec"]["group"] != "networking.istio.io":
+                continue
+            for v in crd["spec"]["versions"]:
+                if v["name"] != version:
+                    continue
+                schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
+                schema.setdefault("properties", {}).update({
+                    "apiVersion": {"type": "string", "enum": [f"networking.istio.io/{version}"]},
+                    "kind": {"type": "string", "enum": [crd["spec"]["names"]["kind"]]},
+                    "metadata": {"type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string", "maxLength": 253,
+                                 "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"},
+                        "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                })
+                schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
+                s = strict(schema)
+                out[crd["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(s)
+    return out
+
+
+def errors(obj: dict) -> list[str]:
+    v = validators()[obj["kind"]]
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]

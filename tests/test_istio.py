@@ -1,0 +1,246 @@
+"""Istio backend: strict CRD validity, baggage regex semantics, per-request routing, merges, render and diff."""
+
+import itertools
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import re2
+import yaml
+
+from meshforge.carriers import baggage_regex, key_from_baggage
+from meshforge.diagnostics import Diagnostics
+from meshforge.emit import istio
+from meshforge.explain import explain
+from meshforge.pipeline import compile_paths
+
+from .istio_eval import route
+from .istio_schema import errors
+from .specs import BASELINE, route_group, sandbox
+
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+BK = "meshforge-routing-key"
+
+# (baggage header values, the key they carry for "k7x2m9" purposes)
+BAGGAGE_TABLE = [
+    (["meshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["meshforge-routing-key=k7x2m9;ttl=30"], "k7x2m9"),
+    (["meshforge-routing-key = k7x2m9 ; p"], "k7x2m9"),
+    (["userId=alice,meshforge-routing-key=k7x2m9,serverNode=DF%2028"], "k7x2m9"),
+    (["userId=alice, meshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["userId=alice,\tmeshforge-routing-key=k7x2m9\t"], "k7x2m9"),
+    (["userId=alice", "meshforge-routing-key=k7x2m9"], "k7x2m9"),  # two baggage headers
+    (["sentry-trace_id=abc,sentry-environment=prod,meshforge-routing-key=k7x2m9;property=x,isProduction=false"], "k7x2m9"),
+    (["xmeshforge-routing-key=k7x2m9"], None),
+    (["meshforge-routing-key-x=k7x2m9"], None),
+    (["meshforge-routing-key=k7x2m9x"], "k7x2m9x"),
+    (["meshforge-routing-key=k7x2m"], "k7x2m"),
+    (["meshforge-routing-key=xk7x2m9"], "xk7x2m9"),
+    (["other=meshforge-routing-key=k7x2m9"], None),
+    (["other=1;meshforge-routing-key=k7x2m9"], None),
+    (["k7x2m9"], None),
+    ([""], None),
+    (["meshforge-routing-key="], None),
+]
+
+
+@pytest.mark.parametrize("values,carried", BAGGAGE_TABLE)
+def test_baggage_regex_matches_exactly_one_member(values, carried):
+    pattern = re2.compile(baggage_regex(BK, "k7x2m9"))
+    joined = ",".join(values)
+    assert (pattern.fullmatch(joined) is not None) == (carried == "k7x2m9"), joined
+    assert key_from_baggage(values, BK) == carried
+
+
+def test_baggage_key_with_regex_characters_is_escaped():
+    p = re2.compile(baggage_regex("a.b+c", "k"))
+    assert p.fullmatch("a.b+c=k") and not p.fullmatch("axb+c=k") and not p.fullmatch("a.bbc=k")
+    with pytest.raises(ValueError):
+        baggage_regex(BK, ".*")
+
+
+def compile_dir(d, now=NOW):
+    model, diags = compile_paths([str(d)], now)
+    assert model is not None, diags.items
+    return model
+
+
+SHOP = {
+    "b.yaml": BASELINE.replace("    - {name: grpc, port: 50051}\n",
+                               "    - {name: grpc, port: 50051}\n    labels: {app: payments, version: v1}\n")
+    .replace("    - {name: http-api, port: 8080}\n", "    - {name: http-api, port: 8080}\n    - {name: grpc-admin, port: 9090}\n"),
+    "s.yaml": sandbox("cart-pr-42", ("cartservice", "cart-42.shop.svc.cluster.local"), key="k7x2m9",
+                      labels="{feature: v2}") + "---\n" + """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {name: checkout-pr-7, namespace: shop, labels: {feature: v2}}
+spec:
+  forks:
+  - service: checkout
+    to: {endpoints: [{address: 10.1.2.3, port: 18080}]}
+  - service: payments.billing
+    to: {subset: {labels: {version: pr-7}}}
+---
+""" + sandbox("old", ("frontend", "old.example.com"), expires="2026-01-01T00:00:00Z"),
+    "g.yaml": route_group("v2", labels="{feature: v2}"),
+}
+
+
+def test_every_object_validates_strictly_and_is_labelled(write):
+    model = compile_dir(write(SHOP))
+    objs = istio.emit(model)
+    kinds = sorted((o.kind, o.namespace, o.name) for o in objs)
+    assert kinds == [("DestinationRule", "billing", "meshforge-payments"),
+                     ("ServiceEntry", "shop", "meshforge-checkout-checkout-pr-7"),
+                     ("VirtualService", "billing", "meshforge-payments"),
+                     ("VirtualService", "shop", "meshforge-cartservice"),
+                     ("VirtualService", "shop", "meshforge-checkout")]
+    for o in objs:
+        assert errors(o.body) == [], (o.kind, o.name)
+        assert o.body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "meshforge"}
+    dr = next(o for o in objs if o.kind == "DestinationRule").body
+    assert dr["spec"]["subsets"] == [{"name": "baseline", "labels": {"version": "v1"}},
+                                     {"name": "checkout-pr-7", "labels": {"version": "pr-7"}}]
+
+
+def requests_for(key):
+    """Every way a request may carry `key`."""
+    return [{"x-meshforge-routing-key": [key]}, {"baggage": [f"{BK}={key}"]},
+            {"baggage": [f"a=1, {BK} = {key};ttl=3"]}, {"baggage": ["a=1", f"{BK}={key}"]}]
+
+
+def expected_destination(model, svc, port, fork):
+    if fork is None:
+        d = {"host": svc.fqdn, "port": {"number": port}}
+        if svc.id == "payments.billing":
+            d["subset"] = "baseline"
+        return d
+    dest = fork.destination
+    if dest.kind == "host":
+        return {"host": dest.host, "port": {"number": dest.port or port}}
+    if dest.kind == "endpoints":
+        return {"host": istio.endpoints_host(svc, fork.sandbox), "port": {"number": port}}
+    return {"host": svc.fqdn, "port": {"number": port}, "subset": fork.sandbox}
+
+
+def test_requests_land_where_explain_says(write):
+    model = compile_dir(write(SHOP))
+    objs = [o.body for o in istio.emit(model)]
+    keys = [k.key for k in model.keys] + ["old", "unknown-key"]
+    checked = 0
+    for key in keys:
+        hops = explain(model, model.service_by_id["frontend.shop"], key).hops
+        for hop in hops:
+            svc = model.service_by_id[hop.service]
+            fork = model.destination_of(svc.id, key)
+            assert (hop.version == "sandbox") == (fork is not None)
+            for port in svc.routable_ports:
+                for headers in requests_for(key) + [{}]:
+                    want = expected_destination(model, svc, port.number, fork if headers else None)
+                    got = route(objs, svc.fqdn, port.number, headers)
+                    if fork is None and svc.id not in model.forks_by_service:
+                        want = {"host": svc.fqdn}  # no VirtualService at all: plain Kubernetes routing
+                    assert got == want, (key, svc.id, port.number, headers)
+                    checked += 1
+    assert checked > 100
+
+
+def test_user_virtual_service_is_merged_not_duplicated(write):
+    files = dict(SHOP)
+    files["vs.yaml"] = """\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: cart
+  namespace: shop
+  resourceVersion: "123"
+spec:
+  hosts: [cartservice]
+  http:
+  - name: retries
+    retries: {attempts: 3}
+    route:
+    - destination: {host: cartservice, port: {number: 7070}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: checkout-edge, namespace: shop}
+spec:
+  hosts: [checkout.shop.svc.cluster.local]
+  gateways: [shop-gateway]
+  http:
+  - route:
+    - destination: {host: checkout.shop.svc.cluster.local}
+"""
+    model = compile_dir(write(files))
+    diags = Diagnostics()
+    objs = istio.emit(model, diags)
+    vss = {(o.namespace, o.name): o.body for o in objs if o.kind == "VirtualService"}
+    assert ("shop", "meshforge-cartservice") not in vss and ("shop", "meshforge-checkout") not in vss
+    cart = vss[("shop", "cart")]
+    assert cart["apiVersion"] == "networking.istio.io/v1" and "resourceVersion" not in cart["metadata"]
+    names = [r.get("name") for r in cart["spec"]["http"]]
+    assert names == ["meshforge-k7x2m9", "meshforge-v2", "retries"]
+    assert cart["spec"]["http"][-1]["retries"] == {"attempts": 3}
+    assert [d.code for d in diags.items] == ["MF217"] and "shop/checkout-edge" in diags.items[0].message
+    for o in objs:
+        assert errors(o.body) == [], o.name
+    # rendering the merged output again is stable (our routes are replaced, not stacked)
+    again = istio.emit(model)
+    assert [o.body for o in again] == [o.body for o in objs]
+
+
+def test_render_directory_is_atomic_removes_stale_files_only(cli, write, tmp_path):
+    d = write(SHOP)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("mine\n")
+    r = cli("render", d, "--format", "istio", "-o", out, "--now", "2026-11-26T00:00:00Z")
+    assert r.exit_code == 0, r.output
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [".meshforge-files", "README.md", "billing/destinationrule-meshforge-payments.yaml",
+                     "billing/virtualservice-meshforge-payments.yaml",
+                     "shop/serviceentry-meshforge-checkout-checkout-pr-7.yaml",
+                     "shop/virtualservice-meshforge-cartservice.yaml", "shop/virtualservice-meshforge-checkout.yaml"]
+    # drop checkout-pr-7: its ServiceEntry and the payments objects go, nothing else is touched
+    (d / "s.yaml").write_text(sandbox("cart-pr-42", ("cartservice", "cart-42.shop.svc.cluster.local"), key="k7x2m9"))
+    (d / "g.yaml").unlink()
+    assert cli("diff", d, "--format", "istio", "--against", out).exit_code == 1
+    r = cli("render", d, "--format", "istio", "-o", out)
+    assert r.exit_code == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [".meshforge-files", "README.md", "shop/virtualservice-meshforge-cartservice.yaml"]
+    assert cli("diff", d, "--format", "istio", "--against", out).exit_code == 0
+    # invalid specs: exit 1 and the directory is untouched
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (d / "s.yaml").write_text(sandbox("cart-pr-42", ("nope", "x.example.com")))
+    r = cli("render", d, "--format", "istio", "-o", out)
+    assert r.exit_code == 1 and {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_diff_prints_a_unified_diff(cli, write, tmp_path):
+    d = write(SHOP)
+    out = tmp_path / "out"
+    assert cli("render", d, "--format", "istio", "-o", out, "--now", "2026-11-26T00:00:00Z").exit_code == 0
+    (d / "s.yaml").write_text((d / "s.yaml").read_text().replace("cart-42.shop", "cart-43.shop"))
+    r = cli("diff", d, "--format", "istio", "--against", out, "--now", "2026-11-26T00:00:00Z")
+    assert r.exit_code == 1
+    assert "--- a/shop/virtualservice-meshforge-cartservice.yaml" in r.output
+    assert "-        host: cart-42.shop.svc.cluster.local" in r.output
+    assert "+        host: cart-43.shop.svc.cluster.local" in r.output
+
+
+def test_output_is_byte_identical_whatever_the_file_order(tmp_path, cli):
+    texts = [SHOP["b.yaml"], *SHOP["s.yaml"].split("---\n"), SHOP["g.yaml"]]
+    outputs = set()
+    for perm in list(itertools.permutations(range(len(texts))))[:6]:
+        d = tmp_path / ("p" + "".join(map(str, perm)))
+        d.mkdir()
+        for i, j in enumerate(perm):
+            (d / f"{i}.yaml").write_text(texts[j])
+        r = cli("render", d, "--format", "istio", "--now", "2026-11-26T00:00:00Z")
+        assert r.exit_code == 0
+        outputs.add(r.stdout)
+    assert len(outputs) == 1
+    docs = list(yaml.safe_load_all(outputs.pop()))
+    assert len(docs) == 5 and all(errors(doc) == [] for doc in docs)
