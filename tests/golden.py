@@ -14,7 +14,7 @@ from pathlib import Path
 from meshforge.diagnostics import render_text
 from meshforge.pipeline import compile_paths
 
-from conftest import SHARED  # noqa: E402  (tests dir is on sys.path)
+from .conftest import SHARED
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
@@ -45,7 +45,7 @@ def chdir(path: Path):
 
 def outputs(case: str) -> dict[str, str]:
     """Every output of a case, by relative file name under expected/."""
-    from golden_backends import BACKENDS  # noqa: registered in tests/golden_backends.py
+    from .golden_backends import BACKENDS
 
     with chdir(GOLDEN / case):
         model, diags = compile_paths(["input"] + extra_inputs(case), NOW)

@@ -13,10 +13,7 @@ from functools import lru_cache
 import jsonschema
 import yaml
 
-try:
-    from .conftest import ISTIO_CRDS
-except ImportError:  # imported as a top-level module by golden tests
-    from conftest import ISTIO_CRDS
+from .conftest import ISTIO_CRDS
 
 
 def strict(schema):

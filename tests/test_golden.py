@@ -1,13 +1,8 @@
 """Every golden case produces exactly its expected files (diagnostics and each backend's output)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from golden import GOLDEN, cases, check, outputs  # noqa: E402
+from .golden import GOLDEN, cases, check, outputs
 
 
 @pytest.mark.parametrize("case", cases())
@@ -31,7 +26,7 @@ def test_invalid_cases_emit_nothing_but_diagnostics():
 def test_golden_istio_outputs_validate_strictly_against_istio_crds(case):
     import yaml
 
-    from istio_schema import errors
+    from .istio_schema import errors
 
     docs = [yaml.safe_load(t) for n, t in outputs(case).items() if n.startswith("istio/") and n.endswith(".yaml")]
     for doc in docs:

@@ -13,11 +13,10 @@ import copy
 import ipaddress
 from dataclasses import dataclass
 
-import yaml
-
 from ..carriers import baggage_regex
 from ..diagnostics import Diagnostics
 from ..model import Fork, Model, Port, Service, UserVirtualService
+from ..output import dump_yaml
 
 API = "networking.istio.io/v1"
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
@@ -185,20 +184,8 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
     return sorted(objects, key=IstioObject.sort_key)
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper, value: str):
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def to_yaml(body: dict) -> str:
-    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True)
+    return dump_yaml(body, sort_keys=False)
 
 
 def render_files(model: Model, diags: Diagnostics | None = None) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Envoy backend: the resolved model → xDS resources per sidecar node (protobuf, from xds-protos)."""

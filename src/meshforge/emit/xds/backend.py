@@ -1,0 +1,81 @@
+"""`render --format xds` and `--format envoy-static`: snapshots → YAML files per node.
+
+Input: model and options. Output: {"<name>.<namespace>.yaml": text}. `xds` lists each node's
+resources in Envoy's JSON mapping (what the server would push, `@type` first); `envoy-static` is a
+complete bootstrap with the same resources inline that `envoy -c FILE` runs without any server.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf import json_format, struct_pb2
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from ... import backends
+from ...diagnostics import Diagnostics
+from ...model import Model
+from ...output import dump_yaml
+from . import names, resources
+from .compiler import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, XdsCompiler
+
+MESSAGE = {LISTENER_TYPE: listener_pb2.Listener, ROUTE_TYPE: route_pb2.RouteConfiguration,
+           CLUSTER_TYPE: cluster_pb2.Cluster, ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment}
+SECTION = {LISTENER_TYPE: "listeners", ROUTE_TYPE: "routes", CLUSTER_TYPE: "clusters", ENDPOINT_TYPE: "endpoints"}
+
+
+def to_dict(msg) -> dict:
+    """Envoy's JSON mapping (proto field names), as plain dicts."""
+    return json.loads(json_format.MessageToJson(msg, preserving_proto_field_name=True))
+
+
+def dump(data: dict) -> str:
+    return dump_yaml(data, sort_keys=True)
+
+
+def render_xds(model: Model, opts: backends.Options, diags: Diagnostics) -> dict[str, str]:
+    snap = XdsCompiler(eds=True).compile(model, diags)
+    out = {}
+    for node in sorted(snap.nodes):
+        res = snap.resources(node, opts.outbound_port)
+        doc = {"node": node, "resources": {}}
+        for type_url in (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
+            items = []
+            for name, r in sorted(res[type_url].items()):
+                items.append({"@type": type_url, **to_dict(MESSAGE[type_url].FromString(r.body))})
+            doc["resources"][SECTION[type_url]] = items
+        out[names.node_file(node)] = dump(doc)
+    return out
+
+
+def bootstrap_static(model: Model, node: str, snap, opts: backends.Options) -> bootstrap_pb2.Bootstrap:
+    cfg = snap.nodes[node]
+    route = route_pb2.RouteConfiguration.FromString(cfg.routes[names.ROUTE_CONFIG].body)
+    b = bootstrap_pb2.Bootstrap(node=node_proto(node, f"{node}~static", opts.outbound_port))
+    if opts.admin_port:
+        b.admin.address.CopyFrom(address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=opts.admin_port)))
+    b.static_resources.listeners.append(resources.listener(opts.outbound_port, model.routing, route))
+    b.static_resources.clusters.extend(cluster_pb2.Cluster.FromString(r.body) for _, r in sorted(cfg.clusters.items()))
+    return b
+
+
+def node_proto(cluster: str, node_id: str, outbound_port: int) -> base_pb2.Node:
+    meta = struct_pb2.Struct()
+    meta.update({names.OUTBOUND_PORT_METADATA: str(outbound_port)})
+    return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
+
+
+def render_static(model: Model, opts: backends.Options, diags: Diagnostics) -> dict[str, str]:
+    snap = XdsCompiler(eds=False).compile(model, diags)
+    return {names.node_file(node): dump(to_dict(bootstrap_static(model, node, snap, opts))) for node in sorted(snap.nodes)}
+
+
+backends.register("xds", render_xds)
+backends.register("envoy-static", render_static)

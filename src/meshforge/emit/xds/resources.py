@@ -1,0 +1,176 @@
+"""Small pure builders: model pieces → Envoy protobuf messages, one function per resource kind.
+
+Input: `Service`, `Fork`, `Routing`. Output: `Cluster`, `ClusterLoadAssignment`, `VirtualHost`,
+`RouteConfiguration`, `Listener` messages. Routing per request is O(1) in the number of routing keys:
+a forked service's virtual host holds an xDS matcher tree whose `exact_match_map` is keyed by the
+routing-key header (the Lua filter fills that header from `baggage`).
+"""
+
+from __future__ import annotations
+
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, extension_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.lua.v3 import lua_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import http_inputs_pb2
+from xds.core.v3 import extension_pb2 as xds_extension_pb2
+from xds.type.matcher.v3 import matcher_pb2
+
+from ...model import Destination, Endpoint, Port, Routing, Service
+from . import lua, names
+
+CONNECT_TIMEOUT = duration_pb2.Duration(seconds=2)
+H2_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def _any(msg) -> any_pb2.Any:
+    a = any_pb2.Any()
+    a.Pack(msg, deterministic=True)
+    return a
+
+
+def _h2_options() -> dict:
+    opts = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+    return {H2_OPTIONS_KEY: _any(opts)}
+
+
+def _socket(address: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
+
+
+def load_assignment(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.ClusterLoadAssignment:
+    lb = [endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=_socket(e.address, e.port)))
+          for e in sorted(endpoints, key=lambda e: (e.address, e.port))]
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb)])
+
+
+def _is_ip(address: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return False
+
+
+def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | None = None,
+            endpoints: tuple[Endpoint, ...] = (), eds: bool = True) -> cluster_pb2.Cluster:
+    """A DNS cluster for `host`, or one for static `endpoints`: served by EDS, or inline when `eds` is False."""
+    c = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT)
+    if host is not None:
+        c.type = cluster_pb2.Cluster.STRICT_DNS
+        c.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+        c.load_assignment.CopyFrom(load_assignment(name, (Endpoint(host, host_port or port.number),)))
+    elif eds:
+        c.type = cluster_pb2.Cluster.EDS
+        c.eds_cluster_config.eds_config.CopyFrom(ads_source())
+    else:
+        static = all(_is_ip(e.address) for e in endpoints)
+        c.type = cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS
+        c.load_assignment.CopyFrom(load_assignment(name, endpoints))
+    if port.http2:
+        for k, v in _h2_options().items():
+            c.typed_extension_protocol_options[k].CopyFrom(v)
+    return c
+
+
+def ads_source() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(ads=config_source_pb2.AggregatedConfigSource(),
+                                          resource_api_version=config_source_pb2.V3)
+
+
+def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment | None]]:
+    """The baseline cluster of one service port and a cluster per routing key that forks it.
+
+    Returns (cluster, load assignment served by EDS or None).
+    """
+    out = []
+    base = names.cluster(port.number, svc.fqdn)
+    if svc.endpoints:
+        out.append((cluster(base, port, endpoints=svc.endpoints, eds=eds), load_assignment(base, svc.endpoints) if eds else None))
+    else:
+        out.append((cluster(base, port, host=svc.fqdn), None))
+    for key, fork in forks:
+        name = names.cluster(port.number, svc.fqdn, key)
+        dest: Destination = fork.destination
+        if dest.kind == "host":
+            out.append((cluster(name, port, host=dest.host, host_port=dest.port), None))
+        elif dest.kind == "endpoints":
+            out.append((cluster(name, port, endpoints=dest.endpoints, eds=eds),
+                        load_assignment(name, dest.endpoints) if eds else None))
+    return out
+
+
+def _route(cluster_name: str, name: str) -> route_components_pb2.Route:
+    return route_components_pb2.Route(
+        name=name, match=route_components_pb2.RouteMatch(prefix="/"),
+        route=route_components_pb2.RouteAction(cluster=cluster_name, timeout=duration_pb2.Duration(seconds=0)))
+
+
+def _action(route: route_components_pb2.Route, name: str) -> matcher_pb2.Matcher.OnMatch:
+    return matcher_pb2.Matcher.OnMatch(action=xds_extension_pb2.TypedExtensionConfig(name=name, typed_config=_any(route)))
+
+
+def domains(svc: Service, port: Port, same_namespace: bool, default_port: bool) -> list[str]:
+    """Authorities that reach this service port: name (same namespace only, as Kubernetes DNS),
+    name.namespace, name.namespace.svc, FQDN, each with `:port`, and without it on the default port."""
+    hosts = [svc.id, f"{svc.id}.svc", svc.fqdn]
+    if same_namespace:
+        hosts.insert(0, svc.name)
+    out = [f"{h}:{port.number}" for h in hosts]
+    if default_port:
+        out += hosts
+    return out
+
+
+def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespace: bool,
+                 default_port: bool) -> route_components_pb2.VirtualHost:
+    vh = route_components_pb2.VirtualHost(name=names.virtual_host(svc.id, port.number),
+                                          domains=domains(svc, port, same_namespace, default_port))
+    baseline = _route(names.cluster(port.number, svc.fqdn), "baseline")
+    keyed = [(key, fork) for key, fork in forks if fork.destination.kind in ("host", "endpoints")]
+    if not keyed:
+        vh.routes.append(baseline)
+        return vh
+    tree = matcher_pb2.Matcher.MatcherTree(input=xds_extension_pb2.TypedExtensionConfig(
+        name="routing-key", typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=routing.header))))
+    for key, _ in keyed:
+        tree.exact_match_map.map[key].CopyFrom(_action(_route(names.cluster(port.number, svc.fqdn, key), key), key))
+    vh.matcher.CopyFrom(matcher_pb2.Matcher(matcher_tree=tree, on_no_match=_action(baseline, "baseline")))
+    return vh
+
+
+def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
+    rc = route_pb2.RouteConfiguration(name=names.ROUTE_CONFIG)
+    rc.virtual_hosts.extend(vhosts)
+    return rc
+
+
+def listener(port: int, routing: Routing, route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
+    """The outbound listener; RDS over ADS, or the route configuration inline (static bootstrap)."""
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    if route_config is None:
+        hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
+    else:
+        hcm.route_config.CopyFrom(route_config)
+    hcm.http_filters.append(hcm_pb2.HttpFilter(
+        name="meshforge.baggage_routing_key",
+        typed_config=_any(lua_pb2.Lua(
+            default_source_code=base_pb2.DataSource(inline_string=lua.source(routing.baggage_key, routing.header)),
+            clear_route_cache=wrappers_pb2.BoolValue(value=True)))))
+    hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
+    return listener_pb2.Listener(
+        name=names.LISTENER, address=_socket("127.0.0.1", port),
+        filter_chains=[listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
+            name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])])
