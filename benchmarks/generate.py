@@ -17,7 +17,8 @@ def service_name(i: int) -> str:
     return f"svc-{i:04d}"
 
 
-def generate(out: Path, services: int = 1000, sandboxes: int = 1000, seed: int = 7, deps: int = 3) -> Path:
+def generate(out: Path, services: int = 1000, sandboxes: int = 1000, seed: int = 7, deps: int | None = 3) -> Path:
+    """`deps` callees per service (dependsOn), or None to leave dependsOn out (every proxy told everything)."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     per_file = 100
@@ -25,9 +26,11 @@ def generate(out: Path, services: int = 1000, sandboxes: int = 1000, seed: int =
         svcs = []
         for i in range(start, min(services, start + per_file)):
             port = {"name": "grpc", "port": 9090} if i % 3 == 0 else {"name": "http", "port": 8080}
-            callees = sorted({service_name(j) for j in rng.sample(range(services), min(deps, services)) if j != i})
-            svcs.append({"name": service_name(i), "ports": [port], "dependsOn": callees,
-                         "labels": {"app": service_name(i), "version": "v1"}})
+            svc = {"name": service_name(i), "ports": [port], "labels": {"app": service_name(i), "version": "v1"}}
+            if deps is not None:
+                svc["dependsOn"] = sorted({service_name(j) for j in rng.sample(range(services), min(deps, services))
+                                           if j != i})
+            svcs.append(svc)
         doc = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Baseline",
                "metadata": {"name": f"staging-{start // per_file:03d}", "namespace": "bench"},
                "spec": {"services": svcs}}

@@ -2,7 +2,6 @@
 
 import itertools
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import re2

@@ -35,6 +35,29 @@ def port_protocol(name: str | None, app_protocol: str | None) -> str:
 
 
 def parse_documents(docs: list[Document], diags: Diagnostics) -> Decls:
+    decls, k8s = parse_own_documents(docs, diags)
+    return finish(decls, k8s, diags)
+
+
+def finish(decls: Decls, k8s: list[Document], diags: Diagnostics) -> Decls:
+    """Kubernetes import needs every Service and workload at once (selectors cross files)."""
+    decls.services.extend(kubernetes.import_services(k8s, diags))
+    return decls
+
+
+def merge(parts: list[Decls]) -> Decls:
+    out = Decls()
+    for p in parts:
+        out.services.extend(p.services)
+        out.sandboxes.extend(p.sandboxes)
+        out.route_groups.extend(p.route_groups)
+        out.settings.extend(p.settings)
+        out.virtual_services.extend(p.virtual_services)
+    return out
+
+
+def parse_own_documents(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Document]]:
+    """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside."""
     decls = Decls()
     k8s: list[Document] = []
     for doc in docs:
@@ -64,8 +87,7 @@ def parse_documents(docs: list[Document], diags: Diagnostics) -> Decls:
                     meta["name"], str(meta.get("namespace") or DEFAULT_NAMESPACE), doc.data, doc.span("")))
         elif (api, kind) in kubernetes.KINDS:
             k8s.append(doc)
-    decls.services.extend(kubernetes.import_services(k8s, diags))
-    return decls
+    return decls, k8s
 
 
 def _labels(d) -> tuple[tuple[str, str], ...]:
