@@ -169,5 +169,75 @@ def diff(paths, fmt, against, now, outbound_port, admin_port):
         sys.exit(1)
 
 
+def _serve_compile_fn(paths):
+    """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
+    from .diagnostics import Diagnostics
+    from .emit.xds.compiler import XdsCompiler
+    from .pipeline import Workspace
+    from .server.run import Result
+
+    workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True)
+
+    def compile_fn(now):
+        model, diags = workspace.compile(now)
+        warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
+        if model is None:
+            return Result(None, [d.to_text() for d in diags.errors()], warnings)
+        xdiags = Diagnostics()
+        snapshot = compiler.compile(model, xdiags)
+        if xdiags.has_errors:
+            return Result(None, [d.to_text() for d in xdiags.errors()], warnings)
+        expiries = [parse_time(s.expires_at) for s in model.sandboxes if s.expires_at and not s.expired]
+        return Result(snapshot, [], warnings, min(expiries) if expiries else None)
+
+    return compile_fn
+
+
+@main.command()
+@_paths
+@click.option("--xds-address", required=True, help="HOST:PORT for the ADS gRPC server (port 0: any free port).")
+@click.option("--admin-address", default=None, help="HOST:PORT for /healthz /readyz /metrics /debug/config.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def serve(paths, xds_address, admin_address, log_level):
+    """Serve xDS to Envoy sidecars (ADS, state of the world and delta); watch PATHS and push every valid change."""
+    import asyncio
+    import logging
+
+    from .server.run import ControlPlane, parse_address
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for a in filter(None, (xds_address, admin_address)):
+        try:
+            parse_address(a)
+        except ValueError as e:
+            raise click.BadParameter(str(e))
+    cp = ControlPlane(_serve_compile_fn(paths), list(paths), xds_address, admin_address)
+    try:
+        asyncio.run(cp.run_forever())
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--service", required=True, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
+@click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve.")
+@click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True)
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=15000, show_default=True,
+              help="Envoy admin port on 127.0.0.1 (0: none).")
+@click.option("--node-id", default=None, help="node.id (default: SERVICE~hostname).")
+@click.option("--delta", is_flag=True, help="Use incremental (delta) xDS instead of state of the world.")
+def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta):
+    """Print an Envoy bootstrap (YAML) for one sidecar, pointing at meshforge serve."""
+    from .emit.xds.backend import dump, to_dict
+    from .emit.xds.bootstrap import ads_bootstrap
+    from .server.run import parse_address
+
+    try:
+        host, port = parse_address(xds_address)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--xds-address")
+    click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta))), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

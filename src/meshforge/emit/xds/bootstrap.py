@@ -1,0 +1,60 @@
+"""`meshforge bootstrap`: the Envoy bootstrap of one sidecar that gets everything else from `serve` over ADS.
+
+Input: the service the sidecar belongs to and where `serve` listens. Output: a Bootstrap message.
+`node.cluster` names the service (name.namespace); node metadata carries the outbound port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from google.protobuf import duration_pb2
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, backoff_pb2, base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from .backend import node_proto
+from .resources import _h2_options, ads_source
+
+XDS_CLUSTER = "meshforge_xds"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = 15001, admin_port: int = 15000,
+                  node_id: str | None = None, delta: bool = False) -> bootstrap_pb2.Bootstrap:
+    cluster = service if "." in service else f"{service}.default"
+    b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}", outbound_port))
+    if admin_port:
+        b.admin.address.CopyFrom(address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))
+    grpc = grpc_service_pb2.GrpcService(envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+        cluster_name=XDS_CLUSTER,
+        # reconnect quickly when the control plane restarts (default backoff grows to 30 s)
+        retry_policy=base_pb2.RetryPolicy(retry_back_off=backoff_pb2.BackoffStrategy(
+            base_interval=duration_pb2.Duration(nanos=100_000_000), max_interval=duration_pb2.Duration(seconds=2)))))
+    b.dynamic_resources.ads_config.CopyFrom(config_source_pb2.ApiConfigSource(
+        api_type=config_source_pb2.ApiConfigSource.DELTA_GRPC if delta else config_source_pb2.ApiConfigSource.GRPC,
+        transport_api_version=config_source_pb2.V3, grpc_services=[grpc], set_node_on_first_message_only=True))
+    b.dynamic_resources.lds_config.CopyFrom(ads_source())
+    b.dynamic_resources.cds_config.CopyFrom(ads_source())
+    xds = cluster_pb2.Cluster(
+        name=XDS_CLUSTER, connect_timeout=duration_pb2.Duration(seconds=1),
+        type=cluster_pb2.Cluster.STATIC if _is_ip(xds_host) else cluster_pb2.Cluster.STRICT_DNS,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=XDS_CLUSTER, endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint_components_pb2.LbEndpoint(
+                endpoint=endpoint_components_pb2.Endpoint(address=address_pb2.Address(
+                    socket_address=address_pb2.SocketAddress(address=xds_host, port_value=xds_port))))])]))
+    for k, v in _h2_options().items():
+        xds.typed_extension_protocol_options[k].CopyFrom(v)
+    b.static_resources.clusters.append(xds)
+    return b

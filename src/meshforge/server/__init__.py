@@ -1,0 +1,1 @@
+"""The live control plane: snapshot cache, ADS (state of the world and delta), file watch, admin HTTP."""

@@ -1,0 +1,99 @@
+"""Admin HTTP: /healthz, /readyz, /metrics (Prometheus), /debug/config?node=NAME.NAMESPACE[&port=P].
+
+Runs in its own thread (http.server), reading state the event loop publishes; it never blocks it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from google.protobuf import json_format, symbol_database
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+# The Envoy message types must be registered to decode what the cache holds.
+from envoy.config.cluster.v3 import cluster_pb2  # noqa: F401
+from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: F401
+from envoy.config.listener.v3 import listener_pb2  # noqa: F401
+from envoy.config.route.v3 import route_pb2  # noqa: F401
+from envoy.extensions.filters.http.lua.v3 import lua_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
+
+log = logging.getLogger("meshforge.admin")
+
+
+class AdminState:
+    """What the admin endpoints report; written by the reload loop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.has_config = False
+        self.errors: list[str] = []  # rendered diagnostics of the specs on disk, when invalid
+        self.cache = None
+        self.metrics = None
+
+
+def _decode(type_url: str, body: bytes) -> dict:
+    name = type_url.split("/", 1)[1]
+    cls = symbol_database.Default().GetSymbol(name)
+    return json.loads(json_format.MessageToJson(cls.FromString(body), preserving_proto_field_name=True))
+
+
+def make_handler(state: AdminState):
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            if url.path == "/healthz":
+                return self._send(200, "ok\n")
+            if url.path == "/readyz":
+                with state.lock:
+                    has, errors = state.has_config, list(state.errors)
+                if not has:
+                    return self._send(503, "not ready: no valid configuration loaded yet\n" + "\n".join(errors) + "\n")
+                if errors:
+                    return self._send(200, "ready, serving the last good configuration; the specs on disk are "
+                                      "invalid:\n" + "\n".join(errors) + "\n")
+                return self._send(200, "ready\n")
+            if url.path == "/metrics":
+                return self._send(200, generate_latest(state.metrics.registry).decode(), CONTENT_TYPE_LATEST)
+            if url.path == "/debug/config":
+                q = parse_qs(url.query)
+                node = (q.get("node") or [""])[0]
+                port = int((q.get("port") or ["15001"])[0])
+                cache = state.cache
+                if not node or cache is None or not cache.known_node(node):
+                    known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []
+                    return self._send(404, json.dumps({"error": f"unknown node {node!r}", "nodes": known}, indent=2),
+                                      "application/json")
+                res = cache.resources(node, port)
+                out = {"node": node, "generation": cache.generation, "resources": {
+                    t.rsplit(".", 1)[1]: [{"name": n, "version": r.version, "resource": _decode(t, r.body)}
+                                          for n, r in sorted(v.items())] for t, v in res.items()}}
+                return self._send(200, json.dumps(out, indent=2, sort_keys=True), "application/json")
+            return self._send(404, "not found: /healthz /readyz /metrics /debug/config?node=NAME.NAMESPACE\n")
+
+        def log_message(self, fmt, *args):
+            log.debug("admin: " + fmt, *args)
+
+    return Handler
+
+
+def start_admin(host: str, port: int, state: AdminState) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(state))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="meshforge-admin", daemon=True).start()
+    return server

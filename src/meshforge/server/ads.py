@@ -1,0 +1,323 @@
+"""Aggregated Discovery Service over grpc.aio: state of the world and incremental (delta) xDS.
+
+Input: DiscoveryRequests from proxies and snapshots from the cache. Output: DiscoveryResponses.
+Per stream and per type it keeps what was sent, with which nonce, and what was ACKed, and follows
+the xDS protocol:
+- SotW: a response whose nonce is not the last one sent is stale and ignored; one version per type
+  (a hash of the resources' content hashes, so replicas agree); LDS/CDS are wildcard and carry full
+  state, RDS/EDS carry the requested names that exist (names that appear later are sent then).
+- Delta: subscriptions change even on a stale nonce; resources carry content-hash versions;
+  `initial_resource_versions` avoids resending what a reconnecting proxy has; removals are explicit.
+- A NACK (error_detail set) is logged with the node and the error, counted, and not answered by
+  resending the same configuration; the proxy keeps its last accepted one until the snapshot changes.
+- Make-before-break: CDS first (with clusters about to be removed still in it) and ACKed before EDS,
+  LDS, RDS; removals go last, once LDS and RDS are ACKed. EDS is resent after every CDS change so
+  re-created EDS clusters finish warming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+
+from google.protobuf import any_pb2
+
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from .cache import SnapshotCache
+from .metrics import Metrics
+
+log = logging.getLogger("meshforge.ads")
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+WILDCARD_TYPES = (LISTENER, CLUSTER)
+SHORT = {LISTENER: "LDS", ROUTE: "RDS", CLUSTER: "CDS", ENDPOINT: "EDS"}
+DEFAULT_OUTBOUND_PORT = 15001
+OUTBOUND_PORT_KEY = "meshforge.outbound_port"
+
+_nonces = itertools.count(1)
+
+
+def _version(resources: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(resources):
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(resources[name].version.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _any(type_url: str, body: bytes) -> any_pb2.Any:
+    return any_pb2.Any(type_url=type_url, value=body)
+
+
+class _TypeState:
+    def __init__(self) -> None:
+        self.requested = False
+        self.names: set[str] | None = None  # None: wildcard
+        self.nonce: str | None = None  # last response's nonce
+        self.awaiting = False  # that response is neither ACKed nor NACKed yet
+        self.sent: dict = {}  # name -> resource, as last sent (SotW) / as the proxy has it (delta: versions)
+        self.version: str | None = None  # SotW version_info last sent
+        self.force = False  # answer the next request even if nothing changed (EDS after CDS)
+        self.sent_at = 0.0
+
+
+class _Stream:
+    """One proxy connection. Subclasses say how a response is built (full state or delta)."""
+
+    kind = "sotw"
+
+    def __init__(self, server: "AdsServer", peer: str):
+        self.server = server
+        self.cache = server.cache
+        self.peer = peer
+        self.node_id = ""
+        self.node = ""  # node.cluster: the service this proxy is the sidecar of
+        self.port = DEFAULT_OUTBOUND_PORT
+        self.types: dict[str, _TypeState] = {}
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.out: asyncio.Queue = asyncio.Queue()
+        self.generation_seen = 0  # the snapshot generation this stream has pushed
+
+    # -- identity ---------------------------------------------------------------------------
+    def _identify(self, node) -> None:
+        if self.node or not node.cluster and not node.id:
+            return
+        self.node_id, self.node = node.id, node.cluster
+        meta = node.metadata.fields.get(OUTBOUND_PORT_KEY)
+        if meta is not None:
+            try:
+                self.port = int(meta.string_value or meta.number_value)
+            except ValueError:
+                log.warning("node %s: metadata %s=%r is not a port; using %d", node.id, OUTBOUND_PORT_KEY,
+                            meta.string_value, DEFAULT_OUTBOUND_PORT)
+        if not self.cache.known_node(self.node):
+            log.warning("node %s (cluster %r) names no known service: it gets an empty configuration; "
+                        "set node.cluster to name.namespace of a baseline service", node.id, node.cluster)
+        log.info("%s stream from %s: node %s, cluster %s, outbound port %d", self.kind, self.peer, node.id,
+                 node.cluster, self.port)
+
+    def desired(self, type_url: str) -> dict:
+        res = self.cache.resources(self.node, self.port).get(type_url, {})
+        st = self.types[type_url]
+        if st.names is None:
+            return res
+        return {n: r for n, r in res.items() if n in st.names}
+
+    # -- ordering ---------------------------------------------------------------------------
+    def _awaiting(self, type_url: str) -> bool:
+        st = self.types.get(type_url)
+        return st is not None and st.awaiting
+
+    async def push(self) -> None:
+        """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS → CDS removals."""
+        if self.cache.snapshot is None or not self.node:
+            return
+        if self._awaiting(CLUSTER):
+            return
+        cds = self.types.get(CLUSTER)
+        if cds is not None and cds.requested:
+            if await self.send(CLUSTER, keep_removed=True):
+                for t in (ENDPOINT,):
+                    if t in self.types:
+                        self.types[t].force = True
+                return  # wait for the CDS ACK before anything that may reference new clusters
+        for t in (ENDPOINT, LISTENER, ROUTE):
+            st = self.types.get(t)
+            if st is not None and st.requested:
+                await self.send(t)
+        if cds is not None and cds.requested and not self._awaiting(LISTENER) and not self._awaiting(ROUTE):
+            await self.send(CLUSTER, keep_removed=False)
+
+    # -- requests ---------------------------------------------------------------------------
+    def nack(self, type_url: str, node, error) -> None:
+        self.server.metrics.nacks.labels(SHORT.get(type_url, type_url)).inc()
+        log.error("NACK from node %s (cluster %s) for %s: %s (code %d); keeping its last accepted configuration",
+                  self.node_id or node.id, self.node or node.cluster, SHORT.get(type_url, type_url),
+                  error.message, error.code)
+
+    def ack(self, st: _TypeState, type_url: str) -> None:
+        st.awaiting = False
+
+    async def run(self, requests) -> None:
+        self.cache.subscribe(self.queue)
+        self.server.streams.add(self)
+        self.server.metrics.connected.labels(self.kind).inc()
+
+        async def reader():
+            try:
+                async for req in requests:
+                    self.queue.put_nowait(("request", req))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the peer went away
+                log.debug("stream %s closed: %s", self.peer, e)
+            self.queue.put_nowait(("closed", None))
+
+        task = asyncio.ensure_future(reader())
+        try:
+            while True:
+                what, item = await self.queue.get()
+                if what == "closed":
+                    break
+                if what == "request":
+                    await self.handle(item)
+                elif what == "snapshot" and item != self.generation_seen:
+                    self.generation_seen = item
+                    await self.push()
+        finally:
+            task.cancel()
+            self.cache.unsubscribe(self.queue)
+            self.server.streams.discard(self)
+            self.server.metrics.connected.labels(self.kind).dec()
+            await self.out.put(None)
+
+    def _record_push(self, type_url: str) -> None:
+        m = self.server.metrics
+        m.pushes.labels(SHORT.get(type_url, type_url)).inc()
+        if self.generation_seen and self.generation_seen == self.cache.generation and self.generation_seen > 1:
+            # a push caused by a new snapshot (not a proxy's first request): how long it took to go out
+            m.push_latency.labels(SHORT.get(type_url, type_url)).observe(time.monotonic() - self.cache.published_at)
+
+
+class SotwStream(_Stream):
+    kind = "sotw"
+
+    async def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
+        self._identify(req.node)
+        t = req.type_url
+        st = self.types.setdefault(t, _TypeState())
+        if req.response_nonce:
+            if req.response_nonce != st.nonce:
+                return  # stale: a response to something we have since replaced
+            if req.HasField("error_detail"):
+                st.awaiting = False
+                self.nack(t, req.node, req.error_detail)
+                return
+            self.ack(st, t)
+        wildcard = t in WILDCARD_TYPES and (not req.resource_names or "*" in req.resource_names)
+        names = None if wildcard else set(req.resource_names)
+        changed = not st.requested or names != st.names
+        st.requested, st.names = True, names
+        if changed or st.force:
+            st.force = False
+            await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=True)
+        await self.push()
+
+    async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
+        st = self.types[t]
+        res = dict(self.desired(t))
+        if t == CLUSTER and keep_removed:
+            for name, r in st.sent.items():
+                res.setdefault(name, r)  # removals last
+        version = _version(res)
+        if version == st.version and not always:
+            return False
+        if st.awaiting and not always:
+            return False
+        nonce = str(next(_nonces))
+        resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=nonce,
+                                               resources=[_any(t, res[n].body) for n in sorted(res)])
+        st.nonce, st.version, st.sent, st.awaiting, st.sent_at = nonce, version, res, True, time.monotonic()
+        await self.out.put(resp)
+        self._record_push(t)
+        return True
+
+
+class DeltaStream(_Stream):
+    kind = "delta"
+
+    async def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        self._identify(req.node)
+        t = req.type_url
+        first = t not in self.types
+        st = self.types.setdefault(t, _TypeState())
+        if first:
+            st.sent = dict(req.initial_resource_versions)  # name -> version the proxy already has
+            subs = set(req.resource_names_subscribe)
+            st.names = None if t in WILDCARD_TYPES and (not subs or "*" in subs) else subs - {"*"}
+            if t not in WILDCARD_TYPES and "*" in subs:
+                st.names = None
+            st.requested = True
+        else:
+            # subscription changes apply whatever the nonce says
+            for n in req.resource_names_subscribe:
+                if n == "*":
+                    st.names = None
+                elif st.names is not None:
+                    st.names.add(n)
+                st.sent.pop(n, None)  # a (re)subscribe asks for the resource itself
+            for n in req.resource_names_unsubscribe:
+                if n == "*" and st.names is None:
+                    st.names = set()
+                elif st.names is not None:
+                    st.names.discard(n)
+                st.sent.pop(n, None)
+        if req.response_nonce and req.response_nonce == st.nonce:
+            st.awaiting = False
+            if req.HasField("error_detail"):
+                self.nack(t, req.node, req.error_detail)
+        await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=first)
+        await self.push()
+
+    async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
+        st = self.types[t]
+        if st.awaiting and not always:
+            return False
+        desired = self.desired(t)
+        changed = {n: r for n, r in desired.items() if st.sent.get(n) != r.version}
+        removed = [n for n in st.sent if n not in desired and (st.names is None or n in st.names or t in WILDCARD_TYPES)]
+        if t == CLUSTER and keep_removed:
+            removed = []
+        if st.force:
+            st.force = False
+            changed = dict(desired)
+        if not changed and not removed and not (always and not st.sent and st.nonce is None):
+            return False
+        nonce = str(next(_nonces))
+        resp = discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=_version(desired), type_url=t, nonce=nonce, removed_resources=sorted(removed),
+            resources=[discovery_pb2.Resource(name=n, version=changed[n].version, resource=_any(t, changed[n].body))
+                       for n in sorted(changed)])
+        for n in removed:
+            st.sent.pop(n, None)
+        for n, r in changed.items():
+            st.sent[n] = r.version
+        st.nonce, st.awaiting, st.sent_at = nonce, True, time.monotonic()
+        await self.out.put(resp)
+        self._record_push(t)
+        return True
+
+
+class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, cache: SnapshotCache, metrics: Metrics):
+        self.cache = cache
+        self.metrics = metrics
+        self.streams: set[_Stream] = set()
+
+    async def _serve(self, stream: _Stream, request_iterator):
+        runner = asyncio.ensure_future(stream.run(request_iterator))
+        try:
+            while True:
+                resp = await stream.out.get()
+                if resp is None:
+                    break
+                yield resp
+        finally:
+            runner.cancel()
+
+    async def StreamAggregatedResources(self, request_iterator, context):
+        async for resp in self._serve(SotwStream(self, context.peer()), request_iterator):
+            yield resp
+
+    async def DeltaAggregatedResources(self, request_iterator, context):
+        async for resp in self._serve(DeltaStream(self, context.peer()), request_iterator):
+            yield resp

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the control plane (prometheus_client: exposition format and histograms done right)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # *_created series are noise for a control plane
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.connected = Gauge("meshforge_connected_proxies", "Connected xDS streams.", ["stream"], registry=r)
+        self.pushes = Counter("meshforge_xds_pushes_total", "xDS responses sent.", ["type"], registry=r)
+        self.push_latency = Histogram(
+            "meshforge_xds_push_latency_seconds", "From a snapshot being published to a response carrying it being sent.",
+            ["type"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5))
+        self.nacks = Counter("meshforge_xds_nacks_total", "xDS responses rejected by proxies.", ["type"], registry=r)
+        self.spec_errors = Gauge("meshforge_spec_errors", "Errors in the specs on disk now (0: valid).", registry=r)
+        self.spec_valid = Gauge("meshforge_spec_valid", "1 when the specs on disk compiled; 0 while the last good "
+                                "configuration is served instead.", registry=r)
+        self.reloads = Counter("meshforge_reloads_total", "Spec reloads.", ["result"], registry=r)
+        self.compile_seconds = Histogram("meshforge_compile_seconds", "Reload: read, validate, resolve, compile.",
+                                         registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.generation = Gauge("meshforge_snapshot_generation", "Snapshots published since start.", registry=r)

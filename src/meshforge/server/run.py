@@ -1,0 +1,164 @@
+"""`meshforge serve`: the gRPC ADS server, the admin HTTP server, the file watcher and the expiry clock.
+
+Input: a `compile_fn(now) -> Result` supplied by the CLI (the server imports no compiler stage) and
+addresses. Output: a running control plane. Every valid change is published to the cache, whose
+streams push only what changed for their node; an invalid change is reported (log, /readyz, metrics)
+and the last good configuration keeps serving. `expiresAt` takes effect on time, without a file change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from .admin import AdminState, start_admin
+from .ads import AdsServer
+from .cache import SnapshotCache
+from .metrics import Metrics
+
+log = logging.getLogger("meshforge.serve")
+
+
+@dataclass
+class Result:
+    snapshot: object | None  # None when the specs are invalid
+    errors: list[str] = field(default_factory=list)  # rendered diagnostics, one per problem
+    warnings: list[str] = field(default_factory=list)
+    next_expiry: datetime | None = None  # when a sandbox expires next: recompile then
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class ControlPlane:
+    def __init__(self, compile_fn: Callable[[datetime], Result], paths: list[str], xds_address: str,
+                 admin_address: str | None = None, step_ms: int = 10):
+        self.compile_fn = compile_fn
+        self.paths = paths
+        self.xds_address = xds_address
+        self.admin_address = admin_address
+        self.step_ms = step_ms
+        self.cache = SnapshotCache()
+        self.metrics = Metrics()
+        self.state = AdminState()
+        self.state.cache, self.state.metrics = self.cache, self.metrics
+        self.ads = AdsServer(self.cache, self.metrics)
+        self._expiry: asyncio.TimerHandle | None = None
+        self.server: grpc.aio.Server | None = None
+        self.admin = None
+        self.bound_port = 0
+
+    def reload(self, reason: str) -> bool:
+        t0 = time.perf_counter()
+        try:
+            result = self.compile_fn(datetime.now(timezone.utc))
+        except Exception:  # a bug must not take the control plane down: keep serving
+            log.exception("reload (%s) failed unexpectedly; keeping the last good configuration", reason)
+            self.metrics.reloads.labels("crash").inc()
+            return False
+        elapsed = time.perf_counter() - t0
+        self.metrics.compile_seconds.observe(elapsed)
+        for w in result.warnings:
+            log.warning("%s", w)
+        if result.snapshot is None:
+            for e in result.errors:
+                log.error("%s", e)
+            log.error("reload (%s): specs invalid (%d errors); still serving the last good configuration",
+                      reason, len(result.errors))
+            with self.state.lock:
+                self.state.errors = list(result.errors)
+            self.metrics.spec_errors.set(len(result.errors))
+            self.metrics.spec_valid.set(0)
+            self.metrics.reloads.labels("invalid").inc()
+        else:
+            self.cache.publish(result.snapshot)
+            gc.freeze()  # snapshots are long-lived: keep full collections from scanning them (tail latency)
+            with self.state.lock:
+                self.state.has_config, self.state.errors = True, []
+            self.metrics.spec_errors.set(0)
+            self.metrics.spec_valid.set(1)
+            self.metrics.generation.set(self.cache.generation)
+            self.metrics.reloads.labels("ok").inc()
+            log.info("reload (%s): published snapshot %d for %d nodes in %.1f ms", reason, self.cache.generation,
+                     len(getattr(result.snapshot, "nodes", {})), elapsed * 1000)
+        self._schedule_expiry(result.next_expiry)
+        return result.snapshot is not None
+
+    def _schedule_expiry(self, when: datetime | None) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if when is None:
+            return
+        delay = max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) + 0.001
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(delay, self.reload, "a sandbox expired")
+
+    async def _watch(self) -> None:
+        import watchfiles
+
+        files = {str(Path(p).resolve()) for p in self.paths if Path(p).is_file()}
+        dirs = {str(Path(p).resolve()) for p in self.paths if Path(p).is_dir()}
+        roots = sorted(dirs | {str(Path(f).parent) for f in files})
+
+        def relevant(change, path: str) -> bool:
+            return path in files or any(path == d or path.startswith(d + "/") for d in dirs)
+
+        async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms, debounce=500,
+                                               recursive=True):
+            self.reload(f"{len(changes)} file change(s)")
+
+    async def start(self) -> None:
+        self.reload("start")
+        self.server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
+                                               ("grpc.keepalive_time_ms", 30_000),
+                                               ("grpc.keepalive_permit_without_calls", 1)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
+        host, port = parse_address(self.xds_address)
+        self.bound_port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.bound_port == 0:
+            raise OSError(f"cannot listen on {self.xds_address}")
+        await self.server.start()
+        log.info("serving xDS (ADS: state of the world and delta) on %s:%d", host, self.bound_port)
+        if self.admin_address:
+            ah, ap = parse_address(self.admin_address)
+            self.admin = start_admin(ah, ap, self.state)
+            log.info("admin on http://%s:%d (/healthz /readyz /metrics /debug/config?node=...)", ah,
+                     self.admin.server_address[1])
+
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
+        if self.admin is not None:
+            self.admin.shutdown()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        watcher = asyncio.ensure_future(self._watch())
+        await stop.wait()
+        log.info("shutting down")
+        watcher.cancel()
+        await self.stop()
