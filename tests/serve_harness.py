@@ -1,0 +1,175 @@
+"""`meshforge serve` as a real subprocess, Envoy sidecars bootstrapped against it, and a raw xDS client."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import struct_pb2
+
+from meshforge.emit.xds.backend import dump, to_dict
+from meshforge.emit.xds.bootstrap import ads_bootstrap
+from meshforge.envoyproc import Envoy, free_port
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached in {timeout}s (last: {last!r})")
+
+
+class Server:
+    def __init__(self, paths: list[str], xds_port: int | None = None, admin_port: int | None = None):
+        self.paths = [str(p) for p in paths]
+        self.xds_port = xds_port or free_port()
+        self.admin_port = admin_port or free_port()
+        self.log_path = Path(tempfile.mkstemp(prefix="meshforge-serve-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address", f"127.0.0.1:{self.xds_port}",
+             "--admin-address", f"127.0.0.1:{self.admin_port}"],
+            stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        wait_until(lambda: self.proc.poll() is None and self.get("/healthz")[0] == 200, 30, what="serve healthy")
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name: str, labels: str = "") -> float:
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + (("{" + labels) if labels else "")) and not line.startswith("#"):
+                head, value = line.rsplit(" ", 1)
+                if head == name or head.startswith(name + "{"):
+                    total += float(value)
+        return total
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Sidecar(Envoy):
+    """A real Envoy bootstrapped by `meshforge bootstrap` for `service`."""
+
+    def __init__(self, service: str, server: Server, delta: bool = False, node_id: str | None = None):
+        self.outbound = free_port()
+        admin = free_port()
+        boot = ads_bootstrap(service, "127.0.0.1", server.xds_port, self.outbound, admin, node_id or f"{service}-{admin}", delta)
+        super().__init__(dump(to_dict(boot)), admin, name=f"sidecar-{service}")
+
+    def dynamic_versions(self) -> dict[str, str]:
+        """Version of each dynamic resource Envoy holds: clusters, listeners, route configurations."""
+        dump_ = json.loads(self.admin("/config_dump"))
+        out = {}
+        for cfg in dump_["configs"]:
+            for c in cfg.get("dynamic_active_clusters", []):
+                out["cluster/" + c["cluster"]["name"]] = c["version_info"]
+            for listener in cfg.get("dynamic_listeners", []):
+                if "active_state" in listener:
+                    out["listener/" + listener["name"]] = listener["active_state"]["version_info"]
+            for r in cfg.get("dynamic_route_configs", []):
+                out["route/" + r["route_config"]["name"]] = r["version_info"]
+        return out
+
+    def stat(self, name: str) -> int:
+        for line in self.admin("/stats").splitlines():
+            k, _, v = line.partition(": ")
+            if k == name:
+                return int(v)
+        return 0
+
+
+def node(cluster: str, node_id: str = "raw-client", port: int = 15001) -> base_pb2.Node:
+    meta = struct_pb2.Struct()
+    meta.update({"meshforge.outbound_port": str(port)})
+    return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
+
+
+class RawClient:
+    """A bare ADS stream: send requests by hand, read responses from a queue."""
+
+    def __init__(self, port: int, delta: bool = False):
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
+        self.requests: queue.Queue = queue.Queue()
+        self.responses: queue.Queue = queue.Queue()
+        method = stub.DeltaAggregatedResources if delta else stub.StreamAggregatedResources
+        self.call = method(iter(self.requests.get, None))
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for resp in self.call:
+                self.responses.put(resp)
+        except grpc.RpcError:
+            pass
+        self.responses.put(None)
+
+    def send(self, **kw):
+        cls = discovery_pb2.DeltaDiscoveryRequest if "resource_names_subscribe" in kw or "initial_resource_versions" in kw \
+            or "resource_names_unsubscribe" in kw or kw.pop("delta", False) else discovery_pb2.DiscoveryRequest
+        self.requests.put(cls(**kw))
+
+    def recv(self, timeout: float = 5.0):
+        return self.responses.get(timeout=timeout)
+
+    def nothing(self, wait: float = 0.4) -> bool:
+        try:
+            self.responses.get(timeout=wait)
+            return False
+        except queue.Empty:
+            return True
+
+    def close(self):
+        self.requests.put(None)
+        self.call.cancel()
+        self.channel.close()

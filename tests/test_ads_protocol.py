@@ -1,0 +1,178 @@
+"""The xDS protocol, driven by hand with a raw gRPC client against a real `meshforge serve`."""
+
+from __future__ import annotations
+
+import pytest
+from google.rpc import status_pb2
+
+from envoy.config.cluster.v3 import cluster_pb2
+
+from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, RawClient, Server, node, wait_until
+
+SPEC = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {name: staging, namespace: shop}
+spec:
+  services:
+  - name: web
+    ports: [{name: http, port: 80}]
+    dependsOn: [api]
+  - name: api
+    ports: [{name: http, port: 80}]
+    endpoints: [{address: 127.0.0.1, port: 9}]
+"""
+
+
+def sandbox(name: str, port: int = 10) -> str:
+    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  forks:\n  - service: api\n    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
+
+
+def eds_name(key: str = "") -> str:
+    return f"outbound|80|{key}|api.shop.svc.cluster.local"
+
+
+@pytest.fixture
+def server(tmp_path):
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    (d / "pr-1.yaml").write_text(sandbox("pr-1"))
+    with Server([d]) as s:
+        s.dir = d
+        yield s
+
+
+@pytest.fixture
+def client(server):
+    clients = []
+
+    def make(delta=False):
+        c = RawClient(server.xds_port, delta)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def names_of(resp) -> list[str]:
+    return sorted(cluster_pb2.Cluster.FromString(a.value).name for a in resp.resources)
+
+
+def test_sotw_ack_nack_and_new_snapshot(server, client):
+    c = client()
+    c.send(node=node("web.shop"), type_url=CLUSTER)
+    r1 = c.recv()
+    assert r1.type_url == CLUSTER and r1.nonce and r1.version_info
+    assert names_of(r1) == sorted([eds_name(), eds_name("pr-1")])
+    c.send(type_url=CLUSTER, version_info=r1.version_info, response_nonce=r1.nonce)  # ACK
+    assert c.nothing()
+    c.send(type_url=CLUSTER, version_info="", response_nonce=r1.nonce,
+           error_detail=status_pb2.Status(code=3, message="cluster rejected by test"))  # NACK
+    assert c.nothing()  # not answered by resending the same configuration
+    wait_until(lambda: server.metric("meshforge_xds_nacks_total") == 1)
+    assert "NACK from node raw-client (cluster web.shop) for CDS: cluster rejected by test" in server.log()
+    (server.dir / "pr-2.yaml").write_text(sandbox("pr-2"))
+    r2 = c.recv()
+    assert r2.version_info != r1.version_info and eds_name("pr-2") in names_of(r2)
+
+
+def test_sotw_stale_nonce_is_ignored(server, client):
+    c = client()
+    c.send(node=node("web.shop"), type_url=ENDPOINT, resource_names=[eds_name("pr-1")])
+    r1 = c.recv()
+    c.send(type_url=ENDPOINT, resource_names=[eds_name("pr-1")], response_nonce=r1.nonce, version_info=r1.version_info)
+    (server.dir / "pr-1.yaml").write_text(sandbox("pr-1", port=11))  # endpoints change: a new EDS response
+    r2 = c.recv()
+    assert r2.nonce != r1.nonce
+    # a request carrying the superseded nonce (and another subscription) is stale: ignored
+    c.send(type_url=ENDPOINT, resource_names=[eds_name()], response_nonce=r1.nonce, version_info=r1.version_info)
+    assert c.nothing()
+    # the same change with the current nonce is honoured
+    c.send(type_url=ENDPOINT, resource_names=[eds_name()], response_nonce=r2.nonce, version_info=r2.version_info)
+    r3 = c.recv()  # the baseline's static endpoints are served by EDS too
+    assert [a.value for a in r3.resources] and eds_name().encode() in r3.resources[0].value
+
+
+def test_sotw_subscription_to_a_name_that_appears_later(server, client):
+    c = client()
+    c.send(node=node("web.shop"), type_url=ENDPOINT, resource_names=[eds_name("pr-9")])
+    r1 = c.recv()
+    assert len(r1.resources) == 0
+    c.send(type_url=ENDPOINT, resource_names=[eds_name("pr-9")], response_nonce=r1.nonce, version_info=r1.version_info)
+    (server.dir / "pr-9.yaml").write_text(sandbox("pr-9"))
+    r2 = c.recv()
+    assert len(r2.resources) == 1 and r2.version_info != r1.version_info
+
+
+def test_unknown_node_gets_an_empty_valid_configuration(server, client):
+    c = client()
+    for t in (CLUSTER, LISTENER):
+        c.send(node=node("ghost.nowhere"), type_url=t)
+        r = c.recv()
+        assert r.type_url == t and len(r.resources) == 0
+    assert "names no known service" in server.log() and "ghost.nowhere" in server.log()
+
+
+def test_delta_wildcard_ack_unsubscribe_and_nack(server, client):
+    c = client(delta=True)
+    c.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[])
+    r1 = c.recv()
+    assert sorted(r.name for r in r1.resources) == sorted([eds_name(), eds_name("pr-1")])
+    assert all(len(r.version) == 16 for r in r1.resources) and not r1.removed_resources
+    c.send(type_url=CLUSTER, response_nonce=r1.nonce, delta=True)  # ACK
+    c.send(type_url=ENDPOINT, resource_names_subscribe=[eds_name("pr-1")])
+    e1 = c.recv()
+    assert [r.name for r in e1.resources] == [eds_name("pr-1")]
+    c.send(type_url=ENDPOINT, response_nonce=e1.nonce, delta=True)
+    assert c.nothing()
+    c.send(type_url=ENDPOINT, resource_names_unsubscribe=[eds_name("pr-1")])
+    assert c.nothing()
+    (server.dir / "pr-1.yaml").write_text(sandbox("pr-1", port=12))  # changes only what we unsubscribed from
+    assert c.nothing()
+    (server.dir / "pr-3.yaml").write_text(sandbox("pr-3"))  # a new cluster: CDS delta carries just it
+    r2 = c.recv()
+    assert r2.type_url == CLUSTER and [r.name for r in r2.resources] == [eds_name("pr-3")]
+    c.send(type_url=CLUSTER, response_nonce=r2.nonce, delta=True,
+           error_detail=status_pb2.Status(code=3, message="nope"))
+    assert c.nothing()
+    wait_until(lambda: server.metric("meshforge_xds_nacks_total") == 1)
+    (server.dir / "pr-3.yaml").unlink()
+    r3 = c.recv()
+    assert r3.removed_resources == [eds_name("pr-3")] and not r3.resources
+
+
+def test_delta_reconnect_with_initial_resource_versions(server, client):
+    c = client(delta=True)
+    c.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[])
+    r1 = c.recv()
+    have = {r.name: r.version for r in r1.resources}
+    c.close()
+    # reconnect knowing everything: nothing to send
+    c2 = client(delta=True)
+    c2.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[], initial_resource_versions=have)
+    assert c2.nothing()
+    # reconnect with one stale version and one resource that no longer exists
+    stale = dict(have)
+    stale[eds_name("pr-1")] = "0000000000000000"
+    stale[eds_name("gone")] = "1111111111111111"
+    c3 = client(delta=True)
+    c3.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[], initial_resource_versions=stale)
+    r3 = c3.recv()
+    assert [r.name for r in r3.resources] == [eds_name("pr-1")] and r3.removed_resources == [eds_name("gone")]
+
+
+def test_route_and_listener_served_by_name_and_wildcard(server, client):
+    c = client()
+    c.send(node=node("web.shop", port=15123), type_url=LISTENER)
+    r = c.recv()
+    from envoy.config.listener.v3 import listener_pb2
+
+    listener = listener_pb2.Listener.FromString(r.resources[0].value)
+    assert listener.name == "meshforge_outbound" and listener.address.socket_address.port_value == 15123
+    c.send(type_url=ROUTE, resource_names=["meshforge_outbound"])
+    rr = c.recv()
+    assert rr.type_url == ROUTE and len(rr.resources) == 1

@@ -1,0 +1,241 @@
+"""`meshforge serve` end to end: a chain of three services, each with its own real Envoy sidecar,
+over state-of-the-world and delta xDS; live edits while traffic flows; invalid edits; restarts; replicas."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+
+import pytest
+
+from .envoy_harness import Backend, http_get
+from .serve_harness import CLUSTER, LISTENER, RawClient, Server, Sidecar, node, wait_until
+
+BASELINE = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging, namespace: shop}}
+spec:
+  services:
+  - name: web
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {web}}}]
+    dependsOn: [cart]
+  - name: cart
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {cart}}}]
+    dependsOn: [pay]
+  - name: pay
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {pay}}}]
+"""
+
+
+def sandbox(name: str, forks: dict[str, int], key: str | None = None) -> str:
+    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox", f"metadata: {{name: {name}, namespace: shop}}",
+             "spec:"]
+    if key:
+        lines.append(f"  routingKey: {key}")
+    lines.append("  forks:")
+    for svc, port in forks.items():
+        lines += [f"  - service: {svc}", f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, text: str) -> None:
+    tmp = path.with_suffix(".tmp~")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class Mesh:
+    """web → cart → pay, each app behind its own sidecar; cart-v2 and pay-v2 are sandbox versions."""
+
+    def __init__(self, tmp_path, delta: bool):
+        self.stack = ExitStack()
+        self.dir = tmp_path / "specs"
+        self.dir.mkdir()
+        self.delta = delta
+        self.pay = self.stack.enter_context(Backend("pay-v1"))
+        self.pay2 = self.stack.enter_context(Backend("pay-v2"))
+        # apps call their next hop through their own sidecar: proxy ports are known once sidecars exist
+        self.cart = Backend("cart-v1", next_hop="pay")
+        self.cart2 = Backend("cart-v2", next_hop="pay")
+        self.web = Backend("web-v1", next_hop="cart")
+        for b in (self.cart, self.cart2, self.web):
+            self.stack.enter_context(b)
+        (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
+        (self.dir / "cart-pr-1.yaml").write_text(sandbox("cart-pr-1", {"cart": self.cart2.port}))
+        self.server = self.stack.enter_context(Server([self.dir]))
+        self.sidecars = {}
+        for name, app in (("web", self.web), ("cart", self.cart), ("cart-v2", self.cart2), ("pay", None)):
+            sc = Sidecar(f"{name.split('-')[0]}.shop", self.server, delta)
+            self.stack.enter_context(sc)
+            self.sidecars[name] = sc
+            if app is not None:
+                app.proxy_port = sc.outbound
+        self.wait_routes()
+
+    def wait_routes(self):
+        wait_until(lambda: self.chain({"baggage": "meshforge-routing-key=cart-pr-1"})[1] == "cart-v2", 20,
+                   what="sidecars configured")
+
+    def request(self, headers=None) -> dict:
+        # the test is the web app's client: it calls web directly, web's sidecar does the rest
+        return http_get(self.web.port, "web", headers)
+
+    def chain(self, headers=None) -> list[str]:
+        r = self.request(headers)
+        out = []
+        while r:
+            out.append(r.get("name") or f"HTTP {r.get('status')}")
+            r = r.get("next")
+        return out
+
+    def close(self):
+        self.stack.close()
+
+
+@pytest.fixture(params=["sotw", "delta"])
+def mesh(request, tmp_path):
+    m = Mesh(tmp_path, request.param == "delta")
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+KEY = {"baggage": "meshforge-routing-key=cart-pr-1"}
+
+
+def test_per_hop_routing_with_and_without_key(mesh):
+    assert mesh.chain() == ["web-v1", "cart-v1", "pay-v1"]
+    assert mesh.chain(KEY) == ["web-v1", "cart-v2", "pay-v1"]
+    assert mesh.chain({"baggage": "userId=7, meshforge-routing-key=cart-pr-1;ttl=1"}) == ["web-v1", "cart-v2", "pay-v1"]
+    assert mesh.chain({"baggage": "meshforge-routing-key=nobody"}) == ["web-v1", "cart-v1", "pay-v1"]
+    # the key travelled in baggage through every hop, so the last hop saw it too
+    assert mesh.request(KEY)["next"]["next"]["key"] == "cart-pr-1"
+
+
+class Traffic:
+    """Requests in a loop from a thread: every answer is recorded; failures are kept."""
+
+    def __init__(self, mesh, headers):
+        self.mesh, self.headers = mesh, headers
+        self.results: list[tuple[str, ...]] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                chain = tuple(self.mesh.chain(self.headers))
+                if any(c.startswith("HTTP") for c in chain):
+                    self.failures.append(str(chain))
+                self.results.append(chain)
+            except Exception as e:  # noqa: BLE001
+                self.failures.append(repr(e))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_sandbox_added_edited_deleted_while_traffic_flows(mesh):
+    key2 = {"baggage": "meshforge-routing-key=pay-pr-2"}
+    f = mesh.dir / "pay-pr-2.yaml"
+    with Traffic(mesh, key2) as t2, Traffic(mesh, KEY) as t1, Traffic(mesh, None) as t0:
+        time.sleep(0.3)
+        write_atomically(f, sandbox("pay-pr-2", {"pay": mesh.pay2.port}))
+        wait_until(lambda: mesh.chain(key2) == ["web-v1", "cart-v1", "pay-v2"], 10, what="new sandbox routed")
+        time.sleep(0.3)
+        write_atomically(f, sandbox("pay-pr-2", {"pay": mesh.pay2.port, "cart": mesh.cart2.port}))
+        wait_until(lambda: mesh.chain(key2) == ["web-v1", "cart-v2", "pay-v2"], 10, what="edited sandbox routed")
+        time.sleep(0.3)
+        f.unlink()
+        wait_until(lambda: mesh.chain(key2) == ["web-v1", "cart-v1", "pay-v1"], 10, what="deleted sandbox gone")
+        time.sleep(0.3)
+    assert not (t0.failures + t1.failures + t2.failures), (t0.failures, t1.failures, t2.failures)
+    assert set(t0.results) == {("web-v1", "cart-v1", "pay-v1")}
+    assert set(t1.results) == {("web-v1", "cart-v2", "pay-v1")}  # the other sandbox never flapped
+    seen = Counter(t2.results)
+    assert {("web-v1", "cart-v1", "pay-v2"), ("web-v1", "cart-v2", "pay-v2")} <= set(seen)
+    assert min(len(t0.results), len(t1.results), len(t2.results)) > 10
+
+
+def test_invalid_edit_keeps_last_good_config(mesh):
+    f = mesh.dir / "cart-pr-1.yaml"
+    good = f.read_text()
+    write_atomically(f, good.replace("service: cart", "service: kart"))
+    wait_until(lambda: "unknown service 'kart'" in mesh.server.get("/readyz")[1], 10, what="error reported")
+    status, body = mesh.server.get("/readyz")
+    assert status == 200 and "cart-pr-1.yaml:6:14: error[MF201]" in body and 'did you mean "cart"?' in body
+    assert mesh.server.metric("meshforge_spec_valid") == 0 and mesh.server.metric("meshforge_spec_errors") == 1
+    assert "error[MF201]" in mesh.server.log()
+    assert mesh.chain(KEY) == ["web-v1", "cart-v2", "pay-v1"]  # still the last good configuration
+    write_atomically(f, good)
+    wait_until(lambda: mesh.server.get("/readyz")[1] == "ready\n", 10, what="recovered")
+    assert mesh.server.metric("meshforge_spec_valid") == 1
+
+
+def test_server_restart_keeps_routing_and_reconverges_without_flaps(mesh):
+    before = {n: sc.dynamic_versions() for n, sc in mesh.sidecars.items()}
+    assert all(before.values())
+    with Traffic(mesh, KEY) as t1, Traffic(mesh, None) as t0:
+        mesh.server.stop()
+        time.sleep(0.5)  # Envoys keep serving what they have
+        assert mesh.chain(KEY) == ["web-v1", "cart-v2", "pay-v1"]
+        mesh.server.start()
+        wait_until(lambda: all(sc.stat("control_plane.connected_state") == 1 for sc in mesh.sidecars.values()), 20,
+                   what="sidecars reconnected")
+        time.sleep(0.5)
+    assert not (t0.failures + t1.failures)
+    assert set(t1.results) == {("web-v1", "cart-v2", "pay-v1")} and set(t0.results) == {("web-v1", "cart-v1", "pay-v1")}
+    after = {n: sc.dynamic_versions() for n, sc in mesh.sidecars.items()}
+    assert after == before  # same content-hash versions: nothing was replaced
+    # and the rest of the mesh still converges on changes after the restart
+    (mesh.dir / "pay-pr-3.yaml").write_text(sandbox("pay-pr-3", {"pay": mesh.pay2.port}))
+    wait_until(lambda: mesh.chain({"baggage": "meshforge-routing-key=pay-pr-3"})[-1] == "pay-v2", 10)
+
+
+def test_second_replica_serves_identical_versions(mesh):
+    with Server([mesh.dir]) as replica:
+        other = Sidecar("cart.shop", replica, mesh.delta)
+        with other:
+            wait_until(lambda: len(other.dynamic_versions()) == len(mesh.sidecars["cart"].dynamic_versions()), 20)
+            ours, theirs = other.dynamic_versions(), mesh.sidecars["cart"].dynamic_versions()
+            # the listener differs only because each sidecar chose its own outbound port
+            drop = "listener/meshforge_outbound"
+            assert {k: v for k, v in ours.items() if k != drop} == {k: v for k, v in theirs.items() if k != drop}
+        # the same node asking both replicas gets the same version of every type, listener included
+        versions = []
+        for srv in (mesh.server, replica):
+            c = RawClient(srv.xds_port)
+            try:
+                got = {}
+                for t in (CLUSTER, LISTENER):
+                    c.send(node=node("cart.shop"), type_url=t)
+                    got[t] = c.recv().version_info
+                versions.append(got)
+            finally:
+                c.close()
+        assert versions[0] == versions[1]
+
+
+def test_expiry_takes_effect_without_a_file_change(mesh):
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = sandbox("pay-pr-4", {"pay": mesh.pay2.port}).replace("spec:\n", f'spec:\n  expiresAt: "{soon}"\n')
+    (mesh.dir / "pay-pr-4.yaml").write_text(text)
+    k = {"baggage": "meshforge-routing-key=pay-pr-4"}
+    wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox routed")
+    wait_until(lambda: mesh.chain(k)[-1] == "pay-v1", 10, what="sandbox expired")
+    assert "expired" in mesh.server.log()
