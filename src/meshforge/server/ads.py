@@ -194,6 +194,8 @@ class SotwStream(_Stream):
     async def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
         self._identify(req.node)
         t = req.type_url
+        log.debug("%s <- %s nonce=%s names=%d error=%s", self.node_id, SHORT.get(t, t), req.response_nonce,
+                  len(req.resource_names), req.HasField("error_detail"))
         st = self.types.setdefault(t, _TypeState())
         if req.response_nonce:
             if req.response_nonce != st.nonce:
@@ -227,6 +229,7 @@ class SotwStream(_Stream):
         resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=nonce,
                                                resources=[_any(t, res[n].body) for n in sorted(res)])
         st.nonce, st.version, st.sent, st.awaiting, st.sent_at = nonce, version, res, True, time.monotonic()
+        log.debug("%s -> %s nonce=%s resources=%d", self.node_id, SHORT.get(t, t), nonce, len(res))
         await self.out.put(resp)
         self._record_push(t)
         return True

@@ -84,6 +84,13 @@ class ControlPlane:
             self.metrics.spec_errors.set(len(result.errors))
             self.metrics.spec_valid.set(0)
             self.metrics.reloads.labels("invalid").inc()
+        elif self._unchanged(result.snapshot):
+            log.debug("reload (%s): nothing changed", reason)
+            with self.state.lock:
+                self.state.has_config, self.state.errors = True, []
+            self.metrics.spec_errors.set(0)
+            self.metrics.spec_valid.set(1)
+            self.metrics.reloads.labels("unchanged").inc()
         else:
             self.cache.publish(result.snapshot)
             gc.freeze()  # snapshots are long-lived: keep full collections from scanning them (tail latency)
@@ -97,6 +104,14 @@ class ControlPlane:
                      len(getattr(result.snapshot, "nodes", {})), elapsed * 1000)
         self._schedule_expiry(result.next_expiry)
         return result.snapshot is not None
+
+    def _unchanged(self, snapshot) -> bool:
+        """Same nodes, each with the very same config object: the compiler reused everything."""
+        old = self.cache.snapshot
+        if old is None or getattr(old, "routing", None) != getattr(snapshot, "routing", None):
+            return False
+        a, b = old.nodes, snapshot.nodes
+        return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
 
     def _schedule_expiry(self, when: datetime | None) -> None:
         if self._expiry is not None:
@@ -116,7 +131,9 @@ class ControlPlane:
         roots = sorted(dirs | {str(Path(f).parent) for f in files})
 
         def relevant(change, path: str) -> bool:
-            return path in files or any(path == d or path.startswith(d + "/") for d in dirs)
+            # what expand_paths would read: named files, and *.yaml / *.yml under named directories
+            return path in files or (path.endswith((".yaml", ".yml"))
+                                     and any(path.startswith(d + "/") for d in dirs))
 
         async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms, debounce=500,
                                                recursive=True):

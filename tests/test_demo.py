@@ -1,0 +1,55 @@
+"""`meshforge demo` runs the whole story on real Envoys and leaves no process behind, even on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def our_processes() -> list[str]:
+    """Envoys and servers started by a demo (their command lines name meshforge temp dirs)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "meshforge-envoy-" in cmd or "meshforge-demo-" in cmd:
+            out.append(cmd)
+    return out
+
+
+def test_demo_prints_each_hop_and_cleans_up():
+    assert our_processes() == []
+    r = subprocess.run([sys.executable, "-m", "meshforge.cli", "demo"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NO_COLOR="1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert "no routing key baseline baseline baseline" in lines
+    assert "baggage: meshforge-routing-key=cart-pr-42 baseline cart-pr-42 baseline" in lines
+    assert "baggage: meshforge-routing-key=payments-pr-7 baseline baseline payments-pr-7" in lines
+    assert any(line.startswith("routed by every sidecar") for line in lines)
+    time.sleep(0.5)
+    assert our_processes() == []
+
+
+def test_demo_cleans_up_on_ctrl_c():
+    p = subprocess.Popen([sys.executable, "-m", "meshforge.cli", "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if line.startswith("3."):  # server and every sidecar are running now
+            break
+    assert our_processes(), "expected the demo's processes to be running"
+    p.send_signal(signal.SIGINT)
+    rest = p.communicate(timeout=60)[0]
+    assert "cleaning up" in rest
+    time.sleep(0.5)
+    assert our_processes() == []
