@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import statistics
 import sys
 import tempfile
 import time

@@ -243,3 +243,15 @@ def test_output_is_byte_identical_whatever_the_file_order(tmp_path, cli):
     assert len(outputs) == 1
     docs = list(yaml.safe_load_all(outputs.pop()))
     assert len(docs) == 5 and all(errors(doc) == [] for doc in docs)
+
+
+def test_merge_warns_when_user_routes_can_reach_subset_sandbox_pods(write):
+    files = {"b.yaml": SHOP["b.yaml"],
+             "s.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: pay-1, namespace: billing}\n"
+                       "spec:\n  forks:\n  - service: payments\n    to: {subset: {labels: {version: pr-1}}}\n",
+             "vs.yaml": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: pay, namespace: billing}\n"
+                        "spec:\n  hosts: [payments]\n  http:\n  - route:\n    - destination: {host: payments}\n"}
+    diags = Diagnostics()
+    objs = istio.emit(compile_dir(write(files)), diags)
+    assert [d.code for d in diags.items] == ["MF216"] and "billing/pay" in diags.items[0].message
+    assert all(errors(o.body) == [] for o in objs)

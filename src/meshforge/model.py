@@ -7,6 +7,7 @@ produced it so later stages can blame the input.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -43,6 +44,15 @@ class Port:
     @property
     def http2(self) -> bool:
         return self.protocol in H2_PROTOCOLS
+
+
+def is_ip(address: str) -> bool:
+    """An IP literal (static addresses) rather than a DNS name (resolved by the proxy)."""
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ receives meshforge's routes at the top instead of a second VirtualService (Istio
 from __future__ import annotations
 
 import copy
-import ipaddress
 from dataclasses import dataclass
 
 from ..carriers import baggage_regex
 from ..diagnostics import Diagnostics
-from ..model import Fork, Model, Port, Service, UserVirtualService
+from ..model import Fork, Model, Port, Service, UserVirtualService, is_ip
 from ..output import dump_yaml
 
 API = "networking.istio.io/v1"
@@ -51,13 +50,6 @@ def endpoints_host(svc: Service, sandbox: str) -> str:
     """The ServiceEntry host standing for a sandbox's static endpoints of `svc`."""
     return f"{sandbox}.{svc.name}.{svc.namespace}.meshforge.internal"
 
-
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return False
 
 
 def _subset_names(svc: Service, forks: tuple[tuple[str, Fork], ...]) -> str:
@@ -141,6 +133,14 @@ def _merge(vs: UserVirtualService, ours: list[dict], svc: Service, diags: Diagno
                       "gateways: sidecars ignore it, so meshforge's routes will not apply to mesh traffic",
                       vs.origin, "add mesh to spec.gateways (sidecars only apply VirtualServices bound to mesh)")
     theirs = [r for r in (spec.get("http") or []) if not str((r or {}).get("name", "")).startswith("meshforge-")]
+    if any(r["route"][0]["destination"].get("subset") for r in ours):
+        names = {svc.fqdn, svc.id, f"{svc.id}.svc", svc.name}
+        loose = [d for r in theirs if isinstance(r, dict) for w in (r.get("route") or []) if isinstance(w, dict)
+                 for d in [w.get("destination") or {}] if d.get("host") in names and not d.get("subset")]
+        if loose:
+            diags.warning("MF216", f"VirtualService {vs.namespace}/{vs.name} routes to {svc.fqdn} without a subset, "
+                          "so those requests may reach the pods of label-subset sandboxes", vs.origin,
+                          "route the VirtualService's own traffic to a subset of the baseline pods")
     # The user's default routes stay after ours; our own baseline route is dropped: theirs already
     # decides where key-less traffic goes.
     spec["http"] = [r for r in ours if not r["name"].startswith("meshforge-baseline")] + theirs
@@ -175,7 +175,7 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
             ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
                       "protocol": p.protocol} for p in svc.routable_ports]
             eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in f.destination.endpoints]
-            static = all(_is_ip(e.address) for e in f.destination.endpoints)
+            static = all(is_ip(e.address) for e in f.destination.endpoints)
             name = _object_name(svc, f"-{sandbox}")
             objects.append(IstioObject("ServiceEntry", svc.namespace, name, {
                 "apiVersion": API, "kind": "ServiceEntry", "metadata": _meta(name, svc.namespace),

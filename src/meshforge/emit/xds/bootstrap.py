@@ -6,7 +6,6 @@ Input: the service the sidecar belongs to and where `serve` listens. Output: a B
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 from google.protobuf import duration_pb2
@@ -16,18 +15,12 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, backoff_pb2, base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from ...model import is_ip
 from .backend import node_proto
 from .resources import _h2_options, ads_source
 
 XDS_CLUSTER = "meshforge_xds"
 
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = 15001, admin_port: int = 15000,
@@ -49,7 +42,7 @@ def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int
     b.dynamic_resources.cds_config.CopyFrom(ads_source())
     xds = cluster_pb2.Cluster(
         name=XDS_CLUSTER, connect_timeout=duration_pb2.Duration(seconds=1),
-        type=cluster_pb2.Cluster.STATIC if _is_ip(xds_host) else cluster_pb2.Cluster.STRICT_DNS,
+        type=cluster_pb2.Cluster.STATIC if is_ip(xds_host) else cluster_pb2.Cluster.STRICT_DNS,
         load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=XDS_CLUSTER, endpoints=[
             endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint_components_pb2.LbEndpoint(
                 endpoint=endpoint_components_pb2.Endpoint(address=address_pb2.Address(

@@ -23,7 +23,7 @@ from envoy.type.matcher.v3 import http_inputs_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
-from ...model import Destination, Endpoint, Port, Routing, Service
+from ...model import Destination, Endpoint, Port, Routing, Service, is_ip
 from . import lua, names
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=2)
@@ -54,16 +54,6 @@ def load_assignment(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.
         cluster_name=name, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb)])
 
 
-def _is_ip(address: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return False
-
-
 def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | None = None,
             endpoints: tuple[Endpoint, ...] = (), eds: bool = True) -> cluster_pb2.Cluster:
     """A DNS cluster for `host`, or one for static `endpoints`: served by EDS, or inline when `eds` is False."""
@@ -76,7 +66,7 @@ def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | 
         c.type = cluster_pb2.Cluster.EDS
         c.eds_cluster_config.eds_config.CopyFrom(ads_source())
     else:
-        static = all(_is_ip(e.address) for e in endpoints)
+        static = all(is_ip(e.address) for e in endpoints)
         c.type = cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS
         c.load_assignment.CopyFrom(load_assignment(name, endpoints))
     if port.http2:
