@@ -21,6 +21,9 @@ spec:
   - name: api
     ports: [{name: http, port: 80}]
     endpoints: [{address: 127.0.0.1, port: 9}]
+  - name: lone
+    ports: [{name: http, port: 80}]
+    dependsOn: []
 """
 
 
@@ -176,3 +179,42 @@ def test_route_and_listener_served_by_name_and_wildcard(server, client):
     c.send(type_url=ROUTE, resource_names=["meshforge_outbound"])
     rr = c.recv()
     assert rr.type_url == ROUTE and len(rr.resources) == 1
+
+
+def test_only_nodes_whose_resources_changed_are_pushed(server, client):
+    web, lone = client(), client()
+    acked = {}
+    for c, n in ((web, "web.shop"), (lone, "lone.shop")):
+        c.send(node=node(n), type_url=CLUSTER)
+        r = c.recv()
+        c.send(type_url=CLUSTER, version_info=r.version_info, response_nonce=r.nonce)
+        acked[n] = r
+    assert len(acked["lone.shop"].resources) == 0
+    pushes = server.metric("meshforge_xds_pushes_total")
+    (server.dir / "pr-5.yaml").write_text(sandbox("pr-5"))
+    r = web.recv()
+    assert eds_name("pr-5") in names_of(r)
+    assert lone.nothing(0.5)  # its scope (dependsOn: []) holds nothing that changed
+    assert server.metric("meshforge_xds_pushes_total") == pushes + 1
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_nothing_is_served_until_the_specs_are_valid(tmp_path, delta):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC.replace("name: api\n", "name: api\n    bogus: 1\n", 1))
+    with Server([d]) as s:
+        status, body = s.get("/readyz")
+        assert status == 503 and "unknown field 'bogus'" in body
+        c = RawClient(s.xds_port, delta)
+        try:
+            if delta:
+                c.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[])
+            else:
+                c.send(node=node("web.shop"), type_url=CLUSTER)
+            assert c.nothing(0.5)  # an empty answer would wipe the routes of a proxy that reconnects
+            (d / "baseline.yaml").write_text(SPEC)
+            r = c.recv()
+            assert len(r.resources) == 1 and s.get("/readyz") == (200, "ready\n")
+        finally:
+            c.close()

@@ -44,14 +44,26 @@ OUTBOUND_PORT_KEY = "meshforge.outbound_port"
 _nonces = itertools.count(1)
 
 
+_version_cache: dict[int, tuple[dict, str]] = {}
+
+
 def _version(resources: dict) -> str:
+    """SotW version of a set of resources. Memoised per dict object: nodes with one scope share the
+    compiler's dicts, so a thousand streams hash a thousand-cluster set once, not a thousand times."""
+    hit = _version_cache.get(id(resources))
+    if hit is not None and hit[0] is resources:
+        return hit[1]
     h = hashlib.sha256()
     for name in sorted(resources):
         h.update(name.encode())
         h.update(b"\0")
         h.update(resources[name].version.encode())
         h.update(b"\0")
-    return h.hexdigest()[:16]
+    version = h.hexdigest()[:16]
+    if len(_version_cache) > 4096:
+        _version_cache.clear()
+    _version_cache[id(resources)] = (resources, version)
+    return version
 
 
 def _any(type_url: str, body: bytes) -> any_pb2.Any:
@@ -68,6 +80,8 @@ class _TypeState:
         self.version: str | None = None  # SotW version_info last sent
         self.force = False  # answer the next request even if nothing changed (EDS after CDS)
         self.sent_at = 0.0
+        self.src = None  # the snapshot's dict this type was last sent from ...
+        self.src_key = None  # ... and under which subscription: unchanged => nothing to compare
 
 
 class _Stream:
@@ -106,11 +120,24 @@ class _Stream:
                  node.cluster, self.port)
 
     def desired(self, type_url: str) -> dict:
-        res = self.cache.resources(self.node, self.port).get(type_url, {})
+        res = self.source(type_url)
         st = self.types[type_url]
         if st.names is None:
             return res
         return {n: r for n, r in res.items() if n in st.names}
+
+    def source(self, type_url: str) -> dict:
+        return self.cache.resources(self.node, self.port).get(type_url, {})
+
+    def unchanged(self, st: _TypeState, type_url: str, keep_removed: bool) -> bool:
+        """True when this type was last sent from the very same snapshot dict under the same
+        subscription: the compiler reused it, so nothing in it changed (O(1), no hashing)."""
+        src = self.source(type_url)
+        key = (None if st.names is None else frozenset(st.names), keep_removed)
+        if src is st.src and key == st.src_key:
+            return True
+        st.src, st.src_key = src, key
+        return False
 
     # -- ordering ---------------------------------------------------------------------------
     def _awaiting(self, type_url: str) -> bool:
@@ -209,6 +236,8 @@ class SotwStream(_Stream):
         names = None if wildcard else set(req.resource_names)
         changed = not st.requested or names != st.names
         st.requested, st.names = True, names
+        if self.cache.snapshot is None:
+            return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
             st.force = False
             await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=True)
@@ -216,14 +245,17 @@ class SotwStream(_Stream):
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
         st = self.types[t]
-        res = dict(self.desired(t))
-        if t == CLUSTER and keep_removed:
+        if not always and (st.awaiting or self.unchanged(st, t, keep_removed)):
+            return False
+        if always:
+            st.src = None
+        res = self.desired(t)
+        if t == CLUSTER and keep_removed and any(n not in res for n in st.sent):
+            res = dict(res)
             for name, r in st.sent.items():
                 res.setdefault(name, r)  # removals last
         version = _version(res)
         if version == st.version and not always:
-            return False
-        if st.awaiting and not always:
             return False
         nonce = str(next(_nonces))
         resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=nonce,
@@ -268,12 +300,18 @@ class DeltaStream(_Stream):
             st.awaiting = False
             if req.HasField("error_detail"):
                 self.nack(t, req.node, req.error_detail)
-        await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=first)
+        if self.cache.snapshot is None:
+            return  # no valid configuration yet: answer nothing rather than an empty one
+        await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=first and not st.sent)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
         st = self.types[t]
         if st.awaiting and not always:
+            return False
+        if always or st.force:
+            st.src = None
+        elif self.unchanged(st, t, keep_removed):
             return False
         desired = self.desired(t)
         changed = {n: r for n, r in desired.items() if st.sent.get(n) != r.version}
@@ -283,7 +321,7 @@ class DeltaStream(_Stream):
         if st.force:
             st.force = False
             changed = dict(desired)
-        if not changed and not removed and not (always and not st.sent and st.nonce is None):
+        if not changed and not removed and not (always and st.nonce is None):
             return False
         nonce = str(next(_nonces))
         resp = discovery_pb2.DeltaDiscoveryResponse(
