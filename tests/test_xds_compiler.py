@@ -106,3 +106,42 @@ def test_subset_forks_are_reported_on_every_compile(write):
         diags = Diagnostics()
         c.compile(model_of(d), diags)
         assert [x.code for x in diags.items] == ["MF301"]
+
+
+def test_endpoint_changes_never_churn_clusters(write):
+    from meshforge.emit.xds.compiler import ENDPOINT_TYPE
+
+    from .specs import BASELINE
+
+    sb = ("apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: p, namespace: shop}}\nspec:\n  forks:\n"
+          "  - service: cartservice\n    to: {{endpoints: [{{address: 10.0.0.{n}, port: 7070}}]}}\n")
+    d = write({"b.yaml": BASELINE, "s.yaml": sb.format(n=1)})
+    c = XdsCompiler()
+    before = c.compile(model_of(d)).resources("frontend.shop")
+    (d / "s.yaml").write_text(sb.format(n=2))
+    after = c.compile(model_of(d)).resources("frontend.shop")
+    name = names.cluster(7070, "cartservice.shop.svc.cluster.local", "p")
+    assert after[CLUSTER_TYPE] == before[CLUSTER_TYPE]  # same bytes, same versions: no CDS push
+    assert after[ENDPOINT_TYPE][name].version != before[ENDPOINT_TYPE][name].version
+
+
+def test_xds_and_static_outputs_are_byte_identical_whatever_the_file_order(tmp_path, cli):
+    from .test_istio import SHOP
+
+    texts = [SHOP["b.yaml"].replace("labels: {app: payments, version: v1}", "endpoints: [{address: 10.0.0.9, port: 50051}]"),
+             *SHOP["s.yaml"].replace("to: {subset: {labels: {version: pr-7}}}", "to: {host: pay-7.billing}").split("---\n"),
+             SHOP["g.yaml"]]
+    for fmt in ("xds", "envoy-static"):
+        outs = set()
+        for order in (range(len(texts)), reversed(range(len(texts)))):
+            d = tmp_path / f"{fmt}-{len(outs)}"
+            d.mkdir()
+            for i, j in enumerate(order):
+                (d / f"{i}.yaml").write_text(texts[j])
+            r = cli("render", d, "--format", fmt, "--now", "2026-11-26T00:00:00Z")
+            assert r.exit_code == 0, r.output
+            outs.add(r.stdout)
+            out = tmp_path / f"{fmt}-out"
+            assert cli("render", d, "--format", fmt, "-o", out, "--now", "2026-11-26T00:00:00Z").exit_code == 0
+            assert cli("diff", d, "--format", fmt, "--against", out, "--now", "2026-11-26T00:00:00Z").exit_code == 0
+        assert len(outs) == 1

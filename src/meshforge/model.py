@@ -202,3 +202,35 @@ class Model:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def to_json(model: Model) -> dict:
+    """The model as plain JSON data: backends can be tested from IR files, not only from specs."""
+    return asdict(model)
+
+
+def from_json(data: dict) -> Model:
+    """Inverse of `to_json`."""
+    import types
+    import typing
+
+    def build(tp, value):
+        origin = typing.get_origin(tp)
+        if value is None:
+            return None
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return build(args[0], value)
+        if origin is tuple:
+            args = typing.get_args(tp)
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(build(args[0], v) for v in value)
+            return tuple(build(a, v) for a, v in zip(args, value))
+        if origin is dict or tp is dict:
+            return dict(value)
+        if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+            hints = typing.get_type_hints(tp)
+            return tp(**{k: build(hints[k], v) for k, v in value.items() if k in hints})
+        return value
+
+    return build(Model, data)
