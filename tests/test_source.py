@@ -79,3 +79,16 @@ def test_missing_path_and_non_utf8(tmp_path):
     d = Diagnostics()
     source.load_paths([str(tmp_path / "nope"), str(bad)], d)
     assert [x.code for x in d.items] == ["MF004", "MF004"]
+
+
+def test_total_input_size_is_bounded(tmp_path, monkeypatch):
+    from meshforge.pipeline import Workspace
+
+    for i in range(3):
+        (tmp_path / f"{i}.yaml").write_text("k: " + "x" * 100 + "\n")
+    monkeypatch.setattr(source, "MAX_TOTAL_BYTES", 250)
+    d = Diagnostics()
+    source.load_paths([str(tmp_path)], d)
+    assert [x.code for x in d.items] == ["MF003"]
+    model, diags = Workspace([str(tmp_path)]).compile()
+    assert model is None and [x.code for x in diags.items] == ["MF003"]

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Span
 from .model import Model
 from .resolve import resolve
+from . import source
 from .source import Document, expand_paths, load_paths, parse_text, read_file
 from .spec.decls import Decls
 from .spec.parse import finish, merge, parse_documents, parse_own_documents
@@ -41,6 +42,7 @@ class _FileResult:
     diagnostics: list[Diagnostic]
     decls: Decls
     k8s: list[Document]
+    size: int = 0
 
 
 class Workspace:
@@ -74,7 +76,7 @@ class Workspace:
         docs = parse_text(text, key, fdiags)
         decls, k8s = parse_own_documents(docs, fdiags)
         self.files_parsed += 1
-        result = _FileResult(stat, digest, fdiags.items, decls, k8s)
+        result = _FileResult(stat, digest, fdiags.items, decls, k8s, len(text))
         self._files[key] = result
         return result
 
@@ -84,10 +86,16 @@ class Workspace:
         parts: list[Decls] = []
         k8s: list[Document] = []
         seen = set()
+        total = 0
         for f in files:
             r = self._load(f, diags)
             if r is None:
                 continue
+            total += r.size
+            if total > source.MAX_TOTAL_BYTES:
+                diags.error("MF003", f"inputs exceed {source.MAX_TOTAL_BYTES} bytes in all", Span(str(f)),
+                            "point meshforge at the spec directories only")
+                break
             seen.add(str(f))
             diags.extend(r.diagnostics)
             parts.append(r.decls)

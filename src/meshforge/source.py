@@ -24,6 +24,7 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DOCUMENTS_PER_FILE = 20_000
 MAX_NODES_PER_DOCUMENT = 200_000  # counts alias expansions: a "billion laughs" stops here
 MAX_FILES = 50_000
+MAX_TOTAL_BYTES = 256 * 1024 * 1024  # all inputs of one run together
 
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -206,8 +207,15 @@ def read_file(path: Path, diags: Diagnostics) -> str | None:
 
 def load_paths(paths: list[str], diags: Diagnostics) -> list[Document]:
     docs: list[Document] = []
+    total = 0
     for f in expand_paths(paths, diags):
         text = read_file(f, diags)
-        if text is not None:
-            docs.extend(parse_text(text, str(f), diags))
+        if text is None:
+            continue
+        total += len(text)
+        if total > MAX_TOTAL_BYTES:
+            diags.error("MF003", f"inputs exceed {MAX_TOTAL_BYTES} bytes in all", Span(str(f)),
+                        "point meshforge at the spec directories only")
+            break
+        docs.extend(parse_text(text, str(f), diags))
     return docs
