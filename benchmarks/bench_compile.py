@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generate import generate, write_sandbox  # noqa: E402
-
 from meshforge.emit.xds.compiler import XdsCompiler  # noqa: E402
 from meshforge.pipeline import Workspace  # noqa: E402
 

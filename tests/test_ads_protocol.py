@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
 from google.rpc import status_pb2
 
-from envoy.config.cluster.v3 import cluster_pb2
-
-from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, RawClient, Server, node, wait_until
+from .serve_harness import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    RawClient,
+    Server,
+    node,
+    wait_until,
+)
 
 SPEC = """\
 apiVersion: meshforge.dev/v1alpha1

@@ -14,7 +14,15 @@ from meshforge.carriers import key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_paths
 
-from .envoy_harness import Backend, Envoy, GrpcBackend, free_port, grpc_ask, http_get, validate_config
+from .envoy_harness import (
+    Backend,
+    Envoy,
+    GrpcBackend,
+    free_port,
+    grpc_ask,
+    http_get,
+    validate_config,
+)
 from .golden import cases, outputs
 from .test_istio import BAGGAGE_TABLE
 

@@ -11,7 +11,15 @@ from contextlib import ExitStack
 import pytest
 
 from .envoy_harness import Backend, http_get
-from .serve_harness import CLUSTER, LISTENER, RawClient, Server, Sidecar, node, wait_until
+from .serve_harness import (
+    CLUSTER,
+    LISTENER,
+    RawClient,
+    Server,
+    Sidecar,
+    node,
+    wait_until,
+)
 
 BASELINE = """\
 apiVersion: meshforge.dev/v1alpha1

@@ -91,8 +91,9 @@ def validate(paths, now, diag_format):
 @_now
 def explain(paths, start, key, output, now):
     """Show which version of every reachable service a request with KEY reaches."""
-    from .explain import explain as run, render_text as render
     from .diagnostics import did_you_mean
+    from .explain import explain as run
+    from .explain import render_text as render
 
     model = load_or_exit(paths, now)
     svc = model.lookup(start)
@@ -117,7 +118,8 @@ def _render_options(f):
 
 
 def _render_files(paths, fmt, now, outbound_port, admin_port):
-    from .backends import Options, render as run
+    from .backends import Options
+    from .backends import render as run
     from .diagnostics import Diagnostics
 
     model = load_or_exit(paths, now)

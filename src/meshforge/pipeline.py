@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from . import source
 from .diagnostics import Diagnostic, Diagnostics, Span
 from .model import Model
 from .resolve import resolve
-from . import source
 from .source import Document, expand_paths, load_paths, parse_text, read_file
 from .spec.decls import Decls
 from .spec.parse import finish, merge, parse_documents, parse_own_documents

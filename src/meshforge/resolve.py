@@ -12,7 +12,16 @@ import re
 from datetime import datetime, timezone
 
 from .diagnostics import Diagnostics, Span, did_you_mean
-from .model import (DEFAULT_CLUSTER_DOMAIN, Dependency, Fork, KeyRoutes, Model, Routing, Sandbox, Service)
+from .model import (
+    DEFAULT_CLUSTER_DOMAIN,
+    Dependency,
+    Fork,
+    KeyRoutes,
+    Model,
+    Routing,
+    Sandbox,
+    Service,
+)
 from .spec.decls import Decls, RouteGroupDecl, SandboxDecl, ServiceDecl
 
 ROUTING_KEY = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")

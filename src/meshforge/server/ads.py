@@ -23,9 +23,8 @@ import itertools
 import logging
 import time
 
-from google.protobuf import any_pb2
-
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
 
 from .cache import SnapshotCache
 from .metrics import Metrics

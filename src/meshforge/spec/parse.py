@@ -10,7 +10,15 @@ from ..diagnostics import Diagnostics, did_you_mean
 from ..model import DEFAULT_NAMESPACE, Destination, Endpoint, Port, UserVirtualService
 from ..source import Document
 from . import kubernetes
-from .decls import Decls, DepRef, ForkDecl, RouteGroupDecl, SandboxDecl, ServiceDecl, Settings
+from .decls import (
+    Decls,
+    DepRef,
+    ForkDecl,
+    RouteGroupDecl,
+    SandboxDecl,
+    ServiceDecl,
+    Settings,
+)
 from .schema import KINDS, validate_document
 
 API_GROUP = "meshforge.dev"

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import json
 
-from google.protobuf import json_format, struct_pb2
-
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from google.protobuf import json_format, struct_pb2
 
 from ... import backends
 from ...diagnostics import Diagnostics
 from ...model import Model
 from ...output import dump_yaml
 from . import names, resources
-from .compiler import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, XdsCompiler
+from .compiler import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    XdsCompiler,
+)
 
 MESSAGE = {LISTENER_TYPE: listener_pb2.Listener, ROUTE_TYPE: route_pb2.RouteConfiguration,
            CLUSTER_TYPE: cluster_pb2.Cluster, ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment}
