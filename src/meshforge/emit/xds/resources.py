@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
+from envoy.config.core.v3 import extension_pb2 as core_extension_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.common.matching.v3 import extension_matcher_pb2
+from envoy.extensions.filters.common.matcher.action.v3 import skip_action_pb2
 from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -22,7 +25,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
-from xds.type.matcher.v3 import matcher_pb2
+from xds.type.matcher.v3 import matcher_pb2, string_pb2
 
 from ...model import Destination, Endpoint, Port, Routing, Service, is_ip
 from . import lua, names
@@ -148,6 +151,28 @@ def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
     return rc
 
 
+def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
+    """The Lua filter that lifts the key out of `baggage`, wrapped in a matcher that skips it for
+    requests whose `baggage` does not even contain the baggage key (most traffic): those pay a
+    substring test in C++ instead of a Lua call."""
+    lua_filter = lua_pb2.Lua(
+        default_source_code=base_pb2.DataSource(inline_string=lua.source(routing.baggage_key, routing.header)),
+        clear_route_cache=wrappers_pb2.BoolValue(value=True))
+    P = matcher_pb2.Matcher.MatcherList.Predicate
+    carries_key = P(single_predicate=P.SinglePredicate(
+        input=xds_extension_pb2.TypedExtensionConfig(
+            name="baggage", typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name="baggage"))),
+        value_match=string_pb2.StringMatcher(contains=routing.baggage_key)))
+    skip = matcher_pb2.Matcher(matcher_list=matcher_pb2.Matcher.MatcherList(matchers=[
+        matcher_pb2.Matcher.MatcherList.FieldMatcher(
+            predicate=P(not_matcher=carries_key),
+            on_match=matcher_pb2.Matcher.OnMatch(action=xds_extension_pb2.TypedExtensionConfig(
+                name="skip", typed_config=_any(skip_action_pb2.SkipFilter()))))]))
+    return hcm_pb2.HttpFilter(name="meshforge.baggage_routing_key", typed_config=_any(
+        extension_matcher_pb2.ExtensionWithMatcher(xds_matcher=skip, extension_config=core_extension_pb2.TypedExtensionConfig(
+            name="meshforge.baggage_routing_key", typed_config=_any(lua_filter)))))
+
+
 def listener(port: int, routing: Routing, route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
     """The outbound listener; RDS over ADS, or the route configuration inline (static bootstrap)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
@@ -155,11 +180,7 @@ def listener(port: int, routing: Routing, route_config: route_pb2.RouteConfigura
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
     else:
         hcm.route_config.CopyFrom(route_config)
-    hcm.http_filters.append(hcm_pb2.HttpFilter(
-        name="meshforge.baggage_routing_key",
-        typed_config=_any(lua_pb2.Lua(
-            default_source_code=base_pb2.DataSource(inline_string=lua.source(routing.baggage_key, routing.header)),
-            clear_route_cache=wrappers_pb2.BoolValue(value=True)))))
+    hcm.http_filters.append(baggage_filter(routing))
     hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
     return listener_pb2.Listener(
         name=names.LISTENER, address=_socket("127.0.0.1", port),
