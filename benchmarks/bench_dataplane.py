@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,27 +145,36 @@ def main() -> None:
                                         else "userId=alice, meshforge-routing-key=nobody"}, "sandbox" if n else "baseline"),
     }
     modes = ["matcher"] + (["regex"] if args.contrast else [])
-    results: dict[tuple[str, int, str], float] = {}
+    samples: dict[tuple[str, int, str], list[float]] = {}
     up_admin, base_port, sb_port = free_port(), free_port(), free_port()
-    with Envoy(upstream_config(up_admin, {"baseline": base_port, "sandbox": sb_port}), up_admin, name="upstream"):
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        stack.enter_context(Envoy(upstream_config(up_admin, {"baseline": base_port, "sandbox": sb_port}), up_admin,
+                                  name="upstream"))
+        # One sidecar per (mode, key count), all started up front; rounds then rotate through every
+        # cell, so drift on this shared machine spreads over all cells instead of skewing one ratio.
+        sidecars = {}
         for mode in modes:
             for n in key_counts:
-                with tempfile.TemporaryDirectory() as tmp:
-                    specs(Path(tmp), n, base_port, sb_port)
-                    out, admin = free_port(), free_port()
-                    config = sidecar_config(Path(tmp), out, admin)
-                    if mode == "regex":
-                        config = regex_contrast_config(config, n)
-                    with Envoy(config, admin, name=f"sidecar-{mode}-{n}"):
-                        for kind, make in kinds.items():
-                            headers, want = make(n)
-                            if mode == "regex" and "header" in kind:
-                                continue
-                            check(out, headers, want)
-                            wrk(out, headers, 1)  # warm-up
-                            runs = [wrk(out, headers, args.seconds) for _ in range(args.rounds)]
-                            results[(mode, n, kind)] = statistics.median(runs)
-                            time.sleep(0.2)
+                d = Path(tmp) / f"{mode}-{n}"
+                d.mkdir()
+                specs(d, n, base_port, sb_port)
+                out, admin = free_port(), free_port()
+                config = sidecar_config(d, out, admin)
+                if mode == "regex":
+                    config = regex_contrast_config(config, n)
+                stack.enter_context(Envoy(config, admin, name=f"sidecar-{mode}-{n}"))
+                sidecars[(mode, n)] = out
+        cells = [(mode, n, kind) for mode in modes for kind in kinds for n in key_counts
+                 if not (mode == "regex" and "header" in kind)]
+        for mode, n, kind in cells:
+            headers, want = kinds[kind](n)
+            check(sidecars[(mode, n)], headers, want)
+            wrk(sidecars[(mode, n)], headers, 1)  # warm-up
+        for _ in range(args.rounds):
+            for mode, n, kind in cells:
+                headers, _ = kinds[kind](n)
+                samples.setdefault((mode, n, kind), []).append(wrk(sidecars[(mode, n)], headers, args.seconds))
+    results = {k: statistics.median(v) for k, v in samples.items()}
     print("Data plane: real Envoy 1.40 sidecar (concurrency 1), wrk -t1 -c32, direct-response upstream Envoy")
     for mode in modes:
         title = "meshforge (matcher tree + Lua baggage extraction)" if mode == "matcher" else \
@@ -181,8 +190,8 @@ def main() -> None:
                 r = results[(mode, n, kind)]
                 cells.append(f"{r:8.0f}/s" if n == key_counts[0] else f"{r / base:9.2f}x")
             print(f"{kind:40s}" + "".join(f"{c:>15s}" for c in cells))
-    print(f"\n(first column: requests/s at {key_counts[0]} keys; others: ratio to it, median of {args.rounds} runs of "
-          f"{args.seconds} s)")
+    print(f"\n(first column: requests/s at {key_counts[0]} keys; others: ratio to it; each cell the median of "
+          f"{args.rounds} runs of {args.seconds} s, rounds interleaved across cells)")
 
 
 if __name__ == "__main__":
