@@ -144,12 +144,17 @@ class XdsCompiler:
         nodes: dict[str, NodeConfig] = {}
         groups: dict[tuple, NodeConfig] = {}
         for svc in model.services:
-            scope = all_ids if svc.depends_on is None else tuple(sorted(d.service for d in svc.depends_on if d.service in live))
-            key = (svc.namespace, scope)
+            if svc.depends_on is None:
+                scope, key = all_ids, (svc.namespace, None)  # None: "everything", without hashing 1,000 ids per node
+            else:  # resolve sorts dependencies by id
+                scope = tuple(d.service for d in svc.depends_on)
+                if not live.issuperset(scope):
+                    scope = tuple(s for s in scope if s in live)
+                key = (svc.namespace, scope)
             cfg = groups.get(key)
             if cfg is None:
                 cfg = self._groups.get(key)
-                if cfg is None or not changed.isdisjoint(scope):
+                if cfg is None or (changed if key[1] is None else not changed.isdisjoint(scope)):
                     cfg = self._build_group(svc.namespace, scope, model)
                     self.stats["groups_rebuilt"] += 1
                 groups[key] = cfg
