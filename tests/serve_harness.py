@@ -21,7 +21,7 @@ from google.protobuf import struct_pb2
 
 from meshforge.emit.xds.backend import dump, to_dict
 from meshforge.emit.xds.bootstrap import ads_bootstrap
-from meshforge.envoyproc import Envoy, free_port
+from meshforge.envoyproc import Envoy, free_port, stop_process
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -81,13 +81,7 @@ class Server:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=10)
 
     def __enter__(self):
         return self.start()

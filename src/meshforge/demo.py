@@ -22,7 +22,7 @@ import click
 
 from .emit.xds.backend import dump, to_dict
 from .emit.xds.bootstrap import ads_bootstrap
-from .envoyproc import Envoy, envoy_binary, free_port
+from .envoyproc import Envoy, envoy_binary, free_port, stop_process
 from .sampleapp import Backend, http_get
 
 NS = "demo"
@@ -94,12 +94,7 @@ class Demo:
         raise click.ClickException("meshforge serve did not become ready")
 
     def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+        stop_process(self.server)
 
     def sidecar(self, service: str, instance: str) -> Envoy:
         out, admin = free_port(), free_port()
