@@ -112,7 +112,7 @@ class _Stream:
             except ValueError:
                 log.warning("node %s: metadata %s=%r is not a port; using %d", node.id, OUTBOUND_PORT_KEY,
                             meta.string_value, DEFAULT_OUTBOUND_PORT)
-        if not self.cache.known_node(self.node):
+        if self.cache.snapshot is not None and not self.cache.known_node(self.node):
             log.warning("node %s (cluster %r) names no known service: it gets an empty configuration; "
                         "set node.cluster to name.namespace of a baseline service", node.id, node.cluster)
         log.info("%s stream from %s: node %s, cluster %s, outbound port %d", self.kind, self.peer, node.id,
@@ -169,9 +169,6 @@ class _Stream:
         log.error("NACK from node %s (cluster %s) for %s: %s (code %d); keeping its last accepted configuration",
                   self.node_id or node.id, self.node or node.cluster, SHORT.get(type_url, type_url),
                   error.message, error.code)
-
-    def ack(self, st: _TypeState, type_url: str) -> None:
-        st.awaiting = False
 
     async def run(self, requests) -> None:
         self.cache.subscribe(self.queue)
@@ -230,7 +227,7 @@ class SotwStream(_Stream):
                 st.awaiting = False
                 self.nack(t, req.node, req.error_detail)
                 return
-            self.ack(st, t)
+            st.awaiting = False  # ACK
         wildcard = t in WILDCARD_TYPES and (not req.resource_names or "*" in req.resource_names)
         names = None if wildcard else set(req.resource_names)
         changed = not st.requested or names != st.names
