@@ -204,6 +204,7 @@ def test_only_nodes_whose_resources_changed_are_pushed(server, client):
     assert eds_name("pr-5") in names_of(r)
     assert lone.nothing(0.5)  # its scope (dependsOn: []) holds nothing that changed
     assert server.metric("meshforge_xds_pushes_total") == pushes + 1
+    assert server.metric("meshforge_xds_push_latency_seconds_count", 'type="CDS"') == 1  # the snapshot-driven one
 
 
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
@@ -226,3 +227,26 @@ def test_nothing_is_served_until_the_specs_are_valid(tmp_path, delta):
             assert len(r.resources) == 1 and s.get("/readyz") == (200, "ready\n")
         finally:
             c.close()
+
+
+def test_admin_endpoints(server, client):
+    import json
+
+    assert server.get("/healthz") == (200, "ok\n") and server.get("/readyz") == (200, "ready\n")
+    sotw, delta = client(), client(delta=True)
+    sotw.send(node=node("web.shop"), type_url=CLUSTER)
+    delta.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=[])
+    sotw.recv(), delta.recv()
+    wait_until(lambda: server.metric("meshforge_connected_proxies", 'stream="sotw"') == 1
+               and server.metric("meshforge_connected_proxies", 'stream="delta"') == 1)
+    assert server.metric("meshforge_xds_pushes_total", 'type="CDS"') >= 2
+    assert server.metric("meshforge_spec_valid") == 1
+    status, body = server.get("/debug/config?node=web.shop")
+    cfg = json.loads(body)
+    assert status == 200 and cfg["node"] == "web.shop"
+    assert sorted(c["name"] for c in cfg["resources"]["Cluster"]) == sorted([eds_name(), eds_name("pr-1")])
+    assert cfg["resources"]["Listener"][0]["resource"]["address"]["socket_address"]["port_value"] == 15001
+    status, body = server.get("/debug/config?node=nope.nowhere")
+    assert status == 404 and "web.shop" in json.loads(body)["nodes"]
+    sotw.close()
+    wait_until(lambda: server.metric("meshforge_connected_proxies", 'stream="sotw"') == 0)
