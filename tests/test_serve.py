@@ -247,3 +247,13 @@ def test_expiry_takes_effect_without_a_file_change(mesh):
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox routed")
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v1", 10, what="sandbox expired")
     assert "expired" in mesh.server.log()
+
+
+def test_moving_a_directory_of_specs_away_is_noticed(mesh):
+    sub = mesh.dir / "team-a"
+    sub.mkdir()
+    (sub / "pay-pr-5.yaml").write_text(sandbox("pay-pr-5", {"pay": mesh.pay2.port}))
+    k = {"baggage": "meshforge-routing-key=pay-pr-5"}
+    wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox in a subdirectory routed")
+    sub.rename(mesh.dir.parent / "team-a-moved")  # one inotify event for the directory, none per file
+    wait_until(lambda: mesh.chain(k)[-1] == "pay-v1", 10, what="moved-away sandbox gone")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -131,9 +132,13 @@ class ControlPlane:
         roots = sorted(dirs | {str(Path(f).parent) for f in files})
 
         def relevant(change, path: str) -> bool:
-            # what expand_paths would read: named files, and *.yaml / *.yml under named directories
-            return path in files or (path.endswith((".yaml", ".yml"))
-                                     and any(path.startswith(d + "/") for d in dirs))
+            # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
+            # also directories and vanished paths (a directory moved away takes its specs with it)
+            if path in files:
+                return True
+            if not any(path.startswith(d + "/") for d in dirs):
+                return False
+            return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
 
         async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms, debounce=500,
                                                recursive=True):
