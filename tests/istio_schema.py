@@ -1,8 +1,9 @@
 """Strict validators built from Istio's own CRD schemas (../shared/istio/crd-all.gen.yaml).
 
 Unknown fields are rejected: every object schema with `properties` gets `additionalProperties: false`
-(unless it preserves unknown fields), and `nullable` becomes a null type. CEL rules
-(`x-kubernetes-validations`) are not evaluated here.
+(unless it preserves unknown fields), and `nullable` becomes a null type. The CRDs' CEL rules
+(`x-kubernetes-validations`) are evaluated too, with the `common-expression-language` package (plus
+the one Kubernetes string extension they use, `substring`), as the API server would.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 from functools import lru_cache
 
+import cel
 import jsonschema
 import yaml
 
@@ -58,6 +60,33 @@ def validators(version: str = "v1") -> dict:
     return out
 
 
+def _cel(rule: str, value) -> bool:
+    ctx = cel.Context()
+    ctx.add_function("substring", lambda s, start, end: s[start:end])
+    ctx.add_variable("self", value)
+    return cel.evaluate(rule, ctx) is True
+
+
+def cel_errors(schema: dict, value, path: str = "") -> list[str]:
+    """Every x-kubernetes-validations rule on the way down `value` that does not hold."""
+    out = []
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if not _cel(rule["rule"], value):
+            out.append(f"{path or '/'}: {rule.get('message') or rule['rule']}")
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k) if k in props else (extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                out.extend(cel_errors(sub, v, f"{path}/{k}"))
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            out.extend(cel_errors(schema["items"], v, f"{path}/{i}"))
+    return out
+
+
 def errors(obj: dict) -> list[str]:
     v = validators()[obj["kind"]]
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
+    out = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
+    return out + cel_errors(v.schema, obj)

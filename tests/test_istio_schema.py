@@ -18,3 +18,18 @@ def test_unknown_fields_and_wrong_types_are_rejected():
     se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "x"},
           "spec": {"hosts": ["a"], "resolution": "MAYBE"}}
     assert errors(se)
+
+
+def test_cel_rules_of_the_crds_are_enforced():
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "x"},
+          "spec": {"hosts": ["a.example"], "resolution": "STATIC", "ports": [{"number": 80, "name": "http"}],
+                   "endpoints": [{"address": "10.0.0.1", "ports": {"http": 8080}}]}}
+    assert errors(se) == []
+    se["spec"]["ports"].append({"number": 80, "name": "http-2"})  # duplicate port number
+    se["spec"]["hosts"] = ["*"]
+    se["spec"]["resolution"] = "NONE"  # NONE may not have endpoints
+    got = errors(se)
+    assert len(got) == 3, got
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "x"},
+          "spec": {"hosts": ["a"], "http": [{"timeout": "0s", "route": [{"destination": {"host": "a"}}]}]}}
+    assert any("timeout" in e for e in errors(vs))
