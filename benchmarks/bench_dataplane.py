@@ -30,6 +30,9 @@ from meshforge.diagnostics import Diagnostics
 from meshforge.envoyproc import Envoy, free_port
 from meshforge.pipeline import compile_paths
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.envoy_harness import istio_style_routes  # noqa: E402
+
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
 
@@ -77,31 +80,6 @@ def sidecar_config(d: Path, out_port: int, admin: int) -> str:
     model, diags = compile_paths([str(d)], NOW)
     assert model is not None, diags.items
     return render(model, "envoy-static", Options(out_port, admin), Diagnostics())["client.default.yaml"]
-
-
-def regex_contrast_config(config: str, keys: int, baggage_key: str = "meshforge-routing-key") -> str:
-    """Replace the virtual host matcher with Istio's shape: one regex route per key, then the default."""
-    import yaml
-
-    from meshforge.carriers import baggage_regex
-
-    boot = yaml.safe_load(config)
-    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if "lua" not in f["typed_config"]["@type"]]
-    for vh in hcm["route_config"]["virtual_hosts"]:
-        if "matcher" not in vh:
-            continue
-        base = vh["matcher"]["on_no_match"]["action"]["typed_config"]
-        cluster_of = {k: v["action"]["typed_config"]["route"]["cluster"]
-                      for k, v in vh["matcher"]["matcher_tree"]["exact_match_map"]["map"].items()}
-        del vh["matcher"]
-        routes = []
-        for key in sorted(cluster_of):
-            routes.append({"match": {"prefix": "/", "headers": [{"name": "baggage", "string_match": {
-                "safe_regex": {"regex": baggage_regex(baggage_key, key)}}}]}, "route": {"cluster": cluster_of[key]}})
-        routes.append({"match": {"prefix": "/"}, "route": base["route"]})
-        vh["routes"] = routes
-    return yaml.safe_dump(boot)
 
 
 def wrk(port: int, headers: dict[str, str], seconds: int) -> float:
@@ -161,7 +139,7 @@ def main() -> None:
                 out, admin = free_port(), free_port()
                 config = sidecar_config(d, out, admin)
                 if mode == "regex":
-                    config = regex_contrast_config(config, n)
+                    config = istio_style_routes(config)
                 stack.enter_context(Envoy(config, admin, name=f"sidecar-{mode}-{n}"))
                 sidecars[(mode, n)] = out
         cells = [(mode, n, kind) for mode in modes for kind in kinds for n in key_counts

@@ -46,3 +46,28 @@ def grpc_ask(proxy_port: int, authority: str, metadata: list[tuple[str, str]] | 
 
 from meshforge.envoyproc import Envoy, envoy_binary, free_port, validate_config  # noqa: E402,F401
 from meshforge.sampleapp import Backend, http_get  # noqa: E402,F401
+
+
+def istio_style_routes(bootstrap_yaml: str, baggage_key: str = "meshforge-routing-key") -> str:
+    """meshforge's static bootstrap rewritten to Istio's shape of routing: the baggage filter removed,
+    and each forked virtual host's matcher tree replaced by one route per key matching `baggage` with
+    the RE2 pattern the Istio backend emits, then the default route. For the contrast benchmark, and
+    to check the Istio pattern on a real Envoy."""
+    import yaml
+
+    from meshforge.carriers import baggage_regex
+
+    boot = yaml.safe_load(bootstrap_yaml)
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "meshforge.baggage_routing_key"]
+    for vh in hcm["route_config"]["virtual_hosts"]:
+        if "matcher" not in vh:
+            continue
+        base = vh["matcher"]["on_no_match"]["action"]["typed_config"]
+        cluster_of = {k: v["action"]["typed_config"]["route"]["cluster"]
+                      for k, v in vh["matcher"]["matcher_tree"]["exact_match_map"]["map"].items()}
+        del vh["matcher"]
+        vh["routes"] = [{"match": {"prefix": "/", "headers": [{"name": "baggage", "string_match": {
+            "safe_regex": {"regex": baggage_regex(baggage_key, key)}}}]}, "route": {"cluster": cluster_of[key]}}
+            for key in sorted(cluster_of)] + [{"match": {"prefix": "/"}, "route": base["route"]}]
+    return yaml.safe_dump(boot)

@@ -164,3 +164,28 @@ def test_out_of_scope_service_is_not_routed(mesh):
                         "outbound|80|k7x2m9|api.default.svc.cluster.local",
                         "outbound|9090||greeter.default.svc.cluster.local",
                         "outbound|9090|pr-1|greeter.default.svc.cluster.local"}  # nothing for the expired sandbox
+
+
+@pytest.mark.parametrize("values,carried", BAGGAGE_TABLE)
+def test_istio_baggage_pattern_on_a_real_envoy(istio_shaped, values, carried):
+    """The RE2 pattern the Istio backend emits, run by Envoy itself (multiple headers joined by ',')."""
+    port, _ = istio_shaped
+    values = [v.replace("k7x2m9", "pr-1") for v in values]
+    got = http_get(port, "api", multi=[("baggage", v) for v in values])
+    assert got["name"] == ("v2" if key_from_baggage(values, "meshforge-routing-key") == "pr-1" else "v1"), values
+    assert got["key"] is None  # no Lua filter here: the regex routes alone decided
+
+
+@pytest.fixture(scope="module")
+def istio_shaped():
+    from .envoy_harness import istio_style_routes
+
+    with Backend("v1") as v1, Backend("v2") as v2, Backend("v3") as v3, Backend("v4") as v4, \
+            GrpcBackend("g1") as g1, GrpcBackend("g2") as g2, tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.yaml"
+        spec.write_text(SPEC.format(v1=v1.port, v2=v2.port, v3=v3.port, v4=v4.port, g1=g1.port, g2=g2.port))
+        model, diags = compile_paths([str(spec)], NOW)
+        out, admin = free_port(), free_port()
+        files = render(model, "envoy-static", Options(out, admin), Diagnostics())
+        with Envoy(istio_style_routes(files["client.default.yaml"]), admin) as envoy:
+            yield out, envoy
