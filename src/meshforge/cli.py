@@ -111,7 +111,7 @@ def _render_options(f):
     f = click.option("--format", "fmt", type=click.Choice(["istio", "xds", "envoy-static"]), required=True,
                      help="Output: Istio YAML, Envoy xDS resources per node, or a static Envoy bootstrap per node.")(f)
     f = click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True,
-                     help="envoy-static: the outbound listener port.")(f)
+                     help="xds, envoy-static: the outbound listener port.")(f)
     f = click.option("--admin-port", type=click.IntRange(0, 65535), default=15000, show_default=True,
                      help="envoy-static: the Envoy admin port (0: none).")(f)
     return f
