@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 import pytest
 import re2
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshforge.carriers import baggage_regex, key_from_baggage
 from meshforge.diagnostics import Diagnostics
@@ -255,3 +257,32 @@ def test_merge_warns_when_user_routes_can_reach_subset_sandbox_pods(write):
     objs = istio.emit(compile_dir(write(files)), diags)
     assert [d.code for d in diags.items] == ["MF216"] and "billing/pay" in diags.items[0].message
     assert all(errors(o.body) == [] for o in objs)
+
+
+_members = st.one_of(
+    st.builds(lambda sp1, k, sp2, sp3, v, sp4, prop: f"{sp1}{k}{sp2}={sp3}{v}{sp4}{prop}",
+              st.sampled_from(["", " ", "\t"]), st.sampled_from(["userId", "xmeshforge-routing-key", "a"]),
+              st.sampled_from(["", " "]), st.sampled_from(["", " "]),
+              st.text(alphabet="abk7x2m9-=;", max_size=8), st.sampled_from(["", " "]),
+              st.sampled_from(["", ";ttl=3", " ; p", ";"])),
+    st.text(alphabet="ab =;,-", max_size=6))
+_ours = st.builds(lambda sp1, sp2, sp3, v, sp4, prop: f"{sp1}{BK}{sp2}={sp3}{v}{sp4}{prop}",
+                  st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " "]),
+                  st.sampled_from(["k7x2m9", "k7x2m", "k7x2m9x", "K7X2M9", "k7x2m9-", "", "a=b", "k7x2m9 x"]),
+                  st.sampled_from(["", " ", "\t"]), st.sampled_from(["", ";ttl=3", " ; p=1", ";"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_members, max_size=4), st.one_of(st.none(), _ours), st.integers(0, 4), st.integers(1, 2))
+def test_istio_regex_and_envoy_parser_agree(others, ours, position, headers):
+    """The two carriers' implementations (RE2 for Istio, the reference the Lua filter mirrors) agree on
+    every baggage list holding at most one member with our key."""
+    members = list(others)
+    if ours is not None:
+        members.insert(min(position, len(members)), ours)
+    joined = ",".join(members)
+    # the same list split over one or two `baggage` headers
+    values = [joined] if headers == 1 or len(members) < 2 else [",".join(members[:1]), ",".join(members[1:])]
+    carried = key_from_baggage(values, BK)
+    for key in ("k7x2m9", "k7x2m"):
+        assert (re2.fullmatch(baggage_regex(BK, key), ",".join(values)) is not None) == (carried == key), values
