@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,8 +92,9 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def mesh():
+@contextmanager
+def static_sidecar(transform=lambda config: config):
+    """The backends of SPEC, and a real Envoy running the client's static bootstrap (after `transform`)."""
     with Backend("v1") as v1, Backend("v2") as v2, Backend("v3") as v3, Backend("v4") as v4, \
             GrpcBackend("g1") as g1, GrpcBackend("g2") as g2, tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.yaml"
@@ -101,8 +103,14 @@ def mesh():
         assert model is not None, diags.items
         out, admin = free_port(), free_port()
         files = render(model, "envoy-static", Options(out, admin), Diagnostics())
-        with Envoy(files["client.default.yaml"], admin) as envoy:
+        with Envoy(transform(files["client.default.yaml"]), admin) as envoy:
             yield out, envoy
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    with static_sidecar() as m:
+        yield m
 
 
 def who(port, headers=None, multi=None, authority="api"):
@@ -180,12 +188,5 @@ def test_istio_baggage_pattern_on_a_real_envoy(istio_shaped, values, carried):
 def istio_shaped():
     from .envoy_harness import istio_style_routes
 
-    with Backend("v1") as v1, Backend("v2") as v2, Backend("v3") as v3, Backend("v4") as v4, \
-            GrpcBackend("g1") as g1, GrpcBackend("g2") as g2, tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "spec.yaml"
-        spec.write_text(SPEC.format(v1=v1.port, v2=v2.port, v3=v3.port, v4=v4.port, g1=g1.port, g2=g2.port))
-        model, diags = compile_paths([str(spec)], NOW)
-        out, admin = free_port(), free_port()
-        files = render(model, "envoy-static", Options(out, admin), Diagnostics())
-        with Envoy(istio_style_routes(files["client.default.yaml"]), admin) as envoy:
-            yield out, envoy
+    with static_sidecar(istio_style_routes) as m:
+        yield m
