@@ -25,28 +25,24 @@ def _istio(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
     return istio.render_files(model, diags)
 
 
-BACKENDS = {"istio": _istio}
+def _xds(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
+    from .emit.xds.backend import render_xds
+
+    return render_xds(model, opts, diags)
 
 
-def register(name: str, fn) -> None:
-    BACKENDS[name] = fn
+def _envoy_static(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
+    from .emit.xds.backend import render_static
+
+    return render_static(model, opts, diags)
+
+
+# imported lazily: `render --format istio` never loads the Envoy protobuf modules
+BACKENDS = {"istio": _istio, "xds": _xds, "envoy-static": _envoy_static}
 
 
 def render(model: Model, fmt: str, opts: Options, diags: Diagnostics) -> dict[str, str]:
-    if fmt not in BACKENDS:
-        _load_optional()
     return BACKENDS[fmt](model, opts, diags)
-
-
-def _load_optional() -> None:
-    try:
-        from .emit.xds import backend  # noqa: F401  (registers xds and envoy-static)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def names() -> list[str]:
-    return ["istio", "xds", "envoy-static"]
 
 
 def stream(files: dict[str, str]) -> str:

@@ -81,6 +81,3 @@ def render_static(model: Model, opts: backends.Options, diags: Diagnostics) -> d
     snap = XdsCompiler(eds=False).compile(model, diags)
     return {names.node_file(node): dump(to_dict(bootstrap_static(model, node, snap, opts))) for node in sorted(snap.nodes)}
 
-
-backends.register("xds", render_xds)
-backends.register("envoy-static", render_static)
