@@ -12,16 +12,14 @@ from __future__ import annotations
 import gc
 import random
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from generate import generate, write_sandbox  # noqa: E402
-from meshforge.emit.xds.compiler import XdsCompiler  # noqa: E402
-from meshforge.pipeline import Workspace  # noqa: E402
+from meshforge.emit.xds.compiler import XdsCompiler
+from meshforge.pipeline import Workspace
+from meshforge.synthetic import generate, write_sandbox
 
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from meshforge.backends import Options, render
+from meshforge.backends import render
 from meshforge.diagnostics import Diagnostics
 from meshforge.envoyproc import Envoy, free_port
 from meshforge.pipeline import compile_paths
@@ -79,7 +79,7 @@ spec:
 def sidecar_config(d: Path, out_port: int, admin: int) -> str:
     model, diags = compile_paths([str(d)], NOW)
     assert model is not None, diags.items
-    return render(model, "envoy-static", Options(out_port, admin), Diagnostics())["client.default.yaml"]
+    return render(model, "envoy-static", Diagnostics(), outbound_port=out_port, admin_port=admin)["client.default.yaml"]
 
 
 def wrk(port: int, headers: dict[str, str], seconds: int) -> float:

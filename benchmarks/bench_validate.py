@@ -14,8 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from generate import generate  # noqa: E402
+from meshforge.synthetic import generate
 
 
 def main(services: int = 1000, sandboxes: int = 1000, runs: int = 5) -> None:

@@ -1,8 +1,10 @@
-"""Shared fixtures: paths to ../shared (overridable), a CLI runner, and the --update-golden flag."""
+"""Shared fixtures: paths to ../shared (overridable), the one fixed clock, a CLI runner, a spec
+writer, and the --update-golden flag."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MESHFORGE_SHARED", REPO.parent / "shared"))
 BOUTIQUE = SHARED / "datasets" / "online-boutique" / "kubernetes-manifests.yaml"
 ISTIO_CRDS = SHARED / "istio" / "crd-all.gen.yaml"
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)  # the clock of every test that fixes one
 
 
 def pytest_addoption(parser):

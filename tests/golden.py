@@ -1,23 +1,25 @@
 """Golden cases: golden/<case>/input/ → golden/<case>/expected/<output>.
 
-Each backend contributes named outputs (text). `pytest --update-golden` rewrites them and deletes
+Every case records its diagnostics, the resolved model (`model.json`) and each backend's files
+(`<backend>/...`, from the backend table). `pytest --update-golden` rewrites them and deletes
 expected files the run no longer produces; every such change is reviewed in the diff.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
-from meshforge.diagnostics import render_text
+from meshforge import backends
+from meshforge.diagnostics import Diagnostics, render_text
+from meshforge.model import Model, to_json
 from meshforge.pipeline import compile_paths
 
-from .conftest import SHARED
+from .conftest import NOW, SHARED
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
 
 def cases() -> list[str]:
@@ -43,35 +45,58 @@ def chdir(path: Path):
         os.chdir(old)
 
 
+def _unshared(text: str) -> str:
+    return text.replace(str(SHARED), "$SHARED")
+
+
+def model_json(model: Model) -> str:
+    return _unshared(json.dumps(to_json(model), indent=1, sort_keys=True, ensure_ascii=False)) + "\n"
+
+
+def backend_outputs(model: Model) -> dict[str, str]:
+    """Every backend's files for a model. A backend that reports errors records only its diagnostics
+    (the CLI writes nothing then either)."""
+    out: dict[str, str] = {}
+    for name in backends.BACKENDS:
+        diags = Diagnostics()
+        files = backends.render(model, name, diags)
+        if diags.has_errors:
+            out[f"{name}/diagnostics.txt"] = _unshared(render_text(diags.items))
+            continue
+        out.update({f"{name}/{path}": text for path, text in files.items()})
+        if diags.items:
+            out[f"{name}/diagnostics.txt"] = _unshared(render_text(diags.items))
+    return out
+
+
 def outputs(case: str) -> dict[str, str]:
     """Every output of a case, by relative file name under expected/."""
-    from .golden_backends import BACKENDS
-
     with chdir(GOLDEN / case):
         model, diags = compile_paths(["input"] + extra_inputs(case), NOW)
-        text = render_text(diags.items) or "no diagnostics\n"
-        out = {"diagnostics.txt": text.replace(str(SHARED), "$SHARED")}
+        out = {"diagnostics.txt": _unshared(render_text(diags.items) or "no diagnostics\n")}
         if model is not None:
-            for backend in BACKENDS:
-                out.update(backend(model))
+            out["model.json"] = model_json(model)
+            out.update(backend_outputs(model))
     return out
+
+
+def expected(case: str) -> dict[str, str]:
+    d = GOLDEN / case / "expected"
+    return {str(p.relative_to(d)): p.read_text() for p in d.rglob("*") if p.is_file()} if d.exists() else {}
 
 
 def check(case: str, update: bool) -> list[str]:
     """Compare (or rewrite) a case; returns the names of outputs that differ."""
     expected_dir = GOLDEN / case / "expected"
     got = outputs(case)
-    existing = {str(p.relative_to(expected_dir)) for p in expected_dir.rglob("*") if p.is_file()} \
-        if expected_dir.exists() else set()
+    existing = expected(case)
     if update:
-        for name in existing - set(got):
+        for name in set(existing) - set(got):
             (expected_dir / name).unlink()
         for name, text in got.items():
             p = expected_dir / name
             p.parent.mkdir(parents=True, exist_ok=True)
-            if not p.exists() or p.read_text() != text:
+            if existing.get(name) != text:
                 p.write_text(text)
         return []
-    differ = sorted(n for n in set(got) | existing
-                    if n not in got or n not in existing or (expected_dir / n).read_text() != got[n])
-    return differ
+    return sorted(n for n in set(got) | set(existing) if got.get(n) != existing.get(n))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meshforge.backends import Options, render
+from meshforge.backends import render
 from meshforge.carriers import key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_paths
@@ -102,7 +102,7 @@ def static_sidecar(transform=lambda config: config):
         model, diags = compile_paths([str(spec)], NOW)
         assert model is not None, diags.items
         out, admin = free_port(), free_port()
-        files = render(model, "envoy-static", Options(out, admin), Diagnostics())
+        files = render(model, "envoy-static", Diagnostics(), outbound_port=out, admin_port=admin)
         with Envoy(transform(files["client.default.yaml"]), admin) as envoy:
             yield out, envoy
 

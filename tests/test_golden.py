@@ -1,8 +1,11 @@
 """Every golden case produces exactly its expected files (diagnostics and each backend's output)."""
 
+import json
+
 import pytest
 
-from .golden import GOLDEN, cases, check, outputs
+from .conftest import SHARED
+from .golden import GOLDEN, cases, check, expected, outputs
 
 
 @pytest.mark.parametrize("case", cases())
@@ -33,3 +36,17 @@ def test_golden_istio_outputs_validate_strictly_against_istio_crds(case):
         assert errors(doc) == [], (case, doc["kind"], doc["metadata"]["name"])
     if not case.startswith("error-"):
         assert docs or case == "warning-expired" or "expired" in case, f"{case} rendered no Istio objects"
+
+
+@pytest.mark.parametrize("case", [c for c in cases() if "model.json" in expected(c)])
+def test_backends_render_the_same_from_the_model_file(case):
+    """Backends are tested from their serialised input too: expected/model.json → every backend's files."""
+    from meshforge.model import from_json
+
+    from .golden import backend_outputs, model_json
+
+    files = expected(case)
+    model = from_json(json.loads(files["model.json"].replace("$SHARED", str(SHARED))))
+    assert model_json(model) == files["model.json"]
+    got = backend_outputs(model)
+    assert got == {n: t for n, t in files.items() if "/" in n}

@@ -255,7 +255,7 @@ def test_merge_warns_when_user_routes_can_reach_subset_sandbox_pods(write):
                         "spec:\n  hosts: [payments]\n  http:\n  - route:\n    - destination: {host: payments}\n"}
     diags = Diagnostics()
     objs = istio.emit(compile_dir(write(files)), diags)
-    assert [d.code for d in diags.items] == ["MF216"] and "billing/pay" in diags.items[0].message
+    assert [d.code for d in diags.items] == ["MF302"] and "billing/pay" in diags.items[0].message
     assert all(errors(o.body) == [] for o in objs)
 
 

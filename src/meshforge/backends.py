@@ -1,48 +1,117 @@
-"""Backends by name: each turns a `Model` into {relative path: text}.
+"""Backends by name: what each can express, the options it takes, and how it renders a `Model`.
 
-Input: model, backend options, diagnostics. Output: files; `render` without `-o` joins them into one
-YAML stream in path order. A backend that cannot express part of the model reports an error
-diagnostic (nothing is written then) rather than dropping it.
+Input: a lowered model, a backend name, that backend's options. Output: {relative path: text};
+`render` without `-o` joins them into one YAML stream in path order. This table drives
+`render --format` (choices, help), the golden tests and the one capability check: a backend that
+cannot express part of the model gets an error diagnostic (MF301), so nothing is written, instead of
+part of the model being dropped. Emitters are imported lazily: `render --format istio` never loads
+the Envoy protobuf modules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from .diagnostics import Diagnostics
-from .model import Model
+from .diagnostics import Diagnostics, did_you_mean
+from .model import DESTINATION_KINDS, EndpointsDestination, HostDestination, Model, SubsetDestination
+from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
 
 @dataclass(frozen=True)
-class Options:
-    outbound_port: int = 15001
-    admin_port: int = 15000
+class Option:
+    """A backend option; the CLI makes a `--flag` of it."""
+
+    name: str  # keyword the renderer takes
+    flag: str
+    default: int
+    minimum: int
+    maximum: int
+    help: str
 
 
-def _istio(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
-    from .emit import istio
-
-    return istio.render_files(model, diags)
-
-
-def _xds(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
-    from .emit.xds.backend import render_xds
-
-    return render_xds(model, opts, diags)
+OUTBOUND_PORT = Option("outbound_port", "--outbound-port", DEFAULT_OUTBOUND_PORT, 1, MAX_PORT,
+                       "the sidecars' outbound listener port")
+ADMIN_PORT = Option("admin_port", "--admin-port", DEFAULT_ADMIN_PORT, 0, MAX_PORT, "the Envoy admin port (0: none)")
 
 
-def _envoy_static(model: Model, opts: Options, diags: Diagnostics) -> dict[str, str]:
-    from .emit.xds.backend import render_static
+@dataclass(frozen=True)
+class Unsupported:
+    """Why a backend cannot express a destination kind, and what to do instead."""
 
-    return render_static(model, opts, diags)
-
-
-# imported lazily: `render --format istio` never loads the Envoy protobuf modules
-BACKENDS = {"istio": _istio, "xds": _xds, "envoy-static": _envoy_static}
+    message: str  # "cannot route to ...", with {destination} and {service} filled in
+    hint: str
 
 
-def render(model: Model, fmt: str, opts: Options, diags: Diagnostics) -> dict[str, str]:
-    return BACKENDS[fmt](model, opts, diags)
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    title: str  # in messages: "the Envoy backend cannot ..."
+    summary: str
+    renderer: str  # "module:function", imported when used; function(model, diags, **options)
+    destinations: frozenset[type]  # destination kinds it expresses
+    cannot: dict[type, Unsupported] = field(default_factory=dict)  # the others, explained
+    options: tuple[Option, ...] = ()
+
+    def render(self, model: Model, diags: Diagnostics, **options: Any) -> dict[str, str]:
+        module, function = self.renderer.split(":")
+        fn: Callable[..., dict[str, str]] = getattr(importlib.import_module(module), function)
+        known = {o.name: o.default for o in self.options}
+        return fn(model, diags, **{**known, **{k: v for k, v in options.items() if k in known}})
+
+
+_ENVOY_SUBSETS = Unsupported(
+    "cannot route to label {destination} of {service}: meshforge serves no Kubernetes endpoints",
+    "fork to a host (a separate Service) or to static endpoints, or use --format istio, where subsets "
+    "become DestinationRule subsets")
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
+            "meshforge.emit.istio:render_files",
+            frozenset({HostDestination, EndpointsDestination, SubsetDestination})),
+    Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
+            "meshforge.emit.xds.backend:render_xds",
+            frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            (OUTBOUND_PORT,)),
+    Backend("envoy-static", "Envoy", "a static Envoy bootstrap per node that runs without a server",
+            "meshforge.emit.xds.backend:render_static",
+            frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            (OUTBOUND_PORT, ADMIN_PORT)),
+)}
+
+for _b in BACKENDS.values():  # every destination kind is either expressed or explained
+    assert set(DESTINATION_KINDS) == set(_b.destinations) | set(_b.cannot), _b.name
+
+
+def get(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise KeyError(f"unknown backend {name!r}" + (f"; {h}" if (h := did_you_mean(name, BACKENDS)) else ""))
+    return BACKENDS[name]
+
+
+def all_options() -> dict[str, Option]:
+    """Every backend option by name, once."""
+    return {o.name: o for b in BACKENDS.values() for o in b.options}
+
+
+def check(model: Model, backend: Backend, diags: Diagnostics) -> None:
+    """The one place that reports what `backend` cannot express in `model` (MF301)."""
+    for kr in model.keys:
+        for fork in kr.forks:
+            why = backend.cannot.get(type(fork.destination))
+            if why is not None:
+                what = why.message.format(destination=fork.destination.describe(), service=fork.service)
+                diags.error("MF301", f"the {backend.title} backend {what}", fork.origin, why.hint)
+
+
+def render(model: Model, name: str, diags: Diagnostics, **options: Any) -> dict[str, str]:
+    """Check, then render; nothing is rendered when the backend cannot express the model."""
+    backend = get(name)
+    check(model, backend, diags)
+    if diags.has_errors:
+        return {}
+    return backend.render(model, diags, **options)
 
 
 def stream(files: dict[str, str]) -> str:

@@ -2,12 +2,12 @@
 
 Input: `Routing` settings and validated routing keys. Output: an RE2 pattern for the W3C `baggage`
 member (Istio), and the per-request extraction rules the Envoy filter implements. Keys reach a
-regular expression only after `resolve.valid_routing_key` accepted them, and are escaped anyway.
+regular expression only after `names.valid_routing_key` accepted them, and are escaped anyway.
 """
 
 from __future__ import annotations
 
-from .resolve import valid_routing_key
+from .names import valid_routing_key
 
 _OWS = "[ \\t]*"
 

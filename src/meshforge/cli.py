@@ -12,6 +12,7 @@ from . import __version__
 from .diagnostics import render_json, render_text
 from .pipeline import compile_paths
 from .resolve import parse_time
+from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
 
 class _Time(click.ParamType):
@@ -108,23 +109,31 @@ def explain(paths, start, key, output, now):
 
 
 def _render_options(f):
-    f = click.option("--format", "fmt", type=click.Choice(["istio", "xds", "envoy-static"]), required=True,
-                     help="Output: Istio YAML, Envoy xDS resources per node, or a static Envoy bootstrap per node.")(f)
-    f = click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True,
-                     help="xds, envoy-static: the outbound listener port.")(f)
-    f = click.option("--admin-port", type=click.IntRange(0, 65535), default=15000, show_default=True,
-                     help="envoy-static: the Envoy admin port (0: none).")(f)
+    """--format and every backend's options, from the backend table (each option says who uses it)."""
+    from .backends import BACKENDS, all_options
+
+    formats = "; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values())
+    f = click.option("--format", "fmt", type=click.Choice(list(BACKENDS)), required=True, help=f"Output. {formats}.")(f)
+    for opt in all_options().values():
+        users = ", ".join(b.name for b in BACKENDS.values() if opt in b.options)
+        f = click.option(opt.flag, opt.name, type=click.IntRange(opt.minimum, opt.maximum), default=None,
+                         help=f"{users}: {opt.help} [default: {opt.default}]")(f)
     return f
 
 
-def _render_files(paths, fmt, now, outbound_port, admin_port):
-    from .backends import Options
+def _render_files(paths, fmt, now, options):
+    from .backends import all_options, get
     from .backends import render as run
     from .diagnostics import Diagnostics
 
+    backend = get(fmt)
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if all(o.name != name for o in backend.options):
+            raise click.UsageError(f"{all_options()[name].flag} does not apply to --format {fmt}")
     model = load_or_exit(paths, now)
     diags = Diagnostics()
-    files = run(model, fmt, Options(outbound_port, admin_port), diags)
+    files = run(model, fmt, diags, **given)
     _emit_diagnostics(diags, "text", sys.stderr)
     if diags.has_errors:
         sys.exit(1)
@@ -137,14 +146,14 @@ def _render_files(paths, fmt, now, outbound_port, admin_port):
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Write one file per object into this directory (atomically; stale meshforge files removed).")
 @_now
-def render(paths, fmt, output_dir, now, outbound_port, admin_port):
+def render(paths, fmt, output_dir, now, **options):
     """Compile specs into proxy configuration."""
     from pathlib import Path
 
     from .backends import stream
     from .output import write_tree
 
-    files = _render_files(paths, fmt, now, outbound_port, admin_port)
+    files = _render_files(paths, fmt, now, options)
     if output_dir is None:
         click.echo(stream(files), nl=False)
         return
@@ -158,13 +167,13 @@ def render(paths, fmt, output_dir, now, outbound_port, admin_port):
 @click.option("--against", type=click.Path(file_okay=False), required=True,
               help="A directory rendered earlier (e.g. committed GitOps output).")
 @_now
-def diff(paths, fmt, against, now, outbound_port, admin_port):
+def diff(paths, fmt, against, now, **options):
     """Unified diff between a rendered directory and what the specs render now. Exit 1 when different."""
     from pathlib import Path
 
     from .output import diff_tree
 
-    files = _render_files(paths, fmt, now, outbound_port, admin_port)
+    files = _render_files(paths, fmt, now, options)
     text = diff_tree(Path(against), files)
     if text:
         click.echo(text, nl=False)
@@ -173,24 +182,22 @@ def diff(paths, fmt, against, now, outbound_port, admin_port):
 
 def _serve_compile_fn(paths):
     """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
-    from .diagnostics import Diagnostics
+    from . import backends
     from .emit.xds.compiler import XdsCompiler
     from .pipeline import Workspace
     from .server.run import Result
 
     workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True)
+    xds = backends.get("xds")
 
     def compile_fn(now):
         model, diags = workspace.compile(now)
+        if model is not None:
+            backends.check(model, xds, diags)
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
-        if model is None:
+        if model is None or diags.has_errors:
             return Result(None, [d.to_text() for d in diags.errors()], warnings)
-        xdiags = Diagnostics()
-        snapshot = compiler.compile(model, xdiags)
-        if xdiags.has_errors:
-            return Result(None, [d.to_text() for d in xdiags.errors()], warnings)
-        expiries = [parse_time(s.expires_at) for s in model.sandboxes if s.expires_at and not s.expired]
-        return Result(snapshot, [], warnings, min(expiries) if expiries else None)
+        return Result(compiler.compile(model), [], warnings, model.next_expiry)
 
     return compile_fn
 
@@ -223,8 +230,8 @@ def serve(paths, xds_address, admin_address, log_level):
 @main.command()
 @click.option("--service", required=True, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
 @click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve.")
-@click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True)
-@click.option("--admin-port", type=click.IntRange(0, 65535), default=15000, show_default=True,
+@click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True)
+@click.option("--admin-port", type=click.IntRange(0, MAX_PORT), default=DEFAULT_ADMIN_PORT, show_default=True,
               help="Envoy admin port on 127.0.0.1 (0: none).")
 @click.option("--node-id", default=None, help="node.id (default: SERVICE~hostname).")
 @click.option("--delta", is_flag=True, help="Use incremental (delta) xDS instead of state of the world.")

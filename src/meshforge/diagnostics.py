@@ -45,6 +45,9 @@ CODES: dict[str, str] = {
     "MF215": "object defined twice",
     "MF216": "subset cannot be isolated from the baseline",
     "MF217": "VirtualService not bound to the mesh",
+    "MF301": "backend cannot express a destination",
+    "MF302": "user VirtualService routes may reach subset sandbox pods",
+    "MF303": "several user VirtualServices for one host",
 }
 
 
@@ -165,11 +168,3 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
         pref = [c for c in cands if c.startswith(word) or word.startswith(c)]
         best = pref[:1]
     return f'did you mean "{best[0]}"?' if best else None
-
-
-class CompileError(Exception):
-    """Raised by a stage that cannot go on; carries the diagnostics collected so far."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = diagnostics
-        super().__init__(render_text(diagnostics))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import Model, Service
+from .model import Model, Service, rfc3339
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
         expired = [s for s in model.sandboxes if s.key == key and s.expired]
         if expired:
             status = (f"routing key {key!r} belongs to sandbox {expired[0].name}, which expired at "
-                      f"{expired[0].expires_at}: every hop reaches the baseline")
+                      f"{rfc3339(expired[0].expires_at)}: every hop reaches the baseline")
         else:
             status = f"routing key {key!r} is not defined by any active sandbox or route group: every hop reaches the baseline"
     hops: list[Hop] = []

@@ -3,13 +3,22 @@
 Input: nothing (types only). Output: `Model` = services, and per routing key the destination of
 every service that key forks. No YAML, no protobuf. Each node carries the `Span` of the input that
 produced it so later stages can blame the input.
+
+Destinations are a tagged union (`Destination`): code that handles them matches on the type and
+ends with `typing.assert_never`, so a new kind cannot fall through silently.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, field
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime, timezone
 from functools import cached_property
+from typing import ClassVar
 
 from .diagnostics import Span
 
@@ -55,6 +64,12 @@ def is_ip(address: str) -> bool:
         return False
 
 
+def rfc3339(t: datetime) -> str:
+    """A time as RFC 3339 text, UTC written as Z."""
+    text = t.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str  # IP or DNS name
@@ -91,23 +106,80 @@ class Service:
     def routable_ports(self) -> tuple[Port, ...]:
         return tuple(p for p in self.ports if p.routable)
 
+    def names(self, from_namespace: str | None) -> tuple[str, ...]:
+        """Every name that reaches this service from a caller in `from_namespace` (None: a caller in
+        no namespace of the mesh), as Kubernetes DNS resolves them: the bare name from its own
+        namespace only, then name.namespace, name.namespace.svc and the FQDN. The one answer to that
+        question, used by resolution, lookups and every backend."""
+        qualified = (self.id, f"{self.id}.svc", self.fqdn)
+        return (self.name, *qualified) if from_namespace == self.namespace else qualified
+
+
+class ServiceIndex:
+    """Services by every name that reaches them (`Service.names`)."""
+
+    def __init__(self, services: typing.Iterable[Service]):
+        self.by_id: dict[str, Service] = {}
+        self._qualified: dict[str, Service] = {}
+        self._bare: dict[str, list[Service]] = {}
+        for s in services:
+            self.by_id[s.id] = s
+            for n in s.names(None):
+                self._qualified[n] = s
+            self._bare.setdefault(s.name, []).append(s)
+
+    def find(self, ref: str, namespace: str | None) -> Service | None:
+        """The service `ref` names from `namespace`. From outside (None), where no namespace makes a
+        bare name unambiguous, a bare name counts when exactly one service has it (command lines)."""
+        if namespace is not None:
+            s = self.by_id.get(f"{ref}.{namespace}")
+            if s is not None:
+                return s
+        s = self._qualified.get(ref)
+        if s is not None:
+            return s
+        if namespace is None:
+            same = self._bare.get(ref, [])
+            return same[0] if len(same) == 1 else None
+        return None
+
 
 @dataclass(frozen=True)
-class Destination:
-    """Where a fork runs. Exactly one of host / endpoints / subset is set, named by `kind`."""
+class HostDestination:
+    """A separate Service (or any DNS name) runs the fork."""
 
-    kind: str  # "host" | "endpoints" | "subset"
-    host: str | None = None
-    port: int | None = None  # host port; None = the baseline port
-    endpoints: tuple[Endpoint, ...] = ()
-    subset_labels: tuple[tuple[str, str], ...] = ()
+    kind: ClassVar[str] = "host"
+    host: str
+    port: int | None = None  # None = the baseline port
 
     def describe(self) -> str:
-        if self.kind == "host":
-            return f"host {self.host}" + (f":{self.port}" if self.port else "")
-        if self.kind == "endpoints":
-            return "endpoints " + ", ".join(f"{e.address}:{e.port}" for e in self.endpoints)
-        return "subset " + ",".join(f"{k}={v}" for k, v in self.subset_labels)
+        return f"host {self.host}" + (f":{self.port}" if self.port else "")
+
+
+@dataclass(frozen=True)
+class EndpointsDestination:
+    """Static addresses run the fork (a VM, a laptop tunnel)."""
+
+    kind: ClassVar[str] = "endpoints"
+    endpoints: tuple[Endpoint, ...]
+
+    def describe(self) -> str:
+        return "endpoints " + ", ".join(f"{e.address}:{e.port}" for e in self.endpoints)
+
+
+@dataclass(frozen=True)
+class SubsetDestination:
+    """Pods of the baseline Service itself, told apart by labels (Istio subsets)."""
+
+    kind: ClassVar[str] = "subset"
+    labels: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        return "subset " + ",".join(f"{k}={v}" for k, v in self.labels)
+
+
+Destination = HostDestination | EndpointsDestination | SubsetDestination
+DESTINATION_KINDS: tuple[type, ...] = typing.get_args(Destination)
 
 
 @dataclass(frozen=True)
@@ -139,23 +211,37 @@ class Sandbox:
     namespace: str
     key: str
     labels: tuple[tuple[str, str], ...]
-    expires_at: str | None  # RFC 3339, as written
+    expires_at: datetime | None
     expired: bool
     forks: tuple[Fork, ...]
     origin: Span = field(default_factory=Span)
 
 
 @dataclass(frozen=True)
-class UserVirtualService:
-    """A VirtualService found in the input; the Istio backend merges its routes for forked hosts."""
+class UserObject:
+    """An object of another system found in the input (e.g. a user's Istio VirtualService), kept as
+    written for the backends that act on it. The body is canonical JSON text: immutable, hashable,
+    and every reader gets its own copy."""
 
+    api_version: str
+    kind: str
     name: str
     namespace: str
-    body: dict  # the document as written (treated as read-only)
+    body_json: str
     origin: Span = field(default_factory=Span)
 
-    def __hash__(self) -> int:
-        return hash((self.name, self.namespace, self.origin))
+    @staticmethod
+    def of(data: Mapping, name: str, namespace: str, origin: Span) -> UserObject:
+        return UserObject(str(data.get("apiVersion")), str(data.get("kind")), name, namespace,
+                          json.dumps(data, ensure_ascii=False, separators=(",", ":")), origin)
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def body(self) -> dict:
+        return json.loads(self.body_json)
 
 
 @dataclass(frozen=True)
@@ -164,11 +250,15 @@ class Model:
     services: tuple[Service, ...]  # sorted by id
     keys: tuple[KeyRoutes, ...]  # active routing keys, sorted
     sandboxes: tuple[Sandbox, ...] = ()  # every sandbox, expired ones included, sorted by name
-    virtual_services: tuple[UserVirtualService, ...] = ()
+    user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
 
     @cached_property
+    def index(self) -> ServiceIndex:
+        return ServiceIndex(self.services)
+
+    @property
     def service_by_id(self) -> dict[str, Service]:
-        return {s.id: s for s in self.services}
+        return self.index.by_id
 
     @cached_property
     def key_by_name(self) -> dict[str, KeyRoutes]:
@@ -183,15 +273,18 @@ class Model:
                 out.setdefault(f.service, []).append((kr.key, f))
         return {s: tuple(v) for s, v in sorted(out.items())}
 
-    def lookup(self, ref: str, namespace: str = DEFAULT_NAMESPACE) -> Service | None:
-        """A service by `name`, `name.namespace` or FQDN."""
-        by_id = self.service_by_id
-        if ref in by_id:
-            return by_id[ref]
-        if f"{ref}.{namespace}" in by_id:
-            return by_id[f"{ref}.{namespace}"]
-        same_name = [s for s in self.services if ref in (s.fqdn, s.name)]
-        return same_name[0] if len(same_name) == 1 else None
+    @property
+    def next_expiry(self) -> datetime | None:
+        """When the next active sandbox expires: the model changes then without any input changing."""
+        times = [s.expires_at for s in self.sandboxes if s.expires_at is not None and not s.expired]
+        return min(times) if times else None
+
+    def user_objects_of(self, group: str, kind: str) -> tuple[UserObject, ...]:
+        return tuple(o for o in self.user_objects if o.group == group and o.kind == kind)
+
+    def lookup(self, ref: str, namespace: str | None = None) -> Service | None:
+        """A service by any name that reaches it from `namespace` (`Service.names`)."""
+        return self.index.find(ref, namespace)
 
     def destination_of(self, service_id: str, key: str | None) -> Fork | None:
         """The fork a request with `key` reaches at `service_id`, or None for the baseline."""
@@ -200,37 +293,53 @@ class Model:
         kr = self.key_by_name.get(key)
         return kr.by_service.get(service_id) if kr else None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+# -- JSON: backends are tested from model files, not only from specs ------------------------------
+
+def _to_data(value):
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        if isinstance(value, DESTINATION_KINDS):
+            out["kind"] = value.kind
+        for f in fields(value):
+            out[f.name] = _to_data(getattr(value, f.name))
+        return out
+    if isinstance(value, tuple | list):
+        return [_to_data(v) for v in value]
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    return value
 
 
 def to_json(model: Model) -> dict:
-    """The model as plain JSON data: backends can be tested from IR files, not only from specs."""
-    return asdict(model)
+    """The model as plain JSON data."""
+    return _to_data(model)
+
+
+def _build(tp, value):
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) > 1:  # a tagged union: the "kind" field picks the member
+            by_kind = {a.kind: a for a in args}
+            return _build(by_kind[value["kind"]], value)
+        return _build(args[0], value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in value)
+        return tuple(_build(a, v) for a, v in zip(args, value))
+    if tp is datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc) \
+            if value.endswith("Z") else datetime.fromisoformat(value)
+    if isinstance(tp, type) and is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _build(hints[f.name], value[f.name]) for f in fields(tp) if f.name in value})
+    return value
 
 
 def from_json(data: dict) -> Model:
     """Inverse of `to_json`."""
-    import types
-    import typing
-
-    def build(tp, value):
-        origin = typing.get_origin(tp)
-        if value is None:
-            return None
-        if origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            return build(args[0], value)
-        if origin is tuple:
-            args = typing.get_args(tp)
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(build(args[0], v) for v in value)
-            return tuple(build(a, v) for a, v in zip(args, value))
-        if origin is dict or tp is dict:
-            return dict(value)
-        if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
-            hints = typing.get_type_hints(tp)
-            return tp(**{k: build(hints[k], v) for k, v in value.items() if k in hints})
-        return value
-
-    return build(Model, data)
+    return _build(Model, data)

@@ -11,25 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import yaml
-
 MANIFEST = ".meshforge-files"
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML out; multi-line strings (Lua source, PEM) as literal blocks for reviewable diffs."""
-
-
-def _str(dumper, value: str):
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump_yaml(data, sort_keys: bool = False) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, width=4096,
-                     allow_unicode=True)
 
 
 def _safe(rel: str) -> str:

@@ -8,28 +8,27 @@ everything is sorted, so the model does not depend on the order of files or docu
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
+from typing import assert_never
 
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .model import (
     DEFAULT_CLUSTER_DOMAIN,
     Dependency,
+    EndpointsDestination,
     Fork,
+    HostDestination,
     KeyRoutes,
     Model,
     Routing,
     Sandbox,
     Service,
+    ServiceIndex,
+    SubsetDestination,
+    rfc3339,
 )
+from .names import ROUTING_KEY_HINT, valid_routing_key
 from .spec.decls import Decls, RouteGroupDecl, SandboxDecl, ServiceDecl
-
-ROUTING_KEY = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
-
-
-def valid_routing_key(key: object) -> bool:
-    """The only gate between user text and any regular expression or header match."""
-    return isinstance(key, str) and len(key) <= 63 and ROUTING_KEY.fullmatch(key) is not None
 
 
 def parse_time(value: str) -> datetime:
@@ -40,10 +39,6 @@ def parse_time(value: str) -> datetime:
     if dt.tzinfo is None:
         raise ValueError("a time zone is required (Z or +hh:mm)")
     return dt
-
-
-def _first_by_span(items, span_of):
-    return sorted(items, key=lambda x: span_of(x))
 
 
 def _settings(decls: Decls, diags: Diagnostics) -> tuple[Routing, str]:
@@ -67,24 +62,8 @@ def _settings(decls: Decls, diags: Diagnostics) -> tuple[Routing, str]:
     return routing, chosen.get("clusterDomain", (DEFAULT_CLUSTER_DOMAIN, None))[0]
 
 
-class _Names:
-    """Service lookup by name, name.namespace and FQDN, with did-you-mean hints."""
-
-    def __init__(self, services: dict[str, Service]):
-        self.by_id = services
-        self.by_fqdn = {s.fqdn: s.id for s in services.values()}
-
-    def find(self, ref: str, namespace: str) -> str | None:
-        if f"{ref}.{namespace}" in self.by_id:
-            return f"{ref}.{namespace}"
-        if ref in self.by_id:
-            return ref
-        if ref in self.by_fqdn:
-            return self.by_fqdn[ref]
-        parts = ref.split(".")
-        if len(parts) >= 3 and parts[2] == "svc" and f"{parts[0]}.{parts[1]}" in self.by_id:
-            return f"{parts[0]}.{parts[1]}"  # name.ns.svc, or with another cluster domain
-        return None
+class _Names(ServiceIndex):
+    """Service lookup with did-you-mean hints."""
 
     def hint(self, ref: str, namespace: str) -> str | None:
         local = [s.name for s in self.by_id.values() if s.namespace == namespace]
@@ -105,10 +84,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
         decl_by_id[d.id] = d
     bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports, d.endpoints, None,
                        d.labels, d.span) for i, d in sorted(decl_by_id.items())}
-    names = _Names(bare)
+    names = _Names(bare.values())
     services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags) for i in sorted(bare))
-    by_id = {s.id: s for s in services}
-    names = _Names(by_id)
+    names = _Names(services)
 
     sandboxes: dict[str, Sandbox] = {}
     key_owner: dict[str, Span] = {}
@@ -140,7 +118,8 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
 
     return Model(routing=routing, services=services, keys=tuple(sorted(keys, key=lambda k: k.key)),
                  sandboxes=tuple(sandboxes[n] for n in sorted(sandboxes)),
-                 virtual_services=tuple(sorted(decls.virtual_services, key=lambda v: (v.namespace, v.name, v.origin))))
+                 user_objects=tuple(sorted(decls.user_objects,
+                                           key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))))
 
 
 def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) -> Service:
@@ -148,7 +127,8 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) 
         return svc
     deps: dict[str, Dependency] = {}
     for ref in d.deps:
-        target = names.find(ref.ref, ref.namespace)
+        found = names.find(ref.ref, ref.namespace)
+        target = found.id if found is not None else None
         if target is None:
             if ref.inferred:
                 if not ref.ref.split(".")[0].isdigit():  # an IP address is not a missing service
@@ -172,12 +152,13 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) 
 
 def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) -> Sandbox:
     if not valid_routing_key(sd.key):
-        diags.error("MF206", f"invalid routing key {sd.key!r}", sd.key_span,
-                    "lower-case letters, digits and '-', 1-63 characters, starting and ending alphanumeric")
+        diags.error("MF206", f"invalid routing key {sd.key!r}", sd.key_span, ROUTING_KEY_HINT)
     expired = False
+    expires_at = None
     if sd.expires_at is not None:
         try:
-            expired = parse_time(sd.expires_at) <= now
+            expires_at = parse_time(sd.expires_at)
+            expired = expires_at <= now
         except ValueError as e:
             diags.error("MF104", f"expiresAt {sd.expires_at!r} is not an RFC 3339 time: {e}", sd.expires_span,
                         'write it like "2026-12-01T00:00:00Z"')
@@ -186,12 +167,12 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) 
                       "extend expiresAt or delete the sandbox")
     forks: dict[str, Fork] = {}
     for f in sd.forks:
-        target = names.find(f.ref, sd.namespace)
-        if target is None:
+        svc = names.find(f.ref, sd.namespace)
+        if svc is None:
             diags.error("MF201", f"unknown service {f.ref!r}", f.ref_span,
                         names.hint(f.ref, sd.namespace) or "fork a service of the baseline")
             continue
-        svc = names.by_id[target]
+        target = svc.id
         if not svc.routable_ports:
             protos = ", ".join(f"{p.number}/{p.protocol}" for p in svc.ports)
             diags.error("MF202", f"service {target} has no HTTP-family port ({protos}); it cannot be routed per request",
@@ -202,10 +183,15 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) 
             diags.error("MF204", f"service {target} is forked twice by sandbox {sd.name}", f.ref_span,
                         f"first fork at {forks[target].origin.at()}; keep one")
             continue
-        if f.destination.kind == "subset":
-            _check_subset(svc, f.destination.subset_labels, f.span, diags)
+        match f.destination:
+            case SubsetDestination(labels=labels):
+                _check_subset(svc, labels, f.span, diags)
+            case HostDestination() | EndpointsDestination():
+                pass
+            case other:
+                assert_never(other)
         forks[target] = Fork(target, sd.name, f.destination, f.span)
-    return Sandbox(sd.name, sd.namespace, sd.key, sd.labels, sd.expires_at, expired,
+    return Sandbox(sd.name, sd.namespace, sd.key, sd.labels, expires_at, expired,
                    tuple(forks[k] for k in sorted(forks)), sd.span)
 
 
@@ -221,8 +207,7 @@ def _check_subset(svc: Service, labels: tuple[tuple[str, str], ...], span: Span,
 
 def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagnostics) -> KeyRoutes | None:
     if not valid_routing_key(rg.key):
-        diags.error("MF206", f"invalid routing key {rg.key!r}", rg.key_span,
-                    "lower-case letters, digits and '-', 1-63 characters, starting and ending alphanumeric")
+        diags.error("MF206", f"invalid routing key {rg.key!r}", rg.key_span, ROUTING_KEY_HINT)
         return None
     members: list[Sandbox] = []
     if rg.members is not None:
@@ -232,7 +217,7 @@ def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagn
                 diags.error("MF207", f"route group {rg.name} names unknown sandbox {name!r}", span,
                             did_you_mean(name, sandboxes) or "list sandboxes by metadata.name")
             elif sb.expired:
-                diags.error("MF208", f"route group {rg.name} names sandbox {name!r}, which expired at {sb.expires_at}",
+                diags.error("MF208", f"route group {rg.name} names sandbox {name!r}, which expired at {rfc3339(sb.expires_at)}",
                             span, "remove it from the group, or extend its expiresAt")
             else:
                 members.append(sb)

@@ -9,15 +9,26 @@ receives meshforge's routes at the top instead of a second VirtualService (Istio
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+from typing import assert_never
 
 from ..carriers import baggage_regex
 from ..diagnostics import Diagnostics
-from ..model import Fork, Model, Port, Service, UserVirtualService, is_ip
-from ..output import dump_yaml
+from ..model import (
+    EndpointsDestination,
+    Fork,
+    HostDestination,
+    Model,
+    Port,
+    Service,
+    SubsetDestination,
+    UserObject,
+    is_ip,
+)
+from ..yamlout import dump_yaml
 
 API = "networking.istio.io/v1"
+GROUP = "networking.istio.io"
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
@@ -38,6 +49,26 @@ class IstioObject:
         return (self.namespace, self.kind, self.name)
 
 
+@dataclass(frozen=True)
+class PortRoutes:
+    """One port's HTTP routes: one per routing key, and the default route to the baseline."""
+
+    keyed: list[dict]
+    default: dict
+
+
+@dataclass(frozen=True)
+class Routes:
+    ports: list[PortRoutes]
+
+    def keyed(self) -> list[dict]:
+        return [r for p in self.ports for r in p.keyed]
+
+    def all(self) -> list[dict]:
+        """Each port's keyed routes ahead of its default."""
+        return [r for p in self.ports for r in (*p.keyed, p.default)]
+
+
 def _meta(name: str, namespace: str) -> dict:
     return {"name": name, "namespace": namespace, "labels": dict(MANAGED)}
 
@@ -51,10 +82,13 @@ def endpoints_host(svc: Service, sandbox: str) -> str:
     return f"{sandbox}.{svc.name}.{svc.namespace}.meshforge.internal"
 
 
+def _subset_forks(forks: tuple[tuple[str, Fork], ...]) -> list[tuple[Fork, SubsetDestination]]:
+    return [(f, f.destination) for _, f in forks if isinstance(f.destination, SubsetDestination)]
 
-def _subset_names(svc: Service, forks: tuple[tuple[str, Fork], ...]) -> str:
-    """Name of the baseline subset: `baseline`, unless a routing key of this service is called that."""
-    taken = {f.sandbox for _, f in forks if f.destination.kind == "subset"}
+
+def _baseline_subset_name(forks: tuple[tuple[str, Fork], ...]) -> str:
+    """Name of the baseline subset: `baseline`, unless a sandbox forking this service is called that."""
+    taken = {f.sandbox for f, _ in _subset_forks(forks)}
     name, i = "baseline", 0
     while name in taken:
         name, i = f"baseline-{i}", i + 1
@@ -64,60 +98,66 @@ def _subset_names(svc: Service, forks: tuple[tuple[str, Fork], ...]) -> str:
 def _baseline_subset_labels(svc: Service, forks: tuple[tuple[str, Fork], ...]) -> dict[str, str]:
     """Baseline pod labels on the keys that tell forks apart (resolve.py guarantees there is one per fork)."""
     base = dict(svc.labels)
-    keys = {k for _, f in forks if f.destination.kind == "subset" for k, _ in f.destination.subset_labels}
+    keys = {k for _, d in _subset_forks(forks) for k, _ in d.labels}
     return {k: base[k] for k in sorted(keys) if k in base}
 
 
-def _destination(svc: Service, port: Port, fork: Fork | None, baseline_subset: str | None) -> dict:
+def _destination(svc: Service, port: Port, fork: Fork) -> dict:
     """Subsets and ServiceEntries are named after the sandbox that declared the fork, so a route
     group reaching the same fork shares them."""
-    if fork is None:
-        d = {"host": svc.fqdn, "port": {"number": port.number}}
-        if baseline_subset:
-            d["subset"] = baseline_subset
-        return d
-    dest = fork.destination
-    if dest.kind == "host":
-        return {"host": dest.host, "port": {"number": dest.port or port.number}}
-    if dest.kind == "endpoints":
-        return {"host": endpoints_host(svc, fork.sandbox), "port": {"number": port.number}}
-    return {"host": svc.fqdn, "port": {"number": port.number}, "subset": fork.sandbox}
+    match fork.destination:
+        case HostDestination(host=host, port=host_port):
+            return {"host": host, "port": {"number": host_port or port.number}}
+        case EndpointsDestination():
+            return {"host": endpoints_host(svc, fork.sandbox), "port": {"number": port.number}}
+        case SubsetDestination():
+            return {"host": svc.fqdn, "port": {"number": port.number}, "subset": fork.sandbox}
+        case other:
+            assert_never(other)
 
 
-def _routes(model: Model, svc: Service, forks: tuple[tuple[str, Fork], ...]) -> list[dict]:
+def _routes(model: Model, svc: Service, forks: tuple[tuple[str, Fork], ...]) -> Routes:
     routing = model.routing
     ports = svc.routable_ports
     multi = len(ports) > 1
-    has_subsets = any(f.destination.kind == "subset" for _, f in forks)
-    baseline_subset = _subset_names(svc, forks) if has_subsets else None
-    routes = []
+    baseline_subset = _baseline_subset_name(forks) if _subset_forks(forks) else None
+    out = []
     for port in ports:
         suffix = f"-{port.number}" if multi else ""
+        keyed = []
         for key, fork in forks:
             header = {"headers": {routing.header: {"exact": key}}}
             baggage = {"headers": {"baggage": {"regex": baggage_regex(routing.baggage_key, key)}}}
             if multi:
                 header["port"] = baggage["port"] = port.number
-            routes.append({"name": f"meshforge-{key}{suffix}", "match": [header, baggage],
-                           "route": [{"destination": _destination(svc, port, fork, None)}]})
-        default: dict = {"name": f"meshforge-baseline{suffix}"}
+            keyed.append({"name": f"meshforge-{key}{suffix}", "match": [header, baggage],
+                          "route": [{"destination": _destination(svc, port, fork)}]})
+        route: dict = {"name": f"meshforge-baseline{suffix}"}
         if multi:
-            default["match"] = [{"port": port.number}]
-        default["route"] = [{"destination": _destination(svc, port, None, baseline_subset)}]
-        routes.append(default)
-    return routes
+            route["match"] = [{"port": port.number}]
+        base = {"host": svc.fqdn, "port": {"number": port.number}}
+        if baseline_subset:
+            base["subset"] = baseline_subset
+        route["route"] = [{"destination": base}]
+        out.append(PortRoutes(keyed, route))
+    return Routes(out)
 
 
-def _hosts_of(vs: UserVirtualService, svc: Service) -> bool:
-    hosts = (vs.body.get("spec") or {}).get("hosts") or []
-    names = {svc.fqdn, svc.id, f"{svc.id}.svc"}
-    if vs.namespace == svc.namespace:
-        names.add(svc.name)
-    return any(isinstance(h, str) and h in names for h in hosts)
+def _hosts(vs: dict) -> list:
+    spec = vs.get("spec")
+    hosts = spec.get("hosts") if isinstance(spec, dict) else None
+    return hosts if isinstance(hosts, list) else []
 
 
-def _merge(vs: UserVirtualService, ours: list[dict], svc: Service, diags: Diagnostics) -> IstioObject:
-    body = copy.deepcopy(vs.body)
+def _for_service(vs: UserObject, body: dict, svc: Service) -> bool:
+    names = set(svc.names(vs.namespace))
+    return any(isinstance(h, str) and h in names for h in _hosts(body))
+
+
+def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagnostics) -> IstioObject:
+    """The user's VirtualService with meshforge's keyed routes first. Their own routes, the defaults
+    included, stay after ours: theirs already decide where key-less traffic goes, so our default
+    routes are not added."""
     body["apiVersion"] = API
     body.pop("status", None)
     meta = body.setdefault("metadata", {})
@@ -125,7 +165,7 @@ def _merge(vs: UserVirtualService, ours: list[dict], svc: Service, diags: Diagno
         meta.pop(f, None)
     meta.setdefault("namespace", vs.namespace)
     ann = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
-    meta["annotations"] = {**ann, "meshforge.dev/merged-routes": str(len(ours))}
+    meta["annotations"] = {**ann, "meshforge.dev/merged-routes": str(len(ours.all()))}
     spec = body.setdefault("spec", {})
     gateways = spec.get("gateways")
     if gateways is not None and "mesh" not in gateways:
@@ -133,18 +173,30 @@ def _merge(vs: UserVirtualService, ours: list[dict], svc: Service, diags: Diagno
                       "gateways: sidecars ignore it, so meshforge's routes will not apply to mesh traffic",
                       vs.origin, "add mesh to spec.gateways (sidecars only apply VirtualServices bound to mesh)")
     theirs = [r for r in (spec.get("http") or []) if not str((r or {}).get("name", "")).startswith("meshforge-")]
-    if any(r["route"][0]["destination"].get("subset") for r in ours):
-        names = {svc.fqdn, svc.id, f"{svc.id}.svc", svc.name}
+    if any("subset" in p.default["route"][0]["destination"] for p in ours.ports):
+        names = set(svc.names(vs.namespace))
         loose = [d for r in theirs if isinstance(r, dict) for w in (r.get("route") or []) if isinstance(w, dict)
                  for d in [w.get("destination") or {}] if d.get("host") in names and not d.get("subset")]
         if loose:
-            diags.warning("MF216", f"VirtualService {vs.namespace}/{vs.name} routes to {svc.fqdn} without a subset, "
+            diags.warning("MF302", f"VirtualService {vs.namespace}/{vs.name} routes to {svc.fqdn} without a subset, "
                           "so those requests may reach the pods of label-subset sandboxes", vs.origin,
                           "route the VirtualService's own traffic to a subset of the baseline pods")
-    # The user's default routes stay after ours; our own baseline route is dropped: theirs already
-    # decides where key-less traffic goes.
-    spec["http"] = [r for r in ours if not r["name"].startswith("meshforge-baseline")] + theirs
+    spec["http"] = ours.keyed() + theirs
     return IstioObject("VirtualService", vs.namespace, vs.name, body)
+
+
+def _virtual_service(model: Model, svc: Service, routes: Routes, diags: Diagnostics) -> IstioObject:
+    user = [vs for vs in model.user_objects_of(GROUP, "VirtualService") if _for_service(vs, vs.body, svc)]
+    if not user:
+        name = _object_name(svc)
+        return IstioObject("VirtualService", svc.namespace, name, {
+            "apiVersion": API, "kind": "VirtualService", "metadata": _meta(name, svc.namespace),
+            "spec": {"hosts": [svc.fqdn], "gateways": ["mesh"], "http": routes.all()}})
+    for extra in user[1:]:
+        diags.warning("MF303", f"VirtualService {extra.namespace}/{extra.name} is a second VirtualService for "
+                      f"{svc.fqdn}; meshforge merges its routes into {user[0].namespace}/{user[0].name} only",
+                      extra.origin, "Istio applies one VirtualService per host on sidecars: merge the two into one")
+    return _merge(user[0], user[0].body, routes, svc, diags)
 
 
 def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
@@ -152,46 +204,33 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
     objects: list[IstioObject] = []
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
-        routes = _routes(model, svc, forks)
-        user = [vs for vs in model.virtual_services if _hosts_of(vs, svc)]
-        if user:
-            objects.append(_merge(user[0], routes, svc, diags))
-        else:
-            objects.append(IstioObject("VirtualService", svc.namespace, _object_name(svc), {
-                "apiVersion": API, "kind": "VirtualService", "metadata": _meta(_object_name(svc), svc.namespace),
-                "spec": {"hosts": [svc.fqdn], "gateways": ["mesh"], "http": routes}}))
+        objects.append(_virtual_service(model, svc, _routes(model, svc, forks), diags))
         by_sandbox = {f.sandbox: f for _, f in forks}  # one fork of a service per sandbox
-        subset_forks = sorted((n, f) for n, f in by_sandbox.items() if f.destination.kind == "subset")
+        subset_forks = sorted((f.sandbox, d) for f, d in _subset_forks(tuple(by_sandbox.items())))
         if subset_forks:
-            baseline = _subset_names(svc, forks)
-            subsets = [{"name": baseline, "labels": _baseline_subset_labels(svc, forks)}]
-            subsets += [{"name": n, "labels": dict(f.destination.subset_labels)} for n, f in subset_forks]
+            subsets = [{"name": _baseline_subset_name(forks), "labels": _baseline_subset_labels(svc, forks)}]
+            subsets += [{"name": n, "labels": dict(d.labels)} for n, d in subset_forks]
             objects.append(IstioObject("DestinationRule", svc.namespace, _object_name(svc), {
                 "apiVersion": API, "kind": "DestinationRule", "metadata": _meta(_object_name(svc), svc.namespace),
                 "spec": {"host": svc.fqdn, "subsets": subsets}}))
         for sandbox, f in sorted(by_sandbox.items()):
-            if f.destination.kind != "endpoints":
-                continue
-            ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
-                      "protocol": p.protocol} for p in svc.routable_ports]
-            eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in f.destination.endpoints]
-            static = all(is_ip(e.address) for e in f.destination.endpoints)
-            name = _object_name(svc, f"-{sandbox}")
-            objects.append(IstioObject("ServiceEntry", svc.namespace, name, {
-                "apiVersion": API, "kind": "ServiceEntry", "metadata": _meta(name, svc.namespace),
-                "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
-                         "resolution": "STATIC" if static else "DNS", "endpoints": eps}}))
+            if isinstance(f.destination, EndpointsDestination):
+                objects.append(_service_entry(svc, sandbox, f.destination))
     return sorted(objects, key=IstioObject.sort_key)
 
 
-def to_yaml(body: dict) -> str:
-    return dump_yaml(body, sort_keys=False)
+def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> IstioObject:
+    ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
+              "protocol": p.protocol} for p in svc.routable_ports]
+    eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in dest.endpoints]
+    static = all(is_ip(e.address) for e in dest.endpoints)
+    name = _object_name(svc, f"-{sandbox}")
+    return IstioObject("ServiceEntry", svc.namespace, name, {
+        "apiVersion": API, "kind": "ServiceEntry", "metadata": _meta(name, svc.namespace),
+        "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
+                 "resolution": "STATIC" if static else "DNS", "endpoints": eps}})
 
 
-def render_files(model: Model, diags: Diagnostics | None = None) -> dict[str, str]:
+def render_files(model: Model, diags: Diagnostics) -> dict[str, str]:
     """{relative path: YAML text}: what `render --format istio -o DIR` writes."""
-    return {o.path: to_yaml(o.body) for o in emit(model, diags)}
-
-
-def render_stream(model: Model, diags: Diagnostics | None = None) -> str:
-    return "---\n".join(to_yaml(o.body) for o in emit(model, diags))
+    return {o.path: dump_yaml(o.body) for o in emit(model, diags)}

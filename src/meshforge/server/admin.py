@@ -26,6 +26,8 @@ from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..xdsapi import DEFAULT_OUTBOUND_PORT
+
 log = logging.getLogger("meshforge.admin")
 
 
@@ -74,7 +76,7 @@ def make_handler(state: AdminState):
             if url.path == "/debug/config":
                 q = parse_qs(url.query)
                 node = (q.get("node") or [""])[0]
-                port = int((q.get("port") or ["15001"])[0])
+                port = int((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
                 cache = state.cache
                 if not node or cache is None or not cache.known_node(node):
                     known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []

@@ -26,19 +26,21 @@ import time
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
+from ..xdsapi import (
+    CLUSTER_TYPE,
+    DEFAULT_OUTBOUND_PORT,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    OUTBOUND_PORT_METADATA,
+    PUSH_ORDER,
+    ROUTE_TYPE,
+    WILDCARD_TYPES,
+    short_name,
+)
 from .cache import SnapshotCache
 from .metrics import Metrics
 
 log = logging.getLogger("meshforge.ads")
-
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-WILDCARD_TYPES = (LISTENER, CLUSTER)
-SHORT = {LISTENER: "LDS", ROUTE: "RDS", CLUSTER: "CDS", ENDPOINT: "EDS"}
-DEFAULT_OUTBOUND_PORT = 15001
-OUTBOUND_PORT_KEY = "meshforge.outbound_port"
 
 _nonces = itertools.count(1)
 
@@ -105,12 +107,12 @@ class _Stream:
         if self.node or not node.cluster and not node.id:
             return
         self.node_id, self.node = node.id, node.cluster
-        meta = node.metadata.fields.get(OUTBOUND_PORT_KEY)
+        meta = node.metadata.fields.get(OUTBOUND_PORT_METADATA)
         if meta is not None:
             try:
                 self.port = int(meta.string_value or meta.number_value)
             except ValueError:
-                log.warning("node %s: metadata %s=%r is not a port; using %d", node.id, OUTBOUND_PORT_KEY,
+                log.warning("node %s: metadata %s=%r is not a port; using %d", node.id, OUTBOUND_PORT_METADATA,
                             meta.string_value, DEFAULT_OUTBOUND_PORT)
         if self.cache.snapshot is not None and not self.cache.known_node(self.node):
             log.warning("node %s (cluster %r) names no known service: it gets an empty configuration; "
@@ -147,27 +149,27 @@ class _Stream:
         """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS → CDS removals."""
         if self.cache.snapshot is None or not self.node:
             return
-        if self._awaiting(CLUSTER):
+        if self._awaiting(CLUSTER_TYPE):
             return
-        cds = self.types.get(CLUSTER)
+        cds = self.types.get(CLUSTER_TYPE)
         if cds is not None and cds.requested:
-            if await self.send(CLUSTER, keep_removed=True):
-                for t in (ENDPOINT,):
+            if await self.send(CLUSTER_TYPE, keep_removed=True):
+                for t in (ENDPOINT_TYPE,):
                     if t in self.types:
                         self.types[t].force = True
                 return  # wait for the CDS ACK before anything that may reference new clusters
-        for t in (ENDPOINT, LISTENER, ROUTE):
+        for t in PUSH_ORDER[1:]:  # after CDS
             st = self.types.get(t)
             if st is not None and st.requested:
                 await self.send(t)
-        if cds is not None and cds.requested and not self._awaiting(LISTENER) and not self._awaiting(ROUTE):
-            await self.send(CLUSTER, keep_removed=False)
+        if cds is not None and cds.requested and not self._awaiting(LISTENER_TYPE) and not self._awaiting(ROUTE_TYPE):
+            await self.send(CLUSTER_TYPE, keep_removed=False)
 
     # -- requests ---------------------------------------------------------------------------
     def nack(self, type_url: str, node, error) -> None:
-        self.server.metrics.nacks.labels(SHORT.get(type_url, type_url)).inc()
+        self.server.metrics.nacks.labels(short_name(type_url)).inc()
         log.error("NACK from node %s (cluster %s) for %s: %s (code %d); keeping its last accepted configuration",
-                  self.node_id or node.id, self.node or node.cluster, SHORT.get(type_url, type_url),
+                  self.node_id or node.id, self.node or node.cluster, short_name(type_url),
                   error.message, error.code)
 
     async def run(self, requests) -> None:
@@ -205,10 +207,10 @@ class _Stream:
 
     def _record_push(self, type_url: str) -> None:
         m = self.server.metrics
-        m.pushes.labels(SHORT.get(type_url, type_url)).inc()
+        m.pushes.labels(short_name(type_url)).inc()
         if self.generation_seen and self.generation_seen == self.cache.generation and self.generation_seen > 1:
             # a push caused by a new snapshot (not a proxy's first request): how long it took to go out
-            m.push_latency.labels(SHORT.get(type_url, type_url)).observe(time.monotonic() - self.cache.published_at)
+            m.push_latency.labels(short_name(type_url)).observe(time.monotonic() - self.cache.published_at)
 
 
 class SotwStream(_Stream):
@@ -217,7 +219,7 @@ class SotwStream(_Stream):
     async def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
         self._identify(req.node)
         t = req.type_url
-        log.debug("%s <- %s nonce=%s names=%d error=%s", self.node_id, SHORT.get(t, t), req.response_nonce,
+        log.debug("%s <- %s nonce=%s names=%d error=%s", self.node_id, short_name(t), req.response_nonce,
                   len(req.resource_names), req.HasField("error_detail"))
         st = self.types.setdefault(t, _TypeState())
         if req.response_nonce:
@@ -236,7 +238,7 @@ class SotwStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
             st.force = False
-            await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=True)
+            await self.send(t, keep_removed=(t == CLUSTER_TYPE and self._awaiting(ROUTE_TYPE)), always=True)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
@@ -246,7 +248,7 @@ class SotwStream(_Stream):
         if always:
             st.src = None
         res = self.desired(t)
-        if t == CLUSTER and keep_removed and any(n not in res for n in st.sent):
+        if t == CLUSTER_TYPE and keep_removed and any(n not in res for n in st.sent):
             res = dict(res)
             for name, r in st.sent.items():
                 res.setdefault(name, r)  # removals last
@@ -257,7 +259,7 @@ class SotwStream(_Stream):
         resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=nonce,
                                                resources=[_any(t, res[n].body) for n in sorted(res)])
         st.nonce, st.version, st.sent, st.awaiting, st.sent_at = nonce, version, res, True, time.monotonic()
-        log.debug("%s -> %s nonce=%s resources=%d", self.node_id, SHORT.get(t, t), nonce, len(res))
+        log.debug("%s -> %s nonce=%s resources=%d", self.node_id, short_name(t), nonce, len(res))
         await self.out.put(resp)
         self._record_push(t)
         return True
@@ -298,7 +300,7 @@ class DeltaStream(_Stream):
                 self.nack(t, req.node, req.error_detail)
         if self.cache.snapshot is None:
             return  # no valid configuration yet: answer nothing rather than an empty one
-        await self.send(t, keep_removed=(t == CLUSTER and self._awaiting(ROUTE)), always=first and not st.sent)
+        await self.send(t, keep_removed=(t == CLUSTER_TYPE and self._awaiting(ROUTE_TYPE)), always=first and not st.sent)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
@@ -312,7 +314,7 @@ class DeltaStream(_Stream):
         desired = self.desired(t)
         changed = {n: r for n, r in desired.items() if st.sent.get(n) != r.version}
         removed = [n for n in st.sent if n not in desired and (st.names is None or n in st.names or t in WILDCARD_TYPES)]
-        if t == CLUSTER and keep_removed:
+        if t == CLUSTER_TYPE and keep_removed:
             removed = []
         if st.force:
             st.force = False

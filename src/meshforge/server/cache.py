@@ -1,7 +1,6 @@
 """The snapshot cache: the one current configuration, and the streams waiting for changes.
 
-Input: snapshots (anything with `resources(node, port) -> {type_url: {name: resource}}`, where a
-resource has `name`, `body` bytes and `version`). Output: wake-ups for every subscribed stream.
+Input: snapshots (`xdsapi.Snapshot`). Output: wake-ups for every subscribed stream.
 Imports no compiler stage: the CLI glues the compiler to `publish`.
 """
 
@@ -10,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..xdsapi import Snapshot
+
 
 class SnapshotCache:
     def __init__(self) -> None:
-        self.snapshot = None
+        self.snapshot: Snapshot | None = None
         self.generation = 0
         self.published_at = 0.0  # monotonic time of the last publish, for push latency
         self._queues: set[asyncio.Queue] = set()
 
-    def publish(self, snapshot) -> None:
+    def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current and wake every stream (each decides what changed for its node)."""
         self.snapshot = snapshot
         self.generation += 1

@@ -22,6 +22,7 @@ from typing import Callable
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from ..xdsapi import Snapshot
 from .admin import AdminState, start_admin
 from .ads import AdsServer
 from .cache import SnapshotCache
@@ -32,7 +33,7 @@ log = logging.getLogger("meshforge.serve")
 
 @dataclass
 class Result:
-    snapshot: object | None  # None when the specs are invalid
+    snapshot: Snapshot | None  # None when the specs are invalid
     errors: list[str] = field(default_factory=list)  # rendered diagnostics, one per problem
     warnings: list[str] = field(default_factory=list)
     next_expiry: datetime | None = None  # when a sandbox expires next: recompile then
@@ -102,14 +103,15 @@ class ControlPlane:
             self.metrics.generation.set(self.cache.generation)
             self.metrics.reloads.labels("ok").inc()
             log.info("reload (%s): published snapshot %d for %d nodes in %.1f ms", reason, self.cache.generation,
-                     len(getattr(result.snapshot, "nodes", {})), elapsed * 1000)
+                     len(result.snapshot.nodes), elapsed * 1000)
         self._schedule_expiry(result.next_expiry)
         return result.snapshot is not None
 
-    def _unchanged(self, snapshot) -> bool:
-        """Same nodes, each with the very same config object: the compiler reused everything."""
+    def _unchanged(self, snapshot: Snapshot) -> bool:
+        """Same nodes, each with the very same config object: the compiler reused everything
+        (the identity rule of `xdsapi.Snapshot`)."""
         old = self.cache.snapshot
-        if old is None or getattr(old, "routing", None) != getattr(snapshot, "routing", None):
+        if old is None or old.settings != snapshot.settings:
             return False
         a, b = old.nodes, snapshot.nodes
         return a.keys() == b.keys() and all(a[k] is b[k] for k in a)

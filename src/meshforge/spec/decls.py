@@ -1,7 +1,7 @@
 """Declarations: what each input document says, before references are bound.
 
 Input: schema-valid documents. Output: `Decls` (services with unresolved dependency references,
-sandboxes, route groups, mesh settings, user VirtualServices). Binding happens in `resolve.py`.
+sandboxes, route groups, mesh settings, objects of other systems kept as written, e.g. VirtualServices). Binding happens in `resolve.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..diagnostics import Span
-from ..model import Destination, Endpoint, Port, UserVirtualService
+from ..model import Destination, Endpoint, Port, UserObject
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SandboxDecl:
     key: str
     key_span: Span
     labels: tuple[tuple[str, str], ...]
-    expires_at: str | None
+    expires_at: str | None  # as written; resolve parses it
     expires_span: Span
     forks: list[ForkDecl]
     span: Span
@@ -85,4 +85,4 @@ class Decls:
     sandboxes: list[SandboxDecl] = field(default_factory=list)
     route_groups: list[RouteGroupDecl] = field(default_factory=list)
     settings: list[Settings] = field(default_factory=list)
-    virtual_services: list[UserVirtualService] = field(default_factory=list)
+    user_objects: list[UserObject] = field(default_factory=list)

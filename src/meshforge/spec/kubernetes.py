@@ -13,6 +13,7 @@ from ..diagnostics import Diagnostics
 from ..model import DEFAULT_NAMESPACE, Port
 from ..source import Document
 from .decls import DepRef, ServiceDecl
+from .ports import port_protocol
 
 KINDS = {("v1", "Service"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
 DEPENDS_ON_ANNOTATION = "meshforge.dev/depends-on"
@@ -42,8 +43,6 @@ def _workloads(docs: list[Document]):
 
 
 def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
-    from .parse import port_protocol  # one rule for both spec kinds
-
     workloads = list(_workloads(docs))
     out: list[ServiceDecl] = []
     for doc in docs:

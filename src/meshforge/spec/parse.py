@@ -7,7 +7,16 @@ does not know (ConfigMap, ServiceAccount, ...) are ignored, as the contract says
 from __future__ import annotations
 
 from ..diagnostics import Diagnostics, did_you_mean
-from ..model import DEFAULT_NAMESPACE, Destination, Endpoint, Port, UserVirtualService
+from ..model import (
+    DEFAULT_NAMESPACE,
+    Destination,
+    Endpoint,
+    EndpointsDestination,
+    HostDestination,
+    Port,
+    SubsetDestination,
+    UserObject,
+)
 from ..source import Document
 from . import kubernetes
 from .decls import (
@@ -19,52 +28,28 @@ from .decls import (
     ServiceDecl,
     Settings,
 )
+from .ports import port_protocol
 from .schema import KINDS, validate_document
 
 API_GROUP = "meshforge.dev"
 API_VERSION = "meshforge.dev/v1alpha1"
 
 
-def port_protocol(name: str | None, app_protocol: str | None) -> str:
-    """Istio's rule: appProtocol, else the port name's prefix (`grpc`, `grpc-api`, `http2-x`, ...)."""
-    known = ("grpc-web", "http2", "https", "http", "grpc", "tcp", "tls", "mongo", "mysql", "redis", "udp")
-    if app_protocol:
-        ap = app_protocol.lower()
-        ap = ap.split("/")[-1]  # kubernetes.io/h2c and friends
-        if ap == "h2c":
-            return "HTTP2"
-        return ap.upper() if ap in known else "UNKNOWN"
-    if name:
-        n = name.lower()
-        for proto in known:
-            if n == proto or n.startswith(proto + "-"):
-                return proto.upper()
-    return "UNKNOWN"
-
-
-def parse_documents(docs: list[Document], diags: Diagnostics) -> Decls:
-    decls, k8s = parse_own_documents(docs, diags)
-    return finish(decls, k8s, diags)
-
-
-def finish(decls: Decls, k8s: list[Document], diags: Diagnostics) -> Decls:
-    """Kubernetes import needs every Service and workload at once (selectors cross files)."""
-    decls.services.extend(kubernetes.import_services(k8s, diags))
-    return decls
-
-
-def merge(parts: list[Decls]) -> Decls:
+def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls:
+    """Every file's declarations together, plus the Kubernetes import, which needs every Service and
+    workload at once (selectors cross files)."""
     out = Decls()
     for p in parts:
         out.services.extend(p.services)
         out.sandboxes.extend(p.sandboxes)
         out.route_groups.extend(p.route_groups)
         out.settings.extend(p.settings)
-        out.virtual_services.extend(p.virtual_services)
+        out.user_objects.extend(p.user_objects)
+    out.services.extend(kubernetes.import_services(k8s, diags))
     return out
 
 
-def parse_own_documents(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Document]]:
+def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Document]]:
     """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside."""
     decls = Decls()
     k8s: list[Document] = []
@@ -91,8 +76,8 @@ def parse_own_documents(docs: list[Document], diags: Diagnostics) -> tuple[Decls
         elif isinstance(api, str) and api.startswith("networking.istio.io/") and kind == "VirtualService":
             meta = doc.data.get("metadata") or {}
             if isinstance(meta, dict) and isinstance(meta.get("name"), str):
-                decls.virtual_services.append(UserVirtualService(
-                    meta["name"], str(meta.get("namespace") or DEFAULT_NAMESPACE), doc.data, doc.span("")))
+                decls.user_objects.append(UserObject.of(
+                    doc.data, meta["name"], str(meta.get("namespace") or DEFAULT_NAMESPACE), doc.span("")))
         elif (api, kind) in kubernetes.KINDS:
             k8s.append(doc)
     return decls, k8s
@@ -124,11 +109,12 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
 
 
 def _destination(to: dict) -> Destination:
+    """The schema guarantees exactly one of the destination fields."""
     if "host" in to:
-        return Destination("host", host=to["host"], port=to.get("port"))
+        return HostDestination(to["host"], to.get("port"))
     if "endpoints" in to:
-        return Destination("endpoints", endpoints=tuple(Endpoint(e["address"], e["port"]) for e in to["endpoints"]))
-    return Destination("subset", subset_labels=_labels(to["subset"]["labels"]))
+        return EndpointsDestination(tuple(Endpoint(e["address"], e["port"]) for e in to["endpoints"]))
+    return SubsetDestination(_labels(to["subset"]["labels"]))
 
 
 def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:
@@ -156,5 +142,3 @@ def _route_group(doc: Document, decls: Decls, diags: Diagnostics) -> None:
         members=members, labels=_labels(match["labels"]) if "labels" in match else None,
         span=doc.span("/metadata/name")))
 
-
-__all__ = ["parse_documents", "port_protocol", "DepRef", "ServiceDecl"]

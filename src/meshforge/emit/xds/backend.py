@@ -11,24 +11,19 @@ import json
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
-from ... import backends
 from ...diagnostics import Diagnostics
 from ...model import Model
-from ...output import dump_yaml
-from . import names, resources
-from .compiler import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    XdsCompiler,
-)
+from ...xdsapi import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from ...yamlout import dump_yaml
+from . import names
+from .bootstrap import node_proto
+from .compiler import Snapshot, XdsCompiler
 
 MESSAGE = {LISTENER_TYPE: listener_pb2.Listener, ROUTE_TYPE: route_pb2.RouteConfiguration,
            CLUSTER_TYPE: cluster_pb2.Cluster, ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment}
@@ -44,13 +39,13 @@ def dump(data: dict) -> str:
     return dump_yaml(data, sort_keys=True)
 
 
-def render_xds(model: Model, opts: backends.Options, diags: Diagnostics) -> dict[str, str]:
-    snap = XdsCompiler(eds=True).compile(model, diags)
+def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int) -> dict[str, str]:
+    snap = XdsCompiler(eds=True).compile(model)
     out = {}
     for node in sorted(snap.nodes):
-        res = snap.resources(node, opts.outbound_port)
+        res = snap.resources(node, outbound_port)
         doc = {"node": node, "resources": {}}
-        for type_url in (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
+        for type_url in SECTION:  # the order a reader expects: listeners first
             items = []
             for name, r in sorted(res[type_url].items()):
                 items.append({"@type": type_url, **to_dict(MESSAGE[type_url].FromString(r.body))})
@@ -59,25 +54,22 @@ def render_xds(model: Model, opts: backends.Options, diags: Diagnostics) -> dict
     return out
 
 
-def bootstrap_static(model: Model, node: str, snap, opts: backends.Options) -> bootstrap_pb2.Bootstrap:
+def bootstrap_static(model: Model, node: str, snap: Snapshot, outbound_port: int,
+                     admin_port: int) -> bootstrap_pb2.Bootstrap:
+    """A node's whole configuration inline: `envoy -c FILE` runs it with no server."""
     cfg = snap.nodes[node]
     route = route_pb2.RouteConfiguration.FromString(cfg.routes[names.ROUTE_CONFIG].body)
-    b = bootstrap_pb2.Bootstrap(node=node_proto(node, f"{node}~static", opts.outbound_port))
-    if opts.admin_port:
+    b = bootstrap_pb2.Bootstrap(node=node_proto(node, f"{node}~static", outbound_port))
+    if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
-            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=opts.admin_port)))
-    b.static_resources.listeners.append(resources.listener(opts.outbound_port, model.routing, route))
+            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))
+    b.static_resources.listeners.append(cfg.kind.listener(outbound_port, model.routing, route))
     b.static_resources.clusters.extend(cluster_pb2.Cluster.FromString(r.body) for _, r in sorted(cfg.clusters.items()))
     return b
 
 
-def node_proto(cluster: str, node_id: str, outbound_port: int) -> base_pb2.Node:
-    meta = struct_pb2.Struct()
-    meta.update({names.OUTBOUND_PORT_METADATA: str(outbound_port)})
-    return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
-
-
-def render_static(model: Model, opts: backends.Options, diags: Diagnostics) -> dict[str, str]:
-    snap = XdsCompiler(eds=False).compile(model, diags)
-    return {names.node_file(node): dump(to_dict(bootstrap_static(model, node, snap, opts))) for node in sorted(snap.nodes)}
+def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin_port: int) -> dict[str, str]:
+    snap = XdsCompiler(eds=False).compile(model)
+    return {names.node_file(node): dump(to_dict(bootstrap_static(model, node, snap, outbound_port, admin_port)))
+            for node in sorted(snap.nodes)}
 

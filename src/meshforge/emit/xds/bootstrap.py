@@ -18,19 +18,25 @@ from envoy.config.core.v3 import (
     grpc_service_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
-from ...model import is_ip
-from .backend import node_proto
+from ...model import DEFAULT_NAMESPACE, is_ip
+from ...xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, OUTBOUND_PORT_METADATA
+from .names import XDS_CLUSTER
 from .resources import _h2_options, ads_source
 
-XDS_CLUSTER = "meshforge_xds"
+
+def node_proto(cluster: str, node_id: str, outbound_port: int) -> base_pb2.Node:
+    """`node.cluster` names the service; the metadata says which port the outbound listener takes."""
+    meta = struct_pb2.Struct()
+    meta.update({OUTBOUND_PORT_METADATA: str(outbound_port)})
+    return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
 
 
-
-def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = 15001, admin_port: int = 15000,
-                  node_id: str | None = None, delta: bool = False) -> bootstrap_pb2.Bootstrap:
-    cluster = service if "." in service else f"{service}.default"
+def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
+                  admin_port: int = DEFAULT_ADMIN_PORT, node_id: str | None = None,
+                  delta: bool = False) -> bootstrap_pb2.Bootstrap:
+    cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
     b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}", outbound_port))
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(

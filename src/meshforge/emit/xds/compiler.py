@@ -1,39 +1,24 @@
 """Incremental xDS compiler: `Model` → per-node snapshots of serialized resources.
 
-Input: successive models. Output: `Snapshot` = for each sidecar node (a baseline service id), its
-route configuration, clusters and load assignments as deterministic protobuf bytes with content-hash
-versions, plus the outbound listener (per port). Work grows with what changed:
+Input: successive (lowered) models, whose destinations the Envoy backend can express (the backend
+capability check in `backends.py` runs first). Output: `Snapshot` (the `xdsapi.Snapshot` protocol) =
+for each node, its route configuration, clusters and load assignments as deterministic protobuf
+bytes with content-hash versions, plus its listener (per port). Work grows with what changed:
 - a service's virtual hosts and clusters are rebuilt only when its ports, endpoints or forks change;
 - a node's route configuration is re-assembled (by concatenating cached virtual-host bytes, without
   re-serialising) only when a service in its scope changed; nodes with the same scope share one.
+Identity rule (`xdsapi.Snapshot`): an unchanged node's `NodeConfig` is the same object as in the
+previous snapshot, and no `NodeConfig` or its dicts are mutated after they are handed out.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
-from ...diagnostics import Diagnostics
-from ...model import Model, Service
+from ...model import Model, Routing, Service
+from ...xdsapi import CLUSTER_TYPE, DEFAULT_OUTBOUND_PORT, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, Resource
 from . import names, resources
-
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)  # make-before-break push order
-
-
-@dataclass(frozen=True)
-class Resource:
-    name: str
-    type_url: str
-    body: bytes  # deterministic serialization
-    version: str  # content hash: a restarted or second server gives the same versions
-
-    @staticmethod
-    def of(name: str, type_url: str, body: bytes) -> "Resource":
-        return Resource(name, type_url, body, hashlib.sha256(body).hexdigest()[:16])
+from .nodes import SIDECAR, NodeKind
 
 
 def _ser(msg) -> bytes:
@@ -64,10 +49,11 @@ class _ServiceArtifacts:
     endpoints: list[Resource]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)  # compared by identity: see the identity rule above
 class NodeConfig:
     """What one scope of nodes is told, minus the listener (whose port each node chooses)."""
 
+    kind: NodeKind
     routes: dict[str, Resource]
     clusters: dict[str, Resource]
     endpoints: dict[str, Resource]
@@ -75,22 +61,27 @@ class NodeConfig:
 
 @dataclass
 class Snapshot:
-    nodes: dict[str, NodeConfig]  # node id (name.namespace) -> its config (shared between same-scope nodes)
-    routing: object
-    listener_cache: dict[int, Resource] = field(default_factory=dict)
+    nodes: dict[str, NodeConfig]  # node cluster (name.namespace) -> its config (shared between same-scope nodes)
+    routing: Routing
+    _listeners: dict[tuple[str, int], dict[str, Resource]] = field(default_factory=dict)
 
-    def listener(self, port: int = names.DEFAULT_OUTBOUND_PORT) -> Resource:
-        if port not in self.listener_cache:
-            self.listener_cache[port] = Resource.of(names.LISTENER, LISTENER_TYPE,
-                                                    _ser(resources.listener(port, self.routing)))
-        return self.listener_cache[port]
+    @property
+    def settings(self) -> Routing:
+        return self.routing
 
-    def resources(self, node: str, port: int = names.DEFAULT_OUTBOUND_PORT) -> dict[str, dict[str, Resource]]:
+    def listeners(self, kind: NodeKind, port: int) -> dict[str, Resource]:
+        key = (kind.name, port)
+        if key not in self._listeners:
+            self._listeners[key] = {names.LISTENER: Resource.of(names.LISTENER, LISTENER_TYPE,
+                                                                _ser(kind.listener(port, self.routing, None)))}
+        return self._listeners[key]
+
+    def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT) -> dict[str, dict[str, Resource]]:
         """type URL -> name -> resource for one node; an unknown node gets an empty, valid config."""
         cfg = self.nodes.get(node)
         if cfg is None:
             return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
-        return {LISTENER_TYPE: {names.LISTENER: self.listener(port)}, ROUTE_TYPE: cfg.routes,
+        return {LISTENER_TYPE: self.listeners(cfg.kind, port), ROUTE_TYPE: cfg.routes,
                 CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
 
 
@@ -102,12 +93,10 @@ class XdsCompiler:
         self._sigs: dict[str, tuple] = {}
         self._artifacts: dict[str, _ServiceArtifacts] = {}
         self._groups: dict[tuple, NodeConfig] = {}
-        self._errors: dict[str, list] = {}  # service id -> diagnostics its artifacts carry
-        self._routing = None
+        self._routing: Routing | None = None
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
 
-    def compile(self, model: Model, diags: Diagnostics | None = None) -> Snapshot:
-        diags = diags if diags is not None else Diagnostics()
+    def compile(self, model: Model) -> Snapshot:
         if model.routing != self._routing:  # carriers changed: every virtual host changes
             self._sigs.clear()
             self._routing = model.routing
@@ -123,39 +112,26 @@ class XdsCompiler:
             sig = (svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
                    tuple((k, f.destination) for k, f in forks))
             if self._sigs.get(sid) != sig:
-                errs = Diagnostics()
-                for _, f in forks:
-                    if f.destination.kind == "subset":
-                        errs.error("MF301", f"the Envoy backend cannot route to label "
-                                   f"{f.destination.describe()} of {sid}: meshforge serves no Kubernetes endpoints",
-                                   f.origin, "fork to a host (a separate Service) or to static endpoints, "
-                                   "or use --format istio, where subsets become DestinationRule subsets")
-                self._errors[sid] = errs.items
                 self._artifacts[sid] = self._build_service(svc, forks, model)
                 self._sigs[sid] = sig
                 changed.add(sid)
                 self.stats["services_rebuilt"] += 1
         for gone in set(self._sigs) - live:
-            del self._sigs[gone], self._artifacts[gone], self._errors[gone]
+            del self._sigs[gone], self._artifacts[gone]
             changed.add(gone)
-        for sid in sorted(live):  # unchanged services keep reporting what they cannot express
-            diags.extend(self._errors[sid])
         all_ids = tuple(sorted(live))
+        frozen_live = frozenset(live)
         nodes: dict[str, NodeConfig] = {}
         groups: dict[tuple, NodeConfig] = {}
         for svc in model.services:
-            if svc.depends_on is None:
-                scope, key = all_ids, (svc.namespace, None)  # None: "everything", without hashing 1,000 ids per node
-            else:  # resolve sorts dependencies by id
-                scope = tuple(d.service for d in svc.depends_on)
-                if not live.issuperset(scope):
-                    scope = tuple(s for s in scope if s in live)
-                key = (svc.namespace, scope)
+            kind = SIDECAR
+            key, scope = kind.scope(svc, frozen_live, all_ids)
             cfg = groups.get(key)
             if cfg is None:
                 cfg = self._groups.get(key)
-                if cfg is None or (changed if key[1] is None else not changed.isdisjoint(scope)):
-                    cfg = self._build_group(svc.namespace, scope, model)
+                everything = key[2] is None
+                if cfg is None or (changed if everything else not changed.isdisjoint(scope)):
+                    cfg = self._build_group(kind, svc.namespace, scope, model)
                     self.stats["groups_rebuilt"] += 1
                 groups[key] = cfg
             nodes[svc.id] = cfg
@@ -174,7 +150,7 @@ class XdsCompiler:
                     endpoints.append(Resource.of(cla.cluster_name, ENDPOINT_TYPE, _ser(cla)))
         return _ServiceArtifacts(same, other, clusters, endpoints)
 
-    def _build_group(self, namespace: str, scope: tuple[str, ...], model: Model) -> NodeConfig:
+    def _build_group(self, kind: NodeKind, namespace: str, scope: tuple[str, ...], model: Model) -> NodeConfig:
         parts = [_field(1, names.ROUTE_CONFIG.encode())]
         clusters: dict[str, Resource] = {}
         endpoints: dict[str, Resource] = {}
@@ -187,4 +163,5 @@ class XdsCompiler:
             for r in art.endpoints:
                 endpoints[r.name] = r
         route = Resource.of(names.ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
-        return NodeConfig({names.ROUTE_CONFIG: route}, dict(sorted(clusters.items())), dict(sorted(endpoints.items())))
+        return NodeConfig(kind, {names.ROUTE_CONFIG: route}, dict(sorted(clusters.items())),
+                          dict(sorted(endpoints.items())))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 LISTENER = "meshforge_outbound"
 ROUTE_CONFIG = "meshforge_outbound"
-DEFAULT_OUTBOUND_PORT = 15001
-OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming the listener port
+XDS_CLUSTER = "meshforge_xds"  # the bootstrap's cluster for the control plane
 
 
 def cluster(port: int, fqdn: str, key: str = "") -> str:

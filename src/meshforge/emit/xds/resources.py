@@ -8,6 +8,8 @@ routing-key header (the Lua filter fills that header from `baggage`).
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
 from envoy.config.core.v3 import extension_pb2 as core_extension_pb2
@@ -27,7 +29,16 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 from xds.type.matcher.v3 import matcher_pb2, string_pb2
 
-from ...model import Destination, Endpoint, Port, Routing, Service, is_ip
+from ...model import (
+    Endpoint,
+    EndpointsDestination,
+    HostDestination,
+    Port,
+    Routing,
+    Service,
+    SubsetDestination,
+    is_ip,
+)
 from . import lua, names
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=2)
@@ -97,12 +108,16 @@ def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[clust
         out.append((cluster(base, port, host=svc.fqdn), None))
     for key, fork in forks:
         name = names.cluster(port.number, svc.fqdn, key)
-        dest: Destination = fork.destination
-        if dest.kind == "host":
-            out.append((cluster(name, port, host=dest.host, host_port=dest.port), None))
-        elif dest.kind == "endpoints":
-            out.append((cluster(name, port, endpoints=dest.endpoints, eds=eds),
-                        load_assignment(name, dest.endpoints) if eds else None))
+        match fork.destination:
+            case HostDestination(host=host, port=host_port):
+                out.append((cluster(name, port, host=host, host_port=host_port), None))
+            case EndpointsDestination(endpoints=eps):
+                out.append((cluster(name, port, endpoints=eps, eds=eds), load_assignment(name, eps) if eds else None))
+            case SubsetDestination():
+                raise ValueError(f"{fork.service}: label subsets reach the Envoy backend only past the capability "
+                                 "check (backends.check), which refuses them")
+            case other:
+                assert_never(other)
     return out
 
 
@@ -119,9 +134,7 @@ def _action(route: route_components_pb2.Route, name: str) -> matcher_pb2.Matcher
 def domains(svc: Service, port: Port, same_namespace: bool, default_port: bool) -> list[str]:
     """Authorities that reach this service port: name (same namespace only, as Kubernetes DNS),
     name.namespace, name.namespace.svc, FQDN, each with `:port`, and without it on the default port."""
-    hosts = [svc.id, f"{svc.id}.svc", svc.fqdn]
-    if same_namespace:
-        hosts.insert(0, svc.name)
+    hosts = svc.names(svc.namespace if same_namespace else None)
     out = [f"{h}:{port.number}" for h in hosts]
     if default_port:
         out += hosts
@@ -133,7 +146,7 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
     vh = route_components_pb2.VirtualHost(name=names.virtual_host(svc.id, port.number),
                                           domains=domains(svc, port, same_namespace, default_port))
     baseline = _route(names.cluster(port.number, svc.fqdn), "baseline")
-    keyed = [(key, fork) for key, fork in forks if fork.destination.kind in ("host", "endpoints")]
+    keyed = list(forks)  # every fork has a cluster (clusters_for)
     if not keyed:
         vh.routes.append(baseline)
         return vh

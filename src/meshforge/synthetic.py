@@ -1,6 +1,6 @@
-"""Synthetic inputs for the benchmarks: N baseline services and M sandboxes (1-5 forks each).
+"""Synthetic meshes for benchmarks and tests: N baseline services and M sandboxes (1-5 forks each).
 
-Deterministic for a seed. Services are split over files of 100 and sandboxes are one file each,
+Input: sizes and a seed. Output: spec files in a directory, the same bytes for the same seed. Services are split over files of 100 and sandboxes are one file each,
 the way a GitOps repository holding one sandbox per pull request looks.
 """
 
@@ -58,7 +58,7 @@ def write_sandbox(sb_dir: Path, k: int, rng: random.Random, services: int, varia
     return path
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m meshforge.synthetic OUT --services N --sandboxes M
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--services", type=int, default=1000)

@@ -1,0 +1,38 @@
+"""Node kinds: what sort of proxy a node is, and how its listener and scope are built.
+
+Input: a service (for a sidecar) and the services with routable ports. Output: the node's scope (which
+services it is told about, and the key under which nodes with the same scope share one
+configuration) and its listener. A sidecar is told about the services it depends on and listens on
+its outbound port; another kind (the edge proxy) is one more `NodeKind` with its own builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from ...model import Routing, Service
+from . import resources
+
+ListenerBuilder = Callable[[int, Routing, "route_pb2.RouteConfiguration | None"], listener_pb2.Listener]
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    name: str
+    listener: ListenerBuilder  # (port, routing, inline route configuration or None for RDS) -> Listener
+
+    def scope(self, svc: Service, live: frozenset[str], all_ids: tuple[str, ...]) -> tuple[tuple, tuple[str, ...]]:
+        """(group key, service ids the node is told about). Nodes with one key share one configuration."""
+        if svc.depends_on is None:
+            return (self.name, svc.namespace, None), all_ids  # None: "everything", without hashing every id
+        scope = tuple(d.service for d in svc.depends_on)  # resolve sorts dependencies by id
+        if not live.issuperset(scope):
+            scope = tuple(s for s in scope if s in live)
+        return (self.name, svc.namespace, scope), scope
+
+
+SIDECAR = NodeKind("sidecar", resources.listener)

@@ -1,0 +1,91 @@
+"""The xDS contract between the compiler and the server: protocol constants, resources, snapshots.
+
+Input: nothing (constants and types). Output: what both sides agree on: the type URLs and the order
+in which they are pushed, the node-metadata key and default ports, the `Resource` a snapshot holds
+and the `Snapshot` protocol the server consumes. The compiler (`emit/xds`) produces snapshots; the
+server (`server/`) serves them; neither imports the other, both import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+# Make-before-break: clusters (and their endpoints) exist before a listener or route names them.
+PUSH_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+# Listeners and clusters are requested as wildcards (full state); routes and endpoints by name.
+WILDCARD_TYPES = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
+SHORT_NAMES = {LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS", CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS"}
+
+OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming the sidecar's listener port
+DEFAULT_OUTBOUND_PORT = 15001
+DEFAULT_ADMIN_PORT = 15000
+MAX_PORT = 65535
+
+
+def short_name(type_url: str) -> str:
+    """LDS/RDS/CDS/EDS for known types; a fixed label for anything else (metric labels stay bounded)."""
+    return SHORT_NAMES.get(type_url, "other")
+
+
+def outbound_port(value: object) -> int:
+    """The listener port a node asks for in its metadata; ValueError when it is not a port number."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a port")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a port")
+        value = int(value)
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"{value!r} is not a port")
+        value = int(value.strip())
+    if not isinstance(value, int) or not 1 <= value <= MAX_PORT:
+        raise ValueError(f"{value!r} is not a port (1-{MAX_PORT})")
+    return value
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One xDS resource, serialized once: the bytes a response carries and their content hash."""
+
+    name: str
+    type_url: str
+    body: bytes  # deterministic serialization
+    version: str  # content hash: a restarted or second server gives the same versions
+
+    @staticmethod
+    def of(name: str, type_url: str, body: bytes) -> Resource:
+        return Resource(name, type_url, body, hashlib.sha256(body).hexdigest()[:16])
+
+
+class Snapshot(Protocol):
+    """What the server serves. The compiler's snapshots satisfy it; the server relies on nothing else.
+
+    Identity rule: when a node's configuration did not change between two snapshots, both hand back
+    the very same objects for it (`nodes[node]`, and each per-type mapping `resources()` returns
+    other than listeners), and those objects are never mutated. The server uses `is` on them to skip
+    unchanged nodes in O(1) and memoises versions by object identity; a compiler that copied or
+    mutated them would make every push a full one, or serve stale versions.
+    """
+
+    @property
+    def nodes(self) -> Mapping[str, object]:
+        """Node cluster (the service a sidecar belongs to) -> an opaque per-node configuration."""
+        ...
+
+    @property
+    def settings(self) -> Hashable:
+        """Mesh-wide settings every node's configuration depends on; a change here changes every node."""
+        ...
+
+    def resources(self, node: str, port: int) -> Mapping[str, Mapping[str, Resource]]:
+        """Type URL -> resource name -> resource for one node whose listener is on `port`."""
+        ...
