@@ -10,7 +10,6 @@ the Envoy protobuf modules.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -49,16 +48,32 @@ class Backend:
     name: str
     title: str  # in messages: "the Envoy backend cannot ..."
     summary: str
-    renderer: str  # "module:function", imported when used; function(model, diags, **options)
+    renderer: Callable[..., dict[str, str]]  # (model, diags, **options) -> files
     destinations: frozenset[type]  # destination kinds it expresses
     cannot: dict[type, Unsupported] = field(default_factory=dict)  # the others, explained
     options: tuple[Option, ...] = ()
 
     def render(self, model: Model, diags: Diagnostics, **options: Any) -> dict[str, str]:
-        module, function = self.renderer.split(":")
-        fn: Callable[..., dict[str, str]] = getattr(importlib.import_module(module), function)
         known = {o.name: o.default for o in self.options}
-        return fn(model, diags, **{**known, **{k: v for k, v in options.items() if k in known}})
+        return self.renderer(model, diags, **{**known, **{k: v for k, v in options.items() if k in known}})
+
+
+def _istio(model: Model, diags: Diagnostics) -> dict[str, str]:
+    from .emit import istio
+
+    return istio.render_files(model, diags)
+
+
+def _xds(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
+    from .emit.xds.backend import render_xds
+
+    return render_xds(model, diags, **options)
+
+
+def _envoy_static(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
+    from .emit.xds.backend import render_static
+
+    return render_static(model, diags, **options)
 
 
 _ENVOY_SUBSETS = Unsupported(
@@ -68,14 +83,14 @@ _ENVOY_SUBSETS = Unsupported(
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
-            "meshforge.emit.istio:render_files",
+            _istio,
             frozenset({HostDestination, EndpointsDestination, SubsetDestination})),
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
-            "meshforge.emit.xds.backend:render_xds",
+            _xds,
             frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT,)),
     Backend("envoy-static", "Envoy", "a static Envoy bootstrap per node that runs without a server",
-            "meshforge.emit.xds.backend:render_static",
+            _envoy_static,
             frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT, ADMIN_PORT)),
 )}

@@ -1,0 +1,104 @@
+"""Imports point one way: an AST scan of the package, imports inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import meshforge
+
+PACKAGE = Path(meshforge.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """meshforge modules that `path` imports, anywhere in the file."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("meshforge"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("meshforge"):
+                continue
+            for a in node.names:  # `from . import x` imports a module x when there is one
+                sub = f"{target}.{a.name}"
+                out.add(sub if sub in MODULES else target)
+    return {m for m in out if m != name}
+
+
+MODULES = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+GRAPH = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+
+
+def _edges_from(prefixes: tuple[str, ...]):
+    for src, targets in sorted(GRAPH.items()):
+        if src.startswith(prefixes):
+            for t in sorted(targets):
+                yield src, t
+
+
+def _is(module: str, *stages: str) -> bool:
+    return any(module == f"meshforge.{s}" or module.startswith(f"meshforge.{s}.") for s in stages)
+
+
+def test_the_scan_sees_lazy_imports():
+    assert "meshforge.emit.istio" in GRAPH["meshforge.backends"]  # inside a function
+    assert "meshforge.demo" in GRAPH["meshforge.cli"]  # imported inside the `demo` command
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        path.append(m)
+        for t in sorted(GRAPH.get(m, ())):
+            if state.get(t) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(t):] + [t]))
+            if t not in state:
+                visit(t)
+        path.pop()
+        state[m] = 2
+
+    for m in sorted(GRAPH):
+        if m not in state:
+            visit(m)
+
+
+def test_emitters_import_only_the_model_and_helpers():
+    forbidden = ("spec", "resolve", "pipeline", "source", "output", "cli", "server", "backends", "lower", "explain")
+    bad = [(s, t) for s, t in _edges_from(("meshforge.emit",)) if _is(t, *forbidden)]
+    assert bad == []
+
+
+def test_the_server_imports_no_compiler_stage():
+    allowed = ("server", "xdsapi")
+    bad = [(s, t) for s, t in _edges_from(("meshforge.server",)) if not _is(t, *allowed)]
+    assert bad == []
+
+
+def test_front_end_stages_know_nothing_of_backends():
+    front = ("meshforge.source", "meshforge.spec", "meshforge.resolve", "meshforge.model", "meshforge.lower",
+             "meshforge.diagnostics", "meshforge.names")
+    bad = [(s, t) for s, t in _edges_from(front) if _is(t, "emit", "server", "backends", "cli", "pipeline", "output")]
+    assert bad == []
+
+
+def test_nothing_imports_the_command_line():
+    assert [s for s, ts in GRAPH.items() if "meshforge.cli" in ts] == []
