@@ -29,11 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 
 from meshforge.sampleapp import Backend  # noqa: E402
-
-CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
-RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+from meshforge.xdsapi import CLUSTER_TYPE as CDS
+from meshforge.xdsapi import LISTENER_TYPE as LDS
+from meshforge.xdsapi import ROUTE_TYPE as RDS
 
 
 def spec(services: int, base_port: int) -> str:

@@ -17,16 +17,15 @@ from pathlib import Path
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import struct_pb2
 
 from meshforge.emit.xds.backend import dump, to_dict
-from meshforge.emit.xds.bootstrap import ads_bootstrap
+from meshforge.emit.xds.bootstrap import ads_bootstrap, node_proto
 from meshforge.envoyproc import Envoy, free_port, stop_process
-
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+from meshforge.xdsapi import CLUSTER_TYPE as CLUSTER  # noqa: F401  (short names for the protocol tests)
+from meshforge.xdsapi import DEFAULT_OUTBOUND_PORT
+from meshforge.xdsapi import ENDPOINT_TYPE as ENDPOINT  # noqa: F401
+from meshforge.xdsapi import LISTENER_TYPE as LISTENER  # noqa: F401
+from meshforge.xdsapi import ROUTE_TYPE as ROUTE  # noqa: F401
 
 
 def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -121,10 +120,8 @@ class Sidecar(Envoy):
         return 0
 
 
-def node(cluster: str, node_id: str = "raw-client", port: int = 15001) -> base_pb2.Node:
-    meta = struct_pb2.Struct()
-    meta.update({"meshforge.outbound_port": str(port)})
-    return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
+def node(cluster: str, node_id: str = "raw-client", port: int = DEFAULT_OUTBOUND_PORT) -> base_pb2.Node:
+    return node_proto(cluster, node_id, port)
 
 
 class RawClient:

@@ -6,6 +6,8 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from google.rpc import status_pb2
 
+from meshforge.xdsapi import DEFAULT_OUTBOUND_PORT
+
 from .serve_harness import (
     CLUSTER,
     ENDPOINT,
@@ -245,7 +247,7 @@ def test_admin_endpoints(server, client):
     cfg = json.loads(body)
     assert status == 200 and cfg["node"] == "web.shop"
     assert sorted(c["name"] for c in cfg["resources"]["Cluster"]) == sorted([eds_name(), eds_name("pr-1")])
-    assert cfg["resources"]["Listener"][0]["resource"]["address"]["socket_address"]["port_value"] == 15001
+    assert cfg["resources"]["Listener"][0]["resource"]["address"]["socket_address"]["port_value"] == DEFAULT_OUTBOUND_PORT
     status, body = server.get("/debug/config?node=nope.nowhere")
     assert status == 404 and "web.shop" in json.loads(body)["nodes"]
     sotw.close()

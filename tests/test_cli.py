@@ -2,7 +2,7 @@
 
 import json
 
-from .specs import BASELINE, sandbox
+from .conftest import BASELINE, sandbox
 
 
 def test_validate_ok_invalid_and_usage(cli, write):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from meshforge.carriers import key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_paths
 
+from .conftest import NOW
 from .envoy_harness import (
     Backend,
     Envoy,
@@ -26,8 +26,6 @@ from .envoy_harness import (
 )
 from .golden import cases, outputs
 from .test_istio import BAGGAGE_TABLE
-
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
 
 def test_every_golden_envoy_static_output_passes_envoy_validate(tmp_path):

@@ -1,7 +1,6 @@
 """Property: random or mutated specs never crash the loader; they validate or produce diagnostics."""
 
 import string
-from datetime import datetime, timezone
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -11,9 +10,8 @@ from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_documents
 from meshforge.source import parse_text
 
-from .specs import BASELINE, route_group, sandbox
+from .conftest import BASELINE, NOW, route_group, sandbox
 
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 SEEDS = [BASELINE, sandbox("pr-1", ("cartservice", "c.example.com"), labels="{f: x}", expires="2026-12-01T00:00:00Z"),
          route_group("g", labels="{f: x}"), route_group("h", sandboxes=["pr-1"], key="k")]
 

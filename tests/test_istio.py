@@ -1,7 +1,6 @@
 """Istio backend: strict CRD validity, baggage regex semantics, per-request routing, merges, render and diff."""
 
 import itertools
-from datetime import datetime, timezone
 
 import pytest
 import re2
@@ -15,11 +14,10 @@ from meshforge.emit import istio
 from meshforge.explain import explain
 from meshforge.pipeline import compile_paths
 
+from .conftest import BASELINE, NOW, route_group, sandbox
 from .istio_eval import route
 from .istio_schema import errors
-from .specs import BASELINE, route_group, sandbox
 
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 BK = "meshforge-routing-key"
 
 # (baggage header values, the key they carry for "k7x2m9" purposes)
@@ -286,3 +284,29 @@ def test_istio_regex_and_envoy_parser_agree(others, ours, position, headers):
     carried = key_from_baggage(values, BK)
     for key in ("k7x2m9", "k7x2m"):
         assert (re2.fullmatch(baggage_regex(BK, key), ",".join(values)) is not None) == (carried == key), values
+
+
+def test_a_key_that_starts_with_baseline_keeps_its_route_in_a_merged_virtual_service(write):
+    """The emitter knows which route is the default by structure, not by a name prefix."""
+    files = {"b.yaml": BASELINE, "s.yaml": sandbox("baseline-fix", ("cartservice", "cart-fix.shop.svc.cluster.local")),
+             "vs.yaml": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: cart, namespace: shop}\n"
+                        "spec:\n  hosts: [cartservice]\n  http:\n  - route:\n    - destination: {host: cartservice}\n"}
+    objs = istio.emit(compile_dir(write(files)), Diagnostics())
+    cart = next(o.body for o in objs if o.name == "cart")
+    routes = cart["spec"]["http"]
+    assert [r.get("name") for r in routes] == ["meshforge-baseline-fix", None]
+    assert routes[0]["route"][0]["destination"]["host"] == "cart-fix.shop.svc.cluster.local"
+    assert routes[0]["match"][0]["headers"]["x-meshforge-routing-key"] == {"exact": "baseline-fix"}
+
+
+def test_a_second_user_virtual_service_for_a_host_is_reported(write):
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop}}\n"
+          "spec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: cartservice}}\n")
+    files = {"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c1.shop.svc.cluster.local")),
+             "vs.yaml": vs.format(name="cart-a", host="cartservice") + "---\n" +
+             vs.format(name="cart-b", host="cartservice.shop.svc.cluster.local")}
+    diags = Diagnostics()
+    objs = istio.emit(compile_dir(write(files)), diags)
+    assert [(d.code, d.span.line) for d in diags.items] == [("MF303", 10)]
+    assert "shop/cart-b" in diags.items[0].message and "shop/cart-a" in diags.items[0].message
+    assert [o.name for o in objs if o.kind == "VirtualService"] == ["cart-a"]

@@ -1,15 +1,12 @@
 """Kubernetes import, on the real Online Boutique manifests."""
 
-from datetime import datetime, timezone
 
 import pytest
 
 from meshforge.pipeline import compile_paths
 from meshforge.spec.parse import port_protocol
 
-from .conftest import BOUTIQUE
-
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+from .conftest import BOUTIQUE, NOW
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,8 @@ import random
 from datetime import datetime, timezone
 
 from meshforge.pipeline import compile_paths
-from meshforge.resolve import valid_routing_key
 
-from .specs import BASELINE, route_group, sandbox
-
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+from .conftest import BASELINE, NOW, route_group, sandbox
 
 
 def compile_files(write, files, now=NOW):
@@ -92,24 +89,3 @@ def test_resolved_model_is_independent_of_file_and_document_order(tmp_path):
         results.append((table(model), [(s.id, s.ports, s.depends_on and [x.service for x in s.depends_on])
                                        for s in model.services]))
     assert all(r == results[0] for r in results)
-
-
-def test_routing_key_validation():
-    assert valid_routing_key("k7x2m9") and valid_routing_key("a") and valid_routing_key("a-b-" + "c" * 59)
-    for bad in ("", "-a", "a-", "A", "a_b", "a" * 64, "a.b", "a\n", ".*", None, 7):
-        assert not valid_routing_key(bad), bad
-
-
-def test_model_round_trips_through_json(write):
-    import json
-
-    from meshforge.emit.xds.compiler import XdsCompiler
-    from meshforge.model import from_json, to_json
-
-    files = {"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c.example.com"), labels="{f: x}"),
-             "g.yaml": route_group("grp", labels="{f: x}")}
-    model, _ = compile_files(write, files)
-    again = from_json(json.loads(json.dumps(to_json(model))))
-    assert again == model
-    a, b = XdsCompiler().compile(model), XdsCompiler().compile(again)
-    assert all(a.resources(n) == b.resources(n) for n in a.nodes)

@@ -88,7 +88,7 @@ def test_unknown_node_gets_an_empty_valid_config(tmp_path):
 
 
 def test_endpoint_changes_never_churn_clusters(write):
-    from .specs import BASELINE
+    from .conftest import BASELINE
 
     sb = ("apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: p, namespace: shop}}\nspec:\n  forks:\n"
           "  - service: cartservice\n    to: {{endpoints: [{{address: 10.0.0.{n}, port: 7070}}]}}\n")
@@ -122,3 +122,22 @@ def test_xds_and_static_outputs_are_byte_identical_whatever_the_file_order(tmp_p
             assert cli("render", d, "--format", fmt, "-o", out, "--now", "2026-11-26T00:00:00Z").exit_code == 0
             assert cli("diff", d, "--format", fmt, "--against", out, "--now", "2026-11-26T00:00:00Z").exit_code == 0
         assert len(outs) == 1
+
+
+def test_snapshots_keep_the_identity_rule_the_server_relies_on(tmp_path):
+    """xdsapi.Snapshot: an unchanged node hands back the very same, unmutated objects."""
+    from meshforge.synthetic import write_sandbox
+
+    d = make_specs(tmp_path, services=40, sandboxes=10)
+    c = XdsCompiler()
+    a = c.compile(model_of(d))
+    before = {n: {t: dict(v) for t, v in a.resources(n).items()} for n in a.nodes}
+    b = c.compile(model_of(d))
+    assert a.settings == b.settings
+    for n in a.nodes:
+        assert a.nodes[n] is b.nodes[n]
+        for t in (ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
+            assert a.resources(n)[t] is b.resources(n)[t]
+    write_sandbox(d / "sandboxes", 0, random.Random(5), 40, variant=1)
+    c.compile(model_of(d))
+    assert {n: {t: dict(v) for t, v in a.resources(n).items()} for n in a.nodes} == before  # never mutated

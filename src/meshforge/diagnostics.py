@@ -39,7 +39,6 @@ CODES: dict[str, str] = {
     "MF209": "sandbox expired",
     "MF210": "conflicting routing settings",
     "MF211": "route group selects no sandbox",
-    "MF212": "port not on service",
     "MF213": "inferred dependency",
     "MF214": "unknown dependency",
     "MF215": "object defined twice",

@@ -1,0 +1,59 @@
+"""spec/schema: jsonschema errors become diagnostics naming the field, what is wrong and a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshforge.diagnostics import Diagnostics
+from meshforge.source import parse_text
+from meshforge.spec.schema import KINDS, load_schema, validate_document
+
+SANDBOX = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {name: pr-1, namespace: shop}
+spec:
+  forks:
+  - service: cart
+    to: {host: cart-pr-1.shop.svc.cluster.local}
+"""
+
+
+def check(text: str) -> list[tuple[str, int, int, str, str | None]]:
+    d = Diagnostics()
+    (doc,) = parse_text(text, "s.yaml", d)
+    validate_document(doc, d)
+    return [(x.code, x.span.line, x.span.column, x.span.pointer, x.hint) for x in d.items]
+
+
+def test_valid_document_has_no_diagnostics():
+    assert check(SANDBOX) == []
+
+
+def test_unknown_field_points_at_the_key_with_did_you_mean():
+    (code, line, col, ptr, hint), = check(SANDBOX.replace("  forks:", "  froks: []\n  forks:"))
+    assert (code, line, col, ptr) == ("MF101", 5, 3, "/spec/froks") and hint == 'did you mean "forks"?'
+
+
+def test_missing_required_field_says_what_to_add():
+    got = check(SANDBOX.replace("  - service: cart\n    to", "  - to"))
+    assert [(c, p) for c, _, _, p, _ in got] == [("MF102", "/spec/forks/0")]
+    assert got[0][4].startswith("add service:")
+
+
+def test_wrong_type_suggests_quoting():
+    (code, line, col, ptr, hint), = check(SANDBOX.replace("service: cart", "service: 7"))
+    assert (code, line, col, ptr, hint) == ("MF103", 6, 14, "/spec/forks/0/service", "quote it to make it a string")
+
+
+def test_one_of_reports_the_branch_that_failed():
+    got = check(SANDBOX.replace("{host: cart-pr-1.shop.svc.cluster.local}", "{host: a, endpoints: []}"))
+    assert got and all(c == "MF104" or c == "MF101" for c, *_ in got)
+    assert all(p.startswith("/spec/forks/0/to") for _, _, _, p, _ in got)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_has_a_schema_with_descriptions(kind):
+    schema = load_schema(kind)
+    assert schema["$schema"].startswith("https://json-schema.org/draft/2020-12")
+    assert schema["properties"]["kind"]["const"] == kind
