@@ -1,6 +1,7 @@
 """Istio backend: strict CRD validity, baggage regex semantics, per-request routing, merges, render and diff."""
 
 import itertools
+from typing import assert_never
 
 import pytest
 import re2
@@ -12,6 +13,7 @@ from meshforge.carriers import baggage_regex, key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.emit import istio
 from meshforge.explain import explain
+from meshforge.model import EndpointsDestination, HostDestination, SubsetDestination
 from meshforge.pipeline import compile_paths
 
 from .conftest import BASELINE, NOW, route_group, sandbox
@@ -114,12 +116,15 @@ def expected_destination(model, svc, port, fork):
         if svc.id == "payments.billing":
             d["subset"] = "baseline"
         return d
-    dest = fork.destination
-    if dest.kind == "host":
-        return {"host": dest.host, "port": {"number": dest.port or port}}
-    if dest.kind == "endpoints":
-        return {"host": istio.endpoints_host(svc, fork.sandbox), "port": {"number": port}}
-    return {"host": svc.fqdn, "port": {"number": port}, "subset": fork.sandbox}
+    match fork.destination:
+        case HostDestination(host=host, port=host_port):
+            return {"host": host, "port": {"number": host_port or port}}
+        case EndpointsDestination():
+            return {"host": istio.endpoints_host(svc, fork.sandbox), "port": {"number": port}}
+        case SubsetDestination():
+            return {"host": svc.fqdn, "port": {"number": port}, "subset": fork.sandbox}
+        case other:
+            assert_never(other)
 
 
 def test_requests_land_where_explain_says(write):

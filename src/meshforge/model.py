@@ -256,9 +256,9 @@ class Model:
     def index(self) -> ServiceIndex:
         return ServiceIndex(self.services)
 
-    @property
+    @cached_property
     def service_by_id(self) -> dict[str, Service]:
-        return self.index.by_id
+        return {s.id: s for s in self.services}
 
     @cached_property
     def key_by_name(self) -> dict[str, KeyRoutes]:
