@@ -99,3 +99,34 @@ metadata: {name: ignored}
 ])
 def test_istio_port_protocol_rule(name, app, want):
     assert port_protocol(name, app) == want
+
+
+def test_names_kubernetes_would_refuse_are_skipped_with_a_warning(write):
+    d = write({"k.yaml": """\
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: "x\\nREADME.md\\ny"}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: "Web_1", namespace: shop}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api}, ports: [{name: http, port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: api, "bad key": "v", version: "v1\\n"}}
+"""})
+    model, diags = compile_paths([str(d)], NOW)
+    assert [s.id for s in model.services] == ["api.shop"]
+    assert dict(model.services[0].labels) == {"app": "api"}
+    assert [(x.code, x.severity, x.span.line) for x in diags.items] == [
+        ("MF104", "warning", 3), ("MF104", "warning", 8), ("MF104", "warning", 21), ("MF104", "warning", 21)]

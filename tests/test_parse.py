@@ -81,3 +81,24 @@ def test_port_protocol_follows_istio():
     assert port_protocol("web", "kubernetes.io/h2c") == "HTTP2"
     assert port_protocol("tcp", "HTTP") == "HTTP"
     assert port_protocol("", None) == "UNKNOWN"
+
+
+def test_endpoint_addresses_are_ips_or_dns_names():
+    _, _, d = parse("""\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {name: pr-1}
+spec:
+  forks:
+  - {service: a, to: {endpoints: [{address: "10.0.0.1", port: 80}, {address: "::1", port: 80},
+                                  {address: "db.example.com", port: 80}, {address: "...", port: 80},
+                                  {address: "-a", port: 80}]}}
+""")
+    assert [(x.code, x.span.pointer) for x in d.items] == [("MF104", "/spec/forks/0/to/endpoints/3/address"),
+                                                           ("MF104", "/spec/forks/0/to/endpoints/4/address")]
+
+
+def test_user_virtual_services_with_names_kubernetes_refuses_are_ignored():
+    decls, _, d = parse("apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+                        "metadata: {name: vs, namespace: ../../etc}\nspec: {hosts: [web]}\n")
+    assert decls.user_objects == [] and [x.code for x in d.items] == ["MF104"]

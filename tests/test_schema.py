@@ -57,3 +57,19 @@ def test_every_kind_has_a_schema_with_descriptions(kind):
     schema = load_schema(kind)
     assert schema["$schema"].startswith("https://json-schema.org/draft/2020-12")
     assert schema["properties"]["kind"]["const"] == kind
+
+
+def test_patterns_are_full_matches_a_trailing_newline_is_refused():
+    got = check(SANDBOX.replace("service: cart", 'service: "cart\\n"').replace(
+        "host: cart-pr-1.shop.svc.cluster.local", 'host: "cart-pr-1.shop\\n"'))
+    assert sorted(p for _, _, _, p, _ in got) == ["/spec/forks/0/service", "/spec/forks/0/to/host"]
+    assert check(SANDBOX.replace("name: pr-1,", 'name: "pr-1\\n",'))[0][3] == "/metadata/name"
+
+
+def test_labels_follow_kubernetes_rules():
+    bad_key = SANDBOX.replace("namespace: shop}", "namespace: shop, labels: {'a b': x}}")
+    bad_value = SANDBOX.replace("namespace: shop}", "namespace: shop, labels: {team: 'x\\ny'}}")
+    good = SANDBOX.replace("namespace: shop}", "namespace: shop, labels: {example.com/team: a.b_c-1, empty: ''}}")
+    assert [c for c, *_ in check(bad_key)] == ["MF104"] and [c for c, *_ in check(bad_value)] == ["MF104"]
+    assert check(good) == []
+    assert check(SANDBOX.replace("host: cart-pr-1.shop.svc.cluster.local", "host: " + "a." * 127 + "b")) != []

@@ -14,3 +14,49 @@ ROUTING_KEY_HINT = "lower-case letters, digits and '-', 1-63 characters, startin
 
 def valid_routing_key(key: object) -> bool:
     return isinstance(key, str) and len(key) <= 63 and ROUTING_KEY.fullmatch(key) is not None
+
+
+# Kubernetes' own rules (apimachinery validation), as full matches: `$` alone would accept a trailing newline.
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+DNS1123_LABEL = re.compile(_LABEL)
+DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+DNS1123_LABEL_HINT = "lower-case letters, digits and '-', at most 63 characters, starting and ending alphanumeric"
+
+
+def dns1123_label(name: object) -> bool:
+    """A Kubernetes object name such as a Service's or a namespace (RFC 1123 label)."""
+    return isinstance(name, str) and len(name) <= 63 and DNS1123_LABEL.fullmatch(name) is not None
+
+
+def dns1123_subdomain(name: object) -> bool:
+    """A host name, or the name of most Kubernetes objects (RFC 1123 subdomain)."""
+    return isinstance(name, str) and len(name) <= 253 and DNS1123_SUBDOMAIN.fullmatch(name) is not None
+
+
+def label_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    prefix, slash, name = key.rpartition("/")
+    if slash and not dns1123_subdomain(prefix):
+        return False
+    return _QUALIFIED_NAME.fullmatch(name) is not None
+
+
+def label_value(value: object) -> bool:
+    return isinstance(value, str) and LABEL_VALUE.fullmatch(value) is not None
+
+
+def is_address(text: object) -> bool:
+    """An IP literal or a DNS name: what a static endpoint may be."""
+    import ipaddress
+
+    if not isinstance(text, str):
+        return False
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return dns1123_subdomain(text)

@@ -11,7 +11,8 @@ import re
 
 from ..diagnostics import Diagnostics
 from ..model import DEFAULT_NAMESPACE, Port
-from ..source import Document
+from ..names import DNS1123_LABEL_HINT, dns1123_label, label_key, label_value
+from ..source import Document, escape
 from .decls import DepRef, ServiceDecl
 from .ports import port_protocol
 
@@ -35,25 +36,49 @@ def _str_dict(d) -> dict[str, str]:
     return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
 
-def _workloads(docs: list[Document]):
+def _namespace(doc: Document, diags: Diagnostics, what: str) -> str | None:
+    """metadata.namespace as Kubernetes validates it; None (with a warning) when Kubernetes would refuse it."""
+    ns = _get(doc.data, "metadata", "namespace", default=DEFAULT_NAMESPACE)
+    if dns1123_label(ns):
+        return ns
+    diags.warning("MF104", f"{what} with an invalid metadata.namespace ({ns!r}) is skipped",
+                  doc.span("/metadata/namespace"), DNS1123_LABEL_HINT)
+    return None
+
+
+def _pod_labels(doc: Document, diags: Diagnostics) -> dict[str, str]:
+    labels = _str_dict(_get(doc.data, "spec", "template", "metadata", "labels"))
+    bad = sorted(k for k, v in labels.items() if not (label_key(k) and label_value(v)))
+    for k in bad:
+        diags.warning("MF104", f"pod label {k!r}: {labels.pop(k)!r} is not a valid Kubernetes label; ignored",
+                      doc.span(f"/spec/template/metadata/labels/{escape(k)}"),
+                      "label keys and values: at most 63 letters, digits, '-', '_' or '.'")
+    return labels
+
+
+def _workloads(docs: list[Document], diags: Diagnostics):
     for doc in docs:
         if doc.kind in ("Deployment", "StatefulSet"):
-            ns = str(_get(doc.data, "metadata", "namespace", default=DEFAULT_NAMESPACE))
-            yield doc, ns, _str_dict(_get(doc.data, "spec", "template", "metadata", "labels"))
+            ns = _namespace(doc, diags, doc.kind)
+            if ns is not None:
+                yield doc, ns, _pod_labels(doc, diags)
 
 
 def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
-    workloads = list(_workloads(docs))
+    workloads = list(_workloads(docs, diags))
     out: list[ServiceDecl] = []
     for doc in docs:
         if doc.kind != "Service":
             continue
         meta = _get(doc.data, "metadata", default={})
         name = _get(meta, "name")
-        if not isinstance(name, str) or not re.fullmatch(_LABEL, name):
-            diags.warning("MF104", f"Service without a valid metadata.name ({name!r}) is skipped", doc.span("/metadata/name"))
+        if not dns1123_label(name):
+            diags.warning("MF104", f"Service without a valid metadata.name ({name!r}) is skipped",
+                          doc.span("/metadata/name"), DNS1123_LABEL_HINT)
             continue
-        ns = str(_get(meta, "namespace", default=DEFAULT_NAMESPACE))
+        ns = _namespace(doc, diags, f"Service {name}")
+        if ns is None:
+            continue
         if _get(doc.data, "spec", "type") == "ExternalName":
             continue
         ports = []

@@ -28,6 +28,7 @@ from .decls import (
     ServiceDecl,
     Settings,
 )
+from ..names import dns1123_label, dns1123_subdomain, is_address
 from .ports import port_protocol
 from .schema import KINDS, validate_document
 
@@ -75,12 +76,23 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
             {"Baseline": _baseline, "Sandbox": _sandbox, "RouteGroup": _route_group}[kind](doc, decls, diags)
         elif isinstance(api, str) and api.startswith("networking.istio.io/") and kind == "VirtualService":
             meta = doc.data.get("metadata") or {}
-            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
-                decls.user_objects.append(UserObject.of(
-                    doc.data, meta["name"], str(meta.get("namespace") or DEFAULT_NAMESPACE), doc.span("")))
+            name = meta.get("name") if isinstance(meta, dict) else None
+            ns = (meta.get("namespace") or DEFAULT_NAMESPACE) if isinstance(meta, dict) else None
+            if dns1123_subdomain(name) and dns1123_label(ns):
+                decls.user_objects.append(UserObject.of(doc.data, name, ns, doc.span("")))
+            else:
+                diags.warning("MF104", f"VirtualService with an invalid name or namespace ({name!r}, {ns!r}) is "
+                              "ignored", doc.span("/metadata"), "Kubernetes names are lower-case DNS names")
         elif (api, kind) in kubernetes.KINDS:
             k8s.append(doc)
     return decls, k8s
+
+
+def _check_addresses(doc: Document, base: str, endpoints: list, diags: Diagnostics) -> None:
+    for j, e in enumerate(endpoints):
+        if not is_address(e["address"]):
+            diags.error("MF104", f"{e['address']!r} is neither an IP address nor a DNS name",
+                        doc.span(f"{base}/{j}/address"), "write an IPv4/IPv6 address or a host name like db.example.com")
 
 
 def _labels(d) -> tuple[tuple[str, str], ...]:
@@ -99,6 +111,7 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
         ns = svc.get("namespace", default_ns)
         ports = tuple(Port(p.get("name", ""), p["port"], port_protocol(p.get("name"), p.get("appProtocol")))
                       for p in svc["ports"])
+        _check_addresses(doc, f"{base}/endpoints", svc.get("endpoints") or [], diags)
         deps = [DepRef(ref, ns, False, doc.span(f"{base}/dependsOn/{j}"))
                 for j, ref in enumerate(svc.get("dependsOn") or [])]
         decls.services.append(ServiceDecl(
@@ -120,6 +133,8 @@ def _destination(to: dict) -> Destination:
 def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:
     meta, spec = doc.data["metadata"], doc.data["spec"]
     key_ptr = "/spec/routingKey" if "routingKey" in spec else "/metadata/name"
+    for i, f in enumerate(spec["forks"]):
+        _check_addresses(doc, f"/spec/forks/{i}/to/endpoints", f["to"].get("endpoints") or [], diags)
     forks = [ForkDecl(f["service"], doc.span(f"/spec/forks/{i}/service"), _destination(f["to"]),
                       doc.span(f"/spec/forks/{i}"))
              for i, f in enumerate(spec["forks"])]

@@ -7,6 +7,7 @@ Input: a `Document` of a meshforge kind. Output: diagnostics (MF101-MF104). The 
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -34,11 +35,26 @@ def load_schema(kind: str) -> dict:
 
 
 @lru_cache(maxsize=None)
+def _full(pattern: str) -> re.Pattern:
+    """JSON Schema patterns mean ECMA 262, where `$` is the end of the text; in Python `$` also matches
+    before a final newline, so `name: "cart\\n"` would pass. Anchor at the true end instead."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _full(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@lru_cache(maxsize=None)
 def _validator(kind: str):
     schema = load_schema(kind)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    strict = jsonschema.validators.extend(cls, {"pattern": _pattern})
+    return strict(schema)
 
 
 def _pointer(path) -> str:
