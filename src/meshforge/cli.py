@@ -225,6 +225,8 @@ def serve(paths, xds_address, admin_address, log_level):
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:
         pass
+    except (OSError, RuntimeError) as e:  # cannot listen: the address is taken or not ours
+        raise click.ClickException(f"cannot serve: {e}")
 
 
 @main.command()

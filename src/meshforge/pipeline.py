@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import source
-from .diagnostics import Diagnostic, Diagnostics, Span
+from .diagnostics import Diagnostic, Diagnostics
 from .lower import PASSES, Pass, lower
 from .model import Model
 from .resolve import resolve
-from .source import Document, expand_paths, parse_text, read_file
+from .source import Document, RunBudget, expand_paths, parse_text, read_file
 from .spec.decls import Decls
 from .spec.parse import finish, parse_file
 
@@ -50,6 +49,7 @@ class _FileResult:
     decls: Decls
     k8s: list[Document]
     size: int = 0
+    nodes: int = 0
 
 
 class Workspace:
@@ -84,7 +84,7 @@ class Workspace:
         docs = parse_text(text, key, fdiags)
         decls, k8s = parse_file(docs, fdiags)
         self.files_parsed += 1
-        result = _FileResult(stat, digest, fdiags.items, decls, k8s, len(text))
+        result = _FileResult(stat, digest, fdiags.items, decls, k8s, len(text), sum(d.nodes for d in docs))
         self._files[key] = result
         return result
 
@@ -94,15 +94,12 @@ class Workspace:
         parts: list[Decls] = []
         k8s: list[Document] = []
         seen = set()
-        total = 0
+        budget = RunBudget()
         for f in files:
             r = self._load(f, diags)
             if r is None:
                 continue
-            total += r.size
-            if total > source.MAX_TOTAL_BYTES:
-                diags.error("MF003", f"inputs exceed {source.MAX_TOTAL_BYTES} bytes in all", Span(str(f)),
-                            "point meshforge at the spec directories only")
+            if not budget.take(r.size, r.nodes, str(f), diags):
                 break
             seen.add(str(f))
             diags.extend(r.diagnostics)

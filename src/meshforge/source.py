@@ -8,6 +8,7 @@ and file size, document count and alias expansion are bounded so hostile input c
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,12 @@ except AttributeError:  # pragma: no cover - pure-Python fallback
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DOCUMENTS_PER_FILE = 20_000
-MAX_NODES_PER_DOCUMENT = 200_000  # counts alias expansions: a "billion laughs" stops here
+# Node counts include alias expansions ("billion laughs"); they are measured on the composed graph,
+# which shares aliased nodes, before anything is expanded, so a bomb is refused in milliseconds.
+MAX_NODES_PER_DOCUMENT = 200_000
+MAX_NODES_PER_FILE = 1_000_000
+MAX_NODES_TOTAL = 10_000_000  # all inputs of one run together
+MAX_DEPTH = 100  # nesting of lists and maps; real manifests stay under 30
 MAX_FILES = 50_000
 MAX_TOTAL_BYTES = 256 * 1024 * 1024  # all inputs of one run together
 
@@ -47,6 +53,7 @@ class Document:
     file: str
     index: int  # position of the document in its file, from 0
     data: object
+    nodes: int = 0  # nodes after alias expansion
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> value (line, col)
     key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> key (line, col)
 
@@ -74,19 +81,46 @@ def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-class _LimitExceeded(Exception):
-    pass
-
-
 class _Rejected(Exception):
     def __init__(self, code: str, message: str, mark, pointer: str, hint: str | None = None):
         self.code, self.message, self.mark, self.pointer, self.hint = code, message, mark, pointer, hint
 
 
-def _build(node, pointer: str, doc: Document, budget: list[int]):
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _LimitExceeded()
+def _children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def measure(root) -> tuple[int, int]:
+    """(nodes after alias expansion, depth) of a composed document, in time linear in the composed
+    graph (aliased nodes are shared there, and counted once per use here). Iterative: no recursion
+    limit to hit. A node reached again while it is still being measured is a recursive alias."""
+    done: dict[int, tuple[int, int]] = {}
+    open_: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        k = id(node)
+        if finished:
+            kids = [done[id(c)] for c in _children(node)]
+            done[k] = (1 + sum(n for n, _ in kids), 1 + max((d for _, d in kids), default=0))
+            open_.discard(k)
+            continue
+        if k in done:
+            continue
+        if k in open_:
+            raise _Rejected("MF006", "recursive YAML alias (a node that contains itself)", node.start_mark, "",
+                            "spec files are trees: write the document without self-referencing anchors")
+        open_.add(k)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in done)
+    return done[id(root)]
+
+
+def _build(node, pointer: str, doc: Document):
     doc.positions[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.ScalarNode):
         if node.tag == _TIMESTAMP:
@@ -98,7 +132,7 @@ def _build(node, pointer: str, doc: Document, budget: list[int]):
     if isinstance(node, yaml.SequenceNode):
         if node.tag != _SEQ:
             raise _Rejected("MF006", f"YAML tag {node.tag!r} is not allowed", node.start_mark, pointer)
-        return [_build(child, f"{pointer}/{i}", doc, budget) for i, child in enumerate(node.value)]
+        return [_build(child, f"{pointer}/{i}", doc) for i, child in enumerate(node.value)]
     if node.tag != _MAP:
         raise _Rejected("MF006", f"YAML tag {node.tag!r} is not allowed", node.start_mark, pointer)
     out: dict = {}
@@ -116,51 +150,78 @@ def _build(node, pointer: str, doc: Document, budget: list[int]):
             raise _Rejected("MF002", f"duplicate key {key!r} (first defined at line {first[0]})",
                             key_node.start_mark, child, "remove one of the two; YAML would silently keep only the last")
         doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        out[key] = _build(value_node, child, doc, budget)
+        out[key] = _build(value_node, child, doc)
     return out
 
 
 def parse_text(text: str, filename: str, diags: Diagnostics) -> list[Document]:
-    """Parse one file's text into documents; problems become diagnostics, never exceptions."""
-    docs: list[Document] = []
+    """Parse one file's text into documents; problems become diagnostics, never exceptions.
+
+    Every document is composed and measured before any is expanded: a file over the node budget
+    is refused whole, in time proportional to its size.
+    """
+    composed = []
     loader = _Loader(text)
     try:
-        i = 0
         while loader.check_node():
             node = loader.get_node()
-            if i >= MAX_DOCUMENTS_PER_FILE:
+            if len(composed) >= MAX_DOCUMENTS_PER_FILE:
                 diags.error("MF003", f"more than {MAX_DOCUMENTS_PER_FILE} documents in one file",
-                            Span(filename, node.start_mark.line + 1, node.start_mark.column + 1),
-                            "split the file")
+                            Span(filename, node.start_mark.line + 1, node.start_mark.column + 1), "split the file")
                 break
-            doc = Document(filename, i, None)
-            i += 1
-            if node is None:
-                continue
-            try:
-                doc.data = _build(node, "", doc, [MAX_NODES_PER_DOCUMENT])
-            except _LimitExceeded:
-                diags.error("MF003", f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes",
-                            Span(filename, node.start_mark.line + 1, node.start_mark.column + 1),
-                            "YAML aliases expanded beyond the limit; write the document without anchors")
-                continue
-            except _Rejected as r:
-                diags.error(r.code, r.message,
-                            Span(filename, r.mark.line + 1, r.mark.column + 1, r.pointer), r.hint)
-                continue
-            if doc.data is None:
-                continue
-            docs.append(doc)
+            composed.append(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         msg = " ".join(x for x in (e.context, e.problem) if x)
         diags.error("MF001", msg or "invalid YAML", Span(filename, line, col),
                     "check indentation and quoting around this position")
+        return []
     except yaml.YAMLError as e:
         diags.error("MF001", str(e).splitlines()[0], Span(filename))
+        return []
+    except RecursionError:
+        diags.error("MF003", "nesting too deep to read", Span(filename), f"at most {MAX_DEPTH} levels")
+        return []
     finally:
         loader.dispose()
+
+    measured = []
+    total = 0
+    for i, node in enumerate(composed):
+        if node is None:
+            continue
+        here = Span(filename, node.start_mark.line + 1, node.start_mark.column + 1)
+        try:
+            nodes, depth = measure(node)
+        except _Rejected as r:
+            diags.error(r.code, r.message, Span(filename, r.mark.line + 1, r.mark.column + 1), r.hint)
+            continue
+        if depth > MAX_DEPTH:
+            diags.error("MF003", f"document nests {depth} levels deep; the limit is {MAX_DEPTH}", here,
+                        "spec files and Kubernetes manifests are shallow: check for runaway [ or {")
+            continue
+        if nodes > MAX_NODES_PER_DOCUMENT:
+            diags.error("MF003", f"document expands to {nodes} nodes; the limit is {MAX_NODES_PER_DOCUMENT}", here,
+                        "YAML aliases expanded beyond the limit; write the document without anchors")
+            continue
+        total += nodes
+        measured.append((i, node, nodes))
+    if total > MAX_NODES_PER_FILE:
+        diags.error("MF003", f"file expands to {total} nodes; the limit is {MAX_NODES_PER_FILE}", Span(filename),
+                    "YAML aliases expanded beyond the limit, or the file is too large: split it")
+        return []
+
+    docs: list[Document] = []
+    for i, node, nodes in measured:
+        doc = Document(filename, i, None, nodes)
+        try:
+            doc.data = _build(node, "", doc)
+        except _Rejected as r:
+            diags.error(r.code, r.message, Span(filename, r.mark.line + 1, r.mark.column + 1, r.pointer), r.hint)
+            continue
+        if doc.data is not None:
+            docs.append(doc)
     return docs
 
 
@@ -169,6 +230,14 @@ def expand_paths(paths: list[str], diags: Diagnostics) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
+        try:
+            mode = p.stat().st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+            diags.error("MF004", f"{raw} is not a regular file or directory", Span(raw),
+                        "name spec files or the directories that hold them")
+            continue
         if p.is_dir():
             found = []
             for root, dirs, names in os.walk(p):
@@ -187,16 +256,33 @@ def expand_paths(paths: list[str], diags: Diagnostics) -> list[Path]:
 
 
 def read_file(path: Path, diags: Diagnostics) -> str | None:
+    """A regular file's text. Opened without blocking and checked before reading, so a FIFO, a socket
+    or a device among the inputs is a diagnostic rather than a hang; never more than the limit is read."""
     name = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            diags.error("MF003", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}", Span(name),
-                        "split large inputs into several files")
-            return None
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         diags.error("MF004", f"cannot read: {e.strerror or e}", Span(name))
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            diags.error("MF004", "not a regular file (a FIFO, socket or device)", Span(name),
+                        "name spec files or the directories that hold them")
+            return None
+        if st.st_size > MAX_FILE_BYTES:
+            diags.error("MF003", f"file is {st.st_size} bytes; the limit is {MAX_FILE_BYTES}", Span(name),
+                        "split large inputs into several files")
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        diags.error("MF004", f"cannot read: {e.strerror or e}", Span(name))
+        return None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        diags.error("MF003", f"file is larger than {MAX_FILE_BYTES} bytes", Span(name), "split large inputs")
         return None
     try:
         return raw.decode("utf-8")
@@ -205,17 +291,40 @@ def read_file(path: Path, diags: Diagnostics) -> str | None:
         return None
 
 
+class RunBudget:
+    """What all inputs of one run may add up to: bytes read and nodes after alias expansion."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.nodes = 0
+
+    def take(self, size: int, nodes: int, filename: str, diags: Diagnostics) -> bool:
+        """Count one file in; False (with the error) once the run is over budget."""
+        self.bytes += size
+        self.nodes += nodes
+        if self.bytes > MAX_TOTAL_BYTES:
+            diags.error("MF003", f"inputs exceed {MAX_TOTAL_BYTES} bytes in all", Span(filename),
+                        "point meshforge at the spec directories only")
+            return False
+        if self.nodes > MAX_NODES_TOTAL:
+            diags.error("MF003", f"inputs expand to more than {MAX_NODES_TOTAL} YAML nodes in all", Span(filename),
+                        "point meshforge at the spec directories only, and write specs without YAML anchors")
+            return False
+        return True
+
+
 def load_paths(paths: list[str], diags: Diagnostics) -> list[Document]:
     docs: list[Document] = []
-    total = 0
+    budget = RunBudget()
     for f in expand_paths(paths, diags):
         text = read_file(f, diags)
         if text is None:
             continue
-        total += len(text)
-        if total > MAX_TOTAL_BYTES:
-            diags.error("MF003", f"inputs exceed {MAX_TOTAL_BYTES} bytes in all", Span(str(f)),
-                        "point meshforge at the spec directories only")
+        if budget.bytes + len(text) > MAX_TOTAL_BYTES:
+            budget.take(len(text), 0, str(f), diags)
             break
-        docs.extend(parse_text(text, str(f), diags))
+        parsed = parse_text(text, str(f), diags)
+        if not budget.take(len(text), sum(d.nodes for d in parsed), str(f), diags):
+            break
+        docs.extend(parsed)
     return docs

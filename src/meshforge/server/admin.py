@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -95,8 +96,16 @@ def make_handler(state: AdminState):
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def start_admin(host: str, port: int, state: AdminState) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(state))
+    server = (_Server6 if ":" in host else _Server)((host, port), make_handler(state))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="meshforge-admin", daemon=True).start()
     return server

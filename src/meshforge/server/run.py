@@ -40,10 +40,23 @@ class Result:
 
 
 def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise."""
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(f"{text!r}: brackets are for IPv6 addresses")
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:18000")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (a port 0-65535; 0 picks a free one)")
+    if any(c.isspace() or c in "/?#@" for c in host):
+        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    return host, int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ControlPlane:
@@ -153,16 +166,16 @@ class ControlPlane:
                                                ("grpc.keepalive_permit_without_calls", 1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
         host, port = parse_address(self.xds_address)
-        self.bound_port = self.server.add_insecure_port(f"{host}:{port}")
+        self.bound_port = self.server.add_insecure_port(join_address(host, port))
         if self.bound_port == 0:
             raise OSError(f"cannot listen on {self.xds_address}")
         await self.server.start()
-        log.info("serving xDS (ADS: state of the world and delta) on %s:%d", host, self.bound_port)
+        log.info("serving xDS (ADS: state of the world and delta) on %s", join_address(host, self.bound_port))
         if self.admin_address:
             ah, ap = parse_address(self.admin_address)
             self.admin = start_admin(ah, ap, self.state)
-            log.info("admin on http://%s:%d (/healthz /readyz /metrics /debug/config?node=...)", ah,
-                     self.admin.server_address[1])
+            log.info("admin on http://%s (/healthz /readyz /metrics /debug/config?node=...)",
+                     join_address(ah, self.admin.server_address[1]))
 
     async def stop(self) -> None:
         if self._expiry is not None:

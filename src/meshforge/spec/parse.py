@@ -17,6 +17,7 @@ from ..model import (
     SubsetDestination,
     UserObject,
 )
+from ..names import dns1123_label, dns1123_subdomain, is_address
 from ..source import Document
 from . import kubernetes
 from .decls import (
@@ -28,7 +29,6 @@ from .decls import (
     ServiceDecl,
     Settings,
 )
-from ..names import dns1123_label, dns1123_subdomain, is_address
 from .ports import port_protocol
 from .schema import KINDS, validate_document
 
