@@ -54,3 +54,16 @@ def test_explain_unknown_key_says_so_plainly(cli, write):
 def test_version(cli):
     r = cli("--version")
     assert r.exit_code == 0 and "meshforge, version" in r.output
+
+
+def test_render_refuses_to_overwrite_a_users_file_and_diff_needs_a_directory(cli, write, tmp_path):
+    d = write({"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c1.shop.svc.cluster.local"))})
+    out = tmp_path / "out"
+    (out / "shop").mkdir(parents=True)
+    mine = out / "shop" / "virtualservice-meshforge-cartservice.yaml"
+    mine.write_text("mine\n")
+    r = cli("render", str(d), "--format", "istio", "-o", str(out))
+    assert r.exit_code == 1 and "not written by meshforge" in r.output and "nothing was changed" in r.output
+    assert mine.read_text() == "mine\n" and not (out / ".meshforge-files").exists()
+    r = cli("diff", str(d), "--format", "istio", "--against", str(tmp_path / "missing"))
+    assert r.exit_code == 2 and "does not exist" in r.output

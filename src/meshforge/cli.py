@@ -151,30 +151,39 @@ def render(paths, fmt, output_dir, now, **options):
     from pathlib import Path
 
     from .backends import stream
-    from .output import write_tree
+    from .output import OutputError, write_tree
 
     files = _render_files(paths, fmt, now, options)
     if output_dir is None:
         click.echo(stream(files), nl=False)
         return
-    written, unchanged, removed = write_tree(Path(output_dir), files)
-    click.echo(f"{output_dir}: {written} written, {unchanged} unchanged, {removed} removed", err=True)
+    try:
+        r = write_tree(Path(output_dir), files)
+    except (OutputError, OSError) as e:
+        raise click.ClickException(f"{output_dir}: {e}; nothing was changed")
+    for rel in r.kept:
+        click.echo(f"warning: {output_dir}/{rel} was changed since meshforge wrote it; left in place, no longer "
+                   "listed as meshforge's", err=True)
+    click.echo(f"{output_dir}: {r.written} written, {r.unchanged} unchanged, {r.removed} removed", err=True)
 
 
 @main.command()
 @_paths
 @_render_options
-@click.option("--against", type=click.Path(file_okay=False), required=True,
+@click.option("--against", type=click.Path(file_okay=False, exists=True), required=True,
               help="A directory rendered earlier (e.g. committed GitOps output).")
 @_now
 def diff(paths, fmt, against, now, **options):
     """Unified diff between a rendered directory and what the specs render now. Exit 1 when different."""
     from pathlib import Path
 
-    from .output import diff_tree
+    from .output import OutputError, diff_tree
 
     files = _render_files(paths, fmt, now, options)
-    text = diff_tree(Path(against), files)
+    try:
+        text = diff_tree(Path(against), files)
+    except (OutputError, OSError) as e:
+        raise click.ClickException(str(e))
     if text:
         click.echo(text, nl=False)
         sys.exit(1)
