@@ -80,6 +80,51 @@ def route_group(name: str, sandboxes: list[str] | None = None, labels: str | Non
     return "\n".join(lines) + "\n"
 
 
+BK = "meshforge-routing-key"
+# (baggage header values, the key they carry for "k7x2m9" purposes)
+BAGGAGE_TABLE = [
+    (["meshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["meshforge-routing-key=k7x2m9;ttl=30"], "k7x2m9"),
+    (["meshforge-routing-key = k7x2m9 ; p"], "k7x2m9"),
+    (["userId=alice,meshforge-routing-key=k7x2m9,serverNode=DF%2028"], "k7x2m9"),
+    (["userId=alice, meshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["userId=alice,\tmeshforge-routing-key=k7x2m9\t"], "k7x2m9"),
+    (["userId=alice", "meshforge-routing-key=k7x2m9"], "k7x2m9"),  # two baggage headers
+    (["sentry-trace_id=abc,sentry-environment=prod,meshforge-routing-key=k7x2m9;property=x,isProduction=false"], "k7x2m9"),
+    (["xmeshforge-routing-key=k7x2m9"], None),
+    (["meshforge-routing-key-x=k7x2m9"], None),
+    (["meshforge-routing-key=k7x2m9x"], "k7x2m9x"),
+    (["meshforge-routing-key=k7x2m"], "k7x2m"),
+    (["meshforge-routing-key=xk7x2m9"], "xk7x2m9"),
+    (["other=meshforge-routing-key=k7x2m9"], None),
+    (["other=1;meshforge-routing-key=k7x2m9"], None),
+    (["k7x2m9"], None),
+    ([""], None),
+    (["meshforge-routing-key="], None),
+]
+
+
+SHOP = {
+    "b.yaml": BASELINE.replace("    - {name: grpc, port: 50051}\n",
+                               "    - {name: grpc, port: 50051}\n    labels: {app: payments, version: v1}\n")
+    .replace("    - {name: http-api, port: 8080}\n", "    - {name: http-api, port: 8080}\n    - {name: grpc-admin, port: 9090}\n"),
+    "s.yaml": sandbox("cart-pr-42", ("cartservice", "cart-42.shop.svc.cluster.local"), key="k7x2m9",
+                      labels="{feature: v2}") + "---\n" + """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {name: checkout-pr-7, namespace: shop, labels: {feature: v2}}
+spec:
+  forks:
+  - service: checkout
+    to: {endpoints: [{address: 10.1.2.3, port: 18080}]}
+  - service: payments.billing
+    to: {subset: {labels: {version: pr-7}}}
+---
+""" + sandbox("old", ("frontend", "old.example.com"), expires="2026-01-01T00:00:00Z"),
+    "g.yaml": route_group("v2", labels="{feature: v2}"),
+}
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite golden/ expected outputs from the current code (review the diff!)")

@@ -134,6 +134,7 @@ class RawClient:
         self.responses: queue.Queue = queue.Queue()
         method = stub.DeltaAggregatedResources if delta else stub.StreamAggregatedResources
         self.call = method(iter(self.requests.get, None))
+        self.error: grpc.RpcError | None = None
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -141,8 +142,8 @@ class RawClient:
         try:
             for resp in self.call:
                 self.responses.put(resp)
-        except grpc.RpcError:
-            pass
+        except grpc.RpcError as e:
+            self.error = e
         self.responses.put(None)
 
     def send(self, **kw):
@@ -164,3 +165,32 @@ class RawClient:
         self.requests.put(None)
         self.call.cancel()
         self.channel.close()
+
+
+# -- a small mesh for protocol tests ---------------------------------------------------------
+
+SPEC = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {name: staging, namespace: shop}
+spec:
+  services:
+  - name: web
+    ports: [{name: http, port: 80}]
+    dependsOn: [api]
+  - name: api
+    ports: [{name: http, port: 80}]
+    endpoints: [{address: 127.0.0.1, port: 9}]
+  - name: lone
+    ports: [{name: http, port: 80}]
+    dependsOn: []
+"""
+
+
+def sandbox(name: str, port: int = 10) -> str:
+    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  forks:\n  - service: api\n    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
+
+
+def eds_name(key: str = "") -> str:
+    return f"outbound|80|{key}|api.shop.svc.cluster.local"

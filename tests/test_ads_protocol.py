@@ -13,37 +13,14 @@ from .serve_harness import (
     ENDPOINT,
     LISTENER,
     ROUTE,
+    SPEC,
     RawClient,
     Server,
+    eds_name,
     node,
+    sandbox,
     wait_until,
 )
-
-SPEC = """\
-apiVersion: meshforge.dev/v1alpha1
-kind: Baseline
-metadata: {name: staging, namespace: shop}
-spec:
-  services:
-  - name: web
-    ports: [{name: http, port: 80}]
-    dependsOn: [api]
-  - name: api
-    ports: [{name: http, port: 80}]
-    endpoints: [{address: 127.0.0.1, port: 9}]
-  - name: lone
-    ports: [{name: http, port: 80}]
-    dependsOn: []
-"""
-
-
-def sandbox(name: str, port: int = 10) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  forks:\n  - service: api\n    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
-
-
-def eds_name(key: str = "") -> str:
-    return f"outbound|80|{key}|api.shop.svc.cluster.local"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from meshforge.carriers import key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_paths
 
-from .conftest import NOW
+from .conftest import BAGGAGE_TABLE, NOW
 from .envoy_harness import (
     Backend,
     Envoy,
@@ -25,7 +25,6 @@ from .envoy_harness import (
     validate_config,
 )
 from .golden import cases, outputs
-from .test_istio import BAGGAGE_TABLE
 
 
 def test_every_golden_envoy_static_output_passes_envoy_validate(tmp_path):

@@ -102,3 +102,20 @@ def test_front_end_stages_know_nothing_of_backends():
 
 def test_nothing_imports_the_command_line():
     assert [s for s, ts in GRAPH.items() if "meshforge.cli" in ts] == []
+
+
+def test_no_test_imports_another_test_module_or_a_benchmark():
+    tests = Path(__file__).resolve().parent
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for n in names:
+                if n.split(".")[-1].startswith("test_") or n.startswith("benchmarks") or "bench_" in n:
+                    bad.append((path.name, n))
+            if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
+                    and node.value.id == "sys":
+                bad.append((path.name, "sys.path"))
+    assert bad == []

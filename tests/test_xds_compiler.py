@@ -103,7 +103,7 @@ def test_endpoint_changes_never_churn_clusters(write):
 
 
 def test_xds_and_static_outputs_are_byte_identical_whatever_the_file_order(tmp_path, cli):
-    from .test_istio import SHOP
+    from .conftest import SHOP
 
     texts = [SHOP["b.yaml"].replace("labels: {app: payments, version: v1}", "endpoints: [{address: 10.0.0.9, port: 50051}]"),
              *SHOP["s.yaml"].replace("to: {subset: {labels: {version: pr-7}}}", "to: {host: pay-7.billing}").split("---\n"),

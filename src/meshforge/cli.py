@@ -219,11 +219,10 @@ def _serve_compile_fn(paths):
 def serve(paths, xds_address, admin_address, log_level):
     """Serve xDS to Envoy sidecars (ADS, state of the world and delta); watch PATHS and push every valid change."""
     import asyncio
-    import logging
 
-    from .server.run import ControlPlane, parse_address
+    from .server.run import ControlPlane, configure_logging, parse_address
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     for a in filter(None, (xds_address, admin_address)):
         try:
             parse_address(a)

@@ -27,9 +27,12 @@ from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..xdsapi import DEFAULT_OUTBOUND_PORT
+from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port
 
 log = logging.getLogger("meshforge.admin")
+
+REQUEST_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64  # admin clients at once; more are closed at once
 
 
 class AdminState:
@@ -39,8 +42,10 @@ class AdminState:
         self.lock = threading.Lock()
         self.has_config = False
         self.errors: list[str] = []  # rendered diagnostics of the specs on disk, when invalid
+        self.vanished: list[str] = []  # watched paths that do not exist now
         self.cache = None
         self.metrics = None
+        self.rejections = None  # callable: {node: "TYPE: message"} for proxies rejecting what they were sent
 
 
 def _decode(type_url: str, body: bytes) -> dict:
@@ -65,19 +70,30 @@ def make_handler(state: AdminState):
                 return self._send(200, "ok\n")
             if url.path == "/readyz":
                 with state.lock:
-                    has, errors = state.has_config, list(state.errors)
+                    has, errors, vanished = state.has_config, list(state.errors), list(state.vanished)
+                rejecting = state.rejections() if state.rejections else {}
+                notes = [f"watched path missing: {p}" for p in vanished]
+                notes += [f"proxy {n} rejected its configuration: {why}" for n, why in sorted(rejecting.items())]
                 if not has:
-                    return self._send(503, "not ready: no valid configuration loaded yet\n" + "\n".join(errors) + "\n")
+                    return self._send(503, "\n".join(["not ready: no valid configuration loaded yet", *errors,
+                                                      *notes]) + "\n")
+                head = "ready"
                 if errors:
-                    return self._send(200, "ready, serving the last good configuration; the specs on disk are "
-                                      "invalid:\n" + "\n".join(errors) + "\n")
-                return self._send(200, "ready\n")
+                    head = "ready, serving the last good configuration; the specs on disk are invalid:"
+                elif notes:
+                    head = "ready, with problems:"
+                return self._send(200, "\n".join([head, *errors, *notes]) + "\n")
             if url.path == "/metrics":
                 return self._send(200, generate_latest(state.metrics.registry).decode(), CONTENT_TYPE_LATEST)
             if url.path == "/debug/config":
                 q = parse_qs(url.query)
                 node = (q.get("node") or [""])[0]
-                port = int((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
+                try:
+                    port = outbound_port((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
+                except ValueError as e:
+                    return self._send(400, f"bad port parameter: {e}\n")
+                if len(node) > 253:
+                    return self._send(400, "bad node parameter: longer than 253 characters\n")
                 cache = state.cache
                 if not node or cache is None or not cache.known_node(node):
                     known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []
@@ -93,11 +109,39 @@ def make_handler(state: AdminState):
         def log_message(self, fmt, *args):
             log.debug("admin: " + fmt, *args)
 
+        timeout = REQUEST_TIMEOUT  # seconds a client may take to send its request
+
     return Handler
 
 
 class _Server(ThreadingHTTPServer):
+    """Threads per request, at most MAX_CONNECTIONS at once: a flood of slow clients cannot exhaust the server."""
+
     daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, *args, **kwargs):
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request, client_address):
+        log.debug("admin: a request from %s failed", client_address, exc_info=True)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):

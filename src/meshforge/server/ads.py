@@ -23,6 +23,7 @@ import itertools
 import logging
 import time
 
+import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
@@ -34,7 +35,9 @@ from ..xdsapi import (
     OUTBOUND_PORT_METADATA,
     PUSH_ORDER,
     ROUTE_TYPE,
+    SHORT_NAMES,
     WILDCARD_TYPES,
+    outbound_port,
     short_name,
 )
 from .cache import SnapshotCache
@@ -71,6 +74,19 @@ def _any(type_url: str, body: bytes) -> any_pb2.Any:
     return any_pb2.Any(type_url=type_url, value=body)
 
 
+class StreamError(Exception):
+    """Ends one stream with a gRPC status (bad node metadata, a certificate for another service)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _port_value(value) -> object:
+    kind = value.WhichOneof("kind")
+    return getattr(value, kind) if kind in ("string_value", "number_value", "bool_value") else kind
+
+
 class _TypeState:
     def __init__(self) -> None:
         self.requested = False
@@ -101,19 +117,24 @@ class _Stream:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.out: asyncio.Queue = asyncio.Queue()
         self.generation_seen = 0  # the snapshot generation this stream has pushed
+        self.context = None  # the gRPC context (peer identity under mTLS)
+        self.rejected: dict[str, str] = {}  # type URL -> why the proxy rejected its last response (NACK)
+        self.error: StreamError | None = None
 
     # -- identity ---------------------------------------------------------------------------
     def _identify(self, node) -> None:
         if self.node or not node.cluster and not node.id:
             return
-        self.node_id, self.node = node.id, node.cluster
         meta = node.metadata.fields.get(OUTBOUND_PORT_METADATA)
         if meta is not None:
+            value = _port_value(meta)
             try:
-                self.port = int(meta.string_value or meta.number_value)
-            except ValueError:
-                log.warning("node %s: metadata %s=%r is not a port; using %d", node.id, OUTBOUND_PORT_METADATA,
-                            meta.string_value, DEFAULT_OUTBOUND_PORT)
+                self.port = outbound_port(value)
+            except ValueError as e:
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"node {node.id!r}: metadata {OUTBOUND_PORT_METADATA}: {e}") from None
+        self.server.authorize(self, node)
+        self.node_id, self.node = node.id, node.cluster
         if self.cache.snapshot is not None and not self.cache.known_node(self.node):
             log.warning("node %s (cluster %r) names no known service: it gets an empty configuration; "
                         "set node.cluster to name.namespace of a baseline service", node.id, node.cluster)
@@ -171,6 +192,13 @@ class _Stream:
         log.error("NACK from node %s (cluster %s) for %s: %s (code %d); keeping its last accepted configuration",
                   self.node_id or node.id, self.node or node.cluster, short_name(type_url),
                   error.message, error.code)
+        if type_url not in self.rejected:
+            self.server.metrics.rejected.labels(self.server.node_label(self.node), short_name(type_url)).inc()
+        self.rejected[type_url] = error.message[:500]
+
+    def ack(self, type_url: str) -> None:
+        if self.rejected.pop(type_url, None) is not None:
+            self.server.metrics.rejected.labels(self.server.node_label(self.node), short_name(type_url)).dec()
 
     async def run(self, requests) -> None:
         self.cache.subscribe(self.queue)
@@ -194,12 +222,22 @@ class _Stream:
                 if what == "closed":
                     break
                 if what == "request":
-                    await self.handle(item)
+                    if item.type_url not in SHORT_NAMES:  # no state kept for types meshforge does not serve
+                        log.debug("%s asked for unknown type %r; ignored", self.node_id or self.peer, item.type_url)
+                        continue
+                    try:
+                        await self.handle(item)
+                    except StreamError as e:
+                        log.warning("closing the %s stream from %s: %s", self.kind, self.peer, e.message)
+                        self.error = e
+                        break
                 elif what == "snapshot" and item != self.generation_seen:
                     self.generation_seen = item
                     await self.push()
         finally:
             task.cancel()
+            for t in list(self.rejected):
+                self.ack(t)
             self.cache.unsubscribe(self.queue)
             self.server.streams.discard(self)
             self.server.metrics.connected.labels(self.kind).dec()
@@ -230,6 +268,7 @@ class SotwStream(_Stream):
                 self.nack(t, req.node, req.error_detail)
                 return
             st.awaiting = False  # ACK
+            self.ack(t)
         wildcard = t in WILDCARD_TYPES and (not req.resource_names or "*" in req.resource_names)
         names = None if wildcard else set(req.resource_names)
         changed = not st.requested or names != st.names
@@ -298,6 +337,8 @@ class DeltaStream(_Stream):
             st.awaiting = False
             if req.HasField("error_detail"):
                 self.nack(t, req.node, req.error_detail)
+            else:
+                self.ack(t)
         if self.cache.snapshot is None:
             return  # no valid configuration yet: answer nothing rather than an empty one
         await self.send(t, keep_removed=(t == CLUSTER_TYPE and self._awaiting(ROUTE_TYPE)), always=first and not st.sent)
@@ -337,12 +378,27 @@ class DeltaStream(_Stream):
 
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, cache: SnapshotCache, metrics: Metrics):
+    def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None):
         self.cache = cache
         self.metrics = metrics
         self.streams: set[_Stream] = set()
+        self._authorize = authorize  # (stream, node) -> None, or raises StreamError (mTLS identities)
 
-    async def _serve(self, stream: _Stream, request_iterator):
+    def authorize(self, stream: _Stream, node) -> None:
+        if self._authorize is not None:
+            self._authorize(stream, node)
+
+    def node_label(self, node: str) -> str:
+        """A metric label from a fixed set: a known service, or "unknown"."""
+        return node if self.cache.known_node(node) else "unknown"
+
+    def rejections(self) -> dict[str, str]:
+        """Connected proxies that rejected what they were last sent: "cluster (id)" -> "TYPE: message"."""
+        return {f"{s.node} ({s.node_id})": "; ".join(f"{short_name(t)}: {m}" for t, m in sorted(s.rejected.items()))
+                for s in list(self.streams) if s.rejected}
+
+    async def _serve(self, stream: _Stream, request_iterator, context):
+        stream.context = context
         runner = asyncio.ensure_future(stream.run(request_iterator))
         try:
             while True:
@@ -352,11 +408,13 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 yield resp
         finally:
             runner.cancel()
+        if stream.error is not None:
+            await context.abort(stream.error.code, stream.error.message)
 
     async def StreamAggregatedResources(self, request_iterator, context):
-        async for resp in self._serve(SotwStream(self, context.peer()), request_iterator):
+        async for resp in self._serve(SotwStream(self, context.peer()), request_iterator, context):
             yield resp
 
     async def DeltaAggregatedResources(self, request_iterator, context):
-        async for resp in self._serve(DeltaStream(self, context.peer()), request_iterator):
+        async for resp in self._serve(DeltaStream(self, context.peer()), request_iterator, context):
             yield resp

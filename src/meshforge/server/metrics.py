@@ -1,4 +1,8 @@
-"""Prometheus metrics of the control plane (prometheus_client: exposition format and histograms done right)."""
+"""Prometheus metrics of the control plane (prometheus_client: exposition format and histograms done right).
+
+Every label takes values from a fixed set (xDS type short names, "sotw"/"delta", reload results, known
+services): nothing a client sends can grow the number of series.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ class Metrics:
             ["type"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5))
         self.nacks = Counter("meshforge_xds_nacks_total", "xDS responses rejected by proxies.", ["type"], registry=r)
+        self.rejected = Gauge("meshforge_proxy_config_rejected", "Connected proxies whose last response of a type "
+                              "they rejected (NACK), by node (a known service, else unknown) and type.",
+                              ["node", "type"], registry=r)
         self.spec_errors = Gauge("meshforge_spec_errors", "Errors in the specs on disk now (0: valid).", registry=r)
         self.spec_valid = Gauge("meshforge_spec_valid", "1 when the specs on disk compiled; 0 while the last good "
                                 "configuration is served instead.", registry=r)

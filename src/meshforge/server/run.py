@@ -30,6 +30,23 @@ from .metrics import Metrics
 
 log = logging.getLogger("meshforge.serve")
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+class SafeFormatter(logging.Formatter):
+    """One event, one line: control characters in messages (a proxy's NACK text, a node id, a path)
+    are escaped, so no input can forge a log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_CONTROL)
+        return super().formatMessage(record)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
 
 @dataclass
 class Result:
@@ -72,15 +89,30 @@ class ControlPlane:
         self.state = AdminState()
         self.state.cache, self.state.metrics = self.cache, self.metrics
         self.ads = AdsServer(self.cache, self.metrics)
+        self.state.rejections = self.ads.rejections
         self._expiry: asyncio.TimerHandle | None = None
+        self._pending: str | None = None  # a reload asked for while one runs: run once more after it
+        self._reloader: asyncio.Future | None = None
         self.server: grpc.aio.Server | None = None
         self.admin = None
         self.bound_port = 0
 
-    def reload(self, reason: str) -> bool:
+    def request_reload(self, reason: str) -> None:
+        """Reload soon, without waiting: requests that arrive while a reload runs fold into one more."""
+        self._pending = reason
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.ensure_future(self._reload_pending())
+
+    async def _reload_pending(self) -> None:
+        while self._pending is not None:
+            reason, self._pending = self._pending, None
+            await self.reload(reason)
+
+    async def reload(self, reason: str) -> bool:
+        """Compile in a worker thread (a slow spec never delays answers to proxies), publish on the loop."""
         t0 = time.perf_counter()
         try:
-            result = self.compile_fn(datetime.now(timezone.utc))
+            result = await asyncio.to_thread(self.compile_fn, datetime.now(timezone.utc))
         except Exception:  # a bug must not take the control plane down: keep serving
             log.exception("reload (%s) failed unexpectedly; keeping the last good configuration", reason)
             self.metrics.reloads.labels("crash").inc()
@@ -137,30 +169,74 @@ class ControlPlane:
             return
         delay = max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) + 0.001
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(delay, self.reload, "a sandbox expired")
+        self._expiry = loop.call_later(delay, self.request_reload, "a sandbox expired")
+
+    def _roots(self) -> tuple[set[str], set[str], dict[str, tuple | None]]:
+        """(files, directories) to watch, resolved (a symlinked spec directory is followed to its
+        target), and the identity of each watched path: when one changes (a git-sync style swap of
+        `specs -> rev2`, a directory deleted and re-created) the watch is set up again."""
+        files, dirs, ident = set(), set(), {}
+        for p in self.paths:
+            try:
+                st = os.stat(p)
+                ident[p] = (os.path.realpath(p), st.st_dev, st.st_ino)
+            except OSError:
+                ident[p] = None
+                continue
+            (dirs if Path(p).is_dir() else files).add(os.path.realpath(p))
+        return files, dirs, ident
 
     async def _watch(self) -> None:
+        """Watch the inputs. Every second (and after every change) check that the watched paths are still
+        the ones the inputs name; when not, watch again. The first tick after a watch starts reloads once,
+        for changes made between the last compile and the watch being set up."""
         import watchfiles
 
-        files = {str(Path(p).resolve()) for p in self.paths if Path(p).is_file()}
-        dirs = {str(Path(p).resolve()) for p in self.paths if Path(p).is_dir()}
-        roots = sorted(dirs | {str(Path(f).parent) for f in files})
+        last = None
+        while True:
+            files, dirs, ident = self._roots()
+            if ident != last and last is not None:
+                self.request_reload("the watched paths changed")
+            if last is None or ident != last:
+                self._set_vanished([p for p, i in ident.items() if i is None])
+            last = ident
+            roots = sorted(dirs | {os.path.dirname(f) for f in files})
 
-        def relevant(change, path: str) -> bool:
-            # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
-            # also directories and vanished paths (a directory moved away takes its specs with it)
-            if path in files:
-                return True
-            if not any(path.startswith(d + "/") for d in dirs):
-                return False
-            return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
+            def relevant(change, path: str, files=files, dirs=dirs) -> bool:
+                # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
+                # also directories and vanished paths (a directory moved away takes its specs with it)
+                if path in files:
+                    return True
+                if not any(path.startswith(d + "/") for d in dirs):
+                    return False
+                return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
 
-        async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms, debounce=500,
-                                               recursive=True):
-            self.reload(f"{len(changes)} file change(s)")
+            try:
+                if not roots:
+                    await asyncio.sleep(1.0)
+                else:
+                    first = True
+                    async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms,
+                                                           debounce=500, recursive=True, rust_timeout=1000,
+                                                           yield_on_timeout=True, raise_interrupt=False):
+                        if changes or first:
+                            self.request_reload(f"{len(changes)} file change(s)" if changes else "watch started")
+                        first = False
+                        if self._roots()[2] != ident:
+                            break
+            except (FileNotFoundError, RuntimeError, OSError) as e:  # a root vanished under the watcher
+                log.warning("watching %s stopped (%s); watching again", ", ".join(roots), e)
+                await asyncio.sleep(0.2)
+
+    def _set_vanished(self, paths: list[str]) -> None:
+        with self.state.lock:
+            self.state.vanished = list(paths)
+        if paths:
+            log.warning("watched path(s) missing: %s; serving the last good configuration until they return",
+                        ", ".join(paths))
 
     async def start(self) -> None:
-        self.reload("start")
+        await self.reload("start")
         self.server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
                                                ("grpc.keepalive_time_ms", 30_000),
                                                ("grpc.keepalive_permit_without_calls", 1)])

@@ -1,0 +1,178 @@
+"""serve under abuse: bad node metadata, unknown types, bad admin requests, forged log lines, NACKs made
+visible, and hot reload that survives its directory being deleted or swapped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from meshforge.xdsapi import OUTBOUND_PORT_METADATA
+
+from .serve_harness import CLUSTER, SPEC, RawClient, Server, node, sandbox, wait_until
+
+
+@pytest.fixture
+def server(tmp_path):
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    with Server([d]) as s:
+        s.dir = d
+        yield s
+
+
+@pytest.mark.parametrize("value", [-1, 1e30, "x", 70000, True, 0.5])
+def test_bad_node_metadata_ends_the_stream_with_a_clear_status(server, value):
+    meta = struct_pb2.Struct()
+    meta.update({OUTBOUND_PORT_METADATA: value})
+    c = RawClient(server.xds_port)
+    try:
+        c.send(node=base_pb2.Node(id="bad", cluster="web.shop", metadata=meta), type_url=CLUSTER)
+        assert c.recv() is None
+        assert c.error is not None and c.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert OUTBOUND_PORT_METADATA in c.error.details()
+        wait_until(lambda: "closing the sotw stream" in server.log())
+    finally:
+        c.close()
+
+
+def test_unknown_type_urls_grow_neither_metrics_nor_state(server):
+    c = RawClient(server.xds_port)
+    try:
+        c.send(node=node("web.shop"), type_url=CLUSTER)
+        assert c.recv().type_url == CLUSTER
+        before = len(server.get("/metrics")[1])
+        for i in range(20_000):
+            c.send(type_url=f"type.googleapis.com/evil.T{i}")
+        c.send(type_url=CLUSTER, resource_names=["x"], response_nonce="stale")
+        time.sleep(1.0)
+        after = len(server.get("/metrics")[1])
+        assert after - before < 2_000, (before, after)
+        assert c.nothing(0.2)
+    finally:
+        c.close()
+
+
+def test_bad_admin_parameters_get_400(server):
+    assert server.get("/debug/config?node=web.shop&port=x")[0] == 400
+    assert server.get("/debug/config?node=web.shop&port=70000")[0] == 400
+    assert server.get("/debug/config?node=" + "a" * 300)[0] == 400
+    assert server.get("/healthz") == (200, "ok\n")
+
+
+def test_idle_admin_connections_time_out_and_are_bounded(server, monkeypatch):
+    socks = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", server.admin_port), timeout=5)
+            socks.append(s)
+        deadline = time.monotonic() + 15
+        closed = 0
+        for s in socks:  # each is closed by the server: refused beyond the bound, timed out within it
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                closed += s.recv(1) == b""
+            except (socket.timeout, ConnectionResetError):
+                closed += 1
+        assert closed == len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    assert server.get("/healthz") == (200, "ok\n")
+
+
+def test_a_nack_is_visible_and_cannot_forge_log_lines(server):
+    c = RawClient(server.xds_port)
+    try:
+        c.send(node=node("web.shop"), type_url=CLUSTER)
+        r1 = c.recv()
+        forged = "bad cluster\n2026-01-01 00:00:00,000 INFO meshforge.serve: all good"
+        c.send(type_url=CLUSTER, version_info="", response_nonce=r1.nonce,
+               error_detail=status_pb2.Status(code=3, message=forged))
+        wait_until(lambda: "rejected" in server.get("/readyz")[1])
+        status, body = server.get("/readyz")
+        assert status == 200 and "proxy web.shop (raw-client) rejected its configuration: CDS: bad cluster" in body
+        assert server.metric("meshforge_proxy_config_rejected", 'node="web.shop",type="CDS"') == 1
+        log = server.log()
+        assert "bad cluster\\n2026-01-01" in log
+        assert not any(line.startswith("2026-01-01 00:00:00,000 INFO meshforge.serve: all good")
+                       for line in log.splitlines())
+        (server.dir / "pr-1.yaml").write_text(sandbox("pr-1"))  # a new configuration, accepted
+        r2 = c.recv()
+        c.send(type_url=CLUSTER, version_info=r2.version_info, response_nonce=r2.nonce)
+        wait_until(lambda: server.get("/readyz") == (200, "ready\n"))
+        assert server.metric("meshforge_proxy_config_rejected", 'node="web.shop",type="CDS"') == 0
+    finally:
+        c.close()
+
+
+def clusters_of(server, node_="web.shop") -> set[str]:
+    import json
+
+    status, body = server.get(f"/debug/config?node={node_}")
+    return {c["name"] for c in json.loads(body)["resources"]["Cluster"]} if status == 200 else set()
+
+
+def test_hot_reload_survives_git_sync_symlink_swaps_and_a_recreated_directory(tmp_path):
+    link = tmp_path / "specs"
+    rev = tmp_path / "rev0"
+    rev.mkdir()
+    (rev / "baseline.yaml").write_text(SPEC)
+    os.symlink(rev, link)
+    with Server([link]) as s:
+        for i in range(1, 4):  # git-sync: a new revision beside the old, the link swapped, the old deleted
+            new = tmp_path / f"rev{i}"
+            new.mkdir()
+            (new / "baseline.yaml").write_text(SPEC)
+            (new / "sb.yaml").write_text(sandbox(f"pr-{i}"))
+            os.symlink(new, tmp_path / "specs.tmp")
+            os.replace(tmp_path / "specs.tmp", link)
+            old = tmp_path / f"rev{i - 1}"
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+            want = f"outbound|80|pr-{i}|api.shop.svc.cluster.local"
+            wait_until(lambda: want in clusters_of(s), 10, what=f"revision {i} served")
+    d = tmp_path / "plain"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    with Server([d]) as s:
+        for i in range(2):
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+            wait_until(lambda: "watched path missing" in s.get("/readyz")[1], 10, what="vanished path reported")
+            d.mkdir()
+            (d / "baseline.yaml").write_text(SPEC)
+            (d / "sb.yaml").write_text(sandbox(f"back-{i}"))
+            want = f"outbound|80|back-{i}|api.shop.svc.cluster.local"
+            wait_until(lambda: want in clusters_of(s), 10, what="re-created directory served")
+            assert "missing" not in s.get("/readyz")[1]
+
+
+def test_a_slow_spec_does_not_delay_answers_to_proxies(server, tmp_path):
+    services = "".join(f"  - {{name: s{i}, ports: [{{name: http, port: 80}}], dependsOn: []}}\n" for i in range(15_000))
+    big = f"apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {{name: big, namespace: big}}\nspec:\n" \
+          f"  services:\n{services}"
+    staged = tmp_path / "big.yaml"
+    staged.write_text(big)
+    os.replace(staged, server.dir / "big.yaml")
+    time.sleep(0.6)  # the watcher has started the reload, which takes seconds (~4.5 s here)
+    c = RawClient(server.xds_port)
+    try:
+        t0 = time.monotonic()
+        c.send(node=node("web.shop"), type_url=CLUSTER)
+        assert c.recv(timeout=10).type_url == CLUSTER
+        answered = time.monotonic() - t0
+        assert "published snapshot 2" not in server.log(), "the reload finished first: make the spec slower"
+        assert answered < 1.0, answered
+        wait_until(lambda: "published snapshot 2" in server.log(), 60)
+    finally:
+        c.close()
