@@ -43,8 +43,11 @@ def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = 
 
 
 class Server:
-    def __init__(self, paths: list[str], xds_port: int | None = None, admin_port: int | None = None):
+    def __init__(self, paths: list[str], xds_port: int | None = None, admin_port: int | None = None,
+                 args: tuple[str, ...] = (), admin_ssl=None):
         self.paths = [str(p) for p in paths]
+        self.args = [str(a) for a in args]
+        self.admin_ssl = admin_ssl  # an ssl.SSLContext when the admin server speaks TLS
         self.xds_port = xds_port or free_port()
         self.admin_port = admin_port or free_port()
         self.log_path = Path(tempfile.mkstemp(prefix="meshforge-serve-", suffix=".log")[1])
@@ -54,14 +57,16 @@ class Server:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address", f"127.0.0.1:{self.xds_port}",
-             "--admin-address", f"127.0.0.1:{self.admin_port}"],
+             "--admin-address", f"127.0.0.1:{self.admin_port}", *self.args],
             stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
         wait_until(lambda: self.proc.poll() is None and self.get("/healthz")[0] == 200, 30, what="serve healthy")
         return self
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, context=None) -> tuple[int, str]:
+        scheme = "https" if self.admin_ssl is not None else "http"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.admin_port}{path}", timeout=2,
+                                        context=context or self.admin_ssl) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -92,10 +97,11 @@ class Server:
 class Sidecar(Envoy):
     """A real Envoy bootstrapped by `meshforge bootstrap` for `service`."""
 
-    def __init__(self, service: str, server: Server, delta: bool = False, node_id: str | None = None):
+    def __init__(self, service: str, server: Server, delta: bool = False, node_id: str | None = None, tls=None):
         self.outbound = free_port()
         admin = free_port()
-        boot = ads_bootstrap(service, "127.0.0.1", server.xds_port, self.outbound, admin, node_id or f"{service}-{admin}", delta)
+        boot = ads_bootstrap(service, "127.0.0.1", server.xds_port, self.outbound, admin, node_id or f"{service}-{admin}",
+                             delta, tls)
         super().__init__(dump(to_dict(boot)), admin, name=f"sidecar-{service}")
 
     def dynamic_versions(self) -> dict[str, str]:
@@ -127,8 +133,9 @@ def node(cluster: str, node_id: str = "raw-client", port: int = DEFAULT_OUTBOUND
 class RawClient:
     """A bare ADS stream: send requests by hand, read responses from a queue."""
 
-    def __init__(self, port: int, delta: bool = False):
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    def __init__(self, port: int, delta: bool = False, credentials: grpc.ChannelCredentials | None = None):
+        self.channel = grpc.secure_channel(f"127.0.0.1:{port}", credentials) if credentials is not None \
+            else grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
         self.requests: queue.Queue = queue.Queue()
         self.responses: queue.Queue = queue.Queue()

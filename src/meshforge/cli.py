@@ -216,19 +216,37 @@ def _serve_compile_fn(paths):
 @click.option("--xds-address", required=True, help="HOST:PORT for the ADS gRPC server (port 0: any free port).")
 @click.option("--admin-address", default=None, help="HOST:PORT for /healthz /readyz /metrics /debug/config.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-def serve(paths, xds_address, admin_address, log_level):
+@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve xDS (and admin) over TLS with this certificate (PEM).")
+@click.option("--tls-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's private key (PEM).")
+@click.option("--client-ca-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Mutual TLS: only proxies with a certificate this CA signed may connect, each for its own "
+                   "service only (DNS SAN name.namespace or spiffe://DOMAIN/ns/NS/sa/NAME).")
+def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file):
     """Serve xDS to Envoy sidecars (ADS, state of the world and delta); watch PATHS and push every valid change."""
     import asyncio
 
     from .server.run import ControlPlane, configure_logging, parse_address
+    from .server.tls import ServerTls
 
     configure_logging(log_level)
+    if bool(tls_cert_file) != bool(tls_key_file):
+        raise click.UsageError("--tls-cert-file and --tls-key-file go together")
+    if client_ca_file and not tls_cert_file:
+        raise click.UsageError("--client-ca-file needs --tls-cert-file and --tls-key-file")
+    tls = ServerTls(tls_cert_file, tls_key_file, client_ca_file) if tls_cert_file else None
+    if tls is not None:
+        try:
+            tls.ssl_context()  # fail now, with the reason, rather than on the first connection
+        except (OSError, ValueError) as e:
+            raise click.BadParameter(f"cannot use the certificate or key: {e}", param_hint="--tls-cert-file")
     for a in filter(None, (xds_address, admin_address)):
         try:
             parse_address(a)
         except ValueError as e:
             raise click.BadParameter(str(e))
-    cp = ControlPlane(_serve_compile_fn(paths), list(paths), xds_address, admin_address)
+    cp = ControlPlane(_serve_compile_fn(paths), list(paths), xds_address, admin_address, tls=tls)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:
@@ -245,17 +263,28 @@ def serve(paths, xds_address, admin_address, log_level):
               help="Envoy admin port on 127.0.0.1 (0: none).")
 @click.option("--node-id", default=None, help="node.id (default: SERVICE~hostname).")
 @click.option("--delta", is_flag=True, help="Use incremental (delta) xDS instead of state of the world.")
-def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta):
+@click.option("--tls-ca-file", default=None, help="serve uses TLS: the CA that signed its certificate (a path on "
+              "the proxy's machine).")
+@click.option("--tls-cert-file", default=None, help="Mutual TLS: this proxy's certificate (path on its machine).")
+@click.option("--tls-key-file", default=None, help="Mutual TLS: this proxy's private key (path on its machine).")
+def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file, tls_cert_file,
+              tls_key_file):
     """Print an Envoy bootstrap (YAML) for one sidecar, pointing at meshforge serve."""
     from .emit.xds.backend import dump, to_dict
-    from .emit.xds.bootstrap import ads_bootstrap
+    from .emit.xds.bootstrap import XdsTls, ads_bootstrap
     from .server.run import parse_address
 
     try:
         host, port = parse_address(xds_address)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--xds-address")
-    click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta))), nl=False)
+    if bool(tls_cert_file) != bool(tls_key_file):
+        raise click.UsageError("--tls-cert-file and --tls-key-file go together")
+    if tls_cert_file and not tls_ca_file:
+        raise click.UsageError("--tls-cert-file needs --tls-ca-file (the CA of serve's certificate)")
+    tls = XdsTls(tls_ca_file, tls_cert_file, tls_key_file) if tls_ca_file else None
+    click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls))),
+               nl=False)
 
 
 @main.command()

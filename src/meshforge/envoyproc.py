@@ -56,13 +56,15 @@ class Envoy:
         self.name = name
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "Envoy":
+    def start(self, timeout: float = 20.0, wait: bool = True) -> "Envoy":
+        """Start Envoy; with `wait`, until it is LIVE (its initial configuration arrived)."""
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "-l", "warning",
              "--concurrency", "1", "--disable-hot-restart", *self.extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return self
 
     def admin(self, path: str, timeout: float = 2.0) -> str:

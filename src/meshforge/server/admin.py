@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -28,6 +29,7 @@ from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port
+from .tls import may_ask_for, ssl_peer_names
 
 log = logging.getLogger("meshforge.admin")
 
@@ -45,6 +47,7 @@ class AdminState:
         self.vanished: list[str] = []  # watched paths that do not exist now
         self.cache = None
         self.metrics = None
+        self.mutual_tls = False  # /debug/config only for a client certificate naming the node
         self.rejections = None  # callable: {node: "TYPE: message"} for proxies rejecting what they were sent
 
 
@@ -94,6 +97,9 @@ def make_handler(state: AdminState):
                     return self._send(400, f"bad port parameter: {e}\n")
                 if len(node) > 253:
                     return self._send(400, "bad node parameter: longer than 253 characters\n")
+                if state.mutual_tls and not may_ask_for(node, ssl_peer_names(self.connection.getpeercert())):
+                    return self._send(403, f"forbidden: /debug/config?node={node} needs a client certificate "
+                                      "that names that service\n")
                 cache = state.cache
                 if not node or cache is None or not cache.known_node(node):
                     known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []
@@ -139,6 +145,13 @@ class _Server(ThreadingHTTPServer):
 
     def process_request_thread(self, request, client_address):
         try:
+            if isinstance(request, ssl.SSLSocket):  # the handshake here, not in the accepting thread
+                request.settimeout(REQUEST_TIMEOUT)
+                try:
+                    request.do_handshake()
+                except (ssl.SSLError, OSError):
+                    self.shutdown_request(request)
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
@@ -148,8 +161,11 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def start_admin(host: str, port: int, state: AdminState) -> ThreadingHTTPServer:
+def start_admin(host: str, port: int, state: AdminState, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
     server = (_Server6 if ":" in host else _Server)((host, port), make_handler(state))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        state.mutual_tls = tls.verify_mode != ssl.CERT_NONE
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="meshforge-admin", daemon=True).start()
     return server

@@ -27,6 +27,7 @@ from .admin import AdminState, start_admin
 from .ads import AdsServer
 from .cache import SnapshotCache
 from .metrics import Metrics
+from .tls import ServerTls, authorize
 
 log = logging.getLogger("meshforge.serve")
 
@@ -78,7 +79,7 @@ def join_address(host: str, port: int) -> str:
 
 class ControlPlane:
     def __init__(self, compile_fn: Callable[[datetime], Result], paths: list[str], xds_address: str,
-                 admin_address: str | None = None, step_ms: int = 10):
+                 admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None):
         self.compile_fn = compile_fn
         self.paths = paths
         self.xds_address = xds_address
@@ -88,7 +89,9 @@ class ControlPlane:
         self.metrics = Metrics()
         self.state = AdminState()
         self.state.cache, self.state.metrics = self.cache, self.metrics
-        self.ads = AdsServer(self.cache, self.metrics)
+        self.tls = tls
+        mutual = tls is not None and tls.client_ca_file is not None
+        self.ads = AdsServer(self.cache, self.metrics, authorize if mutual else None)
         self.state.rejections = self.ads.rejections
         self._expiry: asyncio.TimerHandle | None = None
         self._pending: str | None = None  # a reload asked for while one runs: run once more after it
@@ -242,16 +245,20 @@ class ControlPlane:
                                                ("grpc.keepalive_permit_without_calls", 1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
         host, port = parse_address(self.xds_address)
-        self.bound_port = self.server.add_insecure_port(join_address(host, port))
+        if self.tls is not None:
+            self.bound_port = self.server.add_secure_port(join_address(host, port), self.tls.grpc_credentials())
+        else:
+            self.bound_port = self.server.add_insecure_port(join_address(host, port))
         if self.bound_port == 0:
             raise OSError(f"cannot listen on {self.xds_address}")
         await self.server.start()
-        log.info("serving xDS (ADS: state of the world and delta) on %s", join_address(host, self.bound_port))
+        mode = "plaintext" if self.tls is None else "mutual TLS" if self.tls.client_ca_file else "TLS"
+        log.info("serving xDS (ADS: state of the world and delta) on %s, %s", join_address(host, self.bound_port), mode)
         if self.admin_address:
             ah, ap = parse_address(self.admin_address)
-            self.admin = start_admin(ah, ap, self.state)
-            log.info("admin on http://%s (/healthz /readyz /metrics /debug/config?node=...)",
-                     join_address(ah, self.admin.server_address[1]))
+            self.admin = start_admin(ah, ap, self.state, self.tls.ssl_context() if self.tls else None)
+            log.info("admin on http%s://%s (/healthz /readyz /metrics /debug/config?node=...)",
+                     "s" if self.tls else "", join_address(ah, self.admin.server_address[1]))
 
     async def stop(self) -> None:
         if self._expiry is not None:

@@ -7,6 +7,7 @@ Input: the service the sidecar belongs to and where `serve` listens. Output: a B
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -18,7 +19,10 @@ from envoy.config.core.v3 import (
     grpc_service_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from google.protobuf import duration_pb2, struct_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as common_tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2
 
 from ...model import DEFAULT_NAMESPACE, is_ip
 from ...xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, OUTBOUND_PORT_METADATA
@@ -33,9 +37,39 @@ def node_proto(cluster: str, node_id: str, outbound_port: int) -> base_pb2.Node:
     return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
 
 
+@dataclass(frozen=True)
+class XdsTls:
+    """How a sidecar reaches a TLS `serve`: the CA that signed the server's certificate, and for mutual
+    TLS its own certificate and key. Files are referenced by path, so rotating them needs no new bootstrap."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def _tls_socket(tls: XdsTls, xds_host: str) -> base_pb2.TransportSocket:
+    """TLS to the control plane: the server must present a certificate for `xds_host` signed by the CA."""
+    san = common_tls_pb2.SubjectAltNameMatcher(
+        san_type=common_tls_pb2.SubjectAltNameMatcher.IP_ADDRESS if is_ip(xds_host)
+        else common_tls_pb2.SubjectAltNameMatcher.DNS,
+        matcher=string_pb2.StringMatcher(exact=xds_host))
+    ctx = tls_pb2.CommonTlsContext(
+        alpn_protocols=["h2"],
+        validation_context=common_tls_pb2.CertificateValidationContext(
+            trusted_ca=base_pb2.DataSource(filename=tls.ca_file), match_typed_subject_alt_names=[san]))
+    if tls.cert_file:
+        ctx.tls_certificates.append(common_tls_pb2.TlsCertificate(
+            certificate_chain=base_pb2.DataSource(filename=tls.cert_file),
+            private_key=base_pb2.DataSource(filename=tls.key_file)))
+    upstream = tls_pb2.UpstreamTlsContext(common_tls_context=ctx, sni="" if is_ip(xds_host) else xds_host)
+    any_ = any_pb2.Any()
+    any_.Pack(upstream, deterministic=True)
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=any_)
+
+
 def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
                   admin_port: int = DEFAULT_ADMIN_PORT, node_id: str | None = None,
-                  delta: bool = False) -> bootstrap_pb2.Bootstrap:
+                  delta: bool = False, tls: XdsTls | None = None) -> bootstrap_pb2.Bootstrap:
     cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
     b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}", outbound_port))
     if admin_port:
@@ -60,5 +94,7 @@ def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int
                     socket_address=address_pb2.SocketAddress(address=xds_host, port_value=xds_port))))])]))
     for k, v in _h2_options().items():
         xds.typed_extension_protocol_options[k].CopyFrom(v)
+    if tls is not None:
+        xds.transport_socket.CopyFrom(_tls_socket(tls, xds_host))
     b.static_resources.clusters.append(xds)
     return b
