@@ -257,3 +257,25 @@ def test_moving_a_directory_of_specs_away_is_noticed(mesh):
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox in a subdirectory routed")
     sub.rename(mesh.dir.parent / "team-a-moved")  # one inotify event for the directory, none per file
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v1", 10, what="moved-away sandbox gone")
+
+
+def test_churn_of_60_sandboxes_under_load_fails_and_misroutes_nothing(mesh):
+    """Sandboxes come and go (one every 20 ms, added then removed) while traffic with and without keys
+    flows: every request succeeds and reaches exactly the versions its key says, throughout."""
+    churned = {"baggage": "meshforge-routing-key=churn-7"}
+    with Traffic(mesh, None) as t0, Traffic(mesh, KEY) as t1, Traffic(mesh, churned) as t2:
+        for i in range(60):
+            forks = {"pay": mesh.pay2.port} if i % 2 else {"cart": mesh.cart2.port, "pay": mesh.pay2.port}
+            write_atomically(mesh.dir / f"churn-{i}.yaml", sandbox(f"churn-{i}", forks))
+            time.sleep(0.02)
+        wait_until(lambda: mesh.chain(churned) == ["web-v1", "cart-v1", "pay-v2"], 10, what="churned key routed")
+        for i in range(60):
+            (mesh.dir / f"churn-{i}.yaml").unlink()
+            time.sleep(0.02)
+        wait_until(lambda: mesh.chain(churned) == ["web-v1", "cart-v1", "pay-v1"], 10, what="churned key gone")
+        time.sleep(0.3)
+    assert not (t0.failures + t1.failures + t2.failures), (t0.failures[:3], t1.failures[:3], t2.failures[:3])
+    assert set(t0.results) == {("web-v1", "cart-v1", "pay-v1")}
+    assert set(t1.results) == {("web-v1", "cart-v2", "pay-v1")}
+    assert set(t2.results) <= {("web-v1", "cart-v1", "pay-v1"), ("web-v1", "cart-v1", "pay-v2")}
+    assert min(len(t0.results), len(t1.results), len(t2.results)) > 20
