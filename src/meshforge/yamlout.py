@@ -12,8 +12,19 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+# YAML 1.1 booleans that PyYAML's resolver does not know, but Envoy's and Kubernetes' parsers do: a routing
+# key "n" written bare reaches Envoy as `false`. Quote them.
+_ALSO_BOOLEAN = frozenset({"y", "Y", "n", "N"})
+
+
 def _str(dumper, value: str):
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+    if "\n" in value:
+        style = "|"
+    elif value in _ALSO_BOOLEAN:
+        style = "'"
+    else:
+        style = None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _Dumper.add_representer(str, _str)

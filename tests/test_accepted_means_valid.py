@@ -1,0 +1,114 @@
+"""Property: every spec that `validate` accepts renders envoy-static bootstraps that a real Envoy's
+`--mode validate` accepts, and Istio objects valid under the CRD schemas (strict, CEL rules included).
+
+Generated over the fields that reach proxy configuration: names, namespaces, cluster domains, hosts,
+endpoint addresses, ports, the routing header and baggage key, routing keys. Most generated values sit
+on the edges of what the schemas allow (63-character labels, 253-character hosts, IPv6, odd tokens).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meshforge import backends
+from meshforge.diagnostics import Diagnostics
+from meshforge.envoyproc import validate_config
+from meshforge.pipeline import compile_paths
+
+from .conftest import NOW
+from .istio_schema import errors
+
+LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# valid values, edges included; and hostile ones, drawn for one field of half the examples
+labels = st.one_of(st.from_regex(rf"\A{LABEL}\Z"), st.sampled_from(["a", "a" * 63, "0", "x-y", "a-" * 31 + "b"]))
+hosts = st.one_of(st.lists(st.from_regex(rf"\A{LABEL}\Z"), min_size=1, max_size=6).map(".".join),
+                  st.sampled_from(["a." * 126 + "b", ("x" * 63 + ".") * 3 + "y" * 61, "localhost"]))
+addresses = st.one_of(st.ip_addresses().map(str), hosts)
+ports = st.one_of(st.integers(1, 65535), st.sampled_from([1, 65535]))
+tokens = st.one_of(st.from_regex(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}\Z"),
+                   st.sampled_from(["meshforge-routing-key", "k", "a.b+c", "x'y", "%%", "`|~"]))
+headers = st.one_of(st.from_regex(r"\A[a-z0-9][a-z0-9-]{0,62}\Z"),
+                    st.sampled_from(["x-meshforge-routing-key", "host", "te", "x" * 63, "baggage"]))
+protocols = st.sampled_from(["http", "grpc", "http2", "grpc-web", "http-api", "grpc-x"])
+hostile = st.one_of(st.text(max_size=70), st.text("abcXYZ09-._:/\n\t %", max_size=70),
+                    st.sampled_from(["", "a\n", "\na", "a" * 64, "a." * 127 + "b", "-a", "a-", "A", "::1", "[::1]",
+                                     "1.2.3.4.5", "a..b", "*", ".*", "$(x)", "x\u0000y"]),
+                    st.integers(-1, 70000), st.none())
+FIELDS = ("namespace", "name", "service-namespace", "cluster-domain", "header", "baggage-key", "port", "host",
+          "address", "sandbox", "key")
+
+
+@st.composite
+def specs(draw) -> dict[str, str]:
+    chaos = draw(st.sampled_from([None, *FIELDS]))
+
+    def pick(field: str, valid):
+        return draw(hostile if field == chaos else valid)
+
+    ns = pick("namespace", labels)
+    n = draw(st.integers(1, 3))
+    names = [pick("name", labels) for _ in range(n)]
+    if len(set(map(str, names))) < n:
+        names = [f"s{i}" for i in range(n)]
+    services = []
+    for i, name in enumerate(names):
+        svc = {"name": name, "ports": [{"name": draw(protocols), "port": pick("port", ports)}]}
+        if draw(st.booleans()):
+            svc["namespace"] = pick("service-namespace", labels)
+        if draw(st.booleans()):
+            svc["endpoints"] = [{"address": pick("address", addresses), "port": pick("port", ports)}]
+        if i and draw(st.booleans()):
+            svc["dependsOn"] = [names[0]]
+        services.append(svc)
+    spec = {"services": services}
+    if draw(st.booleans()):
+        spec["clusterDomain"] = pick("cluster-domain", hosts)
+    if draw(st.booleans()):
+        spec["routing"] = {"header": pick("header", headers), "baggageKey": pick("baggage-key", tokens)}
+    baseline = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Baseline",
+                "metadata": {"name": "staging", "namespace": ns}, "spec": spec}
+    forks = []
+    for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True)):
+        kind = draw(st.sampled_from(["host", "host-port", "endpoints"]))
+        to = {"host": pick("host", hosts)} if kind == "host" else \
+            {"host": pick("host", hosts), "port": pick("port", ports)} if kind == "host-port" else \
+            {"endpoints": [{"address": pick("address", addresses), "port": pick("port", ports)}]}
+        forks.append({"service": name, "to": to})
+    sandbox = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Sandbox",
+               "metadata": {"name": pick("sandbox", labels), "namespace": ns},
+               "spec": {"forks": forks, **({"routingKey": pick("key", labels)} if draw(st.booleans()) else {})}}
+    return {"baseline.yaml": yaml.safe_dump(baseline), "sandbox.yaml": yaml.safe_dump(sandbox)}
+
+
+ACCEPTED = []
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(specs())
+def test_what_validate_accepts_envoy_and_istio_accept(files):
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in files.items():
+            (Path(d) / name).write_text(text)
+        model, _ = compile_paths([d], NOW)
+        if model is None:
+            return  # refused with a diagnostic: fine
+        ACCEPTED.append(files)
+        diags = Diagnostics()
+        for text in backends.render(model, "istio", diags).values():
+            doc = yaml.safe_load(text)
+            assert errors(doc) == [], (files, doc)
+        for name, text in backends.render(model, "envoy-static", diags).items():
+            path = Path(d) / f"out-{name}"
+            path.write_text(text)
+            result = validate_config(path)
+            assert result.returncode == 0, (files, name, result.stdout[-2000:], result.stderr[-2000:])
+        assert not diags.has_errors, diags.items
+
+
+def test_the_property_saw_accepted_specs():
+    assert len(ACCEPTED) >= 30, f"only {len(ACCEPTED)} generated specs were valid"
