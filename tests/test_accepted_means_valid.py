@@ -88,7 +88,7 @@ def specs(draw) -> dict[str, str]:
 ACCEPTED = []
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(specs())
 def test_what_validate_accepts_envoy_and_istio_accept(files):
     with tempfile.TemporaryDirectory() as d:
