@@ -18,6 +18,7 @@ from meshforge.model import (
     Routing,
     Service,
     SubsetDestination,
+    Workload,
 )
 
 from .conftest import BASELINE
@@ -27,7 +28,8 @@ SAMPLE = {
     EndpointsDestination: EndpointsDestination((Endpoint("10.0.0.7", 8080),)),
     SubsetDestination: SubsetDestination((("version", "pr"),)),
 }
-WEB = Service("web", "shop", "cluster.local", (Port("http", 80, "HTTP"),), labels=(("app", "web"), ("version", "v1")))
+WEB = Service("web", "shop", "cluster.local", (Port("http", 80, "HTTP"),),
+              workloads=(Workload("Deployment", "web", (("app", "web"), ("version", "v1"))),))
 
 
 def model_with(kind: type) -> Model:

@@ -31,7 +31,7 @@ def test_services_ports_and_protocols(boutique):
         "redis-cart": [(6379, "TCP")], "shippingservice": [(50051, "GRPC")],
     }
     assert all(s.namespace == "default" and s.fqdn == f"{s.name}.default.svc.cluster.local" for s in model.services)
-    assert dict(model.service_by_id["cartservice.default"].labels) == {"app": "cartservice"}
+    assert model.service_by_id["cartservice.default"].common_labels == {"app": "cartservice"}
     assert not model.service_by_id["redis-cart.default"].routable_ports
 
 
@@ -127,6 +127,6 @@ spec:
 """})
     model, diags = compile_paths([str(d)], NOW)
     assert [s.id for s in model.services] == ["api.shop"]
-    assert dict(model.services[0].labels) == {"app": "api"}
+    assert model.services[0].common_labels == {"app": "api"}
     assert [(x.code, x.severity, x.span.line) for x in diags.items] == [
         ("MF104", "warning", 3), ("MF104", "warning", 8), ("MF104", "warning", 21), ("MF104", "warning", 21)]

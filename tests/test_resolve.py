@@ -86,6 +86,7 @@ def test_resolved_model_is_independent_of_file_and_document_order(tmp_path):
             (d / n).write_text("---\n".join(c))
         model, diags = compile_paths([str(d / n) for n in reversed(names)], NOW)
         assert model is not None, diags.items
-        results.append((table(model), [(s.id, s.ports, s.depends_on and [x.service for x in s.depends_on])
+        results.append((table(model), [(s.id, [(p.name, p.number, p.protocol) for p in s.ports],
+                                        s.depends_on and [x.service for x in s.depends_on])
                                        for s in model.services]))
     assert all(r == results[0] for r in results)

@@ -23,6 +23,7 @@ from typing import ClassVar
 from .diagnostics import Span
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+UNDECLARED = "UNKNOWN"  # no known name prefix and no appProtocol: Istio detects the protocol at run time
 H2_PROTOCOLS = frozenset({"HTTP2", "GRPC"})
 
 DEFAULT_BAGGAGE_KEY = "meshforge-routing-key"
@@ -44,11 +45,17 @@ class Port:
     name: str  # port name ("" when unnamed)
     number: int  # service port
     protocol: str  # HTTP, HTTP2, GRPC, GRPC-WEB, TCP, TLS, HTTPS, ..., UNKNOWN (Istio's names)
+    origin: Span = field(default_factory=Span)  # where the port is declared (a manifest's line)
 
     @property
     def routable(self) -> bool:
-        """Only HTTP-family ports can be routed per request."""
-        return self.protocol in HTTP_PROTOCOLS
+        """HTTP-family ports can be routed per request, and so can undeclared ones (as Istio does: it
+        detects the protocol at run time; routing applies if the traffic is HTTP)."""
+        return self.protocol in HTTP_PROTOCOLS or self.protocol == UNDECLARED
+
+    @property
+    def undeclared(self) -> bool:
+        return self.protocol == UNDECLARED
 
     @property
     def http2(self) -> bool:
@@ -84,6 +91,16 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """A set of pods a Service selects (a Deployment, StatefulSet, ...; or labels a Baseline declares)."""
+
+    kind: str
+    name: str
+    labels: tuple[tuple[str, str], ...]  # pod template labels
+    origin: Span = field(default_factory=Span)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     namespace: str
@@ -91,8 +108,16 @@ class Service:
     ports: tuple[Port, ...]
     endpoints: tuple[Endpoint, ...] = ()  # static baseline addresses; empty = DNS of the FQDN
     depends_on: tuple[Dependency, ...] | None = None  # None = unknown: its proxy is told about every service
-    labels: tuple[tuple[str, str], ...] = ()  # pod labels of the baseline workload
+    workloads: tuple[Workload, ...] = ()  # the baseline: every pod these select
     origin: Span = field(default_factory=Span)
+
+    @property
+    def common_labels(self) -> dict[str, str]:
+        """Labels every baseline workload carries with the same value: what a subset of all of them can use."""
+        if not self.workloads:
+            return {}
+        first, *rest = (dict(w.labels) for w in self.workloads)
+        return {k: v for k, v in first.items() if all(r.get(k) == v for r in rest)}
 
     @property
     def id(self) -> str:

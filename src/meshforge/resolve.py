@@ -20,6 +20,7 @@ from .model import (
     HostDestination,
     KeyRoutes,
     Model,
+    Port,
     Routing,
     Sandbox,
     Service,
@@ -74,16 +75,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
     now = now or datetime.now(timezone.utc)
     routing, cluster_domain = _settings(decls, diags)
 
-    # Services: the first definition (by file position) wins; the second is the error.
-    decl_by_id: dict[str, ServiceDecl] = {}
-    for d in sorted(decls.services, key=lambda d: d.span):
-        if d.id in decl_by_id:
-            diags.error("MF203", f"service {d.id} is defined twice (first at {decl_by_id[d.id].span.at()})", d.span,
-                        "a service comes from one Kubernetes Service or one Baseline entry; remove the other")
-            continue
-        decl_by_id[d.id] = d
-    bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports, d.endpoints, None,
-                       d.labels, d.span) for i, d in sorted(decl_by_id.items())}
+    decl_by_id = _services(decls.services, diags)
+    bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports or (), d.endpoints or (),
+                       None, d.workloads or (), d.span) for i, d in sorted(decl_by_id.items())}
     names = _Names(bare.values())
     services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags) for i in sorted(bare))
     names = _Names(services)
@@ -122,6 +116,51 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))))
 
 
+def _services(decls: list[ServiceDecl], diags: Diagnostics) -> dict[str, ServiceDecl]:
+    """One declaration per service id. A Baseline entry for an imported Kubernetes Service amends it;
+    otherwise the first definition (by file position) wins and the second is the error."""
+    imported: dict[str, ServiceDecl] = {}
+    own: dict[str, ServiceDecl] = {}
+    for d in sorted(decls, key=lambda d: d.span):
+        table = imported if d.source == "Kubernetes" else own
+        if d.id in table:
+            diags.error("MF203", f"service {d.id} is defined twice (first at {table[d.id].span.at()})", d.span,
+                        "a service comes from one Kubernetes Service or one Baseline entry; remove the other")
+            continue
+        table[d.id] = d
+    out = dict(imported)
+    for i, d in own.items():
+        if i in imported:
+            out[i] = _amend(imported[i], d, diags)
+        elif d.ports is None:
+            diags.error("MF102", f"service {i} has no ports, and no Kubernetes Service {i} is among the inputs to "
+                        "amend", d.span, "list its ports, or give the Service's manifest as an input too")
+        else:
+            out[i] = d
+    return out
+
+
+def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> ServiceDecl:
+    """An imported Service with what a Baseline entry for it sets: port protocols (by number),
+    dependencies, baseline pod labels, static endpoints."""
+    ports = list(base.ports or ())
+    for p in amend.ports or ():
+        at = next((j for j, q in enumerate(ports) if q.number == p.number), None)
+        if at is None:
+            diags.error("MF212", f"port {p.number} is not a port of Service {base.id} "
+                        f"({', '.join(str(q.number) for q in ports)})", p.origin,
+                        f"the Service is defined at {base.span.at()}; amend one of its ports")
+            continue
+        ports[at] = Port(ports[at].name or p.name, p.number, p.protocol, p.origin)
+    return ServiceDecl(
+        name=base.name, namespace=base.namespace, ports=tuple(ports),
+        endpoints=amend.endpoints if amend.endpoints is not None else base.endpoints,
+        workloads=amend.workloads if amend.workloads is not None else base.workloads,
+        deps=amend.deps if amend.declares_deps else base.deps,
+        declares_deps=amend.declares_deps or base.declares_deps, span=base.span,
+        cluster_domain=amend.cluster_domain or base.cluster_domain, source="Kubernetes")
+
+
 def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) -> Service:
     if not d.deps and not d.declares_deps:
         return svc
@@ -147,7 +186,7 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) 
         if target not in deps or (deps[target].inferred and not ref.inferred):
             deps[target] = Dependency(target, ref.inferred, ref.span)
     return Service(svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
-                   tuple(deps[k] for k in sorted(deps)), svc.labels, svc.origin)
+                   tuple(deps[k] for k in sorted(deps)), svc.workloads, svc.origin)
 
 
 def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) -> Sandbox:
@@ -174,11 +213,17 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) 
             continue
         target = svc.id
         if not svc.routable_ports:
-            protos = ", ".join(f"{p.number}/{p.protocol}" for p in svc.ports)
+            protos = ", ".join(f"{p.number}/{p.protocol} at {p.origin.at()}" for p in svc.ports)
             diags.error("MF202", f"service {target} has no HTTP-family port ({protos}); it cannot be routed per request",
                         f.ref_span, "only HTTP, HTTP/2 and gRPC ports can be forked; name the port http-*/grpc-* "
-                        "or set appProtocol if it does speak HTTP")
+                        "or set appProtocol if it does speak HTTP (or amend the port's protocol in a Baseline)")
             continue
+        for p in svc.routable_ports:
+            if p.undeclared:
+                diags.warning("MF219", f"port {p.number}{f' ({p.name})' if p.name else ''} of {target} declares no "
+                              f"protocol; sandbox {sd.name} forks it, and routing per request applies only if it "
+                              "speaks HTTP", p.origin,
+                              "name the port http-*/grpc-* or set appProtocol, or amend it in a Baseline entry")
         if target in forks:
             diags.error("MF204", f"service {target} is forked twice by sandbox {sd.name}", f.ref_span,
                         f"first fork at {forks[target].origin.at()}; keep one")
@@ -196,13 +241,21 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) 
 
 
 def _check_subset(svc: Service, labels: tuple[tuple[str, str], ...], span: Span, diags: Diagnostics) -> None:
-    """The baseline route must not reach the fork's pods: some label must tell the two apart."""
-    base = dict(svc.labels)
-    if not any(k in base and base[k] != v for k, v in labels):
-        diags.error("MF216", f"subset {dict(labels)} of {svc.id} cannot be kept apart from the baseline pods "
-                    f"(baseline pod labels: {base or 'unknown'})", span,
-                    "give the fork's pods a label that the baseline pods carry with another value "
-                    "(e.g. version: v1 on baseline, version: pr-42 on the fork), or fork to a separate host")
+    """The baseline subset must select every baseline workload and no pod of the fork: a label that every
+    baseline workload carries with one value, which the fork's pods carry with another."""
+    common = svc.common_labels
+    if any(k in common and common[k] != v for k, v in labels):
+        return
+    several = len(svc.workloads) > 1
+    workloads = "; ".join(f"{w.kind} {w.name}: {dict(w.labels)}" for w in svc.workloads) if several else \
+        str(dict(svc.workloads[0].labels)) if svc.workloads else "unknown"
+    diags.error("MF216", f"subset {dict(labels)} of {svc.id} cannot be kept apart from the baseline pods "
+                f"(baseline {'workloads' if several else 'pod labels'}: {workloads})", span,
+                ("give every baseline workload a common label (e.g. track: stable) that the fork's pods carry with "
+                 "another value, " if several else
+                 "give the fork's pods a label that the baseline pods carry with another value "
+                 "(e.g. version: v1 on baseline, version: pr-42 on the fork), ")
+                + "or fork to a host or a workload instead")
 
 
 def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagnostics) -> KeyRoutes | None:

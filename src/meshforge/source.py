@@ -56,9 +56,13 @@ class Document:
     nodes: int = 0  # nodes after alias expansion
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> value (line, col)
     key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> key (line, col)
+    _prefix: str = ""  # for a child document: its pointer inside the parent
+    _parent: Document | None = None
 
     def span(self, pointer: str = "", *, key: bool = False) -> Span:
         """The span of `pointer`, or of its nearest ancestor that exists."""
+        if self._parent is not None:
+            return self._parent.span(self._prefix + pointer, key=key)
         p = pointer
         while True:
             pos = (self.key_positions.get(p) if key else None) or self.positions.get(p)
@@ -67,6 +71,17 @@ class Document:
             if not p:
                 return Span(self.file, 1, 1, pointer)
             p = p.rsplit("/", 1)[0]
+
+    def child(self, pointer: str) -> Document:
+        """The object at `pointer` as a document of its own (an item of a `kind: List`); its spans still
+        point into this file, with the full pointer."""
+        node: object = self.data
+        for token in pointer.strip("/").split("/"):
+            node = node[int(token)] if isinstance(node, list) else node[token.replace("~1", "/").replace("~0", "~")]
+        doc = Document(self.file, self.index, node, 0)
+        doc._prefix = self._prefix + pointer
+        doc._parent = self._parent or self
+        return doc
 
     @property
     def kind(self) -> str | None:

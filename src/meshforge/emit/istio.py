@@ -96,8 +96,9 @@ def _baseline_subset_name(forks: tuple[tuple[str, Fork], ...]) -> str:
 
 
 def _baseline_subset_labels(svc: Service, forks: tuple[tuple[str, Fork], ...]) -> dict[str, str]:
-    """Baseline pod labels on the keys that tell forks apart (resolve.py guarantees there is one per fork)."""
-    base = dict(svc.labels)
+    """Labels every baseline workload shares, on the keys that tell forks apart (resolve.py guarantees one
+    per fork): the subset holds every baseline pod and no fork's."""
+    base = svc.common_labels
     keys = {k for _, d in _subset_forks(forks) for k, _ in d.labels}
     return {k: base[k] for k in sorted(keys) if k in base}
 
@@ -221,7 +222,7 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
 
 def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> IstioObject:
     ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
-              "protocol": p.protocol} for p in svc.routable_ports]
+              **({} if p.undeclared else {"protocol": p.protocol})} for p in svc.routable_ports]
     eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in dest.endpoints]
     static = all(is_ip(e.address) for e in dest.endpoints)
     name = _object_name(svc, f"-{sandbox}")

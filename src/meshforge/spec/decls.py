@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..diagnostics import Span
-from ..model import Destination, Endpoint, Port, UserObject
+from ..model import Destination, Endpoint, Port, UserObject, Workload
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,14 @@ class DepRef:
 class ServiceDecl:
     name: str
     namespace: str
-    ports: tuple[Port, ...]
-    endpoints: tuple[Endpoint, ...]
-    labels: tuple[tuple[str, str], ...]
+    ports: tuple[Port, ...] | None  # None: a Baseline entry that only amends an imported Service
+    endpoints: tuple[Endpoint, ...] | None  # None: not set here
+    workloads: tuple[Workload, ...] | None  # None: not set here
     deps: list[DepRef]
     declares_deps: bool  # an explicit dependsOn / annotation was present (even if empty)
     span: Span
     cluster_domain: str | None = None  # None: the mesh's
+    source: str = "Baseline"  # "Baseline" or "Kubernetes"; a Baseline entry may amend a Kubernetes Service
 
     @property
     def id(self) -> str:

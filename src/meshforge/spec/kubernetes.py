@@ -1,4 +1,4 @@
-"""Kubernetes import: `v1 Service` (+ `apps/v1` Deployment/StatefulSet) → baseline service declarations.
+"""Kubernetes import: `v1 Service` (+ the workloads it selects) → baseline service declarations.
 
 Input: Kubernetes documents as written (not schema-checked, so every field is read defensively).
 Output: `ServiceDecl`s. Pod labels come from the workload a Service selects; dependencies from the
@@ -10,13 +10,22 @@ from __future__ import annotations
 import re
 
 from ..diagnostics import Diagnostics
-from ..model import DEFAULT_NAMESPACE, Port
+from ..model import DEFAULT_NAMESPACE, Port, Workload
 from ..names import DNS1123_LABEL_HINT, dns1123_label, label_key, label_value
 from ..source import Document, escape
 from .decls import DepRef, ServiceDecl
 from .ports import port_protocol
 
-KINDS = {("v1", "Service"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
+# Workloads: whatever has a pod template at spec.template, under the API groups manifests still use.
+WORKLOAD_KINDS = {
+    ("apps/v1", "Deployment"), ("apps/v1beta1", "Deployment"), ("apps/v1beta2", "Deployment"),
+    ("extensions/v1beta1", "Deployment"),
+    ("apps/v1", "StatefulSet"), ("apps/v1beta1", "StatefulSet"), ("apps/v1beta2", "StatefulSet"),
+    ("apps/v1", "DaemonSet"), ("apps/v1beta2", "DaemonSet"), ("extensions/v1beta1", "DaemonSet"),
+    ("apps/v1", "ReplicaSet"),
+    ("argoproj.io/v1alpha1", "Rollout"),
+}
+KINDS = {("v1", "Service")} | WORKLOAD_KINDS
 DEPENDS_ON_ANNOTATION = "meshforge.dev/depends-on"
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
@@ -58,10 +67,12 @@ def _pod_labels(doc: Document, diags: Diagnostics) -> dict[str, str]:
 
 def _workloads(docs: list[Document], diags: Diagnostics):
     for doc in docs:
-        if doc.kind in ("Deployment", "StatefulSet"):
+        if (doc.api_version, doc.kind) in WORKLOAD_KINDS:
             ns = _namespace(doc, diags, doc.kind)
+            name = _get(doc.data, "metadata", "name")
             if ns is not None:
-                yield doc, ns, _pod_labels(doc, diags)
+                yield doc, ns, Workload(doc.kind, name if isinstance(name, str) else "",
+                                        tuple(sorted(_pod_labels(doc, diags).items())), doc.span("/metadata/name"))
 
 
 def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
@@ -85,18 +96,24 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
         for i, p in enumerate(_get(doc.data, "spec", "ports", default=[]) or []):
             if not isinstance(p, dict) or not isinstance(p.get("port"), int) or str(p.get("protocol", "TCP")).upper() != "TCP":
                 continue
+            if not 1 <= p["port"] <= 65535:
+                diags.warning("MF104", f"Service {name}.{ns}: port {p['port']} is not a port number; ignored",
+                              doc.span(f"/spec/ports/{i}/port"))
+                continue
             pname = p.get("name") if isinstance(p.get("name"), str) else ""
             ap = p.get("appProtocol") if isinstance(p.get("appProtocol"), str) else None
-            ports.append(Port(pname, p["port"], port_protocol(pname, ap)))
+            ports.append(Port(pname, p["port"], port_protocol(pname, ap), doc.span(f"/spec/ports/{i}")))
         if not ports:
             diags.warning("MF104", f"Service {name}.{ns} has no TCP ports and is skipped", doc.span("/spec/ports"))
             continue
         selector = _str_dict(_get(doc.data, "spec", "selector"))
-        selected = [(w, wl) for w, wns, wl in workloads
-                    if wns == ns and selector and all(wl.get(k) == v for k, v in selector.items())]
-        labels: dict[str, str] = {}
-        for _, wl in selected:
-            labels.update(wl)
+        selected = sorted(((w, wl) for w, wns, wl in workloads
+                           if wns == ns and selector and all(dict(wl.labels).get(k) == v for k, v in selector.items())),
+                          key=lambda x: (x[1].kind, x[1].name, x[1].origin))
+        if len(selected) > 1:
+            diags.note("MF218", f"Service {name}.{ns} selects {len(selected)} workloads "
+                       f"({', '.join(f'{wl.kind} {wl.name}' for _, wl in selected)}); its baseline is all their pods",
+                       doc.span("/spec/selector"))
         deps: list[DepRef] = []
         declares = False
         for src, ptr_base in [(doc, "/metadata")] + [(w, "/metadata") for w, _ in selected] + \
@@ -112,8 +129,8 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
         for w, _ in selected:
             deps.extend(_env_refs(w, ns, name))
         out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
-                               labels=tuple(sorted(labels.items())), deps=deps, declares_deps=declares,
-                               span=doc.span("/metadata/name")))
+                               workloads=tuple(wl for _, wl in selected), deps=deps, declares_deps=declares,
+                               span=doc.span("/metadata/name"), source="Kubernetes"))
     return out
 
 

@@ -16,6 +16,7 @@ from ..model import (
     Port,
     SubsetDestination,
     UserObject,
+    Workload,
 )
 from ..names import dns1123_label, dns1123_subdomain, is_address
 from ..source import Document
@@ -54,7 +55,7 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
     """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside."""
     decls = Decls()
     k8s: list[Document] = []
-    for doc in docs:
+    for doc in _expand_lists(docs, diags):
         if not isinstance(doc.data, dict):
             diags.error("MF005", f"document is {type(doc.data).__name__}, not an object", doc.span(""),
                         "each YAML document must be a mapping with apiVersion and kind")
@@ -88,6 +89,22 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
     return decls, k8s
 
 
+def _expand_lists(docs: list[Document], diags: Diagnostics):
+    """`kind: List` (what `kubectl get -o yaml` prints) stands for its items."""
+    for doc in docs:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "List" and data.get("apiVersion") == "v1":
+            items = data.get("items")
+            if not isinstance(items, list):
+                diags.warning("MF104", "a List without a list of items is ignored", doc.span("/items"))
+                continue
+            for i, item in enumerate(items):
+                if isinstance(item, dict):  # nested Lists do not occur in kubectl output; not expanded
+                    yield doc.child(f"/items/{i}")
+        else:
+            yield doc
+
+
 def _check_addresses(doc: Document, base: str, endpoints: list, diags: Diagnostics) -> None:
     for j, e in enumerate(endpoints):
         if not is_address(e["address"]):
@@ -109,15 +126,19 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
     for i, svc in enumerate(spec.get("services") or []):
         base = f"/spec/services/{i}"
         ns = svc.get("namespace", default_ns)
-        ports = tuple(Port(p.get("name", ""), p["port"], port_protocol(p.get("name"), p.get("appProtocol")))
-                      for p in svc["ports"])
+        ports = tuple(Port(p.get("name", ""), p["port"], port_protocol(p.get("name"), p.get("appProtocol")),
+                           doc.span(f"{base}/ports/{j}"))
+                      for j, p in enumerate(svc["ports"])) if "ports" in svc else None
         _check_addresses(doc, f"{base}/endpoints", svc.get("endpoints") or [], diags)
         deps = [DepRef(ref, ns, False, doc.span(f"{base}/dependsOn/{j}"))
                 for j, ref in enumerate(svc.get("dependsOn") or [])]
+        workloads = (Workload("Baseline", svc["name"], _labels(svc["labels"]), doc.span(f"{base}/labels")),) \
+            if "labels" in svc else None
         decls.services.append(ServiceDecl(
             name=svc["name"], namespace=ns, ports=ports,
-            endpoints=tuple(Endpoint(e["address"], e["port"]) for e in svc.get("endpoints") or []),
-            labels=_labels(svc.get("labels")), deps=deps, declares_deps="dependsOn" in svc,
+            endpoints=tuple(Endpoint(e["address"], e["port"]) for e in svc["endpoints"]) if "endpoints" in svc
+            else None,
+            workloads=workloads, deps=deps, declares_deps="dependsOn" in svc,
             span=doc.span(f"{base}/name"), cluster_domain=spec.get("clusterDomain")))
 
 

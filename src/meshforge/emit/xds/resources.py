@@ -58,6 +58,15 @@ def _h2_options() -> dict:
     return {H2_OPTIONS_KEY: _any(opts)}
 
 
+def _caller_protocol_options() -> dict:
+    """For ports whose protocol is not declared: speak upstream what the caller spoke (HTTP/1.1 or HTTP/2)."""
+    opts = http_protocol_options_pb2.HttpProtocolOptions(
+        use_downstream_protocol_config=http_protocol_options_pb2.HttpProtocolOptions.UseDownstreamHttpConfig(
+            http_protocol_options=protocol_pb2.Http1ProtocolOptions(),
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+    return {H2_OPTIONS_KEY: _any(opts)}
+
+
 def _socket(address: str, port: int) -> address_pb2.Address:
     return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
 
@@ -84,9 +93,9 @@ def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | 
         static = all(is_ip(e.address) for e in endpoints)
         c.type = cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS
         c.load_assignment.CopyFrom(load_assignment(name, endpoints))
-    if port.http2:
-        for k, v in _h2_options().items():
-            c.typed_extension_protocol_options[k].CopyFrom(v)
+    options = _h2_options() if port.http2 else _caller_protocol_options() if port.undeclared else {}
+    for k, v in options.items():
+        c.typed_extension_protocol_options[k].CopyFrom(v)
     return c
 
 
