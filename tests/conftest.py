@@ -125,6 +125,21 @@ spec:
 }
 
 
+def pytest_configure(config):
+    """Everything the suite writes goes to one directory, removed at the end: nothing is left in /tmp
+    (tests, the servers and Envoys they start, and their subprocesses all honour TMPDIR)."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="meshforge-tests-")
+    config._meshforge_tmp = top
+    os.environ["TMPDIR"] = top
+    tempfile.tempdir = top
+    if config.option.basetemp is None:
+        config.option.basetemp = os.path.join(top, "pytest")
+    config.add_cleanup(lambda: shutil.rmtree(top, ignore_errors=True))
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite golden/ expected outputs from the current code (review the diff!)")

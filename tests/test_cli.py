@@ -8,7 +8,7 @@ from .conftest import BASELINE, sandbox
 def test_validate_ok_invalid_and_usage(cli, write):
     good = write({"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c.example.com"))})
     r = cli("validate", good, "--now", "2026-11-26T00:00:00Z")
-    assert r.exit_code == 0 and "valid: 5 services, 1 active sandboxes" in r.output
+    assert r.exit_code == 0 and "valid: 5 services, 1 active sandbox" in r.output
     bad = write({"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservce", "c.example.com"))}, sub="bad")
     r = cli("validate", bad)
     assert r.exit_code == 1
@@ -67,3 +67,43 @@ def test_render_refuses_to_overwrite_a_users_file_and_diff_needs_a_directory(cli
     assert mine.read_text() == "mine\n" and not (out / ".meshforge-files").exists()
     r = cli("diff", str(d), "--format", "istio", "--against", str(tmp_path / "missing"))
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_explain_on_online_boutique_invents_no_edges(cli):
+    from .conftest import BOUTIQUE
+
+    r = cli("explain", str(BOUTIQUE), "--from", "frontend", "--routing-key", "nope", "--quiet")
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    start = lines.index("SERVICE                          VERSION") + 1
+    table = lines[start:lines.index("", start)]
+    redis = [i for i, line in enumerate(table) if "redis-cart" in line]
+    assert len(redis) == 1 and table[redis[0] - 1].strip().startswith("cartservice.default")
+    assert table[redis[0]].startswith("    redis-cart")  # under cartservice, not under a service of unknown deps
+    assert "adservice.default              baseline  (dependencies unknown)" in r.output
+    assert r.output.count("dependencies unknown for") == 1
+    assert "note[" not in r.output  # --quiet
+
+
+def test_explain_suggests_near_keys_and_lists_known_ones(cli, write):
+    d = write({"b.yaml": BASELINE, "s.yaml": sandbox("cart-pr-42", ("cartservice", "c.x")),
+               "t.yaml": sandbox("checkout-pr-7", ("checkout", "k.x"))})
+    r = cli("explain", str(d), "--from", "frontend.shop", "--routing-key", "cart-pr-24")
+    assert 'did you mean "cart-pr-42"?' in r.output and "known keys: cart-pr-42, checkout-pr-7" in r.output
+
+
+def test_plurals_colour_and_stdout_documents_named(cli, write, monkeypatch):
+    from meshforge.diagnostics import Diagnostics, Span, render_text
+
+    d = write({"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c.x"))})
+    r = cli("validate", str(d))
+    assert "valid: 5 services, 1 active sandbox (0 expired), 1 routing key" in r.output
+    diags = Diagnostics()
+    diags.error("MF201", "x", Span("f.yaml", 1, 1))
+    assert render_text(diags.items).endswith("1 error, 0 warnings\n")
+    assert "\033[" in render_text(diags.items, color=True) and "\033[" not in render_text(diags.items)
+    r = cli("render", str(d), "--format", "envoy-static")
+    docs = r.output.split("---\n")
+    assert [doc.splitlines()[0] for doc in docs] == ["# cartservice.shop.yaml", "# checkout.shop.yaml",
+                                                     "# frontend.shop.yaml", "# payments.billing.yaml",
+                                                     "# redis-cart.shop.yaml"]

@@ -53,7 +53,7 @@ def test_text_rendering_names_place_field_and_hint():
         "x.yaml:2:3: warning[MF209]: sandbox x expired",
         "  at /spec/expiresAt",
         "  hint: extend it",
-        "1 error(s), 1 warning(s)",
+        "1 error, 1 warning",
     ]
     data = json.loads(render_json(d.items))
     assert data[1] == {"code": "MF201", "severity": "error", "message": "unknown service 'cartservce'",

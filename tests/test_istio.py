@@ -55,7 +55,8 @@ def test_every_object_validates_strictly_and_is_labelled(write):
                      ("VirtualService", "shop", "meshforge-checkout")]
     for o in objs:
         assert errors(o.body) == [], (o.kind, o.name)
-        assert o.body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "meshforge"}
+        per_sandbox = {"meshforge.dev/sandbox": "checkout-pr-7"} if o.kind == "ServiceEntry" else {}
+        assert o.body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "meshforge", **per_sandbox}
     dr = next(o for o in objs if o.kind == "DestinationRule").body
     assert dr["spec"]["subsets"] == [{"name": "baseline", "labels": {"version": "v1"}},
                                      {"name": "checkout-pr-7", "labels": {"version": "pr-7"}}]
@@ -271,4 +272,7 @@ def test_a_second_user_virtual_service_for_a_host_is_reported(write):
     objs = istio.emit(compile_dir(write(files)), diags)
     assert [(d.code, d.span.line) for d in diags.items] == [("MF303", 10)]
     assert "shop/cart-b" in diags.items[0].message and "shop/cart-a" in diags.items[0].message
-    assert [o.name for o in objs if o.kind == "VirtualService"] == ["cart-a"]
+    vss = {o.name: o.body for o in objs if o.kind == "VirtualService"}
+    assert sorted(vss) == ["cart-a", "cart-b"]  # both in the output; only the first has meshforge's routes
+    assert vss["cart-a"]["spec"]["http"][0]["name"] == "meshforge-pr-1"
+    assert all(r.get("name") != "meshforge-pr-1" for r in vss["cart-b"]["spec"]["http"])

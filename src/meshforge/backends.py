@@ -130,4 +130,5 @@ def render(model: Model, name: str, diags: Diagnostics, **options: Any) -> dict[
 
 
 def stream(files: dict[str, str]) -> str:
-    return "---\n".join(files[k] for k in sorted(files))
+    """One YAML stream; each document opens with a comment naming its file (for Envoy: its node)."""
+    return "---\n".join(f"# {k}\n{files[k]}" for k in sorted(files))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -41,18 +42,27 @@ def _diag_format(f):
                         show_default=True, help="How problems are reported.")(f)
 
 
-def _emit_diagnostics(diags, fmt: str, stream) -> None:
-    items = diags.items
+def _quiet(f):
+    return click.option("-q", "--quiet", is_flag=True, help="Leave out notes (informative diagnostics).")(f)
+
+
+def _color(stream) -> bool:
+    """Colour on a terminal; plain when piped or NO_COLOR is set (no-color.org)."""
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _emit_diagnostics(diags, fmt: str, stream, quiet: bool = False) -> None:
+    items = [d for d in diags.items if not (quiet and d.severity == "note")]
     if fmt == "json":
         stream.write(render_json(items))
     elif items:
-        stream.write(render_text(items))
+        stream.write(render_text(items, _color(stream)))
 
 
-def load_or_exit(paths, now, fmt="text"):
+def load_or_exit(paths, now, fmt="text", quiet=False):
     """Compile the model, print diagnostics to stderr, exit 1 on errors."""
     model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc))
-    _emit_diagnostics(diags, fmt, sys.stderr)
+    _emit_diagnostics(diags, fmt, sys.stderr, quiet)
     if model is None:
         sys.exit(1)
     return model
@@ -68,35 +78,45 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Check specs; every problem with file:line:column.")
 @_paths
 @_now
 @_diag_format
-def validate(paths, now, diag_format):
-    """Check specs; report every problem with file:line:column. Exit 0 valid, 1 invalid."""
+@_quiet
+def validate(paths, now, diag_format, quiet):
+    """Check specs and report every problem with file:line:column.
+
+    Exit 0 when valid, 1 when not. Example: meshforge validate specs/ k8s/manifests.yaml
+    """
+    from .diagnostics import plural
+
     model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc))
-    _emit_diagnostics(diags, diag_format, sys.stdout)
+    _emit_diagnostics(diags, diag_format, sys.stdout, quiet)
     if model is None:
         sys.exit(1)
     if diag_format == "text":
         active = sum(1 for s in model.sandboxes if not s.expired)
-        click.echo(f"valid: {len(model.services)} services, {active} active sandboxes "
-                   f"({len(model.sandboxes) - active} expired), {len(model.keys)} routing keys")
+        click.echo(f"valid: {plural(len(model.services), 'service')}, {plural(active, 'active sandbox', 'active sandboxes')} "
+                   f"({len(model.sandboxes) - active} expired), {plural(len(model.keys), 'routing key')}")
 
 
-@main.command()
+@main.command(short_help="Show which version each hop reaches with a key.")
 @_paths
 @click.option("--from", "start", required=True, help="The service the request enters: name, name.namespace or FQDN.")
 @click.option("--routing-key", "key", required=True, help="The routing key the request carries.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_now
-def explain(paths, start, key, output, now):
-    """Show which version of every reachable service a request with KEY reaches."""
+@_quiet
+def explain(paths, start, key, output, now, quiet):
+    """Show which version of each service a request with KEY reaches, hop by hop.
+
+    Example: meshforge explain specs/ --from frontend --routing-key cart-pr-42
+    """
     from .diagnostics import did_you_mean
     from .explain import explain as run
     from .explain import render_text as render
 
-    model = load_or_exit(paths, now)
+    model = load_or_exit(paths, now, quiet=quiet)
     svc = model.lookup(start)
     if svc is None:
         hint = did_you_mean(start, [s.name for s in model.services] + [s.id for s in model.services])
@@ -121,7 +141,7 @@ def _render_options(f):
     return f
 
 
-def _render_files(paths, fmt, now, options):
+def _render_files(paths, fmt, now, options, quiet=False):
     from .backends import all_options, get
     from .backends import render as run
     from .diagnostics import Diagnostics
@@ -131,29 +151,33 @@ def _render_files(paths, fmt, now, options):
     for name in given:
         if all(o.name != name for o in backend.options):
             raise click.UsageError(f"{all_options()[name].flag} does not apply to --format {fmt}")
-    model = load_or_exit(paths, now)
+    model = load_or_exit(paths, now, quiet=quiet)
     diags = Diagnostics()
     files = run(model, fmt, diags, **given)
-    _emit_diagnostics(diags, "text", sys.stderr)
+    _emit_diagnostics(diags, "text", sys.stderr, quiet)
     if diags.has_errors:
         sys.exit(1)
     return files
 
 
-@main.command()
+@main.command(short_help="Compile specs into Istio or Envoy configuration.")
 @_paths
 @_render_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Write one file per object into this directory (atomically; stale meshforge files removed).")
 @_now
-def render(paths, fmt, output_dir, now, **options):
-    """Compile specs into proxy configuration."""
+@_quiet
+def render(paths, fmt, output_dir, now, quiet, **options):
+    """Compile specs into Istio or Envoy configuration.
+
+    Example: meshforge render specs/ --format istio -o deploy/istio
+    """
     from pathlib import Path
 
     from .backends import stream
     from .output import OutputError, write_tree
 
-    files = _render_files(paths, fmt, now, options)
+    files = _render_files(paths, fmt, now, options, quiet)
     if output_dir is None:
         click.echo(stream(files), nl=False)
         return
@@ -167,19 +191,23 @@ def render(paths, fmt, output_dir, now, **options):
     click.echo(f"{output_dir}: {r.written} written, {r.unchanged} unchanged, {r.removed} removed", err=True)
 
 
-@main.command()
+@main.command(short_help="Diff a rendered directory; exit 1 when it is stale.")
 @_paths
 @_render_options
 @click.option("--against", type=click.Path(file_okay=False, exists=True), required=True,
               help="A directory rendered earlier (e.g. committed GitOps output).")
 @_now
-def diff(paths, fmt, against, now, **options):
-    """Unified diff between a rendered directory and what the specs render now. Exit 1 when different."""
+@_quiet
+def diff(paths, fmt, against, now, quiet, **options):
+    """Diff a rendered directory against what the specs render now; exit 1 when they differ.
+
+    Example (CI): meshforge diff specs/ --format istio --against deploy/istio
+    """
     from pathlib import Path
 
     from .output import OutputError, diff_tree
 
-    files = _render_files(paths, fmt, now, options)
+    files = _render_files(paths, fmt, now, options, quiet)
     try:
         text = diff_tree(Path(against), files)
     except (OutputError, OSError) as e:
@@ -211,7 +239,7 @@ def _serve_compile_fn(paths):
     return compile_fn
 
 
-@main.command()
+@main.command(short_help="Serve xDS to Envoy; push every valid change.")
 @_paths
 @click.option("--xds-address", required=True, help="HOST:PORT for the ADS gRPC server (port 0: any free port).")
 @click.option("--admin-address", default=None, help="HOST:PORT for /healthz /readyz /metrics /debug/config.")
@@ -224,7 +252,11 @@ def _serve_compile_fn(paths):
               help="Mutual TLS: only proxies with a certificate this CA signed may connect, each for its own "
                    "service only (DNS SAN name.namespace or spiffe://DOMAIN/ns/NS/sa/NAME).")
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file):
-    """Serve xDS to Envoy sidecars (ADS, state of the world and delta); watch PATHS and push every valid change."""
+    """Serve xDS to Envoy proxies and push every valid change to PATHS.
+
+    ADS, state of the world and delta. Example:
+    meshforge serve specs/ --xds-address 0.0.0.0:18000 --admin-address 127.0.0.1:18080
+    """
     import asyncio
 
     from .server.run import ControlPlane, configure_logging, parse_address
@@ -255,7 +287,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
         raise click.ClickException(f"cannot serve: {e}")
 
 
-@main.command()
+@main.command(short_help="Print a sidecar's Envoy bootstrap for serve.")
 @click.option("--service", required=True, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
 @click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve.")
 @click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True)
@@ -269,7 +301,10 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
 @click.option("--tls-key-file", default=None, help="Mutual TLS: this proxy's private key (path on its machine).")
 def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file, tls_cert_file,
               tls_key_file):
-    """Print an Envoy bootstrap (YAML) for one sidecar, pointing at meshforge serve."""
+    """Print an Envoy bootstrap (YAML) for one sidecar, pointing at meshforge serve.
+
+    Example: meshforge bootstrap --service cart.shop --xds-address meshforge.infra:18000 > envoy.yaml
+    """
     from .emit.xds.backend import dump, to_dict
     from .emit.xds.bootstrap import XdsTls, ads_bootstrap
     from .server.run import parse_address
@@ -287,9 +322,12 @@ def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta, t
                nl=False)
 
 
-@main.command()
+@main.command(short_help="Run it all live on this machine.")
 def demo():
-    """Run the whole thing live: server, three services behind real Envoy sidecars, sandboxes."""
+    """Run it all live: a server, three services behind real Envoys, sandboxes.
+
+    Example: meshforge demo
+    """
     from .demo import run_demo
 
     run_demo()

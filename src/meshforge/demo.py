@@ -138,7 +138,8 @@ class Demo:
             frontend=self.apps["frontend"].port, cart=self.apps["cart"].port, payments=self.apps["payments"].port))
         (self.specs / "cart-pr-42.yaml").write_text(SANDBOX.format(
             name="cart-pr-42", service="cart", port=self.apps["cart-pr-42"].port))
-        _say(f"1. specs in {self.specs}: a baseline (frontend → cart → payments) and sandbox cart-pr-42 forking cart")
+        _say("1. specs: a baseline (frontend → cart → payments) and sandbox cart-pr-42 forking cart "
+             "(written to a temporary directory, removed on exit)")
         t0 = time.monotonic()
         self.start_server()
         _say(f"2. meshforge serve: xDS on 127.0.0.1:{self.xds_port}, admin on http://127.0.0.1:{self.admin_port} "

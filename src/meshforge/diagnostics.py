@@ -79,8 +79,13 @@ class Diagnostic:
     def sort_key(self) -> tuple:
         return (self.span.file, self.span.line, self.span.column, self.code, self.message)
 
-    def to_text(self) -> str:
-        lines = [f"{self.span.at()}: {self.severity}[{self.code}]: {self.message}"]
+    def to_text(self, color: bool = False) -> str:
+        severity = f"{self.severity}[{self.code}]"
+        at = self.span.at()
+        if color:
+            severity = f"{_COLORS[self.severity]}{severity}\033[0m"
+            at = f"\033[1m{at}\033[0m"
+        lines = [f"{at}: {severity}: {self.message}"]
         if self.severity == NOTE:  # notes are one line: informative, never a call to act
             return lines[0]
         if self.span.pointer:
@@ -147,14 +152,22 @@ class Diagnostics:
         return len(self._items)
 
 
-def render_text(diags: Iterable[Diagnostic]) -> str:
+_COLORS = {ERROR: "\033[1;31m", WARNING: "\033[1;33m", NOTE: "\033[36m"}
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """"1 error", "2 errors"."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def render_text(diags: Iterable[Diagnostic], color: bool = False) -> str:
     items = list(diags)
     if not items:
         return ""
-    body = "\n".join(d.to_text() for d in items)
+    body = "\n".join(d.to_text(color) for d in items)
     n_err = sum(d.severity == ERROR for d in items)
     n_warn = sum(d.severity == WARNING for d in items)
-    return f"{body}\n{n_err} error(s), {n_warn} warning(s)\n"
+    return f"{body}\n{plural(n_err, 'error')}, {plural(n_warn, 'warning')}\n"
 
 
 def render_json(diags: Iterable[Diagnostic]) -> str:

@@ -1,14 +1,16 @@
 """Explain: which version of every reachable service a request with a routing key reaches.
 
 Input: `Model`, a starting service, a routing key. Output: hops in breadth-first order (plain data),
-and a text rendering. A service whose dependencies are unknown is taken to reach every service,
-which is exactly what its proxy is told.
+and a text rendering. Only known edges are walked (declared, or inferred from the manifests): a service
+whose dependencies are unknown is shown as such, never as calling everything (its proxy is told about
+every service, but that is not who it calls).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .diagnostics import did_you_mean
 from .model import Model, Service, rfc3339
 
 
@@ -20,10 +22,12 @@ class Hop:
     version: str  # "baseline" | "sandbox"
     sandbox: str | None
     destination: str | None  # how the sandbox version is reached
+    dependencies_known: bool = True
 
     def to_json(self) -> dict:
         return {"service": self.service, "depth": self.depth, "via": self.via, "version": self.version,
-                "sandbox": self.sandbox, "destination": self.destination}
+                "sandbox": self.sandbox, "destination": self.destination,
+                "dependenciesKnown": self.dependencies_known}
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,8 @@ class Explanation:
                 "hops": [h.to_json() for h in self.hops]}
 
 
-def _callees(model: Model, svc: Service) -> list[str]:
-    if svc.depends_on is None:
-        return [s.id for s in model.services if s.id != svc.id]
-    return [d.service for d in svc.depends_on]
+def _callees(svc: Service) -> list[str]:
+    return [d.service for d in svc.depends_on or ()]
 
 
 def explain(model: Model, start: Service, key: str) -> Explanation:
@@ -57,6 +59,12 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
                       f"{rfc3339(expired[0].expires_at)}: every hop reaches the baseline")
         else:
             status = f"routing key {key!r} is not defined by any active sandbox or route group: every hop reaches the baseline"
+            known = sorted(model.key_by_name)
+            hint = did_you_mean(key, known)
+            if hint:
+                status += f"; {hint}"
+            if known:
+                status += f"\nknown keys: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}"
     hops: list[Hop] = []
     seen = {start.id}
     frontier = [(start.id, None)]
@@ -65,9 +73,11 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
         nxt = []
         for sid, via in frontier:
             fork = model.destination_of(sid, key)
+            svc = model.service_by_id[sid]
             hops.append(Hop(sid, depth, via, "sandbox" if fork else "baseline",
-                            fork.sandbox if fork else None, fork.destination.describe() if fork else None))
-            for callee in _callees(model, model.service_by_id[sid]):
+                            fork.sandbox if fork else None, fork.destination.describe() if fork else None,
+                            svc.depends_on is not None))
+            for callee in _callees(svc):
                 if callee not in seen:
                     seen.add(callee)
                     nxt.append((callee, sid))
@@ -76,12 +86,31 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
     return Explanation(start.id, key, status, kr is not None, tuple(hops))
 
 
+def _tree_order(hops: tuple[Hop, ...]) -> list[Hop]:
+    """Each hop right under the service that calls it (hops come breadth-first)."""
+    children: dict[str | None, list[Hop]] = {}
+    for h in hops:
+        children.setdefault(h.via, []).append(h)
+    out: list[Hop] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        h = stack.pop()
+        out.append(h)
+        stack.extend(reversed(children.get(h.service, [])))
+    return out
+
+
 def render_text(e: Explanation) -> str:
     lines = [e.status, ""]
     width = max(len("  " * h.depth + h.service) for h in e.hops) + 2
     lines.append(f"{'SERVICE'.ljust(width)}VERSION")
-    for h in e.hops:
+    for h in _tree_order(e.hops):
         name = ("  " * h.depth + h.service).ljust(width)
         version = "baseline" if h.version == "baseline" else f"sandbox {h.sandbox} -> {h.destination}"
-        lines.append(f"{name}{version}")
+        lines.append(f"{name}{version}{'' if h.dependencies_known else '  (dependencies unknown)'}")
+    unknown = [h.service for h in e.hops if not h.dependencies_known]
+    if unknown:
+        lines += ["", f"dependencies unknown for {', '.join(unknown)}: whom they call is not shown. Declare it with the "
+                  "meshforge.dev/depends-on annotation (an empty value for a service that calls none) or dependsOn "
+                  "in a Baseline."]
     return "\n".join(lines) + "\n"

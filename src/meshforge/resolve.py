@@ -79,7 +79,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
     bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports or (), d.endpoints or (),
                        None, d.workloads or (), d.span) for i, d in sorted(decl_by_id.items())}
     names = _Names(bare.values())
-    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags) for i in sorted(bare))
+    inferred = _Inferred()
+    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags, inferred) for i in sorted(bare))
+    inferred.report(diags)
     names = _Names(services)
 
     sandboxes: dict[str, Sandbox] = {}
@@ -161,7 +163,28 @@ def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> Service
         cluster_domain=amend.cluster_domain or base.cluster_domain, source="Kubernetes")
 
 
-def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) -> Service:
+class _Inferred:
+    """What env inference found, said once per env value even when several Services share the workload
+    (frontend and frontend-external over one Deployment)."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple, list[str]] = {}
+
+    def add(self, code: str, span: Span, what: str, detail: str, hint: str | None, service: str) -> None:
+        self.found.setdefault((code, span, what, detail, hint), []).append(service)
+
+    def report(self, diags: Diagnostics) -> None:
+        for (code, span, what, detail, hint), services in self.found.items():
+            who = ", ".join(sorted(set(services)))
+            if code == "MF213":
+                verb = "depends" if len(set(services)) == 1 else "depend"
+                diags.note(code, f"{who} {verb} on {what} (inferred from {detail})", span, hint)
+            else:
+                diags.warning(code, f"{who}: {detail} names {what!r}, which is not a known service; no dependency "
+                              "inferred", span, hint)
+
+
+def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, inferred: _Inferred) -> Service:
     if not d.deps and not d.declares_deps:
         return svc
     deps: dict[str, Dependency] = {}
@@ -171,9 +194,8 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) 
         if target is None:
             if ref.inferred:
                 if not ref.ref.split(".")[0].isdigit():  # an IP address is not a missing service
-                    diags.warning("MF214", f"{d.id}: {ref.detail} names {ref.ref!r}, which is not a known service; "
-                                  "no dependency inferred", ref.span,
-                                  names.hint(ref.ref, ref.namespace) or "add the Service, or ignore this if it is external")
+                    inferred.add("MF214", ref.span, ref.ref, ref.detail, names.hint(ref.ref, ref.namespace)
+                                 or "add the Service, or ignore this if it is external", d.id)
             else:
                 diags.error("MF201", f"unknown service {ref.ref!r} in the dependencies of {d.id}", ref.span,
                             names.hint(ref.ref, ref.namespace) or "define it in a Baseline or as a Kubernetes Service")
@@ -181,8 +203,8 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics) 
         if target == d.id:
             continue
         if ref.inferred and target not in deps:
-            diags.note("MF213", f"{d.id} depends on {target} (inferred from {ref.detail})", ref.span,
-                       "declare it with the meshforge.dev/depends-on annotation to make it explicit")
+            inferred.add("MF213", ref.span, target, ref.detail,
+                         "declare it with the meshforge.dev/depends-on annotation to make it explicit", d.id)
         if target not in deps or (deps[target].inferred and not ref.inferred):
             deps[target] = Dependency(target, ref.inferred, ref.span)
     return Service(svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,

@@ -30,6 +30,7 @@ from ..yamlout import dump_yaml
 API = "networking.istio.io/v1"
 GROUP = "networking.istio.io"
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
+SANDBOX_LABEL = "meshforge.dev/sandbox"
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
 
@@ -155,16 +156,29 @@ def _for_service(vs: UserObject, body: dict, svc: Service) -> bool:
     return any(isinstance(h, str) and h in names for h in _hosts(body))
 
 
+def _owned(vs: UserObject, body: dict) -> dict:
+    """A user's object as meshforge outputs it: cluster-owned fields dropped, meshforge's ownership label
+    added, so a GitOps prune by that label handles it like every other output object; the API version
+    is networking.istio.io/v1, which serves the same schema as v1beta1 and v1alpha3."""
+    body["apiVersion"] = API
+    body.pop("status", None)
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        meta = body["metadata"] = {}
+    for f in SERVER_FIELDS:
+        meta.pop(f, None)
+    meta.setdefault("namespace", vs.namespace)
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    meta["labels"] = {**labels, **MANAGED}
+    return body
+
+
 def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagnostics) -> IstioObject:
     """The user's VirtualService with meshforge's keyed routes first. Their own routes, the defaults
     included, stay after ours: theirs already decide where key-less traffic goes, so our default
     routes are not added."""
-    body["apiVersion"] = API
-    body.pop("status", None)
-    meta = body.setdefault("metadata", {})
-    for f in SERVER_FIELDS:
-        meta.pop(f, None)
-    meta.setdefault("namespace", vs.namespace)
+    body = _owned(vs, body)
+    meta = body["metadata"]
     ann = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
     meta["annotations"] = {**ann, "meshforge.dev/merged-routes": str(len(ours.all()))}
     spec = body.setdefault("spec", {})
@@ -186,8 +200,14 @@ def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagno
     return IstioObject("VirtualService", vs.namespace, vs.name, body)
 
 
-def _virtual_service(model: Model, svc: Service, routes: Routes, diags: Diagnostics) -> IstioObject:
+def _virtual_service(model: Model, svc: Service, routes: Routes, diags: Diagnostics,
+                     merged: dict[UserObject, str]) -> IstioObject | None:
     user = [vs for vs in model.user_objects_of(GROUP, "VirtualService") if _for_service(vs, vs.body, svc)]
+    if user and user[0] in merged:
+        diags.warning("MF303", f"VirtualService {user[0].namespace}/{user[0].name} covers {merged[user[0]]} and "
+                      f"{svc.fqdn}, both forked; meshforge merges routes for {merged[user[0]]} only",
+                      user[0].origin, "give each forked host its own VirtualService")
+        return None
     if not user:
         name = _object_name(svc)
         return IstioObject("VirtualService", svc.namespace, name, {
@@ -197,15 +217,19 @@ def _virtual_service(model: Model, svc: Service, routes: Routes, diags: Diagnost
         diags.warning("MF303", f"VirtualService {extra.namespace}/{extra.name} is a second VirtualService for "
                       f"{svc.fqdn}; meshforge merges its routes into {user[0].namespace}/{user[0].name} only",
                       extra.origin, "Istio applies one VirtualService per host on sidecars: merge the two into one")
+    merged[user[0]] = svc.fqdn
     return _merge(user[0], user[0].body, routes, svc, diags)
 
 
 def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
     diags = diags if diags is not None else Diagnostics()
     objects: list[IstioObject] = []
+    merged: dict[UserObject, str] = {}
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
-        objects.append(_virtual_service(model, svc, _routes(model, svc, forks), diags))
+        vs = _virtual_service(model, svc, _routes(model, svc, forks), diags, merged)
+        if vs is not None:
+            objects.append(vs)
         by_sandbox = {f.sandbox: f for _, f in forks}  # one fork of a service per sandbox
         subset_forks = sorted((f.sandbox, d) for f, d in _subset_forks(tuple(by_sandbox.items())))
         if subset_forks:
@@ -217,6 +241,11 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
                 objects.append(_service_entry(svc, sandbox, f.destination))
+    # A user's VirtualService is always in the output, as written when no fork touches its host: when the
+    # last sandbox of a host goes, applying the output restores the user's own routes.
+    for vs in model.user_objects_of(GROUP, "VirtualService"):
+        if vs not in merged:
+            objects.append(IstioObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body)))
     return sorted(objects, key=IstioObject.sort_key)
 
 
@@ -226,8 +255,10 @@ def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> Is
     eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in dest.endpoints]
     static = all(is_ip(e.address) for e in dest.endpoints)
     name = _object_name(svc, f"-{sandbox}")
+    meta = _meta(name, svc.namespace)
+    meta["labels"][SANDBOX_LABEL] = sandbox  # exists because of this sandbox: goes with it
     return IstioObject("ServiceEntry", svc.namespace, name, {
-        "apiVersion": API, "kind": "ServiceEntry", "metadata": _meta(name, svc.namespace),
+        "apiVersion": API, "kind": "ServiceEntry", "metadata": meta,
         "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
                  "resolution": "STATIC" if static else "DNS", "endpoints": eps}})
 
