@@ -134,3 +134,23 @@ spec:
     assert model.services[0].common_labels == {"app": "api"}
     assert [(x.code, x.severity, x.span.line) for x in diags.items] == [
         ("MF104", "warning", 3), ("MF104", "warning", 8), ("MF104", "warning", 21), ("MF104", "warning", 21)]
+
+
+def test_amendments_that_do_not_fit_are_errors_with_their_place(write):
+    d = write({"k.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+                         "spec: {ports: [{name: web, port: 8080}]}\n",
+               "b.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: a, namespace: shop}\n"
+                         "spec:\n  services:\n  - name: web\n    ports: [{port: 9999, appProtocol: http}]\n"
+                         "  - name: ghost\n    dependsOn: []\n"})
+    model, diags = compile_paths([str(d)], NOW)
+    assert model is None
+    assert [(x.code, x.span.file.endswith("b.yaml"), x.span.line) for x in diags.errors()] == [
+        ("MF212", True, 7), ("MF102", True, 8)]
+
+
+def test_a_list_item_is_blamed_at_its_place_in_the_list(write):
+    d = write({"list.yaml": "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n"
+                            "  metadata: {name: web, namespace: \"Bad_NS\"}\n  spec: {ports: [{name: http, port: 80}]}\n"})
+    model, diags = compile_paths([str(d)], NOW)
+    (w,) = diags.items
+    assert (w.code, w.span.line, w.span.pointer) == ("MF104", 6, "/items/0/metadata/namespace")
