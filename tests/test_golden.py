@@ -50,3 +50,15 @@ def test_backends_render_the_same_from_the_model_file(case):
     assert model_json(model) == files["model.json"]
     got = backend_outputs(model)
     assert got == {n: t for n, t in files.items() if "/" in n}
+
+
+@pytest.mark.parametrize("case", [c for c in cases() if any(n.startswith("kubernetes/") for n in expected(c))])
+def test_golden_kubernetes_outputs_validate_strictly_against_kubernetes(case):
+    import kubernetes_validate
+    import yaml
+
+    version = kubernetes_validate.latest_version()
+    docs = [yaml.safe_load(t) for n, t in expected(case).items() if n.startswith("kubernetes/") and n.endswith(".yaml")]
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)

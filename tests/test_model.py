@@ -22,6 +22,7 @@ from meshforge.model import (
     Service,
     SubsetDestination,
     UserObject,
+    WorkloadDestination,
     from_json,
     to_json,
 )
@@ -58,7 +59,7 @@ def test_lookup_agrees_with_names_everywhere():
 
 
 def test_destination_union_is_closed_and_tagged():
-    assert set(DESTINATION_KINDS) == {HostDestination, EndpointsDestination, SubsetDestination}
+    assert set(DESTINATION_KINDS) == {HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination}
     assert len({k.kind for k in DESTINATION_KINDS}) == len(DESTINATION_KINDS)
     assert HostDestination("h", 81).describe() == "host h:81"
     assert EndpointsDestination((Endpoint("10.0.0.1", 80),)).describe() == "endpoints 10.0.0.1:80"
@@ -103,7 +104,8 @@ def test_model_round_trips_through_json(write):
     assert model is not None, diags.items
     again = from_json(json.loads(json.dumps(to_json(model))))
     assert again == model
-    assert {type(f.destination) for k in again.keys for f in k.forks} == set(DESTINATION_KINDS)
+    # what backends see: workload forks are lowered to host forks
+    assert {type(f.destination) for k in again.keys for f in k.forks} == set(DESTINATION_KINDS) - {WorkloadDestination}
     assert again.next_expiry == datetime(2026, 12, 24, 8, tzinfo=timezone.utc)
     only_envoy = Model(model.routing, model.services, tuple(
         KeyRoutes(k.key, k.owner_kind, k.owner, tuple(f for f in k.forks if not isinstance(f.destination,

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .diagnostics import Diagnostics, did_you_mean
-from .model import DESTINATION_KINDS, EndpointsDestination, HostDestination, Model, SubsetDestination
+from .model import (
+    DESTINATION_KINDS,
+    EndpointsDestination,
+    HostDestination,
+    Model,
+    SubsetDestination,
+    WorkloadDestination,
+)
 from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
 
@@ -64,6 +71,12 @@ def _istio(model: Model, diags: Diagnostics) -> dict[str, str]:
     return istio.render_files(model, diags)
 
 
+def _kubernetes(model: Model, diags: Diagnostics) -> dict[str, str]:
+    from .emit import kubernetes
+
+    return kubernetes.render_files(model, diags)
+
+
 def _xds(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
     from .emit.xds.backend import render_xds
 
@@ -81,17 +94,21 @@ _ENVOY_SUBSETS = Unsupported(
     "fork to a host (a separate Service) or to static endpoints, or use --format istio, where subsets "
     "become DestinationRule subsets")
 
+# Workload forks reach every backend lowered (lower.workload_forks): as a host fork, plus objects that
+# the kubernetes backend renders.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
             _istio,
-            frozenset({HostDestination, EndpointsDestination, SubsetDestination})),
+            frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination})),
+    Backend("kubernetes", "Kubernetes", "the Deployments/StatefulSets and Services of workload forks",
+            _kubernetes, frozenset(DESTINATION_KINDS)),
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
             _xds,
-            frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT,)),
     Backend("envoy-static", "Envoy", "a static Envoy bootstrap per node that runs without a server",
             _envoy_static,
-            frozenset({HostDestination, EndpointsDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT, ADMIN_PORT)),
 )}
 

@@ -47,6 +47,8 @@ CODES: dict[str, str] = {
     "MF217": "VirtualService not bound to the mesh",
     "MF218": "Service selects several workloads",
     "MF219": "forked port declares no protocol",
+    "MF220": "workload fork without exactly one baseline workload",
+    "MF221": "workload fork names no such container",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",

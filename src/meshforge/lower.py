@@ -2,19 +2,136 @@
 
 Input: a model from `resolve`. Output: a model whose destinations are all kinds the emitters know.
 Each pass is a pure `Model -> Model` function (sqlglot's shape); they run in order. A destination
-kind that only some stage understands (e.g. a fork of a workload that meshforge renders itself)
-lowers here to kinds every backend knows, plus the objects to render, so emitters never see it.
+kind that only some stage understands lowers here to kinds every backend knows, plus the objects to
+render, so emitters never see it:
+
+- `workload_forks`: a fork of the baseline workload becomes a copy of that Deployment or StatefulSet
+  (images, env and replicas changed) and a Service selecting only the copy's pods, both in
+  `Model.generated`; the fork itself becomes a host fork to that Service. Expired sandboxes get no
+  objects, so a GitOps prune removes them.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+from dataclasses import replace
 from typing import Callable
 
-from .model import Model
+from .model import Fork, HostDestination, KeyRoutes, Model, UserObject, WorkloadDestination
 
 Pass = Callable[[Model], Model]
 
-PASSES: tuple[Pass, ...] = ()
+MANAGED_BY = "app.kubernetes.io/managed-by"
+SANDBOX_LABEL = "meshforge.dev/sandbox"
+CLUSTER_OWNED = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
+CLUSTER_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
+
+
+def fork_name(base: str, sandbox: str) -> str:
+    """`<base>-<sandbox>`, at most 63 characters: when longer, cut and ended with a hash of both, so two
+    long names never collide and the same inputs always give the same name."""
+    name = f"{base}-{sandbox}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(f"{base}\0{sandbox}".encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+def _selector_key(service: dict) -> tuple[str, str] | None:
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if not isinstance(selector, dict) or not selector:
+        return None
+    key = sorted(selector)[0]
+    return key, str(selector[key])
+
+
+def _apply(containers: list, dest: WorkloadDestination) -> None:
+    def pick(name: str | None) -> dict:
+        return containers[0] if name is None else next(c for c in containers if c.get("name") == name)
+
+    for change in dest.images:
+        pick(change.container)["image"] = change.image
+    for change in dest.env:
+        c = pick(change.container)
+        env = [e for e in c.get("env") or [] if not (isinstance(e, dict) and e.get("name") == change.name)]
+        at = next((i for i, e in enumerate(c.get("env") or []) if isinstance(e, dict) and e.get("name") == change.name),
+                  len(env))
+        env.insert(at, {"name": change.name, "value": change.value})
+        c["env"] = env
+
+
+def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tuple[list[UserObject], str]:
+    """The fork's workload and Service, and the host that reaches the Service."""
+    base, service = dest.workload, dest.service
+    svc_body = service.body
+    ns = service.namespace
+    labels = {MANAGED_BY: "meshforge", SANDBOX_LABEL: fork.sandbox}
+    key, value = _selector_key(svc_body) or ("app", base.name)
+    pod_label = {key: fork_name(value, fork.sandbox), SANDBOX_LABEL: fork.sandbox}
+    svc_name = fork_name(service.name, fork.sandbox)
+
+    w = copy.deepcopy(base.body)
+    w.pop("status", None)
+    meta = w.setdefault("metadata", {})
+    for f in CLUSTER_OWNED:
+        meta.pop(f, None)
+    meta.pop("ownerReferences", None)
+    ann = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in CLUSTER_ANNOTATIONS}
+    if ann:
+        meta["annotations"] = ann
+    else:
+        meta.pop("annotations", None)
+    meta["name"] = fork_name(base.name, fork.sandbox)
+    meta["namespace"] = ns
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    spec = w.setdefault("spec", {})
+    spec["replicas"] = dest.replicas
+    spec["selector"] = {"matchLabels": dict(pod_label)}
+    if base.kind == "StatefulSet":
+        spec["serviceName"] = svc_name
+    template = spec.setdefault("template", {})
+    tmeta = template.setdefault("metadata", {})
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), **pod_label}
+    _apply(template.setdefault("spec", {}).setdefault("containers", []), dest)
+
+    ports = []
+    for p in (svc_body.get("spec") or {}).get("ports") or []:
+        if isinstance(p, dict):
+            ports.append({k: p[k] for k in ("name", "port", "targetPort", "protocol", "appProtocol") if k in p})
+    s = {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": svc_name, "namespace": ns, "labels": dict(labels)},
+         "spec": {"selector": dict(pod_label), "ports": ports}}
+    objects = [UserObject(w.get("apiVersion", "apps/v1"), base.kind, meta["name"], ns, json.dumps(w), fork.origin),
+               UserObject("v1", "Service", svc_name, ns, json.dumps(s), fork.origin)]
+    return objects, f"{svc_name}.{ns}.svc.{cluster_domain}"
+
+
+def workload_forks(model: Model) -> Model:
+    hosts: dict[tuple[str, str], HostDestination] = {}
+    generated: list[UserObject] = []
+    for sb in model.sandboxes:
+        for f in sb.forks:
+            if isinstance(f.destination, WorkloadDestination) and f.destination.workload is not None:
+                objects, host = _objects(f, f.destination, model.service_by_id[f.service].cluster_domain)
+                hosts[(sb.name, f.service)] = HostDestination(host)
+                if not sb.expired:
+                    generated.extend(objects)
+    if not hosts:
+        return model
+
+    def lowered(f: Fork) -> Fork:
+        h = hosts.get((f.sandbox, f.service))
+        return replace(f, destination=h) if h is not None and isinstance(f.destination, WorkloadDestination) else f
+
+    keys = tuple(KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin) for k in model.keys)
+    sandboxes = tuple(replace(sb, forks=tuple(map(lowered, sb.forks))) for sb in model.sandboxes)
+    generated.sort(key=lambda o: (o.namespace, o.kind, o.name))
+    return replace(model, keys=keys, sandboxes=sandboxes, generated=model.generated + tuple(generated))
+
+
+PASSES: tuple[Pass, ...] = (workload_forks,)
 
 
 def lower(model: Model, passes: tuple[Pass, ...] = PASSES) -> Model:

@@ -203,7 +203,38 @@ class SubsetDestination:
         return "subset " + ",".join(f"{k}={v}" for k, v in self.labels)
 
 
-Destination = HostDestination | EndpointsDestination | SubsetDestination
+@dataclass(frozen=True)
+class ImageChange:
+    container: str | None  # None: the pod's only container
+    image: str
+
+
+@dataclass(frozen=True)
+class EnvChange:
+    container: str | None  # None: the pod's only container
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class WorkloadDestination:
+    """A fork of the baseline workload that meshforge renders (`--format kubernetes`). Resolution binds
+    the manifests it is made from; the lowering pass turns it into a host fork to the fork's Service plus
+    the objects to render, so no emitter sees this kind."""
+
+    kind: ClassVar[str] = "workload"
+    images: tuple[ImageChange, ...] = ()
+    env: tuple[EnvChange, ...] = ()
+    replicas: int = 1
+    workload: UserObject | None = None  # the baseline Deployment or StatefulSet, as written
+    service: UserObject | None = None  # the baseline Service, as written
+
+    def describe(self) -> str:
+        what = f"{self.workload.kind} {self.workload.name}" if self.workload else "the baseline workload"
+        return f"workload fork of {what}"
+
+
+Destination = HostDestination | EndpointsDestination | SubsetDestination | WorkloadDestination
 DESTINATION_KINDS: tuple[type, ...] = typing.get_args(Destination)
 
 
@@ -276,6 +307,7 @@ class Model:
     keys: tuple[KeyRoutes, ...]  # active routing keys, sorted
     sandboxes: tuple[Sandbox, ...] = ()  # every sandbox, expired ones included, sorted by name
     user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
+    generated: tuple[UserObject, ...] = ()  # objects lowering made for backends to render (workload forks)
 
     @cached_property
     def index(self) -> ServiceIndex:

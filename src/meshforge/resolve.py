@@ -8,6 +8,7 @@ everything is sorted, so the model does not depend on the order of files or docu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import assert_never
 
@@ -26,6 +27,8 @@ from .model import (
     Service,
     ServiceIndex,
     SubsetDestination,
+    UserObject,
+    WorkloadDestination,
     rfc3339,
 )
 from .names import ROUTING_KEY_HINT, valid_routing_key
@@ -101,7 +104,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
             diags.error("MF215", f"sandbox {sd.name!r} is defined twice (first at {sandboxes[sd.name].origin.at()})",
                         sd.span, "rename one of them")
             continue
-        sb = _sandbox(sd, names, now, diags)
+        sb = _sandbox(sd, names, now, diags, decl_by_id)
         sandboxes[sd.name] = sb
         key_ok = claim_key(sb.key, sd.key_span, f"sandbox {sd.name}")
         if key_ok and not sb.expired and sb.forks:
@@ -160,7 +163,8 @@ def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> Service
         workloads=amend.workloads if amend.workloads is not None else base.workloads,
         deps=amend.deps if amend.declares_deps else base.deps,
         declares_deps=amend.declares_deps or base.declares_deps, span=base.span,
-        cluster_domain=amend.cluster_domain or base.cluster_domain, source="Kubernetes")
+        cluster_domain=amend.cluster_domain or base.cluster_domain, source="Kubernetes",
+        manifest=base.manifest, workload_manifests=base.workload_manifests)
 
 
 class _Inferred:
@@ -211,7 +215,8 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, 
                    tuple(deps[k] for k in sorted(deps)), svc.workloads, svc.origin)
 
 
-def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) -> Sandbox:
+def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
+             decl_by_id: dict[str, ServiceDecl]) -> Sandbox:
     if not valid_routing_key(sd.key):
         diags.error("MF206", f"invalid routing key {sd.key!r}", sd.key_span, ROUTING_KEY_HINT)
     expired = False
@@ -250,16 +255,57 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics) 
             diags.error("MF204", f"service {target} is forked twice by sandbox {sd.name}", f.ref_span,
                         f"first fork at {forks[target].origin.at()}; keep one")
             continue
-        match f.destination:
+        dest = f.destination
+        match dest:
             case SubsetDestination(labels=labels):
                 _check_subset(svc, labels, f.span, diags)
+            case WorkloadDestination():
+                dest = _bind_workload(dest, decl_by_id[target], f.span, diags)
+                if dest is None:
+                    continue
             case HostDestination() | EndpointsDestination():
                 pass
             case other:
                 assert_never(other)
-        forks[target] = Fork(target, sd.name, f.destination, f.span)
+        forks[target] = Fork(target, sd.name, dest, f.span)
     return Sandbox(sd.name, sd.namespace, sd.key, sd.labels, expires_at, expired,
                    tuple(forks[k] for k in sorted(forks)), sd.span)
+
+
+FORKABLE_WORKLOADS = ("Deployment", "StatefulSet")
+
+
+def _containers(workload: UserObject) -> list[str]:
+    spec = (((workload.body.get("spec") or {}).get("template") or {}).get("spec") or {})
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    return [c.get("name") for c in containers or [] if isinstance(c, dict) and isinstance(c.get("name"), str)]
+
+
+def _bind_workload(dest: WorkloadDestination, decl: ServiceDecl, span: Span,
+                   diags: Diagnostics) -> WorkloadDestination | None:
+    """The one baseline Deployment or StatefulSet the Service selects, and containers that exist."""
+    candidates = [w for w in decl.workload_manifests if w.kind in FORKABLE_WORKLOADS]
+    if decl.manifest is None or len(candidates) != 1:
+        found = ", ".join(f"{w.kind} {w.name} ({w.origin.at()})" for w in candidates)
+        diags.error("MF220", f"service {decl.id}: a workload fork needs exactly one Deployment or StatefulSet that "
+                    f"the Service selects among the inputs; found {found or 'none'}", span,
+                    "give the Service's and its workload's manifests as inputs" if not candidates else
+                    "fork to a host, or give the Service a selector that matches one workload")
+        return None
+    workload = candidates[0]
+    names = _containers(workload)
+    ok = True
+    for i, change in enumerate((*dest.images, *dest.env)):
+        what = "image" if i < len(dest.images) else f"env {change.name}"
+        if change.container is None and len(names) != 1:
+            diags.error("MF221", f"{what}: {workload.kind} {workload.name} has {len(names)} containers "
+                        f"({', '.join(names)}); say which", span, "add container: NAME")
+            ok = False
+        elif change.container is not None and change.container not in names:
+            diags.error("MF221", f"{what}: {workload.kind} {workload.name} has no container {change.container!r}",
+                        span, did_you_mean(change.container, names) or f"containers: {', '.join(names)}")
+            ok = False
+    return replace(dest, workload=workload, service=decl.manifest) if ok else None
 
 
 def _check_subset(svc: Service, labels: tuple[tuple[str, str], ...], span: Span, diags: Diagnostics) -> None:

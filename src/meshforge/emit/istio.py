@@ -23,6 +23,7 @@ from ..model import (
     Service,
     SubsetDestination,
     UserObject,
+    WorkloadDestination,
     is_ip,
 )
 from ..yamlout import dump_yaml
@@ -114,6 +115,8 @@ def _destination(svc: Service, port: Port, fork: Fork) -> dict:
             return {"host": endpoints_host(svc, fork.sandbox), "port": {"number": port.number}}
         case SubsetDestination():
             return {"host": svc.fqdn, "port": {"number": port.number}, "subset": fork.sandbox}
+        case WorkloadDestination():
+            raise ValueError("workload forks are lowered to host forks before any backend (lower.workload_forks)")
         case other:
             assert_never(other)
 

@@ -33,6 +33,8 @@ class ServiceDecl:
     span: Span
     cluster_domain: str | None = None  # None: the mesh's
     source: str = "Baseline"  # "Baseline" or "Kubernetes"; a Baseline entry may amend a Kubernetes Service
+    manifest: UserObject | None = None  # the Kubernetes Service as written (workload forks copy its ports)
+    workload_manifests: tuple[UserObject, ...] = ()  # the workloads it selects, as written
 
     @property
     def id(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..diagnostics import Diagnostics
-from ..model import DEFAULT_NAMESPACE, Port, Workload
+from ..model import DEFAULT_NAMESPACE, Port, UserObject, Workload
 from ..names import DNS1123_LABEL_HINT, dns1123_label, label_key, label_value
 from ..source import Document, escape
 from .decls import DepRef, ServiceDecl
@@ -130,7 +130,10 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
             deps.extend(_env_refs(w, ns, name))
         out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
                                workloads=tuple(wl for _, wl in selected), deps=deps, declares_deps=declares,
-                               span=doc.span("/metadata/name"), source="Kubernetes"))
+                               span=doc.span("/metadata/name"), source="Kubernetes",
+                               manifest=UserObject.of(doc.data, name, ns, doc.span("")),
+                               workload_manifests=tuple(UserObject.of(w.data, wl.name, ns, w.span(""))
+                                                        for w, wl in selected)))
     return out
 
 

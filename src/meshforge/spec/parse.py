@@ -12,11 +12,14 @@ from ..model import (
     Destination,
     Endpoint,
     EndpointsDestination,
+    EnvChange,
     HostDestination,
+    ImageChange,
     Port,
     SubsetDestination,
     UserObject,
     Workload,
+    WorkloadDestination,
 )
 from ..names import dns1123_label, dns1123_subdomain, is_address
 from ..source import Document
@@ -148,7 +151,13 @@ def _destination(to: dict) -> Destination:
         return HostDestination(to["host"], to.get("port"))
     if "endpoints" in to:
         return EndpointsDestination(tuple(Endpoint(e["address"], e["port"]) for e in to["endpoints"]))
-    return SubsetDestination(_labels(to["subset"]["labels"]))
+    if "subset" in to:
+        return SubsetDestination(_labels(to["subset"]["labels"]))
+    w = to["workload"]
+    return WorkloadDestination(
+        images=tuple(ImageChange(i.get("container"), i["image"]) for i in w.get("images") or []),
+        env=tuple(EnvChange(e.get("container"), e["name"], e["value"]) for e in w.get("env") or []),
+        replicas=w.get("replicas", 1))
 
 
 def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:

@@ -37,6 +37,7 @@ from ...model import (
     Routing,
     Service,
     SubsetDestination,
+    WorkloadDestination,
     is_ip,
 )
 from . import lua, names
@@ -125,6 +126,8 @@ def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[clust
             case SubsetDestination():
                 raise ValueError(f"{fork.service}: label subsets reach the Envoy backend only past the capability "
                                  "check (backends.check), which refuses them")
+            case WorkloadDestination():
+                raise ValueError("workload forks are lowered to host forks before any backend (lower.workload_forks)")
             case other:
                 assert_never(other)
     return out

@@ -1,0 +1,16 @@
+"""Kubernetes backend: the objects lowering generated (workload forks) → YAML files.
+
+Input: `Model.generated`. Output: {"<namespace>/<kind>-<name>.yaml": text}, one object per file, sorted.
+An expired sandbox generates nothing, so `kubectl apply --prune` (or Argo CD / Flux pruning) removes its
+workload. The objects themselves are built by `lower.workload_forks`.
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import Diagnostics
+from ..model import Model
+from ..yamlout import dump_yaml
+
+
+def render_files(model: Model, diags: Diagnostics) -> dict[str, str]:
+    return {f"{o.namespace}/{o.kind.lower()}-{o.name}.yaml": dump_yaml(o.body) for o in model.generated}

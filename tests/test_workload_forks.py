@@ -1,0 +1,143 @@
+"""Workload forks: rendered from the baseline workload, valid for Kubernetes, kept apart from the baseline,
+routed to in every backend, gone when the sandbox expires."""
+
+from __future__ import annotations
+
+import yaml
+
+from meshforge import backends
+from meshforge.diagnostics import Diagnostics
+from meshforge.lower import fork_name
+from meshforge.pipeline import compile_paths
+
+from .conftest import BOUTIQUE, NOW
+
+SANDBOX = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {{name: {name}}}
+spec:
+  forks:
+  - service: {service}
+    to: {{workload: {workload}}}
+"""
+
+
+def render(paths, fmt="kubernetes"):
+    model, diags = compile_paths([str(p) for p in paths], NOW)
+    assert model is not None, [d.to_text() for d in diags.errors()]
+    out = Diagnostics()
+    files = backends.render(model, fmt, out)
+    assert not out.has_errors, out.items
+    return model, {name: yaml.safe_load(text) for name, text in files.items()}
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_fork_objects_validate_strictly_against_kubernetes(write):
+    import kubernetes_validate
+
+    d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
+                                        workload="{images: [{image: 'example/cart:pr-1'}], replicas: 3}")})
+    _, files = render([BOUTIQUE, d])
+    version = kubernetes_validate.latest_version()
+    assert files
+    for name, obj in files.items():
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_baseline_never_selects_the_fork_and_the_forks_service_selects_only_it(write):
+    d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
+                                        workload="{images: [{image: 'example/cart:pr-1'}], env: [{name: X, value: '1'}]}")})
+    _, files = render([BOUTIQUE, d])
+    baseline = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(BOUTIQUE.read_text()) if o}
+    base_svc, base_dep = baseline[("Service", "cartservice")], baseline[("Deployment", "cartservice")]
+    fork = files["default/deployment-cartservice-pr-1.yaml"]
+    svc = files["default/service-cartservice-pr-1.yaml"]
+    fork_pods = fork["spec"]["template"]["metadata"]["labels"]
+    assert not matches(base_svc["spec"]["selector"], fork_pods)
+    assert matches(svc["spec"]["selector"], fork_pods)
+    assert not matches(svc["spec"]["selector"], base_dep["spec"]["template"]["metadata"]["labels"])
+    assert matches(fork["spec"]["selector"]["matchLabels"], fork_pods)  # the Deployment owns its pods
+    assert [p["port"] for p in svc["spec"]["ports"]] == [p["port"] for p in base_svc["spec"]["ports"]]
+    base_c, fork_c = base_dep["spec"]["template"]["spec"]["containers"][0], fork["spec"]["template"]["spec"]["containers"][0]
+    assert fork_c["image"] == "example/cart:pr-1"
+    assert {k: v for k, v in fork_c.items() if k not in ("image", "env")} == \
+        {k: v for k, v in base_c.items() if k not in ("image", "env")}  # probes, ports, resources kept
+    assert fork_c["env"][:len(base_c["env"])] == base_c["env"] and fork_c["env"][-1] == {"name": "X", "value": "1"}
+    assert fork["spec"]["replicas"] == 1
+    for obj in (fork, svc):
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "meshforge"
+        assert obj["metadata"]["labels"]["meshforge.dev/sandbox"] == "pr-1"
+
+
+def test_every_backend_routes_the_key_to_the_forks_service(write):
+    d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
+                                        workload="{images: [{image: 'example/cart:pr-1'}]}")})
+    model, istio = render([BOUTIQUE, d], "istio")
+    host = "cartservice-pr-1.default.svc.cluster.local"
+    vs = istio["default/virtualservice-meshforge-cartservice.yaml"]
+    assert vs["spec"]["http"][0]["route"][0]["destination"]["host"] == host
+    _, xds = render([BOUTIQUE, d], "xds")
+    clusters = xds["frontend.default.yaml"]["resources"]["clusters"]
+    fork = next(c for c in clusters if c["name"] == "outbound|7070|pr-1|cartservice.default.svc.cluster.local")
+    assert fork["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
+        "address"] == host
+    from meshforge.explain import explain
+
+    hop = next(h for h in explain(model, model.lookup("frontend"), "pr-1").hops if h.service == "cartservice.default")
+    assert hop.destination == f"host {host}"
+
+
+def test_an_expired_sandbox_renders_no_workload(write):
+    d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
+                                        workload="{images: [{image: 'example/cart:pr-1'}]}").replace(
+        "spec:\n", 'spec:\n  expiresAt: "2026-01-01T00:00:00Z"\n')})
+    _, files = render([BOUTIQUE, d])
+    assert files == {}
+
+
+def test_workload_fork_errors_name_the_problem(write):
+    several = write({"k.yaml": """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1}
+spec: {template: {metadata: {labels: {app: reviews}}, spec: {containers: [{name: a, image: x}, {name: b, image: y}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v2}
+spec: {template: {metadata: {labels: {app: reviews}}, spec: {containers: [{name: a, image: x}]}}}
+""", "s.yaml": SANDBOX.format(name="pr-1", service="reviews", workload="{images: [{image: 'x:1'}]}")})
+    model, diags = compile_paths([str(several)], NOW)
+    assert model is None and [d.code for d in diags.errors()] == ["MF220"]
+    assert "Deployment reviews-v1" in diags.errors()[0].message and "Deployment reviews-v2" in diags.errors()[0].message
+    two = write({"s.yaml": SANDBOX.format(name="pr-1", service="checkoutservice",
+                                          workload="{images: [{container: servr, image: 'x:1'}]}")}, sub="two")
+    model, diags = compile_paths([str(BOUTIQUE), str(two)], NOW)
+    assert [(d.code, d.hint) for d in diags.errors()] == [("MF221", 'did you mean "server"?')]
+    bad = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
+                                          workload="{images: [{image: 'UPPER case'}], env: [{name: '1x', value: v}]}")},
+                sub="bad")
+    model, diags = compile_paths([str(BOUTIQUE), str(bad)], NOW)
+    assert sorted(d.span.pointer for d in diags.errors()) == ["/spec/forks/0/to/workload/env/0/name",
+                                                              "/spec/forks/0/to/workload/images/0/image"]
+    none = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice.shop", workload="{}"),
+                  "b.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: b, namespace: shop}\n"
+                            "spec:\n  services:\n  - {name: cartservice, ports: [{name: grpc, port: 7070}]}\n"},
+                 sub="none")
+    model, diags = compile_paths([str(none)], NOW)
+    assert [d.code for d in diags.errors()] == ["MF220"] and "found none" in diags.errors()[0].message
+
+
+def test_fork_names_are_stable_and_short():
+    assert fork_name("cart", "pr-1") == "cart-pr-1"
+    long = fork_name("a" * 40, "b" * 40)
+    assert len(long) <= 63 and long == fork_name("a" * 40, "b" * 40) and long != fork_name("a" * 40, "b" * 39 + "c")
