@@ -322,6 +322,52 @@ def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta, t
                nl=False)
 
 
+@main.group(short_help="Create sandboxes for CI pipelines.")
+def sandbox() -> None:
+    """Sandboxes for CI pipelines."""
+
+
+@sandbox.command("create", short_help="Print a Sandbox for a branch and its images.")
+@click.argument("name", required=False)
+@click.option("--branch", default=None, help="Derive NAME (and so the routing key) from this branch name.")
+@click.option("--fork", "forks", multiple=True, metavar="SERVICE=IMAGE",
+              help="Fork SERVICE's workload with IMAGE (repeatable).")
+@click.option("--env", "env", multiple=True, metavar="SERVICE:NAME=VALUE",
+              help="Set an environment variable in a forked workload (repeatable).")
+@click.option("--ttl", default=None, metavar="DURATION", help="Expire after 90m, 72h, 3d, ... from now.")
+@click.option("--namespace", default=None, help="The sandbox's namespace (service references resolve there).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="A label (route groups select by them).")
+@_now
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+              help="Write to FILE (atomically) instead of stdout.")
+def sandbox_create(name, branch, forks, env, ttl, namespace, labels, now, output):
+    """Print a Sandbox spec that forks the given services with new images.
+
+    Example (CI): meshforge sandbox create --branch "$BRANCH" --fork cartservice=registry.example/cart:$SHA --ttl 72h
+    """
+    from pathlib import Path
+
+    from .output import write_file_atomically
+    from .sandboxgen import name_from_branch, sandbox_spec
+
+    if (name is None) == (branch is None):
+        raise click.UsageError("give NAME or --branch (one of them)")
+    try:
+        if branch is not None:
+            name = name_from_branch(branch)
+        text = sandbox_spec(name, list(forks), list(env), namespace, list(labels), ttl,
+                            now or datetime.now(timezone.utc))
+    except ValueError as e:
+        raise click.UsageError(str(e))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_file_atomically(Path(output), text)
+    except OSError as e:
+        raise click.ClickException(f"{output}: {e.strerror or e}")
+
+
 @main.command(short_help="Run it all live on this machine.")
 def demo():
     """Run it all live: a server, three services behind real Envoys, sandboxes.

@@ -445,3 +445,17 @@ def _yaml_files(root: int, prefix: str = "", depth: int = 0) -> set[str]:
     finally:
         os.close(d)
     return out
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    """One file, whole or not at all: written beside its place, then renamed over it (mode from the umask)."""
+    tmp = path.with_name(f".{path.name}.meshforge-{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
