@@ -141,3 +141,60 @@ def test_fork_names_are_stable_and_short():
     assert fork_name("cart", "pr-1") == "cart-pr-1"
     long = fork_name("a" * 40, "b" * 40)
     assert len(long) <= 63 and long == fork_name("a" * 40, "b" * 40) and long != fork_name("a" * 40, "b" * 39 + "c")
+
+
+def test_everything_not_customised_is_kept_volumes_included(write):
+    d = write({"k.yaml": """\
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api, tier: backend}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: api
+  namespace: shop
+  uid: 3b0f2a4e-0000-1111-2222-333344445555
+  resourceVersion: "99"
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  annotations: {deployment.kubernetes.io/revision: "7", team: api}
+spec:
+  serviceName: api
+  replicas: 5
+  selector: {matchLabels: {app: api, tier: backend}}
+  template:
+    metadata: {labels: {app: api, tier: backend, version: v1}, annotations: {prometheus.io/scrape: "true"}}
+    spec:
+      volumes: [{name: cache, emptyDir: {}}, {name: cfg, configMap: {name: api-config}}]
+      initContainers: [{name: migrate, image: example/api:1, command: [migrate]}]
+      containers:
+      - name: api
+        image: example/api:1
+        env: [{name: MODE, value: prod}, {name: TOKEN, valueFrom: {secretKeyRef: {name: s, key: k}}}]
+        volumeMounts: [{name: cache, mountPath: /cache}, {name: cfg, mountPath: /etc/api}]
+        livenessProbe: {httpGet: {path: /healthz, port: 8080}}
+      - {name: sidecar, image: example/log:1}
+status: {readyReplicas: 5}
+""", "s.yaml": SANDBOX.format(name="pr-2", service="api.shop", workload="{images: [{container: api, image: 'example/api:2'}], "
+                                                                      "env: [{container: api, name: MODE, value: beta}], replicas: 2}")})
+    _, files = render([d])
+    fork = files["shop/statefulset-api-pr-2.yaml"]
+    assert "status" not in fork and set(fork["metadata"]) == {"name", "namespace", "annotations", "labels"}
+    assert fork["metadata"]["annotations"] == {"team": "api"} and fork["spec"]["serviceName"] == "api-pr-2"
+    spec = fork["spec"]["template"]["spec"]
+    assert spec["volumes"] == [{"name": "cache", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "api-config"}}]
+    assert spec["initContainers"][0]["image"] == "example/api:1"  # only the named container changes
+    api, sidecar = spec["containers"]
+    assert api["image"] == "example/api:2" and sidecar == {"name": "sidecar", "image": "example/log:1"}
+    assert api["env"] == [{"name": "MODE", "value": "beta"},
+                          {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+    assert api["volumeMounts"][1] == {"name": "cfg", "mountPath": "/etc/api"} and "livenessProbe" in api
+    assert fork["spec"]["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
+    assert fork["spec"]["replicas"] == 2
+    labels = fork["spec"]["template"]["metadata"]["labels"]
+    assert labels["tier"] == "backend" and labels["version"] == "v1" and labels["app"] == "api-pr-2"
+    import kubernetes_validate
+
+    for obj in files.values():
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
