@@ -335,9 +335,6 @@ def load_paths(paths: list[str], diags: Diagnostics) -> list[Document]:
         text = read_file(f, diags)
         if text is None:
             continue
-        if budget.bytes + len(text) > MAX_TOTAL_BYTES:
-            budget.take(len(text), 0, str(f), diags)
-            break
         parsed = parse_text(text, str(f), diags)
         if not budget.take(len(text), sum(d.nodes for d in parsed), str(f), diags):
             break
