@@ -287,8 +287,11 @@ def _bind_workload(dest: WorkloadDestination, decl: ServiceDecl, span: Span,
     candidates = [w for w in decl.workload_manifests if w.kind in FORKABLE_WORKLOADS]
     if decl.manifest is None or len(candidates) != 1:
         found = ", ".join(f"{w.kind} {w.name} ({w.origin.at()})" for w in candidates)
+        others = [f"{w.kind} {w.name}" for w in decl.workload_manifests if w.kind not in FORKABLE_WORKLOADS]
+        also = f" (it selects {', '.join(others)}, which meshforge does not fork)" if others else ""
         diags.error("MF220", f"service {decl.id}: a workload fork needs exactly one Deployment or StatefulSet that "
-                    f"the Service selects among the inputs; found {found or 'none'}", span,
+                    f"the Service selects among the inputs; found {found or 'none'}{also}", span,
+                    "fork to a host" if others and not candidates else
                     "give the Service's and its workload's manifests as inputs" if not candidates else
                     "fork to a host, or give the Service a selector that matches one workload")
         return None
