@@ -10,7 +10,6 @@ ends with `typing.assert_never`, so a new kind cannot fall through silently.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import types
 import typing
@@ -60,15 +59,6 @@ class Port:
     @property
     def http2(self) -> bool:
         return self.protocol in H2_PROTOCOLS
-
-
-def is_ip(address: str) -> bool:
-    """An IP literal (static addresses) rather than a DNS name (resolved by the proxy)."""
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return False
 
 
 def rfc3339(t: datetime) -> str:

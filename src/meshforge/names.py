@@ -1,4 +1,4 @@
-"""Naming rules shared by every stage: what a routing key may be.
+"""Naming rules shared by every stage: routing keys, Kubernetes names and labels, addresses.
 
 Input: user text. Output: yes or no. This is the only gate between user text and any regular
 expression or header match: keys reach carriers and emitters only after passing it.
@@ -6,6 +6,7 @@ expression or header match: keys reach carriers and emitters only after passing 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 ROUTING_KEY = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -49,14 +50,15 @@ def label_value(value: object) -> bool:
     return isinstance(value, str) and LABEL_VALUE.fullmatch(value) is not None
 
 
-def is_address(text: object) -> bool:
-    """An IP literal or a DNS name: what a static endpoint may be."""
-    import ipaddress
-
-    if not isinstance(text, str):
-        return False
+def is_ip(address: str) -> bool:
+    """An IP literal (static addresses) rather than a DNS name (resolved by the proxy)."""
     try:
-        ipaddress.ip_address(text)
+        ipaddress.ip_address(address)
         return True
     except ValueError:
-        return dns1123_subdomain(text)
+        return False
+
+
+def is_address(text: object) -> bool:
+    """An IP literal or a DNS name: what a static endpoint may be."""
+    return isinstance(text, str) and (is_ip(text) or dns1123_subdomain(text))

@@ -24,8 +24,8 @@ from ..model import (
     SubsetDestination,
     UserObject,
     WorkloadDestination,
-    is_ip,
 )
+from ..names import is_ip
 from ..yamlout import dump_yaml
 
 API = "networking.istio.io/v1"

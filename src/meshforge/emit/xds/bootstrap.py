@@ -24,7 +24,8 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 
-from ...model import DEFAULT_NAMESPACE, is_ip
+from ...model import DEFAULT_NAMESPACE
+from ...names import is_ip
 from ...xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, OUTBOUND_PORT_METADATA
 from .names import XDS_CLUSTER
 from .resources import _h2_options, ads_source

@@ -38,8 +38,8 @@ from ...model import (
     Service,
     SubsetDestination,
     WorkloadDestination,
-    is_ip,
 )
+from ...names import is_ip
 from . import lua, names
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=2)
