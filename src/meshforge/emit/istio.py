@@ -154,9 +154,15 @@ def _hosts(vs: dict) -> list:
     return hosts if isinstance(hosts, list) else []
 
 
-def _for_service(vs: UserObject, body: dict, svc: Service) -> bool:
-    names = set(svc.names(vs.namespace))
-    return any(isinstance(h, str) and h in names for h in _hosts(body))
+def _by_service(model: Model) -> dict[str, list[UserObject]]:
+    """service id -> the user's VirtualServices whose hosts name it (from their own namespace), in order;
+    each VirtualService parsed once."""
+    out: dict[str, list[UserObject]] = {}
+    for vs in model.user_objects_of(GROUP, "VirtualService"):
+        for sid in dict.fromkeys(svc.id for h in _hosts(vs.body) if isinstance(h, str)
+                                 for svc in [model.lookup(h, vs.namespace)] if svc is not None):
+            out.setdefault(sid, []).append(vs)
+    return out
 
 
 def _owned(vs: UserObject, body: dict) -> dict:
@@ -203,9 +209,8 @@ def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagno
     return IstioObject("VirtualService", vs.namespace, vs.name, body)
 
 
-def _virtual_service(model: Model, svc: Service, routes: Routes, diags: Diagnostics,
+def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags: Diagnostics,
                      merged: dict[UserObject, str]) -> IstioObject | None:
-    user = [vs for vs in model.user_objects_of(GROUP, "VirtualService") if _for_service(vs, vs.body, svc)]
     if user and user[0] in merged:
         diags.warning("MF303", f"VirtualService {user[0].namespace}/{user[0].name} covers {merged[user[0]]} and "
                       f"{svc.fqdn}, both forked; meshforge merges routes for {merged[user[0]]} only",
@@ -228,9 +233,10 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
     diags = diags if diags is not None else Diagnostics()
     objects: list[IstioObject] = []
     merged: dict[UserObject, str] = {}
+    user_vs = _by_service(model)
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
-        vs = _virtual_service(model, svc, _routes(model, svc, forks), diags, merged)
+        vs = _virtual_service(svc, user_vs.get(sid, []), _routes(model, svc, forks), diags, merged)
         if vs is not None:
             objects.append(vs)
         by_sandbox = {f.sandbox: f for _, f in forks}  # one fork of a service per sandbox
