@@ -54,12 +54,13 @@ def _apply(containers: list, dest: WorkloadDestination) -> None:
     for change in dest.images:
         pick(change.container)["image"] = change.image
     for change in dest.env:
-        c = pick(change.container)
-        env = [e for e in c.get("env") or [] if not (isinstance(e, dict) and e.get("name") == change.name)]
-        at = next((i for i, e in enumerate(c.get("env") or []) if isinstance(e, dict) and e.get("name") == change.name),
-                  len(env))
-        env.insert(at, {"name": change.name, "value": change.value})
-        c["env"] = env
+        env = pick(change.container).setdefault("env", [])
+        var = {"name": change.name, "value": change.value}
+        at = next((i for i, e in enumerate(env) if isinstance(e, dict) and e.get("name") == change.name), None)
+        if at is None:
+            env.append(var)
+        else:
+            env[at] = var  # in place: a later variable may refer to it as $(NAME)
 
 
 def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tuple[list[UserObject], str]:

@@ -449,13 +449,14 @@ def _yaml_files(root: int, prefix: str = "", depth: int = 0) -> set[str]:
 
 def write_file_atomically(path: Path, text: str) -> None:
     """One file, whole or not at all: written beside its place, then renamed over it (mode from the umask)."""
-    tmp = path.with_name(f".{path.name}.meshforge-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    tmp = f".{path.name}.meshforge-{os.getpid()}.tmp"
+    parent = os.open(path.parent, _O_DIR & ~os.O_NOFOLLOW)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        _write_new(parent, tmp, text.encode())
+        os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=parent)
         raise
+    finally:
+        os.close(parent)
