@@ -12,12 +12,22 @@ from datetime import datetime, timedelta
 
 from .model import rfc3339
 from .names import dns1123_label, label_key, label_value
+from .spec.schema import load_schema
 from .yamlout import dump_yaml
 
-_IMAGE = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*"
-                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
-_SERVICE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?")
-_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+def _schema_pattern(*path: str) -> re.Pattern:
+    """A field's pattern from the Sandbox schema, the one source of truth, as a full match."""
+    node = load_schema("Sandbox")
+    for key in path:
+        node = node[key]
+    return re.compile(node["pattern"].removeprefix("^").removesuffix("$"))
+
+
+_FORK = ("properties", "spec", "properties", "forks", "items", "properties")
+_WORKLOAD = (*_FORK, "to", "properties", "workload", "properties")
+_IMAGE = _schema_pattern(*_WORKLOAD, "images", "items", "properties", "image")
+_ENV_NAME = _schema_pattern(*_WORKLOAD, "env", "items", "properties", "name")
+_SERVICE = _schema_pattern(*_FORK, "service")
 _TTL = re.compile(r"([0-9]+)([mhd])")
 
 
