@@ -22,7 +22,7 @@ from .model import (
     SubsetDestination,
     WorkloadDestination,
 )
-from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
+from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_EDGE_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Option:
 
 OUTBOUND_PORT = Option("outbound_port", "--outbound-port", DEFAULT_OUTBOUND_PORT, 1, MAX_PORT,
                        "the sidecars' outbound listener port")
+EDGE_PORT = Option("edge_port", "--edge-port", DEFAULT_EDGE_PORT, 1, MAX_PORT,
+                   "the edge proxy's listener port (with an edge in the Baseline)")
 ADMIN_PORT = Option("admin_port", "--admin-port", DEFAULT_ADMIN_PORT, 0, MAX_PORT, "the Envoy admin port (0: none)")
 
 
@@ -105,11 +107,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
             _xds,
             frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
-            (OUTBOUND_PORT,)),
+            (OUTBOUND_PORT, EDGE_PORT)),
     Backend("envoy-static", "Envoy", "a static Envoy bootstrap per node that runs without a server",
             _envoy_static,
             frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
-            (OUTBOUND_PORT, ADMIN_PORT)),
+            (OUTBOUND_PORT, ADMIN_PORT, EDGE_PORT)),
 )}
 
 for _b in BACKENDS.values():  # every destination kind is either expressed or explained

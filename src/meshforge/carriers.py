@@ -29,6 +29,11 @@ def baggage_regex(baggage_key: str, key: str) -> str:
     return (f"^(?:.*,)?{_OWS}{re2_escape(baggage_key)}{_OWS}={_OWS}{re2_escape(key)}{_OWS}(?:;[^,]*)?(?:,.*)?$")
 
 
+def any_member_regex(baggage_key: str) -> str:
+    """RE2 that fully matches a `baggage` value holding a `<baggage_key>=...` member, whatever its value."""
+    return f"^(?:.*,)?{_OWS}{re2_escape(baggage_key)}{_OWS}=.*$"
+
+
 def key_from_baggage(values: list[str], baggage_key: str) -> str | None:
     """Reference semantics of the baggage carrier (the Envoy filter implements the same, tested against it)."""
     for value in values:

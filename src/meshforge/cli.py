@@ -287,8 +287,11 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
         raise click.ClickException(f"cannot serve: {e}")
 
 
-@main.command(short_help="Print a sidecar's Envoy bootstrap for serve.")
-@click.option("--service", required=True, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
+@main.command(short_help="Print a sidecar's (or the edge proxy's) Envoy bootstrap for serve.")
+@click.option("--service", default=None, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
+@click.option("--edge", is_flag=True, help="The edge proxy's bootstrap instead of a sidecar's (needs --listen-address).")
+@click.option("--listen-address", default=None, metavar="HOST:PORT",
+              help="--edge: where the edge listens for outside traffic, e.g. 0.0.0.0:8080.")
 @click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve.")
 @click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True)
 @click.option("--admin-port", type=click.IntRange(0, MAX_PORT), default=DEFAULT_ADMIN_PORT, show_default=True,
@@ -299,27 +302,46 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
               "the proxy's machine).")
 @click.option("--tls-cert-file", default=None, help="Mutual TLS: this proxy's certificate (path on its machine).")
 @click.option("--tls-key-file", default=None, help="Mutual TLS: this proxy's private key (path on its machine).")
-def bootstrap(service, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file, tls_cert_file,
-              tls_key_file):
-    """Print an Envoy bootstrap (YAML) for one sidecar, pointing at meshforge serve.
+def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file,
+              tls_cert_file, tls_key_file):
+    """Print an Envoy bootstrap (YAML) for one sidecar, or with --edge for the edge proxy, pointing at
+    meshforge serve.
 
-    Example: meshforge bootstrap --service cart.shop --xds-address meshforge.infra:18000 > envoy.yaml
+    \b
+    Examples:
+      meshforge bootstrap --service cart.shop --xds-address meshforge.infra:18000 > envoy.yaml
+      meshforge bootstrap --edge --listen-address 0.0.0.0:8080 --xds-address meshforge.infra:18000 > edge.yaml
     """
     from .emit.xds.backend import dump, to_dict
     from .emit.xds.bootstrap import XdsTls, ads_bootstrap
     from .server.run import parse_address
+    from .xdsapi import listen_address as parse_listen
 
     try:
         host, port = parse_address(xds_address)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--xds-address")
+    listen = None
+    if edge:
+        if service:
+            raise click.UsageError("--edge and --service exclude each other: the edge proxy is no service's sidecar")
+        if not listen_address:
+            raise click.UsageError("--edge needs --listen-address HOST:PORT (where outside traffic arrives)")
+        try:
+            listen = parse_listen(listen_address)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--listen-address")
+    elif not service:
+        raise click.UsageError("--service is required (or --edge for the edge proxy)")
+    elif listen_address:
+        raise click.UsageError("--listen-address is for --edge; a sidecar listens on 127.0.0.1:--outbound-port")
     if bool(tls_cert_file) != bool(tls_key_file):
         raise click.UsageError("--tls-cert-file and --tls-key-file go together")
     if tls_cert_file and not tls_ca_file:
         raise click.UsageError("--tls-cert-file needs --tls-ca-file (the CA of serve's certificate)")
     tls = XdsTls(tls_ca_file, tls_cert_file, tls_key_file) if tls_ca_file else None
-    click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls))),
-               nl=False)
+    click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls,
+                                          edge_listen=listen))), nl=False)
 
 
 @main.group(short_help="Create sandboxes for CI pipelines.")

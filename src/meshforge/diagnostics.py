@@ -49,9 +49,13 @@ CODES: dict[str, str] = {
     "MF219": "forked port declares no protocol",
     "MF220": "workload fork without exactly one baseline workload",
     "MF221": "workload fork names no such container",
+    "MF222": "edge declared twice",
+    "MF223": "edge host inside the preview domain",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",
+    "MF304": "Istio edge removes the whole baggage header of requests carrying a routing key",
+    "MF305": "Istio edge cannot honour trusted sources",
 }
 
 

@@ -291,6 +291,37 @@ class UserObject:
 
 
 @dataclass(frozen=True)
+class Edge:
+    """Where traffic from outside the mesh enters (CONTRACT §2.1 `edge`), and whom it trusts with a routing key.
+
+    `<key>.<preview_domain>` reaches the key's version of every service as if the request carried the key;
+    a request from outside `trusted_sources` loses any key it sent itself (header and baggage member).
+    """
+
+    service: str  # id of the service outside traffic reaches
+    port: int  # its HTTP port the edge sends to
+    hosts: tuple[str, ...]  # public hosts of the baseline (sorted)
+    preview_domain: str | None
+    trusted_sources: tuple[str, ...]  # CIDRs in normal form (sorted)
+    istio_gateway: str | None  # namespace/name of the Istio Gateway (Istio output)
+    origin: Span
+
+    def preview_host(self, key: str) -> str:
+        return f"{key}.{self.preview_domain}"
+
+    def key_of_host(self, host: str) -> str | None:
+        """The routing key a preview host names (`<key>.<previewDomain>`, any case, port ignored), else None."""
+        if self.preview_domain is None:
+            return None
+        host = host.strip().lower()
+        bare, colon, port = host.rpartition(":")
+        if colon and port.isdigit():
+            host = bare
+        label, dot, rest = host.rstrip(".").partition(".")
+        return label if dot and rest == self.preview_domain else None
+
+
+@dataclass(frozen=True)
 class Model:
     routing: Routing
     services: tuple[Service, ...]  # sorted by id
@@ -298,6 +329,7 @@ class Model:
     sandboxes: tuple[Sandbox, ...] = ()  # every sandbox, expired ones included, sorted by name
     user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
     generated: tuple[UserObject, ...] = ()  # objects lowering made for backends to render (workload forks)
+    edge: Edge | None = None
 
     @cached_property
     def index(self) -> ServiceIndex:

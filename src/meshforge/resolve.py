@@ -8,6 +8,7 @@ everything is sorted, so the model does not depend on the order of files or docu
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import assert_never
@@ -16,6 +17,7 @@ from .diagnostics import Diagnostics, Span, did_you_mean
 from .model import (
     DEFAULT_CLUSTER_DOMAIN,
     Dependency,
+    Edge,
     EndpointsDestination,
     Fork,
     HostDestination,
@@ -32,7 +34,7 @@ from .model import (
     rfc3339,
 )
 from .names import ROUTING_KEY_HINT, valid_routing_key
-from .spec.decls import Decls, RouteGroupDecl, SandboxDecl, ServiceDecl
+from .spec.decls import Decls, EdgeDecl, RouteGroupDecl, SandboxDecl, ServiceDecl
 
 
 def parse_time(value: str) -> datetime:
@@ -115,10 +117,82 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
         if claim_key(rg.key, rg.key_span, f"route group {rg.name}") and kr is not None:
             keys.append(kr)
 
-    return Model(routing=routing, services=services, keys=tuple(sorted(keys, key=lambda k: k.key)),
+    edge = _edge(decls.edges, names, diags)
+    return Model(routing=routing, services=services, edge=edge, keys=tuple(sorted(keys, key=lambda k: k.key)),
                  sandboxes=tuple(sandboxes[n] for n in sorted(sandboxes)),
                  user_objects=tuple(sorted(decls.user_objects,
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))))
+
+
+def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | None:
+    """The one edge of the mesh: its service bound to an HTTP port, its addresses checked."""
+    if not decls:
+        return None
+    first, *others = sorted(decls, key=lambda e: e.span)
+    for e in others:
+        diags.error("MF222", f"a second edge is declared (the first at {first.span.at()})", e.span,
+                    "the edge is mesh-wide: declare it in one Baseline")
+    e = first
+    ok = True
+    svc = names.find(e.service, e.namespace)
+    port = None
+    if svc is None:
+        ok = False
+        diags.error("MF201", f"unknown service {e.service!r} for the edge", e.service_span,
+                    names.hint(e.service, e.namespace) or "name the service that outside traffic reaches")
+    elif e.port is not None:
+        port = next((p for p in svc.ports if p.number == e.port), None)
+        if port is None or not port.routable:
+            ok = False
+            have = ", ".join(f"{p.number}/{p.protocol}" for p in svc.ports)
+            diags.error("MF212" if port is None else "MF202",
+                        f"port {e.port} of {svc.id} is {'not a port of the service' if port is None else 'not HTTP'} "
+                        f"({have})", e.port_span, "name an HTTP port of the service, or leave port out")
+            port = None
+    else:
+        port = next((p for p in svc.routable_ports if not p.undeclared), None) or \
+            next(iter(svc.routable_ports), None)
+        if port is None:
+            ok = False
+            protos = ", ".join(f"{p.number}/{p.protocol}" for p in svc.ports)
+            diags.error("MF202", f"the edge service {svc.id} has no HTTP port ({protos})", e.service_span,
+                        "the edge speaks HTTP: point it at a service with an http-*/grpc-* port or an appProtocol")
+    if port is not None and port.undeclared:
+        diags.warning("MF219", f"port {port.number} of edge service {svc.id} declares no protocol; the edge "
+                      "speaks HTTP to it", port.origin, "name the port http-* or set appProtocol: http")
+    if not e.hosts and e.preview_domain is None:
+        ok = False
+        diags.error("MF102", "the edge has neither hosts nor previewDomain", e.span,
+                    "add hosts: [shop.example.com] and/or previewDomain: preview.example.com")
+    if e.preview_domain is not None:
+        for h, span in e.hosts:
+            bare = h.removeprefix("*.")
+            if bare == e.preview_domain or bare.endswith("." + e.preview_domain) or \
+                    (h.startswith("*.") and e.preview_domain.endswith("." + bare)):
+                ok = False
+                diags.error("MF223", f"host {h!r} overlaps the preview domain {e.preview_domain!r}", span,
+                            "preview hosts are <routing key>.<previewDomain>; give the public hosts another domain")
+    sources = []
+    for text, span in e.trusted_sources:
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as err:
+            ok = False
+            try:
+                hint = f"write {ipaddress.ip_network(text, strict=False)}"
+            except ValueError:
+                hint = "write a CIDR such as 10.0.0.0/8 or an address such as 192.0.2.7"
+            diags.error("MF104", f"trusted source {text!r} is not a CIDR: {err}", span, hint)
+            continue
+        sources.append(net)
+    if not ok or svc is None or port is None:
+        return None
+    gateway = e.istio_gateway or "istio-system/ingressgateway"
+    if "/" not in gateway:
+        gateway = f"{svc.namespace}/{gateway}"
+    return Edge(svc.id, port.number, tuple(sorted(h for h, _ in e.hosts)), e.preview_domain,
+                tuple(str(n) for n in sorted(set(sources), key=lambda n: (n.version, n.network_address, n.prefixlen))),
+                gateway, e.span)
 
 
 def _services(decls: list[ServiceDecl], diags: Diagnostics) -> dict[str, ServiceDecl]:

@@ -15,6 +15,7 @@ from .names import dns1123_label, label_key, label_value
 from .spec.schema import load_schema
 from .yamlout import dump_yaml
 
+
 def _schema_pattern(*path: str) -> re.Pattern:
     """A field's pattern from the Sandbox schema, the one source of truth, as a full match."""
     node = load_schema("Sandbox")

@@ -9,6 +9,7 @@ server (`server/`) serves them; neither imports the other, both import this modu
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,7 +26,12 @@ WILDCARD_TYPES = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 SHORT_NAMES = {LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS", CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS"}
 
 OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming the sidecar's listener port
+LISTEN_ADDRESS_METADATA = "meshforge.listen_address"  # node metadata key: the edge's listener HOST:PORT
+EDGE_NODE = "meshforge-edge"  # node.cluster of the edge proxy (never a service id: those are name.namespace)
 DEFAULT_OUTBOUND_PORT = 15001
+DEFAULT_EDGE_PORT = 8080
+SIDECAR_HOST = "127.0.0.1"  # sidecars listen on loopback: applications call them as their HTTP proxy
+EDGE_HOST = "0.0.0.0"  # the edge listens for outside traffic
 DEFAULT_ADMIN_PORT = 15000
 MAX_PORT = 65535
 
@@ -50,6 +56,22 @@ def outbound_port(value: object) -> int:
     if not isinstance(value, int) or not 1 <= value <= MAX_PORT:
         raise ValueError(f"{value!r} is not a port (1-{MAX_PORT})")
     return value
+
+
+def listen_address(value: object) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [ADDR]:PORT) from node metadata; ValueError when it is not one."""
+    if not isinstance(value, str) or not 3 <= len(value) <= 300:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{value!r}: the listen host must be an IP address") from None
+    return host, outbound_port(port)
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,7 @@ class Snapshot(Protocol):
         """Mesh-wide settings every node's configuration depends on; a change here changes every node."""
         ...
 
-    def resources(self, node: str, port: int) -> Mapping[str, Mapping[str, Resource]]:
-        """Type URL -> resource name -> resource for one node whose listener is on `port`."""
+    def resources(self, node: str, port: int, host: str | None = None) -> Mapping[str, Mapping[str, Resource]]:
+        """Type URL -> resource name -> resource for one node whose listener is on `host:port`
+        (None: the node kind's default host)."""
         ...

@@ -9,7 +9,8 @@ import yaml
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data) -> bool:
+        return True  # a shared object is written out each time: no &anchors / *aliases for a reviewer to chase
 
 
 # YAML 1.1 booleans that PyYAML's resolver does not know, but Envoy's and Kubernetes' parsers do: a routing

@@ -9,12 +9,14 @@ receives meshforge's routes at the top instead of a second VirtualService (Istio
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import assert_never
 
-from ..carriers import baggage_regex
+from ..carriers import any_member_regex, baggage_regex
 from ..diagnostics import Diagnostics
 from ..model import (
+    Edge,
     EndpointsDestination,
     Fork,
     HostDestination,
@@ -32,6 +34,7 @@ API = "networking.istio.io/v1"
 GROUP = "networking.istio.io"
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
 SANDBOX_LABEL = "meshforge.dev/sandbox"
+ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
 
@@ -250,12 +253,70 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
                 objects.append(_service_entry(svc, sandbox, f.destination))
+    if model.edge is not None:
+        objects.extend(_edge(model, model.edge, diags))
     # A user's VirtualService is always in the output, as written when no fork touches its host: when the
     # last sandbox of a host goes, applying the output restores the user's own routes.
     for vs in model.user_objects_of(GROUP, "VirtualService"):
         if vs not in merged:
             objects.append(IstioObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body)))
     return sorted(objects, key=IstioObject.sort_key)
+
+
+def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[IstioObject]:
+    """VirtualServices bound to the edge Gateway: the public hosts go to the baseline with the caller's
+    routing header removed; each preview host sets its key and goes to the key's version of the edge
+    service; other preview hosts get a 404. Nodes behind the edge route by the key as usual."""
+    routing = model.routing
+    svc = model.service_by_id[edge.service]
+    port = next(p for p in svc.ports if p.number == edge.port)
+    forks = model.forks_by_service.get(svc.id, ())
+    routes = _routes(model, svc, forks).ports[svc.routable_ports.index(port)]
+    baseline = routes.default["route"]  # copied into each route below: YAML must not alias shared lists
+    fork_of = dict(forks)
+    member = {"baggage": {"regex": any_member_regex(routing.baggage_key)}}
+    ns = svc.namespace
+    out = []
+    diags.warning("MF304", "the Istio edge cannot remove one member of the baggage header: from a request whose "
+                  f"baggage carries {routing.baggage_key}=..., it removes the whole baggage header (the caller's "
+                  "other members are lost for that request); requests without it keep their baggage", edge.origin,
+                  "use the Envoy edge (meshforge bootstrap --edge) to keep the other members")
+    if edge.trusted_sources:
+        diags.warning("MF305", "an Istio VirtualService cannot match the caller's address, so the Istio edge "
+                      "removes every caller's routing key, trusted sources' included", edge.origin,
+                      "trusted callers inside the mesh can call the edge service directly (its sidecar honours "
+                      "their key), or use the Envoy edge")
+
+    def vs(name: str, hosts: list[str], http: list[dict], labels: dict | None = None) -> IstioObject:
+        meta = _meta(name, ns)
+        meta["labels"].update(labels or {})
+        return IstioObject("VirtualService", ns, name, {
+            "apiVersion": API, "kind": "VirtualService", "metadata": meta,
+            "spec": {"hosts": hosts, "gateways": [edge.istio_gateway], "http": http}})
+
+    if edge.hosts:
+        out.append(vs("meshforge-edge", list(edge.hosts), [
+            {"name": "meshforge-edge-outside-baggage-key", "match": [{"headers": member}],
+             "headers": {"request": {"remove": [routing.header, "baggage"]}}, "route": deepcopy(baseline)},
+            {"name": "meshforge-edge", "headers": {"request": {"remove": [routing.header]}},
+             "route": deepcopy(baseline)}]))
+    if edge.preview_domain:
+        for kr in model.keys:
+            fork = fork_of.get(kr.key)
+            dest = [{"destination": _destination(svc, port, fork)}] if fork is not None else baseline
+            value = f"{routing.baggage_key}={kr.key}"
+            label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+            out.append(vs(f"meshforge-edge-preview-{kr.key}", [edge.preview_host(kr.key)], [
+                {"name": f"meshforge-preview-{kr.key}-replace-baggage-key", "match": [{"headers": member}],
+                 "headers": {"request": {"set": {routing.header: kr.key, "baggage": value}}}, "route": deepcopy(dest)},
+                {"name": f"meshforge-preview-{kr.key}",
+                 "headers": {"request": {"set": {routing.header: kr.key}, "add": {"baggage": value}}},
+                 "route": deepcopy(dest)}], label))
+        out.append(vs("meshforge-edge-unknown-preview", [f"*.{edge.preview_domain}"], [
+            {"name": "meshforge-unknown-preview-host", "directResponse": {"status": 404, "body": {"string": (
+                "meshforge: no active sandbox or route group has the routing key this host names "
+                f"(<routing key>.{edge.preview_domain}); it may have expired or been deleted\n")}}}]))
+    return out
 
 
 def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> IstioObject:

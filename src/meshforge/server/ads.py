@@ -31,12 +31,14 @@ from ..xdsapi import (
     CLUSTER_TYPE,
     DEFAULT_OUTBOUND_PORT,
     ENDPOINT_TYPE,
+    LISTEN_ADDRESS_METADATA,
     LISTENER_TYPE,
     OUTBOUND_PORT_METADATA,
     PUSH_ORDER,
     ROUTE_TYPE,
     SHORT_NAMES,
     WILDCARD_TYPES,
+    listen_address,
     outbound_port,
     short_name,
 )
@@ -113,6 +115,7 @@ class _Stream:
         self.node_id = ""
         self.node = ""  # node.cluster: the service this proxy is the sidecar of
         self.port = DEFAULT_OUTBOUND_PORT
+        self.host: str | None = None  # the listener's address; None: the node kind's default
         self.types: dict[str, _TypeState] = {}
         self.queue: asyncio.Queue = asyncio.Queue()
         self.out: asyncio.Queue = asyncio.Queue()
@@ -133,11 +136,19 @@ class _Stream:
             except ValueError as e:
                 raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"node {node.id!r}: metadata {OUTBOUND_PORT_METADATA}: {e}") from None
+        meta = node.metadata.fields.get(LISTEN_ADDRESS_METADATA)
+        if meta is not None:
+            try:
+                self.host, self.port = listen_address(_port_value(meta))
+            except ValueError as e:
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"node {node.id!r}: metadata {LISTEN_ADDRESS_METADATA}: {e}") from None
         self.server.authorize(self, node)
         self.node_id, self.node = node.id, node.cluster
         if self.cache.snapshot is not None and not self.cache.known_node(self.node):
-            log.warning("node %s (cluster %r) names no known service: it gets an empty configuration; "
-                        "set node.cluster to name.namespace of a baseline service", node.id, node.cluster)
+            log.warning("node %s (cluster %r) names no known service (nor the edge, when one is declared): it "
+                        "gets an empty configuration; set node.cluster to name.namespace of a baseline service",
+                        node.id, node.cluster)
         log.info("%s stream from %s: node %s, cluster %s, outbound port %d", self.kind, self.peer, node.id,
                  node.cluster, self.port)
 
@@ -149,7 +160,7 @@ class _Stream:
         return {n: r for n, r in res.items() if n in st.names}
 
     def source(self, type_url: str) -> dict:
-        return self.cache.resources(self.node, self.port).get(type_url, {})
+        return self.cache.resources(self.node, self.port, self.host).get(type_url, {})
 
     def unchanged(self, st: _TypeState, type_url: str, keep_removed: bool) -> bool:
         """True when this type was last sent from the very same snapshot dict under the same

@@ -33,10 +33,10 @@ class SnapshotCache:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._queues.discard(q)
 
-    def resources(self, node: str, port: int) -> dict:
+    def resources(self, node: str, port: int, host: str | None = None) -> dict:
         if self.snapshot is None:
             return {}
-        return self.snapshot.resources(node, port)
+        return self.snapshot.resources(node, port, host)
 
     def known_node(self, node: str) -> bool:
         return self.snapshot is not None and node in self.snapshot.nodes

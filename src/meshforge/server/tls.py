@@ -3,7 +3,8 @@
 Input: certificate, key and (for mutual TLS) client CA files; a peer's verified certificate identities.
 Output: gRPC server credentials, an SSL context for the admin server, and the authorisation rule:
 a proxy may ask only for the configuration of the service its certificate names, as a DNS SAN
-`name.namespace` or a SPIFFE ID `spiffe://<trust domain>/ns/<namespace>/sa/<name>`.
+`name.namespace` or a SPIFFE ID `spiffe://<trust domain>/ns/<namespace>/sa/<name>`; the edge proxy's
+certificate names `meshforge-edge` (DNS SAN, or a SPIFFE ID whose service account is meshforge-edge).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from ..xdsapi import EDGE_NODE
 from .ads import StreamError
 
 _SPIFFE = re.compile(r"spiffe://[^/]+/ns/([a-z0-9-]+)/sa/([a-z0-9-]+)")
@@ -48,6 +50,8 @@ def may_ask_for(node_cluster: str, names: set[str]) -> bool:
     """True when a certificate with these SANs (DNS names and URIs) belongs to service `node_cluster`."""
     if node_cluster in names:
         return True
+    if node_cluster == EDGE_NODE:  # the edge proxy: a SPIFFE identity whose service account is meshforge-edge
+        return any((m := _SPIFFE.fullmatch(n)) is not None and m[2] == EDGE_NODE for n in names)
     name, _, namespace = node_cluster.partition(".")
     return any((m := _SPIFFE.fullmatch(n)) is not None and (m[1], m[2]) == (namespace, name) for n in names)
 

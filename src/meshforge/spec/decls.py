@@ -83,9 +83,26 @@ class Settings:
 
 
 @dataclass
+class EdgeDecl:
+    """A Baseline's `edge` block as written; `resolve` binds the service and checks the addresses."""
+
+    service: str
+    namespace: str  # the Baseline's namespace, where a bare service name resolves
+    port: int | None
+    hosts: tuple[tuple[str, Span], ...]
+    preview_domain: str | None
+    trusted_sources: tuple[tuple[str, Span], ...]
+    istio_gateway: str | None
+    span: Span  # the `edge` block
+    service_span: Span
+    port_span: Span
+
+
+@dataclass
 class Decls:
     services: list[ServiceDecl] = field(default_factory=list)
     sandboxes: list[SandboxDecl] = field(default_factory=list)
     route_groups: list[RouteGroupDecl] = field(default_factory=list)
     settings: list[Settings] = field(default_factory=list)
     user_objects: list[UserObject] = field(default_factory=list)
+    edges: list[EdgeDecl] = field(default_factory=list)

@@ -27,6 +27,7 @@ from . import kubernetes
 from .decls import (
     Decls,
     DepRef,
+    EdgeDecl,
     ForkDecl,
     RouteGroupDecl,
     SandboxDecl,
@@ -50,6 +51,7 @@ def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls
         out.route_groups.extend(p.route_groups)
         out.settings.extend(p.settings)
         out.user_objects.extend(p.user_objects)
+        out.edges.extend(p.edges)
     out.services.extend(kubernetes.import_services(k8s, diags))
     return out
 
@@ -126,6 +128,15 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
     routing = spec.get("routing") or {}
     decls.settings.append(Settings(routing.get("baggageKey"), routing.get("header"), spec.get("clusterDomain"),
                                    doc.span("/spec")))
+    if "edge" in spec:
+        e = spec["edge"]
+        decls.edges.append(EdgeDecl(
+            e["service"], default_ns, e.get("port"),
+            tuple((h, doc.span(f"/spec/edge/hosts/{j}")) for j, h in enumerate(e.get("hosts") or ())),
+            e.get("previewDomain"),
+            tuple((src, doc.span(f"/spec/edge/trustedSources/{j}")) for j, src in enumerate(e.get("trustedSources") or ())),
+            e.get("istioGateway"), doc.span("/spec/edge", key=True), doc.span("/spec/edge/service"),
+            doc.span("/spec/edge/port")))
     for i, svc in enumerate(spec.get("services") or []):
         base = f"/spec/services/{i}"
         ns = svc.get("namespace", default_ns)

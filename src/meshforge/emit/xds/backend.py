@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from ...diagnostics import Diagnostics
 from ...model import Model
-from ...xdsapi import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from ...xdsapi import CLUSTER_TYPE, EDGE_NODE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 from ...yamlout import dump_yaml
 from . import names
 from .bootstrap import node_proto
@@ -39,11 +39,11 @@ def dump(data: dict) -> str:
     return dump_yaml(data, sort_keys=True)
 
 
-def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int) -> dict[str, str]:
+def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_port: int) -> dict[str, str]:
     snap = XdsCompiler(eds=True).compile(model)
     out = {}
     for node in sorted(snap.nodes):
-        res = snap.resources(node, outbound_port)
+        res = snap.resources(node, edge_port if node == EDGE_NODE else outbound_port)
         doc = {"node": node, "resources": {}}
         for type_url in SECTION:  # the order a reader expects: listeners first
             items = []
@@ -54,22 +54,24 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int) -> dict[
     return out
 
 
-def bootstrap_static(model: Model, node: str, snap: Snapshot, outbound_port: int,
-                     admin_port: int) -> bootstrap_pb2.Bootstrap:
-    """A node's whole configuration inline: `envoy -c FILE` runs it with no server."""
+def bootstrap_static(model: Model, node: str, snap: Snapshot, port: int, admin_port: int) -> bootstrap_pb2.Bootstrap:
+    """A node's whole configuration inline: `envoy -c FILE` runs it with no server. `port` is the sidecar's
+    outbound port, or the edge's listener port."""
     cfg = snap.nodes[node]
-    route = route_pb2.RouteConfiguration.FromString(cfg.routes[names.ROUTE_CONFIG].body)
-    b = bootstrap_pb2.Bootstrap(node=node_proto(node, f"{node}~static", outbound_port))
+    route = route_pb2.RouteConfiguration.FromString(cfg.routes[cfg.kind.route_config].body)
+    b = bootstrap_pb2.Bootstrap(node=node_proto(node, f"{node}~static", port))
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))
-    b.static_resources.listeners.append(cfg.kind.listener(outbound_port, model.routing, route))
+    b.static_resources.listeners.append(cfg.kind.listener(cfg.kind.default_host, port, model.routing, model.edge, route))
     b.static_resources.clusters.extend(cluster_pb2.Cluster.FromString(r.body) for _, r in sorted(cfg.clusters.items()))
     return b
 
 
-def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin_port: int) -> dict[str, str]:
+def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin_port: int,
+                  edge_port: int) -> dict[str, str]:
+    """A bootstrap per sidecar, and `edge.yaml` for the edge proxy when the model declares an edge."""
     snap = XdsCompiler(eds=False).compile(model)
-    return {names.node_file(node): dump(to_dict(bootstrap_static(model, node, snap, outbound_port, admin_port)))
-            for node in sorted(snap.nodes)}
-
+    return {names.node_file(node): dump(to_dict(bootstrap_static(
+        model, node, snap, edge_port if node == EDGE_NODE else outbound_port, admin_port)))
+        for node in sorted(snap.nodes)}

@@ -1,4 +1,5 @@
-"""`meshforge bootstrap`: the Envoy bootstrap of one sidecar that gets everything else from `serve` over ADS.
+"""`meshforge bootstrap`: the Envoy bootstrap of one sidecar (or the edge proxy) that gets everything else
+from `serve` over ADS.
 
 Input: the service the sidecar belongs to and where `serve` listens. Output: a Bootstrap message.
 `node.cluster` names the service (name.namespace); node metadata carries the outbound port.
@@ -26,15 +27,26 @@ from google.protobuf import any_pb2, duration_pb2, struct_pb2
 
 from ...model import DEFAULT_NAMESPACE
 from ...names import is_ip
-from ...xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, OUTBOUND_PORT_METADATA
+from ...xdsapi import (
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_OUTBOUND_PORT,
+    EDGE_NODE,
+    LISTEN_ADDRESS_METADATA,
+    OUTBOUND_PORT_METADATA,
+)
 from .names import XDS_CLUSTER
 from .resources import _h2_options, ads_source
 
 
-def node_proto(cluster: str, node_id: str, outbound_port: int) -> base_pb2.Node:
-    """`node.cluster` names the service; the metadata says which port the outbound listener takes."""
+def node_proto(cluster: str, node_id: str, outbound_port: int, listen: tuple[str, int] | None = None) -> base_pb2.Node:
+    """`node.cluster` names the service (or the edge); the metadata says which port the outbound listener
+    takes, or (the edge) the address its listener binds."""
     meta = struct_pb2.Struct()
-    meta.update({OUTBOUND_PORT_METADATA: str(outbound_port)})
+    if listen is None:
+        meta.update({OUTBOUND_PORT_METADATA: str(outbound_port)})
+    else:
+        host, port = listen
+        meta.update({LISTEN_ADDRESS_METADATA: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"})
     return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
 
 
@@ -68,11 +80,19 @@ def _tls_socket(tls: XdsTls, xds_host: str) -> base_pb2.TransportSocket:
     return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=any_)
 
 
-def ads_bootstrap(service: str, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
+def ads_bootstrap(service: str | None, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
                   admin_port: int = DEFAULT_ADMIN_PORT, node_id: str | None = None,
-                  delta: bool = False, tls: XdsTls | None = None) -> bootstrap_pb2.Bootstrap:
-    cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
-    b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}", outbound_port))
+                  delta: bool = False, tls: XdsTls | None = None,
+                  edge_listen: tuple[str, int] | None = None) -> bootstrap_pb2.Bootstrap:
+    """A sidecar's bootstrap (`service`), or with `edge_listen` (HOST, PORT) the edge proxy's."""
+    if edge_listen is not None:
+        cluster = EDGE_NODE
+    elif service is None:
+        raise ValueError("a sidecar bootstrap needs its service")
+    else:
+        cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
+    b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}",
+                                                outbound_port, edge_listen))
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...model import Model, Routing, Service
-from ...xdsapi import CLUSTER_TYPE, DEFAULT_OUTBOUND_PORT, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, Resource
+from ...model import Edge, Model, Routing, Service
+from ...xdsapi import (
+    CLUSTER_TYPE,
+    DEFAULT_OUTBOUND_PORT,
+    EDGE_NODE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    Resource,
+)
 from . import names, resources
-from .nodes import SIDECAR, NodeKind
+from .nodes import EDGE, SIDECAR, NodeKind
 
 
 def _ser(msg) -> bytes:
@@ -61,27 +69,30 @@ class NodeConfig:
 
 @dataclass
 class Snapshot:
-    nodes: dict[str, NodeConfig]  # node cluster (name.namespace) -> its config (shared between same-scope nodes)
+    nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
     routing: Routing
-    _listeners: dict[tuple[str, int], dict[str, Resource]] = field(default_factory=dict)
+    edge: Edge | None = None
+    _listeners: dict[tuple[str, str, int], dict[str, Resource]] = field(default_factory=dict)
 
     @property
     def settings(self) -> Routing:
         return self.routing
 
-    def listeners(self, kind: NodeKind, port: int) -> dict[str, Resource]:
-        key = (kind.name, port)
+    def listeners(self, kind: NodeKind, port: int, host: str | None = None) -> dict[str, Resource]:
+        host = host or kind.default_host
+        key = (kind.name, host, port)
         if key not in self._listeners:
-            self._listeners[key] = {names.LISTENER: Resource.of(names.LISTENER, LISTENER_TYPE,
-                                                                _ser(kind.listener(port, self.routing, None)))}
+            lis = kind.listener(host, port, self.routing, self.edge, None)
+            self._listeners[key] = {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
         return self._listeners[key]
 
-    def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT) -> dict[str, dict[str, Resource]]:
+    def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT,
+                  host: str | None = None) -> dict[str, dict[str, Resource]]:
         """type URL -> name -> resource for one node; an unknown node gets an empty, valid config."""
         cfg = self.nodes.get(node)
         if cfg is None:
             return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
-        return {LISTENER_TYPE: self.listeners(cfg.kind, port), ROUTE_TYPE: cfg.routes,
+        return {LISTENER_TYPE: self.listeners(cfg.kind, port, host), ROUTE_TYPE: cfg.routes,
                 CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
 
 
@@ -94,6 +105,8 @@ class XdsCompiler:
         self._artifacts: dict[str, _ServiceArtifacts] = {}
         self._groups: dict[tuple, NodeConfig] = {}
         self._routing: Routing | None = None
+        self._edge: tuple | None = None  # (signature, NodeConfig) of the edge node
+        self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host bytes
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
 
     def compile(self, model: Model) -> Snapshot:
@@ -136,7 +149,45 @@ class XdsCompiler:
                 groups[key] = cfg
             nodes[svc.id] = cfg
         self._groups = groups
-        return Snapshot(nodes, model.routing)
+        if model.edge is not None and model.edge.service in frozen_live:
+            nodes[EDGE_NODE] = self._edge_node(model, model.edge)
+        else:
+            self._edge = None
+        return Snapshot(nodes, model.routing, model.edge)
+
+    def _edge_node(self, model: Model, edge: Edge) -> NodeConfig:
+        """The edge's public host (the edge service's routing table under the public names), a preview host
+        per active key, a 404 for other preview hosts, and the edge service's clusters. Rebuilt when the
+        edge, its service or the set of keys changes; each preview host's bytes are kept."""
+        svc = model.service_by_id[edge.service]
+        art = self._artifacts[edge.service]
+        forked = {k for k, _ in model.forks_by_service.get(edge.service, ())}
+        keys = tuple((kr.key, kr.key in forked) for kr in model.keys)
+        sig = (edge, art, keys)
+        if self._edge is not None and self._edge[0] == sig:
+            return self._edge[1]
+        port = next(p for p in svc.ports if p.number == edge.port)
+        parts = [_field(1, names.EDGE_ROUTE_CONFIG.encode())]
+        if edge.hosts:
+            parts.append(_field(2, _ser(resources.virtual_host(
+                svc, port, model.forks_by_service.get(edge.service, ()), model.routing, True, True, list(edge.hosts)))))
+        if edge.preview_domain:
+            previews = {}
+            for key, forks_edge in keys:
+                cluster = names.cluster(port.number, svc.fqdn, key if forks_edge else "")
+                vh = self._previews.get((key, cluster))
+                if vh is None:
+                    vh = _ser(resources.preview_virtual_host(edge.preview_host(key), key, cluster))
+                previews[(key, cluster)] = vh
+                parts.append(_field(2, vh))
+            self._previews = previews
+            parts.append(_field(2, _ser(resources.unknown_preview_virtual_host(edge))))
+        route = Resource.of(names.EDGE_ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
+        cfg = NodeConfig(EDGE, {names.EDGE_ROUTE_CONFIG: route}, {r.name: r for r in sorted(art.clusters, key=lambda r: r.name)},
+                         {r.name: r for r in sorted(art.endpoints, key=lambda r: r.name)})
+        self._edge = (sig, cfg)
+        self.stats["groups_rebuilt"] += 1
+        return cfg
 
     def _build_service(self, svc: Service, forks, model: Model) -> _ServiceArtifacts:
         ports = svc.routable_ports

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from ...xdsapi import EDGE_NODE
+
 LISTENER = "meshforge_outbound"
 ROUTE_CONFIG = "meshforge_outbound"
+EDGE_LISTENER = "meshforge_edge"
+EDGE_ROUTE_CONFIG = "meshforge_edge"
 XDS_CLUSTER = "meshforge_xds"  # the bootstrap's cluster for the control plane
 
 
@@ -16,6 +20,6 @@ def virtual_host(service_id: str, port: int) -> str:
     return f"{service_id}:{port}"
 
 
-def node_file(service_id: str) -> str:
-    """`render -o DIR` writes each node's file as DIR/<name>.<namespace>.yaml."""
-    return f"{service_id}.yaml"
+def node_file(node: str) -> str:
+    """`render -o DIR` writes each sidecar's file as DIR/<name>.<namespace>.yaml, and the edge's as edge.yaml."""
+    return "edge.yaml" if node == EDGE_NODE else f"{node}.yaml"

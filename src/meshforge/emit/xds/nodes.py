@@ -1,9 +1,10 @@
 """Node kinds: what sort of proxy a node is, and how its listener and scope are built.
 
-Input: a service (for a sidecar) and the services with routable ports. Output: the node's scope (which
-services it is told about, and the key under which nodes with the same scope share one
-configuration) and its listener. A sidecar is told about the services it depends on and listens on
-its outbound port; another kind (the edge proxy) is one more `NodeKind` with its own builders.
+Input: a service (for a sidecar) or the mesh's edge, and the services with routable ports. Output:
+the node's scope (which services it is told about, and the key under which nodes with the same scope
+share one configuration) and its listener. A sidecar is told about the services it depends on and
+listens on loopback at its outbound port; the edge proxy is told about the edge service, serves the
+public and preview hosts, and listens where its bootstrap says.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from typing import Callable
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
-from ...model import Routing, Service
-from . import resources
+from ...model import Edge, Routing, Service
+from ...xdsapi import EDGE_HOST, SIDECAR_HOST
+from . import names, resources
 
-ListenerBuilder = Callable[[int, Routing, "route_pb2.RouteConfiguration | None"], listener_pb2.Listener]
+# (host, port, routing, the mesh's edge, inline route configuration or None for RDS) -> Listener
+ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None"],
+                           listener_pb2.Listener]
 
 
 @dataclass(frozen=True)
 class NodeKind:
     name: str
-    listener: ListenerBuilder  # (port, routing, inline route configuration or None for RDS) -> Listener
+    listener: ListenerBuilder
+    route_config: str  # the name of its route configuration (RDS)
+    default_host: str  # where it listens unless its bootstrap says otherwise
 
     def scope(self, svc: Service, live: frozenset[str], all_ids: tuple[str, ...]) -> tuple[tuple, tuple[str, ...]]:
         """(group key, service ids the node is told about). Nodes with one key share one configuration."""
@@ -35,4 +41,5 @@ class NodeKind:
         return (self.name, svc.namespace, scope), scope
 
 
-SIDECAR = NodeKind("sidecar", resources.listener)
+SIDECAR = NodeKind("sidecar", resources.listener, names.ROUTE_CONFIG, SIDECAR_HOST)
+EDGE = NodeKind("edge", resources.edge_listener, names.EDGE_ROUTE_CONFIG, EDGE_HOST)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
 from envoy.config.core.v3 import extension_pb2 as core_extension_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -23,6 +24,9 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.http.early_header_mutation.header_mutation.v3 import (
+    header_mutation_pb2 as early_header_mutation_pb2,
+)
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
@@ -30,6 +34,7 @@ from xds.core.v3 import extension_pb2 as xds_extension_pb2
 from xds.type.matcher.v3 import matcher_pb2, string_pb2
 
 from ...model import (
+    Edge,
     Endpoint,
     EndpointsDestination,
     HostDestination,
@@ -154,9 +159,12 @@ def domains(svc: Service, port: Port, same_namespace: bool, default_port: bool) 
 
 
 def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespace: bool,
-                 default_port: bool) -> route_components_pb2.VirtualHost:
-    vh = route_components_pb2.VirtualHost(name=names.virtual_host(svc.id, port.number),
-                                          domains=domains(svc, port, same_namespace, default_port))
+                 default_port: bool, hosts: list[str] | None = None) -> route_components_pb2.VirtualHost:
+    """The routing table of one service port: the baseline, and per routing key its fork (O(1) lookup).
+    `hosts` replaces the service's own names (the edge's public hosts)."""
+    vh = route_components_pb2.VirtualHost(
+        name=names.virtual_host(svc.id, port.number) if hosts is None else f"public:{svc.id}:{port.number}",
+        domains=domains(svc, port, same_namespace, default_port) if hosts is None else hosts)
     baseline = _route(names.cluster(port.number, svc.fqdn), "baseline")
     keyed = list(forks)  # every fork has a cluster (clusters_for)
     if not keyed:
@@ -176,38 +184,119 @@ def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
     return rc
 
 
-def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
-    """The Lua filter that lifts the key out of `baggage`, wrapped in a matcher that skips it for
-    requests whose `baggage` does not even contain the baggage key (most traffic): those pay a
-    substring test in C++ instead of a Lua call."""
-    lua_filter = lua_pb2.Lua(
-        default_source_code=base_pb2.DataSource(inline_string=lua.source(routing.baggage_key, routing.header)),
-        clear_route_cache=wrappers_pb2.BoolValue(value=True))
+def _header_contains(header: str, text: str, ignore_case: bool = False):
     P = matcher_pb2.Matcher.MatcherList.Predicate
-    carries_key = P(single_predicate=P.SinglePredicate(
+    return P(single_predicate=P.SinglePredicate(
         input=xds_extension_pb2.TypedExtensionConfig(
-            name="baggage", typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name="baggage"))),
-        value_match=string_pb2.StringMatcher(contains=routing.baggage_key)))
+            name=header, typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=header))),
+        value_match=string_pb2.StringMatcher(contains=text, ignore_case=ignore_case)))
+
+
+def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFilter:
+    """A Lua filter that runs only for requests matching one of the `wanted` predicates: the others (most
+    traffic) pay a substring test in C++ instead of a Lua call."""
+    lua_filter = lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=source),
+                             clear_route_cache=wrappers_pb2.BoolValue(value=True))
+    P = matcher_pb2.Matcher.MatcherList.Predicate
+    wants = wanted[0] if len(wanted) == 1 else P(or_matcher=P.PredicateList(predicate=wanted))
     skip = matcher_pb2.Matcher(matcher_list=matcher_pb2.Matcher.MatcherList(matchers=[
         matcher_pb2.Matcher.MatcherList.FieldMatcher(
-            predicate=P(not_matcher=carries_key),
+            predicate=P(not_matcher=wants),
             on_match=matcher_pb2.Matcher.OnMatch(action=xds_extension_pb2.TypedExtensionConfig(
                 name="skip", typed_config=_any(skip_action_pb2.SkipFilter()))))]))
-    return hcm_pb2.HttpFilter(name="meshforge.baggage_routing_key", typed_config=_any(
+    return hcm_pb2.HttpFilter(name=name, typed_config=_any(
         extension_matcher_pb2.ExtensionWithMatcher(xds_matcher=skip, extension_config=core_extension_pb2.TypedExtensionConfig(
-            name="meshforge.baggage_routing_key", typed_config=_any(lua_filter)))))
+            name=name, typed_config=_any(lua_filter)))))
 
 
-def listener(port: int, routing: Routing, route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
-    """The outbound listener; RDS over ADS, or the route configuration inline (static bootstrap)."""
+def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
+    """The Lua filter that lifts the key out of `baggage`, skipped for requests whose `baggage` does
+    not even contain the baggage key."""
+    return _lua_unless_skipped("meshforge.baggage_routing_key", lua.source(routing.baggage_key, routing.header),
+                               [_header_contains("baggage", routing.baggage_key)])
+
+
+def _router() -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
+
+
+def _hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))
+
+
+def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
+             route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
+    """A sidecar's outbound listener; RDS over ADS, or the route configuration inline (static bootstrap)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
     else:
         hcm.route_config.CopyFrom(route_config)
     hcm.http_filters.append(baggage_filter(routing))
-    hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
-    return listener_pb2.Listener(
-        name=names.LISTENER, address=_socket("127.0.0.1", port),
-        filter_chains=[listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
-            name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])])
+    hcm.http_filters.append(_router())
+    return listener_pb2.Listener(name=names.LISTENER, address=_socket(host, port),
+                                 filter_chains=[listener_components_pb2.FilterChain(filters=[_hcm_filter(hcm)])])
+
+
+# -- the edge -----------------------------------------------------------------------------------------
+
+def preview_virtual_host(host: str, key: str, cluster_name: str) -> route_components_pb2.VirtualHost:
+    """`<key>.<previewDomain>`: one exact domain (looked up by hash), one route to the key's version."""
+    return route_components_pb2.VirtualHost(name=f"preview:{key}", domains=[host], routes=[_route(cluster_name, key)])
+
+
+def unknown_preview_virtual_host(edge: Edge) -> route_components_pb2.VirtualHost:
+    body = (f"meshforge: no active sandbox or route group has the routing key this host names "
+            f"(<routing key>.{edge.preview_domain}); it may have expired or been deleted\n")
+    return route_components_pb2.VirtualHost(
+        name="preview:unknown", domains=[f"*.{edge.preview_domain}"],
+        routes=[route_components_pb2.Route(
+            name="unknown-preview-host", match=route_components_pb2.RouteMatch(prefix="/"),
+            direct_response=route_components_pb2.DirectResponseAction(
+                status=404, body=base_pb2.DataSource(inline_string=body)))])
+
+
+def _edge_hcm(routing: Routing, edge: Edge, trusted: bool,
+              route_config: route_pb2.RouteConfiguration | None) -> hcm_pb2.HttpConnectionManager:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=f"{names.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        use_remote_address=wrappers_pb2.BoolValue(value=True),  # outside callers: the peer is who they are
+        strip_any_host_port=True)
+    if route_config is None:
+        hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.EDGE_ROUTE_CONFIG))
+    else:
+        hcm.route_config.CopyFrom(route_config)
+    if not trusted:  # before the route is chosen: an outside caller's routing header never selects one
+        hcm.early_header_mutation_extensions.append(core_extension_pb2.TypedExtensionConfig(
+            name="envoy.http.early_header_mutation.header_mutation",
+            typed_config=_any(early_header_mutation_pb2.HeaderMutation(
+                mutations=[mutation_rules_pb2.HeaderMutation(remove=routing.header)]))))
+    wanted = [_header_contains("baggage", routing.baggage_key)]
+    if edge.preview_domain:
+        wanted.append(_header_contains(":authority", "." + edge.preview_domain, ignore_case=True))
+    hcm.http_filters.append(_lua_unless_skipped(
+        "meshforge.edge_routing_key",
+        lua.edge_source(routing.baggage_key, routing.header, edge.preview_domain, trusted), wanted))
+    hcm.http_filters.append(_router())
+    return hcm
+
+
+def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
+                  route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
+    """The edge's listener: callers in `trusted_sources` (matched on the connection's peer address) keep
+    their routing key; everyone else's is removed before routing."""
+    if edge is None:
+        raise ValueError("an edge listener needs the model's edge")
+    chains = []
+    if edge.trusted_sources:
+        ranges = []
+        for cidr in edge.trusted_sources:
+            prefix, _, length = cidr.partition("/")
+            ranges.append(address_pb2.CidrRange(address_prefix=prefix, prefix_len=wrappers_pb2.UInt32Value(value=int(length))))
+        chains.append(listener_components_pb2.FilterChain(
+            name="trusted", filter_chain_match=listener_components_pb2.FilterChainMatch(source_prefix_ranges=ranges),
+            filters=[_hcm_filter(_edge_hcm(routing, edge, True, route_config))]))
+    chains.append(listener_components_pb2.FilterChain(
+        name="untrusted", filters=[_hcm_filter(_edge_hcm(routing, edge, False, route_config))]))
+    return listener_pb2.Listener(name=names.EDGE_LISTENER, address=_socket(host, port), filter_chains=chains)

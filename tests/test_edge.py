@@ -1,0 +1,210 @@
+"""The edge on real Envoys: an edge proxy and a chain of sidecars, all configured live by `meshforge serve`.
+
+web → cart → pay, each app behind its own sidecar, outside traffic through the edge (bootstrapped with
+`meshforge bootstrap --edge`). Preview hosts reach the key's version hop by hop; keys sent from outside
+`trustedSources` (the plain header in any case, the baggage member) reach only the baseline, and the
+caller's other baggage members arrive intact; a trusted caller's key is honoured. The trusted source
+is 127.0.0.2: the client binds it as its source address (all of 127/8 is loopback on Linux).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from contextlib import ExitStack
+
+import pytest
+
+from meshforge.emit.xds.backend import dump, to_dict
+from meshforge.emit.xds.bootstrap import ads_bootstrap
+from meshforge.envoyproc import Envoy, free_port
+
+from .envoy_harness import Backend
+from .serve_harness import Server, Sidecar, wait_until
+
+BASELINE = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging, namespace: shop}}
+spec:
+  edge:
+    service: web
+    hosts: [shop.example.test]
+    previewDomain: preview.example.test
+    trustedSources: [127.0.0.2/32]
+  services:
+  - name: web
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {web}}}]
+    dependsOn: [cart]
+  - name: cart
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {cart}}}]
+    dependsOn: [pay]
+  - name: pay
+    ports: [{{name: http, port: 80}}]
+    endpoints: [{{address: 127.0.0.1, port: {pay}}}]
+"""
+
+
+def sandbox(name: str, service: str, port: int) -> str:
+    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  forks:\n  - service: {service}\n"
+            f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
+
+
+def edge_get(port: int, host: str, headers: list[tuple[str, str]] = (), source: str = "127.0.0.1") -> dict:
+    """GET / from outside: to the edge at 127.0.0.1:port, with `host`, from `source`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.putrequest("GET", "/", skip_host=True)
+        conn.putheader("host", host)
+        for k, v in headers:
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            return {"status": resp.status, "body": data.decode(errors="replace")}
+        return json.loads(data)
+    finally:
+        conn.close()
+
+
+def hops(answer: dict) -> list[dict]:
+    out = []
+    while answer:
+        out.append(answer)
+        answer = answer.get("next")
+    return out
+
+
+def chain(answer: dict) -> list[str]:
+    return [h.get("name") or f"HTTP {h.get('status')}" for h in hops(answer)]
+
+
+class EdgeMesh:
+    def __init__(self, tmp_path):
+        self.stack = ExitStack()
+        self.dir = tmp_path / "specs"
+        self.dir.mkdir()
+        self.pay = self.stack.enter_context(Backend("pay-v1"))
+        self.pay2 = self.stack.enter_context(Backend("pay-v2"))
+        self.cart = Backend("cart-v1", next_hop="pay")
+        self.cart2 = Backend("cart-v2", next_hop="pay")
+        self.web = Backend("web-v1", next_hop="cart")
+        self.web2 = Backend("web-v2", next_hop="cart")
+        for b in (self.cart, self.cart2, self.web, self.web2):
+            self.stack.enter_context(b)
+        (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
+        (self.dir / "pay-pr-2.yaml").write_text(sandbox("pay-pr-2", "pay", self.pay2.port))
+        (self.dir / "web-pr-3.yaml").write_text(sandbox("web-pr-3", "web", self.web2.port))
+        self.server = self.stack.enter_context(Server([self.dir]))
+        for name, app in (("web", self.web), ("web", self.web2), ("cart", self.cart), ("cart", self.cart2)):
+            sc = self.stack.enter_context(Sidecar(f"{name}.shop", self.server))
+            app.proxy_port = sc.outbound
+        self.port = free_port()
+        admin = free_port()
+        boot = ads_bootstrap(None, "127.0.0.1", self.server.xds_port, admin_port=admin, node_id="edge-1",
+                             edge_listen=("127.0.0.1", self.port))
+        self.edge = self.stack.enter_context(Envoy(dump(to_dict(boot)), admin, name="edge"))
+        wait_until(lambda: chain(self.get("pay-pr-2.preview.example.test")) == ["web-v1", "cart-v1", "pay-v2"], 20,
+                   what="edge and sidecars configured")
+
+    def get(self, host: str, headers=(), source: str = "127.0.0.1") -> dict:
+        return edge_get(self.port, host, list(headers), source)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    m = EdgeMesh(tmp_path_factory.mktemp("edge"))
+    try:
+        yield m
+    finally:
+        m.stack.close()
+
+
+def test_public_host_reaches_the_baseline(mesh):
+    assert chain(mesh.get("shop.example.test")) == ["web-v1", "cart-v1", "pay-v1"]
+
+
+def test_preview_host_reaches_the_keys_version_hop_by_hop(mesh):
+    answer = mesh.get("pay-pr-2.preview.example.test")
+    assert chain(answer) == ["web-v1", "cart-v1", "pay-v2"]
+    # every hop received the key: as the header from the edge, then in baggage as services pass it on
+    assert [h["baggage"] for h in hops(answer)] == [["meshforge-routing-key=pay-pr-2"]] * 3
+    assert answer["key"] == "pay-pr-2"
+    # the key's fork of the edge service itself is reached at the first hop
+    assert chain(mesh.get("web-pr-3.preview.example.test")) == ["web-v2", "cart-v1", "pay-v1"]
+
+
+def test_preview_host_in_any_case_and_with_a_port(mesh):
+    assert chain(mesh.get("Pay-PR-2.Preview.Example.Test:8443")) == ["web-v1", "cart-v1", "pay-v2"]
+
+
+def test_preview_key_is_appended_after_the_callers_other_baggage_members(mesh):
+    answer = mesh.get("pay-pr-2.preview.example.test", [("baggage", "userId=7;p=1, tenant=acme")])
+    assert chain(answer) == ["web-v1", "cart-v1", "pay-v2"]
+    assert hops(answer)[-1]["baggage"] == ["userId=7;p=1, tenant=acme,meshforge-routing-key=pay-pr-2"]
+
+
+def test_preview_host_wins_over_a_key_the_caller_sent(mesh):
+    answer = mesh.get("web-pr-3.preview.example.test", [("baggage", "meshforge-routing-key=pay-pr-2"),
+                                                        ("x-meshforge-routing-key", "pay-pr-2")])
+    assert chain(answer) == ["web-v2", "cart-v1", "pay-v1"]
+    assert hops(answer)[-1]["baggage"] == ["meshforge-routing-key=web-pr-3"]
+
+
+def test_unknown_preview_host_gets_404_that_says_so(mesh):
+    answer = mesh.get("nobody-here.preview.example.test")
+    assert answer["status"] == 404
+    assert "no active sandbox or route group" in answer["body"]
+
+
+@pytest.mark.parametrize("forged", [
+    [("x-meshforge-routing-key", "pay-pr-2")],
+    [("X-MESHFORGE-ROUTING-KEY", "pay-pr-2")],
+    [("X-Meshforge-Routing-Key", "web-pr-3")],
+    [("x-meshforge-routing-key", "pay-pr-2"), ("x-meshforge-routing-key", "web-pr-3")],
+    [("baggage", "meshforge-routing-key=pay-pr-2")],
+    [("baggage", "meshforge-routing-key=web-pr-3")],
+    [("Baggage", " meshforge-routing-key = pay-pr-2 ;p=1")],
+])
+def test_forged_key_from_outside_reaches_only_the_baseline(mesh, forged):
+    answer = mesh.get("shop.example.test", forged)
+    assert chain(answer) == ["web-v1", "cart-v1", "pay-v1"]
+    assert all(h["key"] is None for h in hops(answer))
+    assert all(h["baggage"] == [] for h in hops(answer))
+
+
+def test_forged_baggage_member_is_removed_and_the_others_arrive_intact(mesh):
+    answer = mesh.get("shop.example.test", [("baggage", "userId=7, meshforge-routing-key=pay-pr-2;p=1, tenant=acme"),
+                                            ("baggage", "region=eu,meshforge-routing-key=web-pr-3")])
+    assert chain(answer) == ["web-v1", "cart-v1", "pay-v1"]
+    assert [h["baggage"] for h in hops(answer)] == [["userId=7, tenant=acme,region=eu"]] * 3
+
+
+def test_baggage_without_a_key_passes_untouched(mesh):
+    answer = mesh.get("shop.example.test", [("baggage", "userId=7 , tenant=acme;p")])
+    assert [h["baggage"] for h in hops(answer)] == [["userId=7 , tenant=acme;p"]] * 3
+
+
+def test_trusted_source_keeps_its_key(mesh):
+    trusted = "127.0.0.2"
+    assert chain(mesh.get("shop.example.test", [("baggage", "a=1,meshforge-routing-key=pay-pr-2")], trusted)) == \
+        ["web-v1", "cart-v1", "pay-v2"]
+    answer = mesh.get("shop.example.test", [("x-meshforge-routing-key", "web-pr-3"),
+                                            ("baggage", "meshforge-routing-key=web-pr-3")], trusted)
+    assert chain(answer) == ["web-v2", "cart-v1", "pay-v1"]
+    assert answer["key"] == "web-pr-3"
+
+
+def test_a_new_sandbox_gets_its_preview_host_live(mesh):
+    host = "cart-pr-9.preview.example.test"
+    assert mesh.get(host)["status"] == 404
+    (mesh.dir / "cart-pr-9.yaml").write_text(sandbox("cart-pr-9", "cart", mesh.cart2.port))
+    try:
+        wait_until(lambda: chain(mesh.get(host)) == ["web-v1", "cart-v2", "pay-v1"], 15, what="preview host live")
+    finally:
+        (mesh.dir / "cart-pr-9.yaml").unlink()
+    wait_until(lambda: mesh.get(host).get("status") == 404, 15, what="preview host gone")
