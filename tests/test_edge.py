@@ -18,6 +18,8 @@ import pytest
 from meshforge.emit.xds.backend import dump, to_dict
 from meshforge.emit.xds.bootstrap import ads_bootstrap
 from meshforge.envoyproc import Envoy, free_port
+from meshforge.explain import explain_url
+from meshforge.pipeline import compile_paths
 
 from .envoy_harness import Backend
 from .serve_harness import Server, Sidecar, wait_until
@@ -208,3 +210,15 @@ def test_a_new_sandbox_gets_its_preview_host_live(mesh):
     finally:
         (mesh.dir / "cart-pr-9.yaml").unlink()
     wait_until(lambda: mesh.get(host).get("status") == 404, 15, what="preview host gone")
+
+
+def test_explain_url_says_where_the_edge_sends_each_request(mesh):
+    model, _ = compile_paths([str(mesh.dir)])
+    cases = [("pay-pr-2.preview.example.test", None, None), ("web-pr-3.preview.example.test", "pay-pr-2", None),
+             ("shop.example.test", "web-pr-3", None), ("shop.example.test", "web-pr-3", "127.0.0.2"),
+             ("shop.example.test", "pay-pr-2", "127.0.0.2")]
+    for host, key, source in cases:
+        e = explain_url(model, f"http://{host}/", key, source)
+        expected = [f"{h.service.split('.')[0]}-v{'2' if h.sandbox else '1'}" for h in e.hops]
+        headers = [("x-meshforge-routing-key", key)] if key else []
+        assert chain(mesh.get(host, headers, source or "127.0.0.1")) == expected, (host, key, source)

@@ -102,26 +102,48 @@ def validate(paths, now, diag_format, quiet):
 
 @main.command(short_help="Show which version each hop reaches with a key.")
 @_paths
-@click.option("--from", "start", required=True, help="The service the request enters: name, name.namespace or FQDN.")
-@click.option("--routing-key", "key", required=True, help="The routing key the request carries.")
+@click.option("--from", "start", default=None, help="The service the request enters: name, name.namespace or FQDN.")
+@click.option("--routing-key", "key", default=None, help="The routing key the request carries.")
+@click.option("--url", default=None, help="A request from outside through the edge instead of --from: a preview URL "
+              "(https://<key>.<previewDomain>/) or a public host's.")
+@click.option("--source-address", default=None, metavar="IP",
+              help="--url: the caller's address (its own routing key is kept only from a trusted source).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_now
 @_quiet
-def explain(paths, start, key, output, now, quiet):
-    """Show which version of each service a request with KEY reaches, hop by hop.
+def explain(paths, start, key, url, source_address, output, now, quiet):
+    """Show which version of each service a request with KEY reaches, hop by hop; or, with --url, the
+    path of a request from outside through the edge.
 
-    Example: meshforge explain specs/ --from frontend --routing-key cart-pr-42
+    \b
+    Examples:
+      meshforge explain specs/ --from frontend --routing-key cart-pr-42
+      meshforge explain specs/ --url https://cart-pr-42.preview.example.com/
+      meshforge explain specs/ --url https://shop.example.com/ --routing-key cart-pr-42 --source-address 10.0.0.7
     """
     from .diagnostics import did_you_mean
     from .explain import explain as run
+    from .explain import explain_url
     from .explain import render_text as render
 
+    if (start is None) == (url is None):
+        raise click.UsageError("give either --from SERVICE (with --routing-key) or --url URL")
+    if start is not None and key is None:
+        raise click.UsageError("--from needs --routing-key KEY")
+    if source_address is not None and url is None:
+        raise click.UsageError("--source-address goes with --url")
     model = load_or_exit(paths, now, quiet=quiet)
-    svc = model.lookup(start)
-    if svc is None:
-        hint = did_you_mean(start, [s.name for s in model.services] + [s.id for s in model.services])
-        raise click.UsageError(f"unknown service {start!r}" + (f"; {hint}" if hint else ""))
-    result = run(model, svc, key)
+    if url is not None:
+        try:
+            result = explain_url(model, url, key, source_address)
+        except ValueError as e:
+            raise click.UsageError(str(e))
+    else:
+        svc = model.lookup(start)
+        if svc is None:
+            hint = did_you_mean(start, [s.name for s in model.services] + [s.id for s in model.services])
+            raise click.UsageError(f"unknown service {start!r}" + (f"; {hint}" if hint else ""))
+        result = run(model, svc, key)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

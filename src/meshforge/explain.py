@@ -8,10 +8,12 @@ every service, but that is not who it calls).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from .diagnostics import did_you_mean
-from .model import Model, Service, rfc3339
+from .model import Edge, Model, Service, rfc3339
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,62 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
     return Explanation(start.id, key, status, kr is not None, tuple(hops))
 
 
+def _serves(edge: Edge, host: str) -> bool:
+    return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in edge.hosts)
+
+
+def _trusted(edge: Edge, source: str | None) -> bool:
+    if source is None:
+        return False
+    addr = ipaddress.ip_address(source)
+    return any(addr in ipaddress.ip_network(n) for n in edge.trusted_sources)
+
+
+def explain_url(model: Model, url: str, key: str | None = None, source: str | None = None) -> Explanation:
+    """The path of a request from outside to `url`, entering through the edge: a preview host's key, or
+    for a public host the caller's `key`, kept only when `source` is a trusted source.
+
+    ValueError when the model has no edge, the URL names no host the edge serves, or `source` is not an
+    IP address."""
+    edge = model.edge
+    if edge is None:
+        raise ValueError("no edge is declared (a Baseline's spec.edge): outside traffic has no way in to explain")
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    host = (parts.hostname or "").rstrip(".")
+    if source is not None:
+        ipaddress.ip_address(source)  # ValueError for a non-address
+    start = model.service_by_id[edge.service]
+    preview = edge.key_of_host(host)
+    if preview is not None:
+        if key is not None and key != preview:
+            note = f"; the routing key {key!r} the caller sent is replaced"
+        else:
+            note = ""
+        inner = explain(model, start, preview)
+        if not inner.active:
+            why = inner.status.replace(": every hop reaches the baseline", "")
+            return Explanation(start.id, preview, f"{host}: preview host of routing key {preview!r}; the edge answers "
+                               f"404 Not Found\n{why}", False, ())
+        return replace(inner, status=f"{host}: preview host of routing key {preview!r}; the edge sets it (header and "
+                       f"baggage member){note}\n{inner.status}")
+    if not _serves(edge, host):
+        served = list(edge.hosts) + ([f"<routing key>.{edge.preview_domain}"] if edge.preview_domain else [])
+        raise ValueError(f"the edge does not serve host {host!r}; it serves {', '.join(served)}")
+    if key is None:
+        inner = explain(model, start, "")
+        return replace(inner, key="", active=False,
+                       status=f"{host}: public host; the request carries no routing key: every hop reaches the baseline")
+    if not _trusted(edge, source):
+        who = f"source {source}" if source else "a caller outside trustedSources (give --source-address to check one)"
+        inner = explain(model, start, "")
+        return replace(inner, key=key, active=False,
+                       status=f"{host}: public host; from {who} the edge removes the routing key {key!r} "
+                       "(header and baggage member): every hop reaches the baseline")
+    inner = explain(model, start, key)
+    return replace(inner, status=f"{host}: public host; source {source} is trusted, so its routing key is kept\n"
+                   f"{inner.status}")
+
+
 def _tree_order(hops: tuple[Hop, ...]) -> list[Hop]:
     """Each hop right under the service that calls it (hops come breadth-first)."""
     children: dict[str | None, list[Hop]] = {}
@@ -102,6 +160,8 @@ def _tree_order(hops: tuple[Hop, ...]) -> list[Hop]:
 
 def render_text(e: Explanation) -> str:
     lines = [e.status, ""]
+    if not e.hops:
+        return "\n".join(lines)
     width = max(len("  " * h.depth + h.service) for h in e.hops) + 2
     lines.append(f"{'SERVICE'.ljust(width)}VERSION")
     for h in _tree_order(e.hops):
