@@ -220,5 +220,5 @@ def test_explain_url_says_where_the_edge_sends_each_request(mesh):
     for host, key, source in cases:
         e = explain_url(model, f"http://{host}/", key, source)
         expected = [f"{h.service.split('.')[0]}-v{'2' if h.sandbox else '1'}" for h in e.hops]
-        headers = [("x-meshforge-routing-key", key)] if key else []
+        headers = [("baggage", f"meshforge-routing-key={key}")] if key else []  # what services pass on
         assert chain(mesh.get(host, headers, source or "127.0.0.1")) == expected, (host, key, source)
