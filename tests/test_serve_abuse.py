@@ -13,7 +13,7 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
-from meshforge.xdsapi import OUTBOUND_PORT_METADATA
+from meshforge.xdsapi import LISTEN_ADDRESS_METADATA, OUTBOUND_PORT_METADATA
 
 from .serve_harness import CLUSTER, SPEC, RawClient, Server, node, sandbox, wait_until
 
@@ -28,16 +28,17 @@ def server(tmp_path):
         yield s
 
 
-@pytest.mark.parametrize("value", [-1, 1e30, "x", 70000, True, 0.5])
-def test_bad_node_metadata_ends_the_stream_with_a_clear_status(server, value):
+@pytest.mark.parametrize("key,value", [(OUTBOUND_PORT_METADATA, v) for v in (-1, 1e30, "x", 70000, True, 0.5)] +
+                         [(LISTEN_ADDRESS_METADATA, v) for v in ("host:80", "1.2.3.4", "1.2.3.4:0", 8080, "::1:80")])
+def test_bad_node_metadata_ends_the_stream_with_a_clear_status(server, key, value):
     meta = struct_pb2.Struct()
-    meta.update({OUTBOUND_PORT_METADATA: value})
+    meta.update({key: value})
     c = RawClient(server.xds_port)
     try:
         c.send(node=base_pb2.Node(id="bad", cluster="web.shop", metadata=meta), type_url=CLUSTER)
         assert c.recv() is None
         assert c.error is not None and c.error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert OUTBOUND_PORT_METADATA in c.error.details()
+        assert key in c.error.details()
         wait_until(lambda: "closing the sotw stream" in server.log())
     finally:
         c.close()

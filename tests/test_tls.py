@@ -103,3 +103,9 @@ def test_admin_debug_config_needs_the_nodes_certificate(server, pki):
     status, body = server.get("/debug/config?node=web.shop", context=as_web)
     assert status == 200 and json.loads(body)["node"] == "web.shop"
     assert server.get("/debug/config?node=api.shop", context=as_web)[0] == 403
+
+
+def test_the_edge_node_needs_a_certificate_naming_the_edge():
+    assert may_ask_for("meshforge-edge", {"meshforge-edge"})
+    assert may_ask_for("meshforge-edge", {"spiffe://cluster.local/ns/ingress/sa/meshforge-edge"})
+    assert not may_ask_for("meshforge-edge", {"web.shop", "spiffe://cluster.local/ns/shop/sa/web"})

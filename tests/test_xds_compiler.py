@@ -141,3 +141,48 @@ def test_snapshots_keep_the_identity_rule_the_server_relies_on(tmp_path):
     write_sandbox(d / "sandboxes", 0, random.Random(5), 40, variant=1)
     c.compile(model_of(d))
     assert {n: {t: dict(v) for t, v in a.resources(n).items()} for n in a.nodes} == before  # never mutated
+
+
+EDGE_SPECS = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {name: staging, namespace: shop}
+spec:
+  edge: {service: web, hosts: [shop.example.com], previewDomain: preview.example.com}
+  services:
+  - {name: web, ports: [{name: http, port: 80}], dependsOn: [cart]}
+  - {name: cart, ports: [{name: http, port: 80}], dependsOn: []}
+  - {name: pay, ports: [{name: http, port: 80}], dependsOn: []}
+"""
+
+
+def _sandbox(name: str, service: str, host: str) -> str:
+    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  forks: [{{service: {service}, to: {{host: {host}}}}}]\n")
+
+
+def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_its_service_change(write):
+    from meshforge.xdsapi import EDGE_NODE
+
+    d = write({"baseline.yaml": EDGE_SPECS, "a.yaml": _sandbox("cart-pr-1", "cart", "cart-v2")})
+    c = XdsCompiler()
+    first = c.compile(model_of(d))
+    edge = first.nodes[EDGE_NODE]
+    rc = route_pb2.RouteConfiguration.FromString(edge.routes[names.EDGE_ROUTE_CONFIG].body)
+    assert [list(vh.domains) for vh in rc.virtual_hosts] == [
+        ["shop.example.com"], ["cart-pr-1.preview.example.com"], ["*.preview.example.com"]]
+    assert set(edge.clusters) == {"outbound|80||web.shop.svc.cluster.local"}
+    listener = first.resources(EDGE_NODE, 8443, "10.0.0.1")
+    assert {r.name for r in listener["type.googleapis.com/envoy.config.listener.v3.Listener"].values()} == \
+        {names.EDGE_LISTENER}
+    # another key's fork moves: same keys, same edge service -> the very same edge configuration
+    (d / "a.yaml").write_text(_sandbox("cart-pr-1", "cart", "cart-v3"))
+    assert c.compile(model_of(d)).nodes[EDGE_NODE] is edge
+    # a new key: its preview host appears; a fork of the edge service: its cluster appears
+    (d / "b.yaml").write_text(_sandbox("web-pr-2", "web", "web-v2"))
+    third = c.compile(model_of(d)).nodes[EDGE_NODE]
+    rc = route_pb2.RouteConfiguration.FromString(third.routes[names.EDGE_ROUTE_CONFIG].body)
+    assert [vh.domains[0] for vh in rc.virtual_hosts] == [
+        "shop.example.com", "cart-pr-1.preview.example.com", "web-pr-2.preview.example.com", "*.preview.example.com"]
+    assert "outbound|80|web-pr-2|web.shop.svc.cluster.local" in third.clusters
+    assert XdsCompiler().compile(model_of(d)).resources(EDGE_NODE) == c.compile(model_of(d)).resources(EDGE_NODE)

@@ -67,6 +67,8 @@ def listen_address(value: object) -> tuple[str, int]:
         raise ValueError(f"{value!r} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 host in brackets, [ADDR]:PORT")
     try:
         ipaddress.ip_address(host)
     except ValueError:
