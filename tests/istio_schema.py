@@ -1,4 +1,5 @@
-"""Strict validators built from Istio's own CRD schemas (../shared/istio/crd-all.gen.yaml).
+"""Strict validators built from Istio's own CRD schemas (../shared/istio/crd-all.gen.yaml) and the Gateway
+API's (../shared/gateway-api/, v1.6.1).
 
 Unknown fields are rejected: every object schema with `properties` gets `additionalProperties: false`
 (unless it preserves unknown fields), and `nullable` becomes a null type. The CRDs' CEL rules
@@ -15,7 +16,9 @@ import cel
 import jsonschema
 import yaml
 
-from .conftest import ISTIO_CRDS
+from .conftest import ISTIO_CRDS, SHARED
+
+GATEWAY_CRDS = SHARED / "gateway-api"
 
 
 def strict(schema):
@@ -33,6 +36,23 @@ def strict(schema):
     return out
 
 
+def _validator(crd: dict, v: dict) -> jsonschema.Draft7Validator:
+    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+    schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
+    schema.setdefault("properties", {}).update({
+        "apiVersion": {"type": "string", "enum": [f"{group}/{v['name']}"]},
+        "kind": {"type": "string", "enum": [kind]},
+        "metadata": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "maxLength": 253,
+                     "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"},
+            "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    })
+    schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
+    return jsonschema.Draft7Validator(strict(schema))
+
+
 @lru_cache(maxsize=None)
 def validators(version: str = "v1") -> dict:
     out = {}
@@ -41,23 +61,46 @@ def validators(version: str = "v1") -> dict:
             if not crd or crd["spec"]["group"] != "networking.istio.io":
                 continue
             for v in crd["spec"]["versions"]:
-                if v["name"] != version:
-                    continue
-                schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
-                schema.setdefault("properties", {}).update({
-                    "apiVersion": {"type": "string", "enum": [f"networking.istio.io/{version}"]},
-                    "kind": {"type": "string", "enum": [crd["spec"]["names"]["kind"]]},
-                    "metadata": {"type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string", "maxLength": 253,
-                                 "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"},
-                        "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
-                })
-                schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
-                s = strict(schema)
-                out[crd["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(s)
+                if v["name"] == version:
+                    out[crd["spec"]["names"]["kind"]] = _validator(crd, v)
     return out
+
+
+@lru_cache(maxsize=None)
+def gateway_validators() -> dict:
+    """(apiVersion, kind) -> validator, for every served version of the Gateway API CRDs (v1.6.1)."""
+    out = {}
+    for path in sorted(GATEWAY_CRDS.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd:
+                continue
+            for v in crd["spec"]["versions"]:
+                if v.get("served"):
+                    out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = _validator(crd, v)
+    return out
+
+
+def with_defaults(schema: dict, value):
+    """`value` with the schema's `default`s filled in, as the API server does before validating."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        out = {k: with_defaults(props.get(k) or {}, v) for k, v in value.items()}
+        for k, sub in props.items():
+            if k not in out and "default" in sub:
+                out[k] = with_defaults(sub, copy.deepcopy(sub["default"]))
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [with_defaults(schema["items"], v) for v in value]
+    return value
+
+
+def gateway_errors(obj: dict) -> list[str]:
+    v = gateway_validators().get((obj.get("apiVersion"), obj.get("kind")))
+    if v is None:
+        return [f"no served Gateway API CRD for {obj.get('apiVersion')} {obj.get('kind')}"]
+    obj = with_defaults(v.schema, obj)
+    out = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
+    return out + cel_errors(v.schema, obj)
 
 
 def _cel(rule: str, value) -> bool:

@@ -1,13 +1,16 @@
 """Property: every spec that `validate` accepts renders envoy-static bootstraps that a real Envoy's
-`--mode validate` accepts, and Istio objects valid under the CRD schemas (strict, CEL rules included).
+`--mode validate` accepts, and Istio and Gateway API objects valid under their CRD schemas (strict, CEL
+rules included).
 
 Generated over the fields that reach proxy configuration: names, namespaces, cluster domains, hosts,
-endpoint addresses, ports, the routing header and baggage key, routing keys. Most generated values sit
+endpoint addresses, ports, the routing header and baggage key, routing keys, and the edge (public hosts,
+preview domain, trusted sources). Most generated values sit
 on the edges of what the schemas allow (63-character labels, 253-character hosts, IPv6, odd tokens).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tempfile
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from meshforge.envoyproc import validate_config
 from meshforge.pipeline import compile_paths
 
 from .conftest import NOW
-from .istio_schema import errors
+from .istio_schema import errors, gateway_errors
 
 LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # valid values, edges included; and hostile ones, drawn for one field of half the examples
@@ -39,8 +42,14 @@ hostile = st.one_of(st.text(max_size=70), st.text("abcXYZ09-._:/\n\t %", max_siz
                     st.sampled_from(["", "a\n", "\na", "a" * 64, "a." * 127 + "b", "-a", "a-", "A", "::1", "[::1]",
                                      "1.2.3.4.5", "a..b", "*", ".*", "$(x)", "x\u0000y"]),
                     st.integers(-1, 70000), st.none())
+edge_hosts = st.one_of(hosts, hosts.map(lambda h: "*." + h))
+preview_domains = st.one_of(hosts, st.sampled_from([("p" * 63 + ".") * 2 + "q" * 61, "preview.localhost"]))
+cidrs = st.one_of(st.builds(lambda a, n: str(ipaddress.ip_network(f"{a}/{n % (33 if a.version == 4 else 129)}",
+                                                                   strict=False)),
+                            st.ip_addresses(), st.integers(0, 128)),
+                  st.ip_addresses().map(str))
 FIELDS = ("namespace", "name", "service-namespace", "cluster-domain", "header", "baggage-key", "port", "host",
-          "address", "sandbox", "key")
+          "address", "sandbox", "key", "edge-host", "preview-domain", "trusted")
 
 
 @st.composite
@@ -70,6 +79,15 @@ def specs(draw) -> dict[str, str]:
         spec["clusterDomain"] = pick("cluster-domain", hosts)
     if draw(st.booleans()):
         spec["routing"] = {"header": pick("header", headers), "baggageKey": pick("baggage-key", tokens)}
+    if draw(st.booleans()):
+        edge = {"service": names[0]}
+        if draw(st.booleans()):
+            edge["hosts"] = [pick("edge-host", edge_hosts)]
+        if draw(st.booleans()) or "hosts" not in edge:
+            edge["previewDomain"] = pick("preview-domain", preview_domains)
+        if draw(st.booleans()):
+            edge["trustedSources"] = [pick("trusted", cidrs)]
+        spec["edge"] = edge
     baseline = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Baseline",
                 "metadata": {"name": "staging", "namespace": ns}, "spec": spec}
     forks = []
@@ -102,6 +120,10 @@ def test_what_validate_accepts_envoy_and_istio_accept(files):
         for text in backends.render(model, "istio", diags).values():
             doc = yaml.safe_load(text)
             assert errors(doc) == [], (files, doc)
+        gateway = Diagnostics()
+        for text in backends.render(model, "gateway-api", gateway).values():  # refuses endpoints forks (MF301)
+            doc = yaml.safe_load(text)
+            assert gateway_errors(doc) == [], (files, doc)
         for name, text in backends.render(model, "envoy-static", diags).items():
             path = Path(d) / f"out-{name}"
             path.write_text(text)

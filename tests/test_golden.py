@@ -38,6 +38,18 @@ def test_golden_istio_outputs_validate_strictly_against_istio_crds(case):
         assert docs or case == "warning-expired" or "expired" in case, f"{case} rendered no Istio objects"
 
 
+@pytest.mark.parametrize("case", cases())
+def test_golden_gateway_api_outputs_validate_strictly_against_gateway_api_crds(case):
+    import yaml
+
+    from .istio_schema import gateway_errors
+
+    for name, text in outputs(case).items():
+        if name.startswith("gateway-api/") and name.endswith(".yaml"):
+            doc = yaml.safe_load(text)
+            assert gateway_errors(doc) == [], (case, name, gateway_errors(doc))
+
+
 @pytest.mark.parametrize("case", [c for c in cases() if "model.json" in expected(c)])
 def test_backends_render_the_same_from_the_model_file(case):
     """Backends are tested from their serialised input too: expected/model.json → every backend's files."""

@@ -35,12 +35,16 @@ class Option:
     minimum: int
     maximum: int
     help: str
+    is_flag: bool = False  # a switch (False unless given) instead of a number
 
 
 OUTBOUND_PORT = Option("outbound_port", "--outbound-port", DEFAULT_OUTBOUND_PORT, 1, MAX_PORT,
                        "the sidecars' outbound listener port")
 EDGE_PORT = Option("edge_port", "--edge-port", DEFAULT_EDGE_PORT, 1, MAX_PORT,
                    "the edge proxy's listener port (with an edge in the Baseline)")
+HEADER_ONLY = Option("header_only", "--header-only", False, 0, 1,
+                     "match the plain routing-key header only (for implementations without regular-expression header "
+                     "matches); keys carried in baggage then need the edge or a plain header", is_flag=True)
 ADMIN_PORT = Option("admin_port", "--admin-port", DEFAULT_ADMIN_PORT, 0, MAX_PORT, "the Envoy admin port (0: none)")
 
 
@@ -79,6 +83,12 @@ def _kubernetes(model: Model, diags: Diagnostics) -> dict[str, str]:
     return kubernetes.render_files(model, diags)
 
 
+def _gateway_api(model: Model, diags: Diagnostics, **options: bool) -> dict[str, str]:
+    from .emit import gateway_api
+
+    return gateway_api.render_files(model, diags, **options)
+
+
 def _xds(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
     from .emit.xds.backend import render_xds
 
@@ -102,6 +112,15 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
             _istio,
             frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination})),
+    Backend("gateway-api", "Gateway API", "Gateway API HTTPRoutes / GRPCRoutes for the mesh (GAMMA: Istio, Linkerd, "
+            "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, WorkloadDestination}),
+            {EndpointsDestination: Unsupported(
+                "cannot route to {destination} of {service}: backendRefs name Kubernetes Services",
+                "fork to a host (a Service for the fork) or to a workload (meshforge renders its Service)"),
+             SubsetDestination: Unsupported(
+                "cannot route to label {destination} of {service}: backendRefs name whole Services, not subsets",
+                "fork to a workload (meshforge renders a Deployment and a Service for it) or to a host")},
+            (HEADER_ONLY,)),
     Backend("kubernetes", "Kubernetes", "the Deployments/StatefulSets and Services of workload forks",
             _kubernetes, frozenset(DESTINATION_KINDS)),
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",

@@ -158,8 +158,11 @@ def _render_options(f):
     f = click.option("--format", "fmt", type=click.Choice(list(BACKENDS)), required=True, help=f"Output. {formats}.")(f)
     for opt in all_options().values():
         users = ", ".join(b.name for b in BACKENDS.values() if opt in b.options)
-        f = click.option(opt.flag, opt.name, type=click.IntRange(opt.minimum, opt.maximum), default=None,
-                         help=f"{users}: {opt.help} [default: {opt.default}]")(f)
+        if opt.is_flag:
+            f = click.option(opt.flag, opt.name, is_flag=True, default=None, help=f"{users}: {opt.help}")(f)
+        else:
+            f = click.option(opt.flag, opt.name, type=click.IntRange(opt.minimum, opt.maximum), default=None,
+                             help=f"{users}: {opt.help} [default: {opt.default}]")(f)
     return f
 
 
@@ -182,7 +185,7 @@ def _render_files(paths, fmt, now, options, quiet=False):
     return files
 
 
-@main.command(short_help="Compile specs into Istio or Envoy configuration.")
+@main.command(short_help="Compile specs into Istio, Gateway API, Kubernetes or Envoy configuration.")
 @_paths
 @_render_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
@@ -190,7 +193,7 @@ def _render_files(paths, fmt, now, options, quiet=False):
 @_now
 @_quiet
 def render(paths, fmt, output_dir, now, quiet, **options):
-    """Compile specs into Istio or Envoy configuration.
+    """Compile specs into Istio, Gateway API, Kubernetes or Envoy configuration.
 
     Example: meshforge render specs/ --format istio -o deploy/istio
     """

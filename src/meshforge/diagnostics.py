@@ -54,8 +54,9 @@ CODES: dict[str, str] = {
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",
-    "MF304": "Istio edge removes the whole baggage header of requests carrying a routing key",
-    "MF305": "Istio edge cannot honour trusted sources",
+    "MF304": "edge cannot remove one baggage member (Istio, Gateway API)",
+    "MF305": "edge cannot honour trusted sources (Istio, Gateway API)",
+    "MF306": "user route outranks the routing-key rules",
 }
 
 

@@ -303,7 +303,8 @@ class Edge:
     hosts: tuple[str, ...]  # public hosts of the baseline (sorted)
     preview_domain: str | None
     trusted_sources: tuple[str, ...]  # CIDRs in normal form (sorted)
-    istio_gateway: str | None  # namespace/name of the Istio Gateway (Istio output)
+    istio_gateway: str  # namespace/name of the Istio Gateway (Istio output)
+    gateway: str  # namespace/name of the Gateway API Gateway (Gateway API output)
     origin: Span
 
     def preview_host(self, key: str) -> str:

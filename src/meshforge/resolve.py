@@ -187,12 +187,13 @@ def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | No
         sources.append(net)
     if not ok or svc is None or port is None:
         return None
-    gateway = e.istio_gateway or "istio-system/ingressgateway"
-    if "/" not in gateway:
-        gateway = f"{svc.namespace}/{gateway}"
+    def qualified(ref: str) -> str:
+        return ref if "/" in ref else f"{svc.namespace}/{ref}"
+
+    istio_gateway = qualified(e.istio_gateway or "istio-system/ingressgateway")
     return Edge(svc.id, port.number, tuple(sorted(h for h, _ in e.hosts)), e.preview_domain,
                 tuple(str(n) for n in sorted(set(sources), key=lambda n: (n.version, n.network_address, n.prefixlen))),
-                gateway, e.span)
+                istio_gateway, qualified(e.gateway) if e.gateway else istio_gateway, e.span)
 
 
 def _services(decls: list[ServiceDecl], diags: Diagnostics) -> dict[str, ServiceDecl]:

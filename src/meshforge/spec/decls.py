@@ -93,6 +93,7 @@ class EdgeDecl:
     preview_domain: str | None
     trusted_sources: tuple[tuple[str, Span], ...]
     istio_gateway: str | None
+    gateway: str | None
     span: Span  # the `edge` block
     service_span: Span
     port_span: Span

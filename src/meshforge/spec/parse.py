@@ -39,6 +39,9 @@ from .schema import KINDS, validate_document
 
 API_GROUP = "meshforge.dev"
 API_VERSION = "meshforge.dev/v1alpha1"
+# Objects of other systems kept as written: backends merge into them (Istio) or check them (Gateway API).
+USER_KINDS = frozenset({("networking.istio.io", "VirtualService"), ("gateway.networking.k8s.io", "HTTPRoute"),
+                        ("gateway.networking.k8s.io", "GRPCRoute")})
 
 
 def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls:
@@ -80,14 +83,14 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
             if not validate_document(doc, diags):
                 continue
             {"Baseline": _baseline, "Sandbox": _sandbox, "RouteGroup": _route_group}[kind](doc, decls, diags)
-        elif isinstance(api, str) and api.startswith("networking.istio.io/") and kind == "VirtualService":
+        elif isinstance(api, str) and (api.split("/")[0], kind) in USER_KINDS:
             meta = doc.data.get("metadata") or {}
             name = meta.get("name") if isinstance(meta, dict) else None
             ns = (meta.get("namespace") or DEFAULT_NAMESPACE) if isinstance(meta, dict) else None
             if dns1123_subdomain(name) and dns1123_label(ns):
                 decls.user_objects.append(UserObject.of(doc.data, name, ns, doc.span("")))
             else:
-                diags.warning("MF104", f"VirtualService with an invalid name or namespace ({name!r}, {ns!r}) is "
+                diags.warning("MF104", f"{kind} with an invalid name or namespace ({name!r}, {ns!r}) is "
                               "ignored", doc.span("/metadata"), "Kubernetes names are lower-case DNS names")
         elif (api, kind) in kubernetes.KINDS:
             k8s.append(doc)
@@ -135,7 +138,7 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
             tuple((h, doc.span(f"/spec/edge/hosts/{j}")) for j, h in enumerate(e.get("hosts") or ())),
             e.get("previewDomain"),
             tuple((src, doc.span(f"/spec/edge/trustedSources/{j}")) for j, src in enumerate(e.get("trustedSources") or ())),
-            e.get("istioGateway"), doc.span("/spec/edge", key=True), doc.span("/spec/edge/service"),
+            e.get("istioGateway"), e.get("gateway"), doc.span("/spec/edge", key=True), doc.span("/spec/edge/service"),
             doc.span("/spec/edge/port")))
     for i, svc in enumerate(spec.get("services") or []):
         base = f"/spec/services/{i}"

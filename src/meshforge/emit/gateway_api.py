@@ -1,0 +1,270 @@
+"""Gateway API backend: `Model` → gateway.networking.k8s.io/v1 HTTPRoutes and GRPCRoutes for the mesh (GAMMA).
+
+Input: the lowered model (host destinations only: the capability check refuses endpoints and subsets).
+Output: `RouteObject`s (plain dicts) and diagnostics. Per forked Service port, routes attached to the
+Service (`parentRefs: [{group: "", kind: Service, name, port}]`): one default route to the baseline
+Service, and one route per routing key and Service port whose rule matches the plain header exactly or
+the `baggage` member by regular expression and sends the request to the fork's Service. Small routes,
+stable names: one per key, well inside the CRD limits (16 rules, 64 matches per rule, 128 per route).
+
+Precedence (Gateway API): among rules attached to one parent, the one whose match has the most
+specific path wins, then the most header matches, then the oldest route, then the route name. A key's
+rule (path prefix "/", one header match) outranks the default (no header match) on every
+implementation; user HTTPRoutes given as input for the same Service are checked (MF306) for rules
+that would outrank a key's. gRPC ports get GRPCRoutes (header matches work the same way).
+
+With an edge, routes attached to the edge Gateway (`gateway`) give each key its preview host (a
+`RequestHeaderModifier` sets the key and adds the baggage member) and remove the routing header from
+callers on the public hosts; like Istio, an HTTPRoute can neither remove one baggage member nor match
+the caller's address (MF304, MF305).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_never
+
+from ..carriers import any_member_regex, baggage_regex
+from ..diagnostics import Diagnostics
+from ..model import (
+    Edge,
+    EndpointsDestination,
+    Fork,
+    HostDestination,
+    Model,
+    Port,
+    Service,
+    SubsetDestination,
+    UserObject,
+    WorkloadDestination,
+)
+from ..yamlout import dump_yaml
+
+API = "gateway.networking.k8s.io/v1"
+GROUP = "gateway.networking.k8s.io"
+MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
+SANDBOX_LABEL = "meshforge.dev/sandbox"
+ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
+
+
+@dataclass(frozen=True)
+class RouteObject:
+    kind: str
+    namespace: str
+    name: str
+    body: dict
+
+    @property
+    def path(self) -> str:
+        return f"{self.namespace}/{self.kind.lower()}-{self.name}.yaml"
+
+    def sort_key(self) -> tuple:
+        return (self.namespace, self.kind, self.name)
+
+
+def _meta(name: str, namespace: str, labels: dict | None = None) -> dict:
+    return {"name": name, "namespace": namespace, "labels": {**MANAGED, **(labels or {})}}
+
+
+def _kind(port: Port) -> str:
+    return "GRPCRoute" if port.protocol == "GRPC" else "HTTPRoute"
+
+
+def _header_match(kind: str, name: str, value: str, regex: bool = False) -> dict:
+    h = {"type": "RegularExpression" if regex else "Exact", "name": name, "value": value}
+    return {"headers": [h]}
+
+
+def service_of_host(host: str, model: Model, namespace: str) -> tuple[str, str] | None:
+    """(name, namespace) of the Kubernetes Service a host names: `name.ns.svc.<domain>`, `name.ns.svc`,
+    `name.ns` or a bare `name` in `namespace`; None for anything else (an external host)."""
+    parts = host.rstrip(".").split(".")
+    domain_ok = len(parts) == 3 and parts[2] == "svc" or \
+        len(parts) > 3 and parts[2] == "svc" and ".".join(parts[3:]) in {s.cluster_domain for s in model.services}
+    if len(parts) == 1:
+        return parts[0], namespace
+    if len(parts) == 2 or domain_ok:
+        return parts[0], parts[1]
+    return None
+
+
+def _backend(model: Model, svc: Service, port: Port, fork: Fork | None, diags: Diagnostics) -> dict | None:
+    if fork is None:
+        return {"name": svc.name, "port": port.number}
+    match fork.destination:
+        case HostDestination(host=host, port=host_port):
+            ref = service_of_host(host, model, svc.namespace)
+            if ref is None:
+                diags.error("MF301", f"the Gateway API backend cannot route to host {host!r}: backendRefs name "
+                            "Kubernetes Services", fork.origin,
+                            "fork to a Service in the cluster (name.namespace.svc.cluster.local) or to a workload")
+                return None
+            out = {"name": ref[0], "port": host_port or port.number}
+            if ref[1] != svc.namespace:
+                out["namespace"] = ref[1]
+            return out
+        case EndpointsDestination() | SubsetDestination():
+            raise ValueError("endpoints and subsets reach the Gateway API backend only past the capability check")
+        case WorkloadDestination():
+            raise ValueError("workload forks are lowered to host forks before any backend (lower.workload_forks)")
+        case other:
+            assert_never(other)
+
+
+def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], labels: dict | None = None) -> RouteObject:
+    return RouteObject(kind, svc.namespace, name, {
+        "apiVersion": API, "kind": kind, "metadata": _meta(name, svc.namespace, labels),
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": svc.name, "port": port.number}],
+                 "rules": rules}})
+
+
+def _name(service: str, *parts: str) -> str:
+    """`meshforge-<service>.<port>[.<key>]`: labels hold no dots, so two names never collide."""
+    return ".".join((f"meshforge-{service}",) + parts)
+
+
+def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[RouteObject]:
+    routing = model.routing
+    objects: list[RouteObject] = []
+    grants: dict[str, set[tuple[str, str]]] = {}  # target namespace -> {(route kind, route namespace)}
+    owners = {kr.key: kr for kr in model.keys}
+    for sid, forks in model.forks_by_service.items():
+        svc = model.service_by_id[sid]
+        for port in svc.routable_ports:
+            kind = _kind(port)
+            objects.append(_route(kind, _name(svc.name, str(port.number)), svc, port,
+                                  [{"backendRefs": [_backend(model, svc, port, None, diags)]}]))
+            for key, fork in forks:
+                backend = _backend(model, svc, port, fork, diags)
+                if backend is None:
+                    continue
+                if "namespace" in backend:
+                    grants.setdefault(backend["namespace"], set()).add((kind, svc.namespace))
+                matches = [_header_match(kind, routing.header, key)]
+                if not header_only:
+                    matches.append(_header_match(kind, "baggage", baggage_regex(routing.baggage_key, key), regex=True))
+                kr = owners[key]
+                label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+                objects.append(_route(kind, _name(svc.name, str(port.number), key), svc, port,
+                                      [{"matches": matches, "backendRefs": [backend]}], label))
+    for ns, sources in sorted(grants.items()):
+        name = "meshforge-routes"
+        objects.append(RouteObject("ReferenceGrant", ns, name, {
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": _meta(name, ns),
+            "spec": {"from": [{"group": GROUP, "kind": k, "namespace": n} for k, n in sorted(sources)],
+                     "to": [{"group": "", "kind": "Service"}]}}))
+    if model.edge is not None:
+        objects.extend(_edge(model, model.edge, diags, header_only))
+    _check_user_routes(model, diags)
+    return sorted(objects, key=RouteObject.sort_key)
+
+
+def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> list[RouteObject]:
+    """Routes attached to the edge Gateway (`gateway`: namespace/name)."""
+    routing = model.routing
+    svc = model.service_by_id[edge.service]
+    port = next(p for p in svc.ports if p.number == edge.port)
+    gw_ns, gw_name = edge.gateway.split("/", 1)
+    parent = {"group": GROUP, "kind": "Gateway", "name": gw_name}
+    if gw_ns != svc.namespace:
+        parent["namespace"] = gw_ns
+    forks = dict(model.forks_by_service.get(svc.id, ()))
+    member = [] if header_only else [{"headers": [{"type": "RegularExpression", "name": "baggage",
+                                                   "value": any_member_regex(routing.baggage_key)}]}]
+    out = []
+
+    def route(name: str, hostnames: list[str], rules: list[dict], labels: dict | None = None) -> RouteObject:
+        return RouteObject("HTTPRoute", svc.namespace, name, {
+            "apiVersion": API, "kind": "HTTPRoute", "metadata": _meta(name, svc.namespace, labels),
+            "spec": {"parentRefs": [dict(parent)], "hostnames": hostnames, "rules": rules}})
+
+    def modifier(**fields) -> list[dict]:
+        return [{"type": "RequestHeaderModifier", "requestHeaderModifier": fields}]
+
+    baseline = {"name": svc.name, "port": port.number}
+    if edge.hosts:
+        rules = [{"filters": modifier(remove=[routing.header]), "backendRefs": [dict(baseline)]}]
+        if member:  # a routing-key member in baggage from outside: the whole header goes (one member cannot)
+            rules.insert(0, {"matches": member, "filters": modifier(remove=[routing.header, "baggage"]),
+                             "backendRefs": [dict(baseline)]})
+        out.append(route("meshforge-edge", list(edge.hosts), rules))
+    if edge.preview_domain:
+        for kr in model.keys:
+            fork = forks.get(kr.key)
+            backend = _backend(model, svc, port, fork, diags) if fork is not None else dict(baseline)
+            if backend is None:
+                continue
+            value = f"{routing.baggage_key}={kr.key}"
+            rules = [{"filters": modifier(set=[{"name": routing.header, "value": kr.key}],
+                                          add=[{"name": "baggage", "value": value}]), "backendRefs": [backend]}]
+            if member:
+                rules.insert(0, {"matches": member, "filters": modifier(
+                    set=[{"name": routing.header, "value": kr.key}, {"name": "baggage", "value": value}]),
+                    "backendRefs": [dict(backend)]})
+            label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+            out.append(route(_name("edge", "preview", kr.key), [edge.preview_host(kr.key)], rules, label))
+    if header_only:
+        diags.warning("MF304", "with header-only matching the Gateway API edge cannot see a routing-key member in "
+                      "callers' baggage: it passes unchanged, and reaches sandboxes", edge.origin,
+                      "use the Envoy edge (meshforge bootstrap --edge), or an implementation with regular-expression "
+                      "header matches")
+    else:
+        diags.warning("MF304", "the Gateway API edge cannot remove one member of the baggage header: from a request "
+                      f"whose baggage carries {routing.baggage_key}=..., it removes the whole baggage header (the "
+                      "caller's other members are lost for that request)", edge.origin,
+                      "use the Envoy edge (meshforge bootstrap --edge) to keep the other members")
+    if edge.trusted_sources:
+        diags.warning("MF305", "an HTTPRoute cannot match the caller's address, so the Gateway API edge removes every "
+                      "caller's routing key, trusted sources' included", edge.origin,
+                      "trusted callers inside the mesh can call the edge service directly, or use the Envoy edge")
+    return out
+
+
+def _precedence(match: dict) -> tuple:
+    """Gateway API's order of rule matches (higher wins): exact path, longest prefix, method, headers, queries."""
+    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+    ptype = path.get("type", "PathPrefix")
+    value = path.get("value", "/") if isinstance(path.get("value", "/"), str) else "/"
+    return (ptype == "Exact", len(value) if ptype == "PathPrefix" else (len(value) if ptype == "Exact" else 0),
+            "method" in match, len(match.get("headers") or []), len(match.get("queryParams") or []))
+
+
+OURS = _precedence({"headers": [{}]})
+
+
+def _check_user_routes(model: Model, diags: Diagnostics) -> None:
+    """Warn where an HTTPRoute/GRPCRoute the user gave for a forked Service would take a key's requests."""
+    forked = set(model.forks_by_service)
+    for kind in ("HTTPRoute", "GRPCRoute"):
+        for obj in model.user_objects_of(GROUP, kind):
+            spec = obj.body.get("spec") if isinstance(obj.body.get("spec"), dict) else {}
+            for ref in spec.get("parentRefs") or []:
+                if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") != "":
+                    continue
+                svc = model.lookup(f"{ref.get('name')}.{ref.get('namespace') or obj.namespace}")
+                if svc is None or svc.id not in forked:
+                    continue
+                _check_rules(obj, svc, spec.get("rules") or [], kind, diags)
+
+
+def _check_rules(obj: UserObject, svc: Service, rules: list, kind: str, diags: Diagnostics) -> None:
+    for i, rule in enumerate(rules):
+        matches = (rule or {}).get("matches") if isinstance(rule, dict) else None
+        for m in matches or [{}]:
+            if not isinstance(m, dict):
+                continue
+            prec = _precedence(m) if kind == "HTTPRoute" else (False, 0, "method" in m, len(m.get("headers") or []), 0)
+            if prec >= OURS:
+                diags.warning("MF306", f"{kind} {obj.namespace}/{obj.name} rule {i} for {svc.fqdn} is at least as "
+                              "specific as meshforge's routing-key rules (path, method or header matches), so requests "
+                              "it matches reach its backends whatever routing key they carry", obj.origin,
+                              "make the rule less specific, add the routing-key header match to it, or fork the "
+                              "service it sends to under the same key")
+                break
+
+
+def render_files(model: Model, diags: Diagnostics, header_only: bool = False) -> dict[str, str]:
+    objs = emit(model, diags, header_only)
+    if diags.has_errors:
+        return {}
+    return {o.path: dump_yaml(o.body) for o in objs}
