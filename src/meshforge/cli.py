@@ -246,6 +246,7 @@ def _serve_compile_fn(paths):
     """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
     from . import backends
     from .emit.xds.compiler import XdsCompiler
+    from .explain import mesh_overview
     from .pipeline import Workspace
     from .server.run import Result
 
@@ -259,7 +260,7 @@ def _serve_compile_fn(paths):
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
         if model is None or diags.has_errors:
             return Result(None, [d.to_text() for d in diags.errors()], warnings)
-        return Result(compiler.compile(model), [], warnings, model.next_expiry)
+        return Result(compiler.compile(model), [], warnings, model.next_expiry, mesh_overview(model))
 
     return compile_fn
 
@@ -367,6 +368,58 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
     tls = XdsTls(tls_ca_file, tls_cert_file, tls_key_file) if tls_ca_file else None
     click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls,
                                           edge_listen=listen))), nl=False)
+
+
+@main.command(short_help="Show where recent requests with a key went, and the hop that lost it.")
+@click.option("--admin-address", required=True, metavar="HOST:PORT", help="serve's admin address.")
+@click.option("--routing-key", "key", required=True, help="The routing key to follow.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--tls-ca-file", default=None, help="serve's admin speaks HTTPS: the CA of its certificate.")
+@click.option("--tls-cert-file", default=None, help="Mutual TLS: a client certificate the client CA signed.")
+@click.option("--tls-key-file", default=None, help="Mutual TLS: its private key.")
+def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file):
+    """Show what recent requests with KEY really reached, hop by hop, from the proxies' access logs, and
+    name the service that lost the key (it received the key; its calls in the same trace carried none).
+
+    Exit codes: 0 no loss found, 1 a loss found, 2 usage error or serve unreachable.
+
+    Example: meshforge doctor --admin-address 127.0.0.1:18080 --routing-key cart-pr-42
+    """
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from .doctor import diagnose
+    from .doctor import render_text as render
+    from .names import ROUTING_KEY_HINT, valid_routing_key
+    from .server.run import join_address, parse_address
+
+    if not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")
+    try:
+        host, port = parse_address(admin_address)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--admin-address")
+    context = None
+    if tls_ca_file:
+        context = ssl.create_default_context(cafile=tls_ca_file)
+        if tls_cert_file:
+            context.load_cert_chain(tls_cert_file, tls_key_file)
+    url = (f"http{'s' if context else ''}://{join_address(host, port)}/api/requests?"
+           + urllib.parse.urlencode({"key": key}))
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as r:
+            data = json.loads(r.read())
+    except (OSError, ValueError) as e:  # unreachable, refused, TLS, HTTP errors, not JSON
+        click.echo(f"error: cannot read {url}: {e}", err=True)
+        sys.exit(2)
+    report = diagnose(key, data.get("requests") or [])
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(render(report), nl=False)
+    sys.exit(report.exit_code)
 
 
 @main.group(short_help="Create sandboxes for CI pipelines.")

@@ -2,14 +2,15 @@
 
 An HTTP/1.1 server that answers GET with JSON: who it is (name and version), the routing key header
 and the `baggage` it received, and, when it has a next hop, that hop's answer. It calls the next hop
-through its own sidecar as an HTTP proxy client would, propagating `baggage` the way OpenTelemetry's
-propagator does. That is all a service has to do for service branching to work.
+through its own sidecar as an HTTP proxy client would, propagating `baggage` and `traceparent` the way
+OpenTelemetry's default propagators do (or, to show a service that loses the key, only some of them). That is all a service has to do for service branching to work.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,8 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Backend:
     """GET / → JSON {"name", "key", "baggage", "hops": [...]}; with `next_hop`, calls it through `proxy`."""
 
-    def __init__(self, name: str, next_hop: str | None = None, proxy_port: int | None = None):
+    def __init__(self, name: str, next_hop: str | None = None, proxy_port: int | None = None,
+                 propagate: tuple[str, ...] = ("baggage", "traceparent")):
         self.name, self.next_hop, self.proxy_port = name, next_hop, proxy_port
+        self.propagate = propagate  # what it passes on, as OpenTelemetry's default propagators do
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,8 +49,15 @@ class Backend:
         out = {"name": self.name, "key": headers.get("x-meshforge-routing-key"),
                "baggage": headers.get_all("baggage") or []}
         if self.next_hop:
-            # Propagate only what OpenTelemetry's propagator would: baggage. Never the routing header.
-            fwd = {k: v for k, v in (("baggage", ",".join(out["baggage"])),) if v}
+            # Propagate only what OpenTelemetry's propagators would: baggage and the trace context (a new
+            # span of the same trace). Never the routing header.
+            fwd = {}
+            if "baggage" in self.propagate and out["baggage"]:
+                fwd["baggage"] = ",".join(out["baggage"])
+            parent = headers.get("traceparent")
+            if "traceparent" in self.propagate and parent and len(parent.split("-")) == 4:
+                version, trace, _, flags = parent.split("-")
+                fwd["traceparent"] = f"{version}-{trace}-{secrets.token_hex(8)}-{flags}"
             try:
                 out["next"] = http_get(self.proxy_port, self.next_hop, fwd)
             except OSError as e:

@@ -14,6 +14,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from .names import valid_routing_key  # noqa: F401  (the server validates keys it logs with the compiler's rule)
+
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -34,6 +36,16 @@ SIDECAR_HOST = "127.0.0.1"  # sidecars listen on loopback: applications call the
 EDGE_HOST = "0.0.0.0"  # the edge listens for outside traffic
 DEFAULT_ADMIN_PORT = 15000
 MAX_PORT = 65535
+
+
+def parse_cluster(name: str) -> tuple[int, str, str] | None:
+    """(port, routing key or "", FQDN) of a cluster `outbound|<port>|<key>|<fqdn>` (CONTRACT §3.2), else None."""
+    parts = name.split("|")
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit() or not parts[3]:
+        return None
+    if parts[2] and not valid_routing_key(parts[2]):
+        return None
+    return int(parts[1]), parts[2], parts[3]
 
 
 def short_name(type_url: str) -> str:

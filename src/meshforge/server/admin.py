@@ -1,4 +1,5 @@
-"""Admin HTTP: /healthz, /readyz, /metrics (Prometheus), /debug/config?node=NAME.NAMESPACE[&port=P].
+"""Admin HTTP: the dashboard (/), its data (/api/state, /api/requests?key=K), /healthz, /readyz, /metrics
+(Prometheus), /debug/config?node=NAME.NAMESPACE[&port=P].
 
 Runs in its own thread (http.server), reading state the event loop publishes; it never blocks it.
 """
@@ -28,7 +29,8 @@ from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port
+from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port, valid_routing_key
+from .dashboard import PAGE
 from .tls import may_ask_for, ssl_peer_names
 
 log = logging.getLogger("meshforge.admin")
@@ -49,6 +51,9 @@ class AdminState:
         self.metrics = None
         self.mutual_tls = False  # /debug/config only for a client certificate naming the node
         self.rejections = None  # callable: {node: "TYPE: message"} for proxies rejecting what they were sent
+        self.overview: dict | None = None  # the mesh as the dashboard shows it (from the last valid compile)
+        self.requests = None  # accesslog.RequestLog
+        self.proxies = None  # callable: [{node, id, kind, versions, rejected}] of the connected proxies
 
 
 def _decode(type_url: str, body: bytes) -> dict:
@@ -67,8 +72,37 @@ def make_handler(state: AdminState):
             self.end_headers()
             self.wfile.write(data)
 
+        def _json(self, data) -> None:
+            self._send(200, json.dumps(data, sort_keys=True), "application/json")
+
+        def _api(self, url) -> None:
+            if state.mutual_tls and not self.connection.getpeercert():
+                return self._send(403, "forbidden: the dashboard and /api/ need a client certificate signed by "
+                                  "the client CA\n")
+            q = parse_qs(url.query)
+            if url.path == "/":
+                return self._send(200, PAGE, "text/html; charset=utf-8")
+            if url.path == "/api/state":
+                with state.lock:
+                    overview = state.overview
+                cache = state.cache
+                return self._json({"generation": cache.generation if cache else 0, "overview": overview,
+                                   "proxies": state.proxies() if state.proxies else [],
+                                   "requestsByKey": state.requests.keys() if state.requests else {}})
+            if url.path == "/api/requests":
+                key = (q.get("key") or [None])[0]
+                store = state.requests
+                if key is None:
+                    return self._json({"key": None, "requests": store.recent() if store else []})
+                if not valid_routing_key(key):
+                    return self._send(400, "bad key parameter: not a routing key\n")
+                return self._json({"key": key, "requests": store.for_key(key) if store else []})
+            return self._send(404, "not found: / /api/state /api/requests?key=KEY\n")
+
         def do_GET(self):
             url = urlparse(self.path)
+            if url.path == "/" or url.path.startswith("/api/"):
+                return self._api(url)
             if url.path == "/healthz":
                 return self._send(200, "ok\n")
             if url.path == "/readyz":
@@ -110,7 +144,8 @@ def make_handler(state: AdminState):
                     t.rsplit(".", 1)[1]: [{"name": n, "version": r.version, "resource": _decode(t, r.body)}
                                           for n, r in sorted(v.items())] for t, v in res.items()}}
                 return self._send(200, json.dumps(out, indent=2, sort_keys=True), "application/json")
-            return self._send(404, "not found: /healthz /readyz /metrics /debug/config?node=NAME.NAMESPACE\n")
+            return self._send(404, "not found: / /api/state /api/requests?key=KEY /healthz /readyz /metrics "
+                              "/debug/config?node=NAME.NAMESPACE\n")
 
         def log_message(self, fmt, *args):
             log.debug("admin: " + fmt, *args)

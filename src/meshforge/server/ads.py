@@ -408,6 +408,22 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         return {f"{s.node} ({s.node_id})": "; ".join(f"{short_name(t)}: {m}" for t, m in sorted(s.rejected.items()))
                 for s in list(self.streams) if s.rejected}
 
+    def proxies(self) -> list[dict]:
+        """The connected proxies: node, id, protocol, the snapshot generation pushed, and per type its
+        version (state of the world) or resource count (delta) and whether it is ACKed, pending or NACKed."""
+        out = []
+        for s in list(self.streams):
+            if not s.node:
+                continue
+            types = {}
+            for t, st in list(s.types.items()):
+                state = "NACK" if t in s.rejected else "pending" if st.awaiting else "ACK"
+                types[short_name(t)] = {"version": st.version if s.kind == "sotw" else f"{len(st.sent)} resources",
+                                        "state": state, "error": s.rejected.get(t)}
+            out.append({"node": s.node, "id": s.node_id, "protocol": s.kind, "generation": s.generation_seen,
+                        "types": types})
+        return sorted(out, key=lambda p: (p["node"], p["id"]))
+
     async def _serve(self, stream: _Stream, request_iterator, context):
         stream.context = context
         runner = asyncio.ensure_future(stream.run(request_iterator))

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import grpc
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from ..xdsapi import Snapshot
+from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminState, start_admin
 from .ads import AdsServer
 from .cache import SnapshotCache
@@ -55,6 +57,7 @@ class Result:
     errors: list[str] = field(default_factory=list)  # rendered diagnostics, one per problem
     warnings: list[str] = field(default_factory=list)
     next_expiry: datetime | None = None  # when a sandbox expires next: recompile then
+    overview: dict | None = None  # plain JSON data for the dashboard: sandboxes, keys, forks, the service graph
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -93,6 +96,10 @@ class ControlPlane:
         mutual = tls is not None and tls.client_ca_file is not None
         self.ads = AdsServer(self.cache, self.metrics, authorize if mutual else None)
         self.state.rejections = self.ads.rejections
+        self.requests = RequestLog()
+        self.access_log = AccessLogServer(self.requests, authorize if mutual else None)
+        self.state.requests = self.requests
+        self.state.proxies = self.ads.proxies
         self._expiry: asyncio.TimerHandle | None = None
         self._pending: str | None = None  # a reload asked for while one runs: run once more after it
         self._reloader: asyncio.Future | None = None
@@ -138,11 +145,14 @@ class ControlPlane:
             log.debug("reload (%s): nothing changed", reason)
             with self.state.lock:
                 self.state.has_config, self.state.errors = True, []
+                self.state.overview = result.overview
             self.metrics.spec_errors.set(0)
             self.metrics.spec_valid.set(1)
             self.metrics.reloads.labels("unchanged").inc()
         else:
             self.cache.publish(result.snapshot)
+            with self.state.lock:
+                self.state.overview = result.overview
             gc.freeze()  # snapshots are long-lived: keep full collections from scanning them (tail latency)
             with self.state.lock:
                 self.state.has_config, self.state.errors = True, []
@@ -244,6 +254,7 @@ class ControlPlane:
                                                ("grpc.keepalive_time_ms", 30_000),
                                                ("grpc.keepalive_permit_without_calls", 1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
+        als_pb2_grpc.add_AccessLogServiceServicer_to_server(self.access_log, self.server)
         host, port = parse_address(self.xds_address)
         if self.tls is not None:
             self.bound_port = self.server.add_secure_port(join_address(host, port), self.tls.grpc_credentials())
@@ -257,7 +268,7 @@ class ControlPlane:
         if self.admin_address:
             ah, ap = parse_address(self.admin_address)
             self.admin = start_admin(ah, ap, self.state, self.tls.ssl_context() if self.tls else None)
-            log.info("admin on http%s://%s (/healthz /readyz /metrics /debug/config?node=...)",
+            log.info("admin on http%s://%s (dashboard /, /api/state, /healthz /readyz /metrics /debug/config?node=...)",
                      "s" if self.tls else "", join_address(ah, self.admin.server_address[1]))
 
     async def stop(self) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
 from envoy.config.core.v3 import extension_pb2 as core_extension_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.access_loggers.grpc.v3 import als_pb2 as grpc_als_pb2
 from envoy.extensions.common.matching.v3 import extension_matcher_pb2
 from envoy.extensions.filters.common.matcher.action.v3 import skip_action_pb2
 from envoy.extensions.filters.http.lua.v3 import lua_pb2
@@ -224,12 +226,30 @@ def _hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.F
     return listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))
 
 
+ACCESS_LOG_FLUSH = duration_pb2.Duration(nanos=200_000_000)
+
+
+def access_log(routing: Routing) -> accesslog_pb2.AccessLog:
+    """Envoy's gRPC access log to `serve`, over the bootstrap's xDS cluster (same address, same TLS):
+    per request the routing key seen (after the baggage filter), `traceparent`, the cluster chosen."""
+    cfg = grpc_als_pb2.HttpGrpcAccessLogConfig(
+        common_config=grpc_als_pb2.CommonGrpcAccessLogConfig(
+            log_name="meshforge", transport_api_version=config_source_pb2.V3,
+            grpc_service=grpc_service_pb2.GrpcService(
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER)),
+            buffer_flush_interval=ACCESS_LOG_FLUSH),
+        additional_request_headers_to_log=[routing.header, "traceparent"])
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg))
+
+
 def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
              route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
-    """A sidecar's outbound listener; RDS over ADS, or the route configuration inline (static bootstrap)."""
+    """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
+    inline (static bootstrap: no server to log to)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
+        hcm.access_log.append(access_log(routing))
     else:
         hcm.route_config.CopyFrom(route_config)
     hcm.http_filters.append(baggage_filter(routing))
@@ -265,6 +285,7 @@ def _edge_hcm(routing: Routing, edge: Edge, trusted: bool,
         strip_any_host_port=True)
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.EDGE_ROUTE_CONFIG))
+        hcm.access_log.append(access_log(routing))
     else:
         hcm.route_config.CopyFrom(route_config)
     if not trusted:  # before the route is chosen: an outside caller's routing header never selects one

@@ -1,0 +1,119 @@
+"""Doctor: where recent requests with a routing key really went, and the hop that lost the key.
+
+Input: the requests `serve` recorded from the proxies' access logs for one key, and the other requests of
+their traces (`/api/requests?key=K`; plain dicts: node, service, version, key, traceId, time, status).
+Output: `Report` = the requests grouped by trace, hop by hop (caller → service, version reached), and the
+losses found. A service *loses* the key when it received the key (a caller's proxy sent it the request
+with the key) and its own calls in the same trace carried none: it passes the trace context on but not
+baggage. Requests without trace context cannot be tied together; then a per-service heuristic applies
+(the service received the key and, afterwards, made calls without it and none with it), stated as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Loss:
+    service: str  # the service that received the key and did not pass it on
+    callees: tuple[str, ...]  # whom its key-less calls went to
+    traces: int  # in how many traces (0: found by the heuristic, without trace context)
+    heuristic: bool
+
+    def message(self, key: str) -> str:
+        callees = ", ".join(self.callees)
+        if self.heuristic:
+            return (f"key probably lost at {self.service}: it received {key!r}, and its calls to {callees} "
+                    f"afterwards carried no key (no trace context ties the calls together: a heuristic; "
+                    f"{self.service} passes on neither traceparent nor baggage)")
+        return (f"key lost at {self.service}: it received {key!r}, its calls to {callees} in the same trace "
+                f"carried none ({self.traces} trace{'s' if self.traces != 1 else ''}); {self.service} passes "
+                "traceparent on but not baggage: add the baggage propagator to its OpenTelemetry setup "
+                "(or forward the baggage header)")
+
+    def to_json(self, key: str) -> dict:
+        return {"service": self.service, "callees": list(self.callees), "traces": self.traces,
+                "heuristic": self.heuristic, "message": self.message(key)}
+
+
+@dataclass
+class Report:
+    key: str
+    traces: list[dict] = field(default_factory=list)  # {"traceId", "hops": [{from, to, version, key, status}]}
+    untraced: list[dict] = field(default_factory=list)  # hops of requests without trace context
+    losses: list[Loss] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(len(t["hops"]) for t in self.traces) + len(self.untraced)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.losses else 0
+
+    def to_json(self) -> dict:
+        return {"routingKey": self.key, "requests": self.requests, "traces": self.traces, "untraced": self.untraced,
+                "losses": [loss.to_json(self.key) for loss in self.losses], "ok": not self.losses}
+
+
+def _hop(r: dict) -> dict:
+    return {"from": r.get("node"), "to": r.get("service") or r.get("authority"), "version": r.get("version"),
+            "key": r.get("key"), "status": r.get("status"), "time": r.get("time")}
+
+
+def diagnose(key: str, requests: list[dict]) -> Report:
+    report = Report(key)
+    traced: dict[str, list[dict]] = {}
+    loose: list[dict] = []
+    for r in sorted(requests, key=lambda r: (r.get("time") or 0, r.get("requestId") or "")):
+        (traced.setdefault(r["traceId"], []) if r.get("traceId") else loose).append(r)
+    lost: dict[str, tuple[set[str], set[str]]] = {}  # service -> (callees, trace ids)
+    for tid, rs in traced.items():
+        if not any(r.get("key") == key for r in rs):
+            continue
+        report.traces.append({"traceId": tid, "hops": [_hop(r) for r in rs]})
+        received = {r["service"] for r in rs if r.get("key") == key and r.get("service")}
+        for r in rs:
+            if r.get("node") in received and r.get("key") != key:
+                callees, tids = lost.setdefault(r["node"], (set(), set()))
+                callees.add(r.get("service") or r.get("authority") or "?")
+                tids.add(tid)
+    report.losses = [Loss(s, tuple(sorted(c)), len(t), False) for s, (c, t) in sorted(lost.items())]
+    # without trace context: the services the key reached, and what they sent afterwards
+    keyed = [r for r in loose if r.get("key") == key]
+    report.untraced = [_hop(r) for r in loose]
+    first: dict[str, float] = {}
+    for r in keyed:
+        if r.get("service"):
+            first.setdefault(r["service"], r.get("time") or 0)
+    kept = {r.get("node") for r in keyed}
+    for svc, since in sorted(first.items()):
+        if svc in lost or svc in kept:
+            continue
+        after = [r for r in loose if r.get("node") == svc and (r.get("time") or 0) >= since and r.get("key") != key]
+        if after:
+            report.losses.append(Loss(svc, tuple(sorted({r.get("service") or "?" for r in after})), 0, True))
+    return report
+
+
+def render_text(report: Report) -> str:
+    key = report.key
+    if not report.requests:
+        return (f"no recent requests carried routing key {key!r} (the proxies log to serve; send some traffic "
+                "with the key, then run doctor again)\n")
+    lines = [f"routing key {key!r}: {report.requests} recent requests, {len(report.traces)} traces", ""]
+    for t in report.traces[-10:]:
+        chain = []
+        for h in t["hops"]:
+            carried = "key" if h["key"] == key else "no key"
+            chain.append(f"{h['from']} -> {h['to']} [{h['version']}, {carried}, {h['status']}]")
+        lines.append(f"trace {t['traceId'][:16]}: " + "; ".join(chain))
+    if report.untraced:
+        lines.append(f"{len(report.untraced)} requests without trace context")
+    lines.append("")
+    if report.losses:
+        lines += [loss.message(key) for loss in report.losses]
+    else:
+        lines.append(f"no loss: every service that received {key!r} passed it on")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""doctor: the proxies' access logs reach `serve`, and doctor names the hop that lost a routing key.
+
+Real Envoys: web → cart → pay, each behind its own sidecar, configured by `serve`. Sandbox cart-lossy
+forks cart to an instance that passes `traceparent` on but not `baggage` (an OpenTelemetry SDK set up
+with the tracecontext propagator only); sandbox pay-pr-2 forks pay, behind a healthy cart.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from contextlib import ExitStack
+
+import pytest
+
+from meshforge.doctor import diagnose, render_text
+
+from .envoy_harness import Backend, http_get
+from .serve_harness import Server, Sidecar, wait_until
+
+BASELINE = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging, namespace: shop}}
+spec:
+  services:
+  - {{name: web, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {web}}}], dependsOn: [cart]}}
+  - {{name: cart, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {cart}}}], dependsOn: [pay]}}
+  - {{name: pay, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {pay}}}], dependsOn: []}}
+"""
+
+
+def sandbox(name: str, service: str, port: int) -> str:
+    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
+            f"spec:\n  forks: [{{service: {service}, to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}}}]\n")
+
+
+def traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    d = tmp_path_factory.mktemp("doctor") / "specs"
+    d.mkdir()
+    with ExitStack() as stack:
+        pay, pay2 = stack.enter_context(Backend("pay-v1")), stack.enter_context(Backend("pay-v2"))
+        cart = stack.enter_context(Backend("cart-v1", next_hop="pay"))
+        lossy = stack.enter_context(Backend("cart-lossy", next_hop="pay", propagate=("traceparent",)))
+        web = stack.enter_context(Backend("web-v1", next_hop="cart"))
+        (d / "baseline.yaml").write_text(BASELINE.format(web=web.port, cart=cart.port, pay=pay.port))
+        (d / "cart-lossy.yaml").write_text(sandbox("cart-lossy", "cart", lossy.port))
+        (d / "pay-pr-2.yaml").write_text(sandbox("pay-pr-2", "pay", pay2.port))
+        server = stack.enter_context(Server([d]))
+        for svc, app in (("web", web), ("cart", cart), ("cart", lossy)):
+            app.proxy_port = stack.enter_context(Sidecar(f"{svc}.shop", server)).outbound
+
+        def chain(headers):
+            r, out = http_get(web.port, "web", headers), []
+            while r:
+                out.append(r.get("name") or f"HTTP {r.get('status')}")
+                r = r.get("next")
+            return out
+
+        wait_until(lambda: chain({"baggage": "meshforge-routing-key=pay-pr-2"})[2] == "pay-v2", 20, what="sidecars")
+        yield server, chain
+
+
+def doctor(server, key, *args):
+    return subprocess.run([sys.executable, "-m", "meshforge.cli", "doctor", "--admin-address",
+                           f"127.0.0.1:{server.admin_port}", "--routing-key", key, *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_doctor_names_the_service_that_drops_baggage_but_keeps_traceparent(mesh):
+    server, chain = mesh
+    for _ in range(3):
+        assert chain({"baggage": "meshforge-routing-key=cart-lossy", "traceparent": traceparent()}) == \
+            ["web-v1", "cart-lossy", "pay-v1"]
+    wait_until(lambda: doctor(server, "cart-lossy").returncode == 1, 10, what="the loss reported")
+    r = doctor(server, "cart-lossy")
+    assert "key lost at cart.shop" in r.stdout and "its calls to pay.shop in the same trace carried none" in r.stdout
+    assert "web.shop -> cart.shop [cart-lossy, key" in r.stdout
+    data = json.loads(doctor(server, "cart-lossy", "--output", "json").stdout)
+    assert not data["ok"] and [(x["service"], x["callees"]) for x in data["losses"]] == [("cart.shop", ["pay.shop"])]
+    assert data["losses"][0]["traces"] >= 3 and not data["losses"][0]["heuristic"]
+
+
+def test_doctor_reports_no_loss_on_a_healthy_chain(mesh):
+    server, chain = mesh
+    for _ in range(3):
+        assert chain({"baggage": "meshforge-routing-key=pay-pr-2", "traceparent": traceparent()}) == \
+            ["web-v1", "cart-v1", "pay-v2"]
+    wait_until(lambda: "pay-v2" in doctor(server, "pay-pr-2").stdout or
+               "[pay-pr-2, key" in doctor(server, "pay-pr-2").stdout, 10, what="requests logged")
+    r = doctor(server, "pay-pr-2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no loss" in r.stdout and "cart.shop -> pay.shop [pay-pr-2, key" in r.stdout
+
+
+def test_access_log_records_what_each_proxy_saw(mesh):
+    server, chain = mesh
+    tp = traceparent()
+    chain({"baggage": "a=1,meshforge-routing-key=pay-pr-2", "traceparent": tp})
+    tid = tp.split("-")[1]
+
+    def mine():
+        _, body = server.get("/api/requests?key=pay-pr-2")
+        return [r for r in json.loads(body)["requests"] if r["traceId"] == tid]
+
+    rows = wait_until(lambda: len(mine()) == 2 and mine(), 10, what="both hops logged")
+    assert [(r["node"], r["service"], r["version"], r["key"], r["status"]) for r in rows] == [
+        ("web.shop", "cart.shop", "baseline", "pay-pr-2", 200), ("cart.shop", "pay.shop", "pay-pr-2", "pay-pr-2", 200)]
+    assert all(r["requestId"] and r["durationMs"] is not None for r in rows)
+    assert server.get("/api/requests?key=NOT%20A%20KEY")[0] == 400
+
+
+def test_doctor_usage_errors_and_an_unreachable_server_exit_2(mesh):
+    server, _ = mesh
+    assert doctor(server, "Bad_Key").returncode == 2
+    r = subprocess.run([sys.executable, "-m", "meshforge.cli", "doctor", "--admin-address", "127.0.0.1:1",
+                        "--routing-key", "k"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_without_trace_context_a_heuristic_names_the_service_and_says_so():
+    requests = [
+        {"time": 1.0, "node": "web.shop", "service": "cart.shop", "version": "k", "key": "k", "traceId": None},
+        {"time": 1.1, "node": "cart.shop", "service": "pay.shop", "version": "baseline", "key": None, "traceId": None},
+    ]
+    report = diagnose("k", requests)
+    assert report.exit_code == 1 and report.losses[0].heuristic and report.losses[0].service == "cart.shop"
+    assert "heuristic" in render_text(report)
+    assert diagnose("k", []).exit_code == 0 and "no recent requests" in render_text(diagnose("k", []))
