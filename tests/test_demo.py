@@ -41,6 +41,9 @@ def test_demo_prints_each_hop_and_cleans_up():
     assert "payments-pr-7.preview.localhost baseline baseline payments-pr-7" in lines
     assert any(line.startswith("payments-pr-7: http://payments-pr-7.preview.localhost:") for line in lines)
     assert any(line.startswith("routed by the edge and every sidecar") for line in lines)
+    assert any(line.startswith("6. the dashboard") and "http://127.0.0.1:" in line for line in lines)
+    assert any("frontend.demo -> cart.demo [cart-pr-42, key, 200]" in line for line in lines)
+    assert "no loss: every service that received 'cart-pr-42' passed it on" in lines
     time.sleep(0.5)
     assert our_processes() == []
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -133,7 +134,10 @@ class Demo:
     def fetch(self, host: str, headers: dict | None = None) -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", self.edge_port, timeout=5)
         try:
-            conn.request("GET", "/", headers={"host": f"{host}:{self.edge_port}", **(headers or {})})
+            # as an OpenTelemetry-instrumented client would: each request starts a trace
+            trace = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+            conn.request("GET", "/", headers={"host": f"{host}:{self.edge_port}", "traceparent": trace,
+                                              **(headers or {})})
             resp = conn.getresponse()
             body = resp.read()
         finally:
@@ -219,8 +223,22 @@ class Demo:
                     ("cart-pr-42.preview.localhost", "cart-pr-42.preview.localhost", None),
                     ("payments-pr-7.preview.localhost", "payments-pr-7.preview.localhost", None)])
         _say("\nEach branch sees its own version of what it changed and the baseline everywhere else.")
+        _say(f"\n6. the dashboard (sandboxes, the service graph per key, proxies, recent requests): "
+             f"http://127.0.0.1:{self.admin_port}/", fg="cyan")
+        _say("   every proxy sends its access log to serve; `meshforge doctor` follows a key through them:\n")
+        self._wait(lambda: self.doctor("cart-pr-42").returncode == 0 and "pay" in self.doctor("cart-pr-42").stdout,
+                   "access logs")
+        doctor = self.doctor("cart-pr-42")
+        _say(f"   $ meshforge doctor --admin-address 127.0.0.1:{self.admin_port} --routing-key cart-pr-42", dim=True)
+        for line in doctor.stdout.splitlines():
+            _say(f"   {line}")
         _say("Try it yourself: meshforge render <specs> --format istio | envoy-static, "
              "meshforge explain <specs> --url http://cart-pr-42.preview.localhost/")
+
+    def doctor(self, key: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "meshforge.cli", "doctor", "--admin-address",
+                               f"127.0.0.1:{self.admin_port}", "--routing-key", key],
+                              capture_output=True, text=True, timeout=30)
 
     def _wait(self, pred, what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
