@@ -92,7 +92,11 @@ class Envoy:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # not ready in time, or interrupted: __exit__ will not run, so stop it here
+            self.stop()
+            raise
 
     def __exit__(self, *exc):
         self.stop()
