@@ -242,7 +242,7 @@ def diff(paths, fmt, against, now, quiet, **options):
         sys.exit(1)
 
 
-def _serve_compile_fn(paths):
+def _serve_compile_fn(paths, access_logs: bool = True):
     """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
     from . import backends
     from .emit.xds.compiler import XdsCompiler
@@ -250,7 +250,7 @@ def _serve_compile_fn(paths):
     from .pipeline import Workspace
     from .server.run import Result
 
-    workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True)
+    workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True, access_logs=access_logs)
     xds = backends.get("xds")
 
     def compile_fn(now):
@@ -268,7 +268,8 @@ def _serve_compile_fn(paths):
 @main.command(short_help="Serve xDS to Envoy; push every valid change.")
 @_paths
 @click.option("--xds-address", required=True, help="HOST:PORT for the ADS gRPC server (port 0: any free port).")
-@click.option("--admin-address", default=None, help="HOST:PORT for /healthz /readyz /metrics /debug/config.")
+@click.option("--admin-address", default=None, help="HOST:PORT for the dashboard (/), /api/, /healthz, /readyz, "
+              "/metrics, /debug/config.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Serve xDS (and admin) over TLS with this certificate (PEM).")
@@ -277,7 +278,9 @@ def _serve_compile_fn(paths):
 @click.option("--client-ca-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Mutual TLS: only proxies with a certificate this CA signed may connect, each for its own "
                    "service only (DNS SAN name.namespace or spiffe://DOMAIN/ns/NS/sa/NAME).")
-def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file):
+@click.option("--access-logs/--no-access-logs", default=True, show_default=True,
+              help="Proxies send their access logs to serve (for doctor and the dashboard).")
+def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -304,7 +307,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
             parse_address(a)
         except ValueError as e:
             raise click.BadParameter(str(e))
-    cp = ControlPlane(_serve_compile_fn(paths), list(paths), xds_address, admin_address, tls=tls)
+    cp = ControlPlane(_serve_compile_fn(paths, access_logs), list(paths), xds_address, admin_address, tls=tls)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -72,6 +72,7 @@ class Snapshot:
     nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
     routing: Routing
     edge: Edge | None = None
+    access_logs: bool = True  # listeners send access logs to serve (over ADS only)
     _listeners: dict[tuple[str, str, int], dict[str, Resource]] = field(default_factory=dict)
 
     @property
@@ -82,7 +83,7 @@ class Snapshot:
         host = host or kind.default_host
         key = (kind.name, host, port)
         if key not in self._listeners:
-            lis = kind.listener(host, port, self.routing, self.edge, None)
+            lis = kind.listener(host, port, self.routing, self.edge, None, self.access_logs)
             self._listeners[key] = {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
         return self._listeners[key]
 
@@ -99,8 +100,9 @@ class Snapshot:
 class XdsCompiler:
     """Keeps what it built last time; `compile(model)` rebuilds only what the new model changed."""
 
-    def __init__(self, eds: bool = True):
+    def __init__(self, eds: bool = True, access_logs: bool = True):
         self.eds = eds
+        self.access_logs = access_logs
         self._sigs: dict[str, tuple] = {}
         self._artifacts: dict[str, _ServiceArtifacts] = {}
         self._groups: dict[tuple, NodeConfig] = {}
@@ -153,7 +155,7 @@ class XdsCompiler:
             nodes[EDGE_NODE] = self._edge_node(model, model.edge)
         else:
             self._edge = None
-        return Snapshot(nodes, model.routing, model.edge)
+        return Snapshot(nodes, model.routing, model.edge, self.access_logs)
 
     def _edge_node(self, model: Model, edge: Edge) -> NodeConfig:
         """The edge's public host (the edge service's routing table under the public names), a preview host

@@ -19,8 +19,8 @@ from ...model import Edge, Routing, Service
 from ...xdsapi import EDGE_HOST, SIDECAR_HOST
 from . import names, resources
 
-# (host, port, routing, the mesh's edge, inline route configuration or None for RDS) -> Listener
-ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None"],
+# (host, port, routing, the mesh's edge, inline route configuration or None for RDS, access logs to serve)
+ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None", bool],
                            listener_pb2.Listener]
 
 

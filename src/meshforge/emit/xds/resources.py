@@ -243,13 +243,14 @@ def access_log(routing: Routing) -> accesslog_pb2.AccessLog:
 
 
 def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
-             route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
+             route_config: route_pb2.RouteConfiguration | None = None, access_logs: bool = True) -> listener_pb2.Listener:
     """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
     inline (static bootstrap: no server to log to)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
-        hcm.access_log.append(access_log(routing))
+        if access_logs:
+            hcm.access_log.append(access_log(routing))
     else:
         hcm.route_config.CopyFrom(route_config)
     hcm.http_filters.append(baggage_filter(routing))
@@ -276,8 +277,8 @@ def unknown_preview_virtual_host(edge: Edge) -> route_components_pb2.VirtualHost
                 status=404, body=base_pb2.DataSource(inline_string=body)))])
 
 
-def _edge_hcm(routing: Routing, edge: Edge, trusted: bool,
-              route_config: route_pb2.RouteConfiguration | None) -> hcm_pb2.HttpConnectionManager:
+def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_pb2.RouteConfiguration | None,
+              access_logs: bool) -> hcm_pb2.HttpConnectionManager:
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=f"{names.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
@@ -285,7 +286,8 @@ def _edge_hcm(routing: Routing, edge: Edge, trusted: bool,
         strip_any_host_port=True)
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.EDGE_ROUTE_CONFIG))
-        hcm.access_log.append(access_log(routing))
+        if access_logs:
+            hcm.access_log.append(access_log(routing))
     else:
         hcm.route_config.CopyFrom(route_config)
     if not trusted:  # before the route is chosen: an outside caller's routing header never selects one
@@ -304,7 +306,8 @@ def _edge_hcm(routing: Routing, edge: Edge, trusted: bool,
 
 
 def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
-                  route_config: route_pb2.RouteConfiguration | None = None) -> listener_pb2.Listener:
+                  route_config: route_pb2.RouteConfiguration | None = None,
+                  access_logs: bool = True) -> listener_pb2.Listener:
     """The edge's listener: callers in `trusted_sources` (matched on the connection's peer address) keep
     their routing key; everyone else's is removed before routing."""
     if edge is None:
@@ -317,7 +320,7 @@ def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
             ranges.append(address_pb2.CidrRange(address_prefix=prefix, prefix_len=wrappers_pb2.UInt32Value(value=int(length))))
         chains.append(listener_components_pb2.FilterChain(
             name="trusted", filter_chain_match=listener_components_pb2.FilterChainMatch(source_prefix_ranges=ranges),
-            filters=[_hcm_filter(_edge_hcm(routing, edge, True, route_config))]))
+            filters=[_hcm_filter(_edge_hcm(routing, edge, True, route_config, access_logs))]))
     chains.append(listener_components_pb2.FilterChain(
-        name="untrusted", filters=[_hcm_filter(_edge_hcm(routing, edge, False, route_config))]))
+        name="untrusted", filters=[_hcm_filter(_edge_hcm(routing, edge, False, route_config, access_logs))]))
     return listener_pb2.Listener(name=names.EDGE_LISTENER, address=_socket(host, port), filter_chains=chains)

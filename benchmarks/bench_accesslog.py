@@ -1,0 +1,95 @@
+"""Access-logging cost: a real Envoy sidecar's throughput with and without access logs to `serve`.
+
+Two `meshforge serve` processes on the same specs, one with access logs (the default) and one with
+`--no-access-logs`; one real Envoy sidecar bootstrapped against each (node `client.default`, which
+calls `api`, forked by one sandbox). Upstream is a direct-response Envoy; load is wrk -t1 -c32 through
+each sidecar, rounds interleaved so that drift on this shared machine spreads over both. The serve
+that receives the logs runs on the same 2-core machine, so its work is part of the measured cost.
+Goal: throughput with access logs >= 0.9x without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench_dataplane import upstream_config, wrk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
+
+from meshforge.envoyproc import Envoy, free_port  # noqa: E402
+
+
+def specs(base: int, sandbox: int) -> str:
+    return f"""apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging}}
+spec:
+  services:
+  - {{name: client, ports: [{{name: http, port: 80}}], dependsOn: [api]}}
+  - {{name: api, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {base}}}]}}
+---
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {{name: pr-1}}
+spec:
+  forks: [{{service: api, to: {{endpoints: [{{address: 127.0.0.1, port: {sandbox}}}]}}}}]
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: apt-get install wrk")
+    kinds = {"no key": {}, "key in baggage": {"baggage": "userId=7, meshforge-routing-key=pr-1"},
+             "key in header": {"x-meshforge-routing-key": "pr-1"}}
+    samples: dict[tuple[str, str], list[float]] = {}
+    up_admin, base, sb = free_port(), free_port(), free_port()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "specs"
+        d.mkdir()
+        (d / "specs.yaml").write_text(specs(base, sb))
+        stack.enter_context(Envoy(upstream_config(up_admin, {"baseline": base, "sandbox": sb}), up_admin, name="upstream"))
+        sidecars = {}
+        for mode, extra in (("with access logs", ()), ("without", ("--no-access-logs",))):
+            server = stack.enter_context(Server([d], args=extra))
+            sidecars[mode] = stack.enter_context(Sidecar("client.default", server)).outbound
+            wait_until(lambda port=sidecars[mode]: _body(port) == "sandbox", 20, what="sidecar configured")
+        for mode, port in sidecars.items():
+            for headers in kinds.values():
+                wrk(port, headers, 1)  # warm-up
+        for _ in range(args.rounds):
+            for kind, headers in kinds.items():
+                for mode, port in sidecars.items():
+                    samples.setdefault((mode, kind), []).append(wrk(port, headers, args.seconds))
+    print("Access logging: real Envoy 1.40 sidecar (concurrency 1) over ADS, wrk -t1 -c32, direct-response upstream")
+    print(f"{'request':20s}{'without':>14s}{'with logs':>14s}{'ratio':>10s}")
+    for kind in kinds:
+        without = statistics.median(samples[("without", kind)])
+        with_ = statistics.median(samples[("with access logs", kind)])
+        print(f"{kind:20s}{without:12.0f}/s{with_:12.0f}/s{with_ / without:9.2f}x")
+    print(f"\n(median of {args.rounds} runs of {args.seconds} s each, rounds interleaved)")
+
+
+def _body(port: int) -> str:
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        c.request("GET", "/", headers={"Host": "api", "x-meshforge-routing-key": "pr-1"})
+        return c.getresponse().read().decode()
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    main()
