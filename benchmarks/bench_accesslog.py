@@ -59,18 +59,21 @@ def main() -> None:
         d.mkdir()
         (d / "specs.yaml").write_text(specs(base, sb))
         stack.enter_context(Envoy(upstream_config(up_admin, {"baseline": base, "sandbox": sb}), up_admin, name="upstream"))
-        sidecars = {}
+        sidecars, servers = {}, {}
         for mode, extra in (("with access logs", ()), ("without", ("--no-access-logs",))):
-            server = stack.enter_context(Server([d], args=extra))
+            server = servers[mode] = stack.enter_context(Server([d], args=extra))
             sidecars[mode] = stack.enter_context(Sidecar("client.default", server)).outbound
             wait_until(lambda port=sidecars[mode]: _body(port) == "sandbox", 20, what="sidecar configured")
         for mode, port in sidecars.items():
             for headers in kinds.values():
                 wrk(port, headers, 1)  # warm-up
+        cpu = {mode: -_cpu_seconds(servers[mode].proc.pid) for mode in servers}
         for _ in range(args.rounds):
             for kind, headers in kinds.items():
                 for mode, port in sidecars.items():
                     samples.setdefault((mode, kind), []).append(wrk(port, headers, args.seconds))
+        for mode in servers:
+            cpu[mode] += _cpu_seconds(servers[mode].proc.pid)
     print("Access logging: real Envoy 1.40 sidecar (concurrency 1) over ADS, wrk -t1 -c32, direct-response upstream")
     print(f"{'request':20s}{'without':>14s}{'with logs':>14s}{'ratio':>10s}")
     for kind in kinds:
@@ -78,6 +81,16 @@ def main() -> None:
         with_ = statistics.median(samples[("with access logs", kind)])
         print(f"{kind:20s}{without:12.0f}/s{with_:12.0f}/s{with_ / without:9.2f}x")
     print(f"\n(median of {args.rounds} runs of {args.seconds} s each, rounds interleaved)")
+    wall = args.rounds * len(kinds) * args.seconds
+    for mode, seconds in cpu.items():
+        print(f"serve {mode}: {seconds:.1f} s CPU during its {wall} s of load ({seconds / wall:.0%} of a core)")
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _body(port: int) -> str:

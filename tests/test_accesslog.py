@@ -5,8 +5,11 @@ from __future__ import annotations
 from meshforge.server.accesslog import RequestLog, trace_id
 
 
-def entry(i: int, key: str | None, trace: str | None = None, node: str = "a.ns", service: str = "b.ns") -> dict:
-    return {"time": float(i), "node": node, "service": service, "key": key, "traceId": trace, "requestId": str(i)}
+def entry(i: int, key: str | None, trace: str | None = None, node: str = "a.ns", service: str = "b.ns") -> tuple:
+    """A stored row: (time, node, request id, trace id, key, cluster, authority, path, status, duration)."""
+    name, ns = service.split(".")
+    return (float(i), node, str(i), trace, key, f"outbound|80|{key or ''}|{name}.{ns}.svc.cluster.local", name, "/",
+            200, 1.0)
 
 
 def test_memory_is_bounded_per_key_per_number_of_keys_and_in_total():
@@ -19,10 +22,13 @@ def test_memory_is_bounded_per_key_per_number_of_keys_and_in_total():
 
 def test_for_key_adds_the_other_hops_of_its_traces():
     log = RequestLog()
-    log.add(entry(1, "k", "t1", "web.ns", "cart.ns"))
-    log.add(entry(2, None, "t1", "cart.ns", "pay.ns"))
-    log.add(entry(3, None, "t2", "cart.ns", "pay.ns"))  # another trace: not related
-    assert [e["requestId"] for e in log.for_key("k")] == ["1", "2"]
+    t1, t2 = "4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4736"
+    log.add(entry(1, "k", t1, "web.ns", "cart.ns"))
+    log.add(entry(2, None, t1, "cart.ns", "pay.ns"))
+    log.add(entry(3, None, t2, "cart.ns", "pay.ns"))  # another trace: not related
+    got = log.for_key("k")
+    assert [(e["requestId"], e["service"], e["version"], e["traceId"]) for e in got] == [
+        ("1", "cart.ns", "k", t1), ("2", "pay.ns", "baseline", t1)]
     assert log.for_key("nobody") == []
 
 

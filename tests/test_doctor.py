@@ -133,4 +133,11 @@ def test_without_trace_context_a_heuristic_names_the_service_and_says_so():
     report = diagnose("k", requests)
     assert report.exit_code == 1 and report.losses[0].heuristic and report.losses[0].service == "cart.shop"
     assert "heuristic" in render_text(report)
+    # key-less calls without trace context are not logged: the declared dependencies stand in for them
+    only_keyed = requests[:1]
+    assert diagnose("k", only_keyed).exit_code == 0
+    report = diagnose("k", only_keyed, {"cart.shop": ["pay.shop"], "web.shop": ["cart.shop"]})
+    assert report.exit_code == 1 and report.losses[0].callees == ("pay.shop",)
+    healthy = only_keyed + [{"time": 1.1, "node": "cart.shop", "service": "pay.shop", "key": "k", "traceId": None}]
+    assert diagnose("k", healthy, {"cart.shop": ["pay.shop"], "pay.shop": []}).exit_code == 0
     assert diagnose("k", []).exit_code == 0 and "no recent requests" in render_text(diagnose("k", []))

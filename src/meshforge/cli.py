@@ -409,15 +409,20 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
         context = ssl.create_default_context(cafile=tls_ca_file)
         if tls_cert_file:
             context.load_cert_chain(tls_cert_file, tls_key_file)
-    url = (f"http{'s' if context else ''}://{join_address(host, port)}/api/requests?"
-           + urllib.parse.urlencode({"key": key}))
-    try:
-        with urllib.request.urlopen(url, timeout=10, context=context) as r:
-            data = json.loads(r.read())
-    except (OSError, ValueError) as e:  # unreachable, refused, TLS, HTTP errors, not JSON
-        click.echo(f"error: cannot read {url}: {e}", err=True)
-        sys.exit(2)
-    report = diagnose(key, data.get("requests") or [])
+    base = f"http{'s' if context else ''}://{join_address(host, port)}"
+
+    def get(path: str) -> dict:
+        try:
+            with urllib.request.urlopen(base + path, timeout=10, context=context) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError) as e:  # unreachable, refused, TLS, HTTP errors, not JSON
+            click.echo(f"error: cannot read {base + path}: {e}", err=True)
+            sys.exit(2)
+
+    data = get("/api/requests?" + urllib.parse.urlencode({"key": key}))
+    overview = get("/api/state").get("overview") or {}
+    calls = {s["id"]: s.get("dependsOn") or [] for s in overview.get("services") or []}
+    report = diagnose(key, data.get("requests") or [], calls)
     if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

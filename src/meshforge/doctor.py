@@ -5,8 +5,9 @@ their traces (`/api/requests?key=K`; plain dicts: node, service, version, key, t
 Output: `Report` = the requests grouped by trace, hop by hop (caller → service, version reached), and the
 losses found. A service *loses* the key when it received the key (a caller's proxy sent it the request
 with the key) and its own calls in the same trace carried none: it passes the trace context on but not
-baggage. Requests without trace context cannot be tied together; then a per-service heuristic applies
-(the service received the key and, afterwards, made calls without it and none with it), stated as such.
+baggage. Requests without trace context cannot be tied together (and proxies log only requests that
+carry a key or a trace context); then a per-service heuristic applies: the service received the key, it
+calls others (seen in the logs, or its declared dependencies), and none of its calls carried the key.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ class Loss:
     def message(self, key: str) -> str:
         callees = ", ".join(self.callees)
         if self.heuristic:
-            return (f"key probably lost at {self.service}: it received {key!r}, and its calls to {callees} "
-                    f"afterwards carried no key (no trace context ties the calls together: a heuristic; "
-                    f"{self.service} passes on neither traceparent nor baggage)")
+            return (f"key probably lost at {self.service}: it received {key!r}, it calls {callees}, and none of its "
+                    f"calls carried the key (a heuristic: no trace context ties calls together, so a call it did "
+                    f"not make looks the same; {self.service} passes on neither traceparent nor baggage)")
         return (f"key lost at {self.service}: it received {key!r}, its calls to {callees} in the same trace "
                 f"carried none ({self.traces} trace{'s' if self.traces != 1 else ''}); {self.service} passes "
                 "traceparent on but not baggage: add the baggage propagator to its OpenTelemetry setup "
@@ -62,7 +63,8 @@ def _hop(r: dict) -> dict:
             "key": r.get("key"), "status": r.get("status"), "time": r.get("time")}
 
 
-def diagnose(key: str, requests: list[dict]) -> Report:
+def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None = None) -> Report:
+    """`calls`: service id -> the services it depends on (the dashboard's service graph), for the heuristic."""
     report = Report(key)
     traced: dict[str, list[dict]] = {}
     loose: list[dict] = []
@@ -91,9 +93,11 @@ def diagnose(key: str, requests: list[dict]) -> Report:
     for svc, since in sorted(first.items()):
         if svc in lost or svc in kept:
             continue
-        after = [r for r in loose if r.get("node") == svc and (r.get("time") or 0) >= since and r.get("key") != key]
-        if after:
-            report.losses.append(Loss(svc, tuple(sorted({r.get("service") or "?" for r in after})), 0, True))
+        after = {r.get("service") or "?" for r in loose
+                 if r.get("node") == svc and (r.get("time") or 0) >= since and r.get("key") != key}
+        callees = after or set((calls or {}).get(svc) or ())
+        if callees:  # it calls others (seen, or declared), and none of its calls carried the key
+            report.losses.append(Loss(svc, tuple(sorted(callees)), 0, True))
     return report
 
 

@@ -47,21 +47,39 @@ def trace_id(traceparent: str | None) -> str | None:
     return parts[1].lower()
 
 
+# One logged request, as stored: a tuple of scalars (cheap to build, and not tracked by the garbage
+# collector), turned into a dict only when asked for.
+TIME, NODE, REQUEST_ID, TRACE, KEY, CLUSTER, AUTHORITY, PATH, STATUS, DURATION = range(10)
+
+
+def as_dict(row: tuple) -> dict:
+    parsed = parse_cluster(row[CLUSTER]) if row[CLUSTER] else None
+    return {
+        "time": row[TIME], "node": row[NODE], "requestId": row[REQUEST_ID] or None,
+        "traceId": trace_id(f"00-{row[TRACE]}-0000000000000001-01") if row[TRACE] else None,
+        "key": row[KEY],
+        "cluster": row[CLUSTER] or None,
+        "service": ".".join(parsed[2].split(".")[:2]) if parsed else None,  # name.namespace of the FQDN
+        "version": (parsed[1] or "baseline") if parsed else None,
+        "authority": row[AUTHORITY], "path": row[PATH], "status": row[STATUS], "durationMs": row[DURATION],
+    }
+
+
 class RequestLog:
     """Recent requests, bounded per routing key and in total. Thread-safe (admin reads from its thread)."""
 
     def __init__(self, per_key: int = 200, total: int = 20_000, max_keys: int = MAX_KEYS):
         self.per_key, self.total, self.max_keys = per_key, total, max_keys
         self._lock = threading.Lock()
-        self._all: collections.deque[dict] = collections.deque(maxlen=total)
-        self._by_key: collections.OrderedDict[str, collections.deque[dict]] = collections.OrderedDict()
+        self._all: collections.deque[tuple] = collections.deque(maxlen=total)
+        self._by_key: collections.OrderedDict[str, collections.deque[tuple]] = collections.OrderedDict()
         self.received = 0
 
-    def add(self, entry: dict) -> None:
+    def add(self, row: tuple) -> None:
         with self._lock:
             self.received += 1
-            self._all.append(entry)
-            key = entry.get("key")
+            self._all.append(row)
+            key = row[KEY]
             if key:
                 q = self._by_key.get(key)
                 if q is None:
@@ -70,7 +88,7 @@ class RequestLog:
                     q = self._by_key[key] = collections.deque(maxlen=self.per_key)
                 else:
                     self._by_key.move_to_end(key)
-                q.append(entry)
+                q.append(row)
 
     def keys(self) -> dict[str, int]:
         with self._lock:
@@ -81,50 +99,51 @@ class RequestLog:
         key may have been lost), oldest first."""
         with self._lock:
             own = list(self._by_key.get(key, ()))
-            traces = {e["traceId"] for e in own if e.get("traceId")}
-            related = [e for e in self._all if e.get("traceId") in traces and e.get("key") != key] if traces else []
             if not own:
                 return []
+            traces = {r[TRACE] for r in own if r[TRACE]}
+            related = [r for r in self._all if r[TRACE] in traces and r[KEY] != key] if traces else []
             # without trace context, what the services the key reached sent next (the doctor's heuristic)
-            reached = {e["service"] for e in own if e.get("service")}
-            since = min(e["time"] for e in own)
-            loose = [e for e in self._all if not e.get("traceId") and e.get("node") in reached and
-                     e["time"] >= since and e.get("key") != key]
-        seen: set[int] = set()
-        out = []
-        for e in sorted(own + related + loose, key=lambda e: (e["time"], e.get("requestId") or "")):
-            if id(e) not in seen:
-                seen.add(id(e))
-                out.append(e)
-        return out
+            reached = {d["service"] for d in map(as_dict, own) if d["service"]}
+            since = min(r[TIME] for r in own)
+            loose = [r for r in self._all if not r[TRACE] and r[NODE] in reached and r[TIME] >= since and
+                     r[KEY] != key]
+        rows = sorted(set(own + related + loose), key=lambda r: (r[TIME], r[REQUEST_ID]))
+        return [as_dict(r) for r in rows]
 
     def recent(self, limit: int = 100) -> list[dict]:
         with self._lock:
-            return list(self._all)[-limit:]
+            rows = list(self._all)[-limit:]
+        return [as_dict(r) for r in rows]
 
 
-def _entry(node: str, e) -> dict:
-    common, req, resp = e.common_properties, e.request, e.response
+_valid_keys: dict[str, bool] = {}  # routing-key validity, memoised (keys repeat; bounded below)
+
+
+def _key(value: str | None) -> str | None:
+    if not value:
+        return None
+    ok = _valid_keys.get(value)
+    if ok is None:
+        ok = valid_routing_key(value)
+        if len(_valid_keys) < 10_000:
+            _valid_keys[value] = ok
+    return value if ok else None
+
+
+def _row(node: str, e) -> tuple:
+    common, req = e.common_properties, e.request
     headers = req.request_headers
+    tp = headers.get(TRACEPARENT)
     # the listeners log two request headers: traceparent, and the routing-key header (whatever its name)
-    key = next((v for k, v in sorted(headers.items()) if k != TRACEPARENT), None)
-    parsed = parse_cluster(common.upstream_cluster)
-    start = common.start_time.seconds + common.start_time.nanos / 1e9
-    duration = common.duration.seconds * 1000 + common.duration.nanos / 1e6 if common.HasField("duration") else None
-    return {
-        "time": start or time.time(),
-        "node": _short(node),
-        "requestId": _short(req.request_id) or None,
-        "traceId": trace_id(headers.get(TRACEPARENT)),
-        "key": key if key and valid_routing_key(key) else None,
-        "cluster": _short(common.upstream_cluster) or None,
-        "service": ".".join(parsed[2].split(".")[:2]) if parsed else None,  # name.namespace of the FQDN
-        "version": (parsed[1] or "baseline") if parsed else None,
-        "authority": _short(req.authority),
-        "path": _short(req.path),
-        "status": resp.response_code.value if resp.HasField("response_code") else None,
-        "durationMs": round(duration, 3) if duration is not None else None,
-    }
+    key = None
+    if len(headers) > (tp is not None):
+        key = next((v for k, v in headers.items() if k != TRACEPARENT), None)
+    start, duration = common.start_time, common.duration
+    return (start.seconds + start.nanos / 1e9 or time.time(), node, req.request_id[:MAX_FIELD],
+            tp[3:35].lower() if tp and len(tp) >= 35 else None, _key(key), common.upstream_cluster[:MAX_FIELD],
+            req.authority[:MAX_FIELD], req.path[:MAX_FIELD], e.response.response_code.value or None,
+            round(duration.seconds * 1000 + duration.nanos / 1e6, 3))
 
 
 class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
@@ -145,9 +164,9 @@ class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
                     ident = msg.identifier.node
                     if self._authorize is not None:
                         self._authorize(_Peer(context), ident)
-                    node = ident.cluster or ident.id
+                    node = _short(ident.cluster or ident.id)
                 for e in msg.http_logs.log_entry:
-                    self.store.add(_entry(node, e))
+                    self.store.add(_row(node, e))
         except StreamError as e:
             await context.abort(e.code, e.message)
         return als_pb2.StreamAccessLogsResponse()

@@ -231,7 +231,8 @@ ACCESS_LOG_FLUSH = duration_pb2.Duration(nanos=200_000_000)
 
 def access_log(routing: Routing) -> accesslog_pb2.AccessLog:
     """Envoy's gRPC access log to `serve`, over the bootstrap's xDS cluster (same address, same TLS):
-    per request the routing key seen (after the baggage filter), `traceparent`, the cluster chosen."""
+    per request the routing key seen (after the baggage filter), `traceparent`, the cluster chosen; only
+    for requests that carry a routing key or a trace context (the rest cannot help follow a key)."""
     cfg = grpc_als_pb2.HttpGrpcAccessLogConfig(
         common_config=grpc_als_pb2.CommonGrpcAccessLogConfig(
             log_name="meshforge", transport_api_version=config_source_pb2.V3,
@@ -239,7 +240,11 @@ def access_log(routing: Routing) -> accesslog_pb2.AccessLog:
                 envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER)),
             buffer_flush_interval=ACCESS_LOG_FLUSH),
         additional_request_headers_to_log=[routing.header, "traceparent"])
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg))
+    # only requests doctor and the dashboard can use: those carrying a key or a trace context
+    present = [accesslog_pb2.AccessLogFilter(header_filter=accesslog_pb2.HeaderFilter(
+        header=route_components_pb2.HeaderMatcher(name=h, present_match=True))) for h in (routing.header, "traceparent")]
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg),
+                                   filter=accesslog_pb2.AccessLogFilter(or_filter=accesslog_pb2.OrFilter(filters=present)))
 
 
 def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
