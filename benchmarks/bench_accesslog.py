@@ -59,27 +59,37 @@ def main() -> None:
         d.mkdir()
         (d / "specs.yaml").write_text(specs(base, sb))
         stack.enter_context(Envoy(upstream_config(up_admin, {"baseline": base, "sandbox": sb}), up_admin, name="upstream"))
-        sidecars, servers = {}, {}
+        sidecars, servers, envoys = {}, {}, {}
         for mode, extra in (("with access logs", ()), ("without", ("--no-access-logs",))):
             server = servers[mode] = stack.enter_context(Server([d], args=extra))
-            sidecars[mode] = stack.enter_context(Sidecar("client.default", server)).outbound
+            envoys[mode] = stack.enter_context(Sidecar("client.default", server))
+            sidecars[mode] = envoys[mode].outbound
             wait_until(lambda port=sidecars[mode]: _body(port) == "sandbox", 20, what="sidecar configured")
         for mode, port in sidecars.items():
             for headers in kinds.values():
                 wrk(port, headers, 1)  # warm-up
         cpu = {mode: -_cpu_seconds(servers[mode].proc.pid) for mode in servers}
+        envoy_cpu: dict[tuple[str, str], float] = {}
         for _ in range(args.rounds):
             for kind, headers in kinds.items():
                 for mode, port in sidecars.items():
-                    samples.setdefault((mode, kind), []).append(wrk(port, headers, args.seconds))
+                    before = _cpu_seconds(envoys[mode].proc.pid)
+                    rate = wrk(port, headers, args.seconds)
+                    samples.setdefault((mode, kind), []).append(rate)
+                    # the sidecar's CPU per request: its own cost, whatever else runs on the machine
+                    used = _cpu_seconds(envoys[mode].proc.pid) - before
+                    envoy_cpu[(mode, kind)] = envoy_cpu.get((mode, kind), 0.0) + used / (rate * args.seconds)
         for mode in servers:
             cpu[mode] += _cpu_seconds(servers[mode].proc.pid)
     print("Access logging: real Envoy 1.40 sidecar (concurrency 1) over ADS, wrk -t1 -c32, direct-response upstream")
-    print(f"{'request':20s}{'without':>14s}{'with logs':>14s}{'ratio':>10s}")
+    print(f"{'request':20s}{'without':>14s}{'with logs':>14s}{'ratio':>10s}{'sidecar CPU/request':>26s}")
     for kind in kinds:
         without = statistics.median(samples[("without", kind)])
         with_ = statistics.median(samples[("with access logs", kind)])
-        print(f"{kind:20s}{without:12.0f}/s{with_:12.0f}/s{with_ / without:9.2f}x")
+        c0 = envoy_cpu[("without", kind)] / args.rounds * 1e6
+        c1 = envoy_cpu[("with access logs", kind)] / args.rounds * 1e6
+        print(f"{kind:20s}{without:12.0f}/s{with_:12.0f}/s{with_ / without:9.2f}x"
+              f"{c0:9.1f} -> {c1:.1f} us ({c0 / c1:.2f}x)")
     print(f"\n(median of {args.rounds} runs of {args.seconds} s each, rounds interleaved)")
     wall = args.rounds * len(kinds) * args.seconds
     for mode, seconds in cpu.items():
