@@ -207,3 +207,35 @@ def test_output_is_byte_identical_whatever_the_file_order(write, cli):
     c = cli("render", d, "--format", "gateway-api", "--header-only", "--now", "2026-11-26T00:00:00Z")
     assert c.exit_code == 0 and "RegularExpression" not in c.output
     assert cli("render", d, "--format", "istio", "--header-only").exit_code == 2
+
+
+def test_user_routes_of_any_shape_are_checked_without_crashing(write):
+    hostile = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: shop}
+spec: {parentRefs: "x", rules: "abc"}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: cart}, {kind: Service, name: [1]}, 3, {kind: Service, name: cart, namespace: 7}]
+  rules: [null, 3, {matches: "x"}, {matches: [3, {path: 5, headers: {a: 1}}, {path: {value: 9}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: c, namespace: shop}
+spec: [1, 2]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: d, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: cart, port: 7070}]
+  rules: [{matches: [{method: {service: x}, headers: "h"}]}]
+"""
+    diags = Diagnostics()
+    objs = gateway_api.emit(compile_dir(write({**SPECS, "hostile.yaml": hostile})), diags)
+    assert objs and not diags.has_errors
+    assert [x.message.split(" rule")[0] for x in diags.items if x.code == "MF306"] == ["GRPCRoute shop/d"]

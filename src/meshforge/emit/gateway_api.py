@@ -222,39 +222,47 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
 
 def _precedence(match: dict) -> tuple:
     """Gateway API's order of rule matches (higher wins): exact path, longest prefix, method, headers, queries."""
-    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+    path = match.get("path") if isinstance(match.get("path"), dict) else {}
     ptype = path.get("type", "PathPrefix")
     value = path.get("value", "/") if isinstance(path.get("value", "/"), str) else "/"
-    return (ptype == "Exact", len(value) if ptype == "PathPrefix" else (len(value) if ptype == "Exact" else 0),
-            "method" in match, len(match.get("headers") or []), len(match.get("queryParams") or []))
+    headers, queries = match.get("headers"), match.get("queryParams")
+    return (ptype == "Exact", len(value) if ptype in ("PathPrefix", "Exact") else 0, "method" in match,
+            len(headers) if isinstance(headers, list) else 0, len(queries) if isinstance(queries, list) else 0)
 
 
-OURS = _precedence({"headers": [{}]})
+OURS = _precedence({"headers": [{}]})  # a key's rule: path prefix "/", one header match
+OURS_GRPC = (False, 0, False, 1, 0)  # GRPCRoute: no method match, one header match
 
 
 def _check_user_routes(model: Model, diags: Diagnostics) -> None:
     """Warn where an HTTPRoute/GRPCRoute the user gave for a forked Service would take a key's requests."""
     forked = set(model.forks_by_service)
     for kind in ("HTTPRoute", "GRPCRoute"):
-        for obj in model.user_objects_of(GROUP, kind):
+        for obj in model.user_objects_of(GROUP, kind):  # as written: any shape, checked before use
             spec = obj.body.get("spec") if isinstance(obj.body.get("spec"), dict) else {}
-            for ref in spec.get("parentRefs") or []:
-                if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") != "":
+            refs, rules = spec.get("parentRefs"), spec.get("rules")
+            if not isinstance(refs, list) or not isinstance(rules, list):
+                continue
+            for ref in refs:
+                if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") != "" or \
+                        not isinstance(ref.get("name"), str) or not isinstance(ref.get("namespace", ""), str):
                     continue
-                svc = model.lookup(f"{ref.get('name')}.{ref.get('namespace') or obj.namespace}")
+                svc = model.lookup(f"{ref['name']}.{ref.get('namespace') or obj.namespace}")
                 if svc is None or svc.id not in forked:
                     continue
-                _check_rules(obj, svc, spec.get("rules") or [], kind, diags)
+                _check_rules(obj, svc, rules, kind, diags)
 
 
 def _check_rules(obj: UserObject, svc: Service, rules: list, kind: str, diags: Diagnostics) -> None:
     for i, rule in enumerate(rules):
-        matches = (rule or {}).get("matches") if isinstance(rule, dict) else None
-        for m in matches or [{}]:
+        matches = rule.get("matches") if isinstance(rule, dict) else None
+        for m in matches if isinstance(matches, list) and matches else [{}]:
             if not isinstance(m, dict):
                 continue
-            prec = _precedence(m) if kind == "HTTPRoute" else (False, 0, "method" in m, len(m.get("headers") or []), 0)
-            if prec >= OURS:
+            headers = m.get("headers")
+            prec = _precedence(m) if kind == "HTTPRoute" else \
+                (False, 0, "method" in m, len(headers) if isinstance(headers, list) else 0, 0)
+            if prec >= (OURS if kind == "HTTPRoute" else OURS_GRPC):
                 diags.warning("MF306", f"{kind} {obj.namespace}/{obj.name} rule {i} for {svc.fqdn} is at least as "
                               "specific as meshforge's routing-key rules (path, method or header matches), so requests "
                               "it matches reach its backends whatever routing key they carry", obj.origin,
