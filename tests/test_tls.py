@@ -109,3 +109,22 @@ def test_the_edge_node_needs_a_certificate_naming_the_edge():
     assert may_ask_for("meshforge-edge", {"meshforge-edge"})
     assert may_ask_for("meshforge-edge", {"spiffe://cluster.local/ns/ingress/sa/meshforge-edge"})
     assert not may_ask_for("meshforge-edge", {"web.shop", "spiffe://cluster.local/ns/shop/sa/web"})
+
+
+def test_access_logs_arrive_over_mutual_tls_and_the_dashboard_needs_a_client_certificate(server, pki):
+    from .envoy_harness import http_get
+
+    web = XdsTls(str(pki["ca"]), str(pki["web"][0]), str(pki["web"][1]))
+    as_web = ssl.create_default_context(cafile=str(pki["ca"]))
+    as_web.load_cert_chain(*map(str, pki["web"]))
+    with Sidecar("web.shop", server, tls=web) as good:
+        wait_until(lambda: "listener/meshforge_outbound" in good.dynamic_versions(), 20, what="config over mTLS")
+        http_get(good.outbound, "api", {"x-meshforge-routing-key": "tls-key"})  # api's endpoint refuses: 503
+
+        def logged():
+            status, body = server.get("/api/requests?key=tls-key", context=as_web)
+            return status == 200 and json.loads(body)["requests"]
+
+        rows = wait_until(logged, 10, what="the access log over mTLS")
+        assert rows[0]["node"] == "web.shop" and rows[0]["service"] == "api.shop" and rows[0]["status"] == 503
+    assert server.get("/api/state")[0] == 403 and server.get("/")[0] == 403  # no client certificate
