@@ -24,6 +24,7 @@ from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from ..xdsapi import Snapshot
+from . import watch
 from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminState, start_admin
 from .ads import AdsServer
@@ -106,6 +107,7 @@ class ControlPlane:
         self.server: grpc.aio.Server | None = None
         self.admin = None
         self.bound_port = 0
+        self.watcher: watch.Watcher | None = None  # inotify (Linux): knows which spec files are being written
 
     def request_reload(self, reason: str) -> None:
         """Reload soon, without waiting: requests that arrive while a reload runs fold into one more."""
@@ -121,6 +123,8 @@ class ControlPlane:
     async def reload(self, reason: str) -> bool:
         """Compile in a worker thread (a slow spec never delays answers to proxies), publish on the loop."""
         t0 = time.perf_counter()
+        watcher = self.watcher
+        writes = watcher.modifications if watcher is not None else 0
         try:
             result = await asyncio.to_thread(self.compile_fn, datetime.now(timezone.utc))
         except Exception:  # a bug must not take the control plane down: keep serving
@@ -129,6 +133,13 @@ class ControlPlane:
             return False
         elapsed = time.perf_counter() - t0
         self.metrics.compile_seconds.observe(elapsed)
+        if watcher is not None and watcher is self.watcher and (watcher.modifications != writes or watcher.writing):
+            # a spec file was written while it was read: what was read may be half of it. Publish nothing;
+            # the write's close reloads again.
+            log.info("reload (%s): a spec file was being written while it was read; waiting for it to be closed",
+                     reason)
+            self.metrics.reloads.labels("deferred").inc()
+            return False
         for w in result.warnings:
             log.warning("%s", w)
         if result.snapshot is None:
@@ -199,10 +210,49 @@ class ControlPlane:
             (dirs if Path(p).is_dir() else files).add(os.path.realpath(p))
         return files, dirs, ident
 
+    @staticmethod
+    def _relevant(files: set[str], dirs: set[str]):
+        def relevant(path: str) -> bool:
+            # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
+            # also directories and vanished paths (a directory moved away takes its specs with it)
+            if path in files:
+                return True
+            if not any(path.startswith(d + "/") for d in dirs):
+                return False
+            return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
+
+        return relevant
+
     async def _watch(self) -> None:
-        """Watch the inputs. Every second (and after every change) check that the watched paths are still
-        the ones the inputs name; when not, watch again. The first tick after a watch starts reloads once,
-        for changes made between the last compile and the watch being set up."""
+        """Watch the inputs. Every second check that the watched paths are still the ones the inputs name;
+        when not (a git-sync style swap of `specs -> rev2`, a directory deleted and re-created), watch again.
+        Each new watch reloads once, for changes made between the last compile and the watch being set up."""
+        if not watch.AVAILABLE:
+            return await self._watch_polling()
+        loop = asyncio.get_running_loop()
+        last = None
+        try:
+            while True:
+                files, dirs, ident = self._roots()
+                if ident != last:
+                    self._set_vanished([p for p, i in ident.items() if i is None])
+                    if self.watcher is not None:
+                        self.watcher.close()
+                        self.watcher = None
+                    roots = sorted(dirs | {os.path.dirname(f) for f in files})
+                    if roots:
+                        self.watcher = watch.Watcher(roots, self._relevant(files, dirs), self.request_reload)
+                        self.watcher.start(loop)
+                    self.request_reload("watch started" if last is None else "the watched paths changed")
+                    last = ident
+                await asyncio.sleep(1.0)
+        finally:
+            if self.watcher is not None:
+                self.watcher.close()
+                self.watcher = None
+
+    async def _watch_polling(self) -> None:
+        """Elsewhere than Linux: watchfiles, with a quiet period of `step_ms` after each change."""
         import watchfiles
 
         last = None
@@ -214,24 +264,16 @@ class ControlPlane:
                 self._set_vanished([p for p, i in ident.items() if i is None])
             last = ident
             roots = sorted(dirs | {os.path.dirname(f) for f in files})
-
-            def relevant(change, path: str, files=files, dirs=dirs) -> bool:
-                # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
-                # also directories and vanished paths (a directory moved away takes its specs with it)
-                if path in files:
-                    return True
-                if not any(path.startswith(d + "/") for d in dirs):
-                    return False
-                return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
-
+            relevant = self._relevant(files, dirs)
             try:
                 if not roots:
                     await asyncio.sleep(1.0)
                 else:
                     first = True
-                    async for changes in watchfiles.awatch(*roots, watch_filter=relevant, step=self.step_ms,
-                                                           debounce=500, recursive=True, rust_timeout=1000,
-                                                           yield_on_timeout=True, raise_interrupt=False):
+                    async for changes in watchfiles.awatch(*roots, watch_filter=lambda _c, p: relevant(p),
+                                                           step=self.step_ms, debounce=500, recursive=True,
+                                                           rust_timeout=1000, yield_on_timeout=True,
+                                                           raise_interrupt=False):
                         if changes or first:
                             self.request_reload(f"{len(changes)} file change(s)" if changes else "watch started")
                         first = False
