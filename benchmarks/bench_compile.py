@@ -76,5 +76,16 @@ def run(services: int, sandboxes: int, deps: int | None, changes: int = 30) -> N
 
 
 if __name__ == "__main__":
-    run(1000, 1000, deps=3)
-    run(1000, 1000, deps=None)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--services", type=int, default=None, help="one run at this size (issue 15: 10000)")
+    ap.add_argument("--sandboxes", type=int, default=None)
+    ap.add_argument("--deps", type=int, default=2)
+    ap.add_argument("--changes", type=int, default=30)
+    args = ap.parse_args()
+    if args.services:
+        run(args.services, args.sandboxes or args.services, deps=args.deps, changes=args.changes)
+    else:
+        run(1000, 1000, deps=3)
+        run(1000, 1000, deps=None)
