@@ -135,6 +135,10 @@ class Diagnostics:
     def extend(self, other: Iterable[Diagnostic]) -> None:
         self._items.extend(other)
 
+    def collected(self) -> list[Diagnostic]:
+        """What was reported, in order, unsorted (for replaying it later)."""
+        return list(self._items)
+
     @property
     def items(self) -> list[Diagnostic]:
         seen: set[Diagnostic] = set()

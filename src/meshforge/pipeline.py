@@ -17,17 +17,17 @@ from pathlib import Path
 from .diagnostics import Diagnostic, Diagnostics
 from .lower import PASSES, Pass, lower
 from .model import Model
-from .resolve import resolve
+from .resolve import Memo, resolve
 from .source import Document, RunBudget, expand_paths, parse_text, read_file
 from .spec.decls import Decls
 from .spec.parse import finish, parse_file
 
 
 def build_model(parts: list[Decls], k8s: list[Document], diags: Diagnostics, now: datetime | None,
-                passes: tuple[Pass, ...] = PASSES) -> Model | None:
+                passes: tuple[Pass, ...] = PASSES, memo: Memo | None = None) -> Model | None:
     """Per-file declarations → the lowered model, or None when anything failed."""
     decls = finish(parts, k8s, diags)
-    model = resolve(decls, diags, now)
+    model = resolve(decls, diags, now, memo)
     return None if diags.has_errors else lower(model, passes)
 
 
@@ -60,6 +60,7 @@ class Workspace:
         self.passes = passes
         self._files: dict[str, _FileResult] = {}
         self.files_parsed = 0
+        self._memo = Memo()  # what resolve can reuse from the last compile
 
     def _load(self, path: Path, diags: Diagnostics) -> _FileResult | None:
         key = str(path)
@@ -107,4 +108,4 @@ class Workspace:
             k8s.extend(r.k8s)
         for gone in set(self._files) - seen:
             del self._files[gone]
-        return build_model(parts, k8s, diags, now, self.passes), diags
+        return build_model(parts, k8s, diags, now, self.passes, self._memo), diags

@@ -9,7 +9,7 @@ everything is sorted, so the model does not depend on the order of files or docu
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import assert_never
 
@@ -50,16 +50,16 @@ def parse_time(value: str) -> datetime:
 def _settings(decls: Decls, diags: Diagnostics) -> tuple[Routing, str]:
     chosen: dict[str, tuple[str, Span]] = {}
     for s in sorted(decls.settings, key=lambda s: s.span):
-        for field, value in (("baggageKey", s.baggage_key), ("header", s.header), ("clusterDomain", s.cluster_domain)):
+        for setting, value in (("baggageKey", s.baggage_key), ("header", s.header), ("clusterDomain", s.cluster_domain)):
             if value is None:
                 continue
-            if field in chosen and chosen[field][0] != value:
-                first = chosen[field][1]
-                diags.error("MF210", f"{field} {value!r} conflicts with {chosen[field][0]!r} set at {first.at()}",
+            if setting in chosen and chosen[setting][0] != value:
+                first = chosen[setting][1]
+                diags.error("MF210", f"{setting} {value!r} conflicts with {chosen[setting][0]!r} set at {first.at()}",
                             Span(s.span.file, s.span.line, s.span.column, "/spec"),
                             "these settings are mesh-wide: set them in one Baseline, or to the same value")
             else:
-                chosen.setdefault(field, (value, s.span))
+                chosen.setdefault(setting, (value, s.span))
     routing = Routing()
     if "baggageKey" in chosen:
         routing = Routing(chosen["baggageKey"][0], routing.header)
@@ -76,18 +76,54 @@ class _Names(ServiceIndex):
         return did_you_mean(ref, local) or did_you_mean(ref, self.by_id)
 
 
-def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Model:
-    now = now or datetime.now(timezone.utc)
-    routing, cluster_domain = _settings(decls, diags)
+@dataclass
+class Memo:
+    """What the last resolve built, reused where its inputs are the very same declaration objects (a
+    `Workspace` keeps each unchanged file's declarations): the services when no service declaration
+    changed, and each sandbox whose declaration, services and expiry state did not. Its diagnostics
+    are replayed. One change then re-resolves what it touches, not the mesh."""
 
-    decl_by_id = _services(decls.services, diags)
+    service_decls: list = field(default_factory=list)
+    settings: tuple | None = None
+    services: tuple[Service, ...] = ()
+    names: _Names | None = None
+    decl_by_id: dict[str, ServiceDecl] = field(default_factory=dict)
+    service_diags: list = field(default_factory=list)
+    sandboxes: dict[int, tuple] = field(default_factory=dict)  # id(decl) -> (decl, services, Sandbox, diagnostics)
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _resolve_services(decls: Decls, diags: Diagnostics, cluster_domain: str):
+    sub = Diagnostics()
+    decl_by_id = _services(decls.services, sub)
     bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports or (), d.endpoints or (),
                        None, d.workloads or (), d.span) for i, d in sorted(decl_by_id.items())}
     names = _Names(bare.values())
     inferred = _Inferred()
-    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, diags, inferred) for i in sorted(bare))
-    inferred.report(diags)
-    names = _Names(services)
+    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, sub, inferred) for i in sorted(bare))
+    inferred.report(sub)
+    return decl_by_id, services, _Names(services), sub.collected()
+
+
+def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo: Memo | None = None) -> Model:
+    now = now or datetime.now(timezone.utc)
+    routing, cluster_domain = _settings(decls, diags)
+
+    if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
+            _same(memo.service_decls, decls.services):
+        decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
+    else:
+        decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
+        if memo is not None:
+            memo.service_decls, memo.settings = list(decls.services), (routing, cluster_domain)
+            memo.decl_by_id, memo.services, memo.names, memo.service_diags = decl_by_id, services, names, service_diags
+            memo.sandboxes = {}
+    diags.extend(service_diags)
+    previous = memo.sandboxes if memo is not None else {}
+    kept: dict[int, tuple] = {}
 
     sandboxes: dict[str, Sandbox] = {}
     key_owner: dict[str, Span] = {}
@@ -106,7 +142,16 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
             diags.error("MF215", f"sandbox {sd.name!r} is defined twice (first at {sandboxes[sd.name].origin.at()})",
                         sd.span, "rename one of them")
             continue
-        sb = _sandbox(sd, names, now, diags, decl_by_id)
+        hit = previous.get(id(sd))
+        if hit is not None and hit[0] is sd and hit[1] is services and \
+                (hit[2].expires_at is None or (hit[2].expires_at <= now) == hit[2].expired):
+            sb, sub_items = hit[2], hit[3]
+        else:
+            sub = Diagnostics()
+            sb = _sandbox(sd, names, now, sub, decl_by_id)
+            sub_items = sub.collected()
+        kept[id(sd)] = (sd, services, sb, sub_items)
+        diags.extend(sub_items)
         sandboxes[sd.name] = sb
         key_ok = claim_key(sb.key, sd.key_span, f"sandbox {sd.name}")
         if key_ok and not sb.expired and sb.forks:
@@ -117,6 +162,8 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None) -> Mo
         if claim_key(rg.key, rg.key_span, f"route group {rg.name}") and kr is not None:
             keys.append(kr)
 
+    if memo is not None:
+        memo.sandboxes = kept
     edge = _edge(decls.edges, names, diags)
     return Model(routing=routing, services=services, edge=edge, keys=tuple(sorted(keys, key=lambda k: k.key)),
                  sandboxes=tuple(sandboxes[n] for n in sorted(sandboxes)),
