@@ -10,9 +10,9 @@ A one-shot command is a workspace used once.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from .diagnostics import Diagnostic, Diagnostics
 from .lower import PASSES, Pass, lower
@@ -62,10 +62,10 @@ class Workspace:
         self.files_parsed = 0
         self._memo = Memo()  # what resolve can reuse from the last compile
 
-    def _load(self, path: Path, diags: Diagnostics) -> _FileResult | None:
-        key = str(path)
+    def _load(self, path: str, diags: Diagnostics) -> _FileResult | None:
+        key = path
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             st = None
         stat = (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
@@ -100,9 +100,9 @@ class Workspace:
             r = self._load(f, diags)
             if r is None:
                 continue
-            if not budget.take(r.size, r.nodes, str(f), diags):
+            if not budget.take(r.size, r.nodes, f, diags):
                 break
-            seen.add(str(f))
+            seen.add(f)
             diags.extend(r.diagnostics)
             parts.append(r.decls)
             k8s.extend(r.k8s)
