@@ -186,3 +186,41 @@ def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_i
         "shop.example.com", "cart-pr-1.preview.example.com", "web-pr-2.preview.example.com", "*.preview.example.com"]
     assert "outbound|80|web-pr-2|web.shop.svc.cluster.local" in third.clusters
     assert XdsCompiler().compile(model_of(d)).resources(EDGE_NODE) == c.compile(model_of(d)).resources(EDGE_NODE)
+
+
+def test_changes_after_incremental_resolution_take_the_fast_path_and_equal_a_fresh_compile(tmp_path):
+    """With a Workspace (as serve runs it), unchanged services are the very same objects, so the compiler
+    looks only at the keys whose forks changed; every snapshot still equals a fresh compiler's."""
+    from datetime import timedelta
+
+    from meshforge.pipeline import Workspace
+    from meshforge.synthetic import write_sandbox
+
+    d = make_specs(tmp_path, services=60, sandboxes=40)
+    (d / "edge.yaml").write_text("apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: e, namespace: "
+                                 "bench}\nspec:\n  edge: {service: svc-0001, previewDomain: p.example.com}\n")
+    (d / "group.yaml").write_text("apiVersion: meshforge.dev/v1alpha1\nkind: RouteGroup\nmetadata: {name: g}\n"
+                                  "spec:\n  match: {sandboxes: [pr-0001, pr-0002]}\n")
+    ws = Workspace([str(d)])
+    c = XdsCompiler()
+    model, _ = ws.compile(NOW)
+    prev = c.compile(model)
+    rng = random.Random(4)
+    steps = [lambda: write_sandbox(d / "sandboxes", 1, rng, 60, variant=1),  # in the route group too
+             lambda: (d / "sandboxes" / "pr-0007.yaml").unlink(),
+             lambda: write_sandbox(d / "sandboxes", 99, rng, 60),  # a new key
+             lambda: None]
+    for i, step in enumerate(steps):
+        step()
+        model, diags = ws.compile(NOW + timedelta(minutes=i))
+        assert model is not None, diags.items
+        fast = model.services is c._services
+        snap = c.compile(model)
+        assert fast, i
+        fresh = XdsCompiler().compile(model)
+        assert set(snap.nodes) == set(fresh.nodes)
+        for n in snap.nodes:
+            assert snap.resources(n) == fresh.resources(n), (i, n)
+        untouched = [n for n in snap.nodes if snap.nodes[n] is prev.nodes.get(n)]
+        assert len(untouched) > len(snap.nodes) // 2, i  # most nodes keep their very objects
+        prev = snap

@@ -109,28 +109,66 @@ class XdsCompiler:
         self._routing: Routing | None = None
         self._edge: tuple | None = None  # (signature, NodeConfig) of the edge node
         self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host bytes
+        # what the last compile saw, for the next one to look only at what changed
+        self._services: tuple | None = None
+        self._nodes: dict[str, NodeConfig] | None = None
+        self._live: frozenset[str] = frozenset()
+        self._by_id: dict[str, Service] = {}
+        self._key_forks: dict[str, tuple] = {}  # routing key -> its forks (compared by identity)
+        self._fbs: dict[str, dict[str, object]] = {}  # service id -> routing key -> fork
+        self._members: dict[tuple, list[str]] = {}  # group key -> the nodes sharing it
+        self._scopes: dict[tuple, tuple[str, ...]] = {}  # group key -> the services it is told about
+        self._in_scope: dict[str, list[tuple]] = {}  # service id -> the group keys whose scope holds it
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
 
     def compile(self, model: Model) -> Snapshot:
+        """A snapshot of `model`. When its services are the very objects of the last model (resolution
+        reused them) only the keys whose forks changed are looked at, and only the groups whose scope
+        holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
+        if model.routing == self._routing and model.services is self._services and self._nodes is not None:
+            nodes, live = self._compile_changes(model)
+        else:
+            nodes, live = self._compile_all(model)
+        if model.edge is not None and model.edge.service in live:
+            nodes[EDGE_NODE] = self._edge_node(model, model.edge)
+        else:
+            self._edge = None
+        return Snapshot(nodes, model.routing, model.edge, self.access_logs)
+
+    def _forks_of(self, sid: str) -> tuple:
+        """((routing key, fork), ...) sorted by key: what the service's routing table holds."""
+        return tuple(sorted(self._fbs.get(sid, {}).items()))
+
+    def _service(self, svc: Service, model: Model) -> bool:
+        """Rebuild a service's artifacts when its signature changed; True when it did."""
+        sid = svc.id
+        forks = self._forks_of(sid)
+        sig = (svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
+               tuple((k, f.destination) for k, f in forks))
+        if self._sigs.get(sid) == sig:
+            return False
+        self._artifacts[sid] = self._build_service(svc, forks, model)
+        self._sigs[sid] = sig
+        self.stats["services_rebuilt"] += 1
+        return True
+
+    def _compile_all(self, model: Model) -> tuple[dict[str, NodeConfig], frozenset[str]]:
         if model.routing != self._routing:  # carriers changed: every virtual host changes
             self._sigs.clear()
             self._routing = model.routing
-        fbs = model.forks_by_service
+        self._key_forks = {kr.key: kr.forks for kr in model.keys}
+        self._fbs = {}
+        for kr in model.keys:
+            for f in kr.forks:
+                self._fbs.setdefault(f.service, {})[kr.key] = f
         changed: set[str] = set()
         live = set()
         for svc in model.services:
             if not svc.routable_ports:
                 continue
-            sid = svc.id
-            live.add(sid)
-            forks = fbs.get(sid, ())
-            sig = (svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
-                   tuple((k, f.destination) for k, f in forks))
-            if self._sigs.get(sid) != sig:
-                self._artifacts[sid] = self._build_service(svc, forks, model)
-                self._sigs[sid] = sig
-                changed.add(sid)
-                self.stats["services_rebuilt"] += 1
+            live.add(svc.id)
+            if self._service(svc, model):
+                changed.add(svc.id)
         for gone in set(self._sigs) - live:
             del self._sigs[gone], self._artifacts[gone]
             changed.add(gone)
@@ -138,6 +176,8 @@ class XdsCompiler:
         frozen_live = frozenset(live)
         nodes: dict[str, NodeConfig] = {}
         groups: dict[tuple, NodeConfig] = {}
+        members: dict[tuple, list[str]] = {}
+        scopes: dict[tuple, tuple[str, ...]] = {}
         for svc in model.services:
             kind = SIDECAR
             key, scope = kind.scope(svc, frozen_live, all_ids)
@@ -149,13 +189,51 @@ class XdsCompiler:
                     cfg = self._build_group(kind, svc.namespace, scope, model)
                     self.stats["groups_rebuilt"] += 1
                 groups[key] = cfg
+                scopes[key] = scope
             nodes[svc.id] = cfg
-        self._groups = groups
-        if model.edge is not None and model.edge.service in frozen_live:
-            nodes[EDGE_NODE] = self._edge_node(model, model.edge)
-        else:
-            self._edge = None
-        return Snapshot(nodes, model.routing, model.edge, self.access_logs)
+            members.setdefault(key, []).append(svc.id)
+        self._groups, self._members, self._scopes = groups, members, scopes
+        self._in_scope = {}
+        for key, scope in scopes.items():
+            if key[2] is not None:
+                for sid in scope:
+                    self._in_scope.setdefault(sid, []).append(key)
+        self._services, self._live, self._nodes = model.services, frozen_live, dict(nodes)
+        self._by_id = {svc.id: svc for svc in model.services}
+        return nodes, frozen_live
+
+    def _compile_changes(self, model: Model) -> tuple[dict[str, NodeConfig], frozenset[str]]:
+        current = {kr.key: kr.forks for kr in model.keys}
+        touched: set[str] = set()
+        for key, forks in current.items():
+            old = self._key_forks.get(key)
+            if old is forks:
+                continue
+            for f in old or ():
+                touched.add(f.service)
+                self._fbs.get(f.service, {}).pop(key, None)
+            for f in forks:
+                touched.add(f.service)
+                self._fbs.setdefault(f.service, {})[key] = f
+        for key in self._key_forks.keys() - current.keys():
+            for f in self._key_forks[key]:
+                touched.add(f.service)
+                self._fbs.get(f.service, {}).pop(key, None)
+        self._key_forks = current
+        by_id = self._by_id
+        changed = {sid for sid in sorted(touched) if sid in self._live and self._service(by_id[sid], model)}
+        nodes = dict(self._nodes)  # the last snapshot's dict stays as it was handed out
+        if changed:
+            affected = {k for sid in changed for k in self._in_scope.get(sid, ())}
+            affected |= {k for k in self._groups if k[2] is None}  # told every service
+            for key in sorted(affected, key=repr):
+                cfg = self._build_group(SIDECAR, key[1], self._scopes[key], model)
+                self.stats["groups_rebuilt"] += 1
+                self._groups[key] = cfg
+                for node in self._members[key]:
+                    nodes[node] = cfg
+        self._nodes = dict(nodes)
+        return nodes, self._live
 
     def _edge_node(self, model: Model, edge: Edge) -> NodeConfig:
         """The edge's public host (the edge service's routing table under the public names), a preview host
@@ -163,7 +241,7 @@ class XdsCompiler:
         edge, its service or the set of keys changes; each preview host's bytes are kept."""
         svc = model.service_by_id[edge.service]
         art = self._artifacts[edge.service]
-        forked = {k for k, _ in model.forks_by_service.get(edge.service, ())}
+        forked = set(self._fbs.get(edge.service, {}))
         keys = tuple((kr.key, kr.key in forked) for kr in model.keys)
         sig = (edge, art, keys)
         if self._edge is not None and self._edge[0] == sig:
@@ -172,7 +250,7 @@ class XdsCompiler:
         parts = [_field(1, names.EDGE_ROUTE_CONFIG.encode())]
         if edge.hosts:
             parts.append(_field(2, _ser(resources.virtual_host(
-                svc, port, model.forks_by_service.get(edge.service, ()), model.routing, True, True, list(edge.hosts)))))
+                svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
         if edge.preview_domain:
             previews = {}
             for key, forks_edge in keys:
@@ -209,7 +287,7 @@ class XdsCompiler:
         endpoints: dict[str, Resource] = {}
         for sid in scope:
             art = self._artifacts[sid]
-            same_ns = model.service_by_id[sid].namespace == namespace
+            same_ns = (self._by_id.get(sid) or model.service_by_id[sid]).namespace == namespace
             parts.extend(_field(2, vh) for vh in (art.vhosts_same if same_ns else art.vhosts_other))
             for r in art.clusters:
                 clusters[r.name] = r
