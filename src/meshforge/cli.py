@@ -260,7 +260,7 @@ def _serve_compile_fn(paths, access_logs: bool = True):
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
         if model is None or diags.has_errors:
             return Result(None, [d.to_text() for d in diags.errors()], warnings)
-        return Result(compiler.compile(model), [], warnings, model.next_expiry, mesh_overview(model))
+        return Result(compiler.compile(model), [], warnings, model.next_expiry, lambda: mesh_overview(model))
 
     return compile_fn
 

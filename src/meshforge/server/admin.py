@@ -51,9 +51,23 @@ class AdminState:
         self.metrics = None
         self.mutual_tls = False  # /debug/config only for a client certificate naming the node
         self.rejections = None  # callable: {node: "TYPE: message"} for proxies rejecting what they were sent
-        self.overview: dict | None = None  # the mesh as the dashboard shows it (from the last valid compile)
+        self.overview = None  # () -> the mesh as the dashboard shows it (from the last valid compile), or None
+        self._overview_cache: tuple | None = None  # (the callable, its result)
         self.requests = None  # accesslog.RequestLog
         self.proxies = None  # callable: [{node, id, kind, versions, rejected}] of the connected proxies
+
+
+    def current_overview(self) -> dict | None:
+        """The dashboard's data for the current configuration, built once per configuration."""
+        with self.lock:
+            build, cached = self.overview, self._overview_cache
+            if build is None:
+                return None
+            if cached is not None and cached[0] is build:
+                return cached[1]
+            data = build()
+            self._overview_cache = (build, data)
+            return data
 
 
 def _decode(type_url: str, body: bytes) -> dict:
@@ -83,8 +97,7 @@ def make_handler(state: AdminState):
             if url.path == "/":
                 return self._send(200, PAGE, "text/html; charset=utf-8")
             if url.path == "/api/state":
-                with state.lock:
-                    overview = state.overview
+                overview = state.current_overview()
                 cache = state.cache
                 return self._json({"generation": cache.generation if cache else 0, "overview": overview,
                                    "proxies": state.proxies() if state.proxies else [],

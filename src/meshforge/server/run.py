@@ -58,7 +58,9 @@ class Result:
     errors: list[str] = field(default_factory=list)  # rendered diagnostics, one per problem
     warnings: list[str] = field(default_factory=list)
     next_expiry: datetime | None = None  # when a sandbox expires next: recompile then
-    overview: dict | None = None  # plain JSON data for the dashboard: sandboxes, keys, forks, the service graph
+    # the dashboard's data (sandboxes, keys, forks, the service graph) as plain JSON, built when asked
+    # for: at 10,000 services building it costs more than the reload itself
+    overview: Callable[[], dict] | None = None
 
 
 def parse_address(text: str) -> tuple[str, int]:
