@@ -1,7 +1,7 @@
 """Gateway API backend: `Model` → gateway.networking.k8s.io/v1 HTTPRoutes and GRPCRoutes for the mesh (GAMMA).
 
 Input: the lowered model (host destinations only: the capability check refuses endpoints and subsets).
-Output: `RouteObject`s (plain dicts) and diagnostics. Per forked Service port, routes attached to the
+Output: `KubeObject`s (plain dicts) and diagnostics. Per forked Service port, routes attached to the
 Service (`parentRefs: [{group: "", kind: Service, name, port}]`): one default route to the baseline
 Service, and one route per routing key and Service port whose rule matches the plain header exactly or
 the `baggage` member by regular expression and sends the request to the fork's Service. Small routes,
@@ -21,7 +21,6 @@ the caller's address (MF304, MF305).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import assert_never
 
 from ..carriers import any_member_regex, baggage_regex
@@ -39,31 +38,10 @@ from ..model import (
     WorkloadDestination,
 )
 from ..yamlout import dump_yaml
+from .objects import KubeObject, metadata, owner_label
 
 API = "gateway.networking.k8s.io/v1"
 GROUP = "gateway.networking.k8s.io"
-MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
-SANDBOX_LABEL = "meshforge.dev/sandbox"
-ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
-
-
-@dataclass(frozen=True)
-class RouteObject:
-    kind: str
-    namespace: str
-    name: str
-    body: dict
-
-    @property
-    def path(self) -> str:
-        return f"{self.namespace}/{self.kind.lower()}-{self.name}.yaml"
-
-    def sort_key(self) -> tuple:
-        return (self.namespace, self.kind, self.name)
-
-
-def _meta(name: str, namespace: str, labels: dict | None = None) -> dict:
-    return {"name": name, "namespace": namespace, "labels": {**MANAGED, **(labels or {})}}
 
 
 def _kind(port: Port) -> str:
@@ -111,9 +89,9 @@ def _backend(model: Model, svc: Service, port: Port, fork: Fork | None, diags: D
             assert_never(other)
 
 
-def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], labels: dict | None = None) -> RouteObject:
-    return RouteObject(kind, svc.namespace, name, {
-        "apiVersion": API, "kind": kind, "metadata": _meta(name, svc.namespace, labels),
+def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], labels: dict | None = None) -> KubeObject:
+    return KubeObject(kind, svc.namespace, name, {
+        "apiVersion": API, "kind": kind, "metadata": metadata(name, svc.namespace, labels),
         "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": svc.name, "port": port.number}],
                  "rules": rules}})
 
@@ -123,9 +101,9 @@ def _name(service: str, *parts: str) -> str:
     return ".".join((f"meshforge-{service}",) + parts)
 
 
-def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[RouteObject]:
+def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[KubeObject]:
     routing = model.routing
-    objects: list[RouteObject] = []
+    objects: list[KubeObject] = []
     grants: dict[str, set[tuple[str, str]]] = {}  # target namespace -> {(route kind, route namespace)}
     owners = {kr.key: kr for kr in model.keys}
     for sid, forks in model.forks_by_service.items():
@@ -144,22 +122,22 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ro
                 if not header_only:
                     matches.append(_header_match(kind, "baggage", baggage_regex(routing.baggage_key, key), regex=True))
                 kr = owners[key]
-                label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+                label = owner_label(kr.owner_kind, kr.owner)
                 objects.append(_route(kind, _name(svc.name, str(port.number), key), svc, port,
                                       [{"matches": matches, "backendRefs": [backend]}], label))
     for ns, sources in sorted(grants.items()):
         name = "meshforge-routes"
-        objects.append(RouteObject("ReferenceGrant", ns, name, {
-            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": _meta(name, ns),
+        objects.append(KubeObject("ReferenceGrant", ns, name, {
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": metadata(name, ns),
             "spec": {"from": [{"group": GROUP, "kind": k, "namespace": n} for k, n in sorted(sources)],
                      "to": [{"group": "", "kind": "Service"}]}}))
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags, header_only))
     _check_user_routes(model, diags)
-    return sorted(objects, key=RouteObject.sort_key)
+    return sorted(objects, key=KubeObject.sort_key)
 
 
-def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> list[RouteObject]:
+def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> list[KubeObject]:
     """Routes attached to the edge Gateway (`gateway`: namespace/name)."""
     routing = model.routing
     svc = model.service_by_id[edge.service]
@@ -173,9 +151,9 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
                                                    "value": any_member_regex(routing.baggage_key)}]}]
     out = []
 
-    def route(name: str, hostnames: list[str], rules: list[dict], labels: dict | None = None) -> RouteObject:
-        return RouteObject("HTTPRoute", svc.namespace, name, {
-            "apiVersion": API, "kind": "HTTPRoute", "metadata": _meta(name, svc.namespace, labels),
+    def route(name: str, hostnames: list[str], rules: list[dict], labels: dict | None = None) -> KubeObject:
+        return KubeObject("HTTPRoute", svc.namespace, name, {
+            "apiVersion": API, "kind": "HTTPRoute", "metadata": metadata(name, svc.namespace, labels),
             "spec": {"parentRefs": [dict(parent)], "hostnames": hostnames, "rules": rules}})
 
     def modifier(**fields) -> list[dict]:
@@ -201,7 +179,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
                 rules.insert(0, {"matches": member, "filters": modifier(
                     set=[{"name": routing.header, "value": kr.key}, {"name": "baggage", "value": value}]),
                     "backendRefs": [dict(backend)]})
-            label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+            label = owner_label(kr.owner_kind, kr.owner)
             out.append(route(_name("edge", "preview", kr.key), [edge.preview_host(kr.key)], rules, label))
     if header_only:
         diags.warning("MF304", "with header-only matching the Gateway API edge cannot see a routing-key member in "

@@ -1,6 +1,6 @@
 """Istio backend: `Model` → networking.istio.io/v1 VirtualService / DestinationRule / ServiceEntry objects.
 
-Input: the resolved model. Output: `IstioObject`s (plain dicts in a fixed key order) and diagnostics.
+Input: the resolved model. Output: `KubeObject`s (plain dicts in a fixed key order) and diagnostics.
 One VirtualService per forked service host, with one route per routing key (header exact match OR
 baggage member regex) ahead of the default route to the baseline; subsets become DestinationRule
 subsets, static endpoints a ServiceEntry. A VirtualService the user already has for a forked host
@@ -29,29 +29,11 @@ from ..model import (
 )
 from ..names import is_ip
 from ..yamlout import dump_yaml
+from .objects import MANAGED, SANDBOX_LABEL, KubeObject, metadata, owner_label
 
 API = "networking.istio.io/v1"
 GROUP = "networking.istio.io"
-MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
-SANDBOX_LABEL = "meshforge.dev/sandbox"
-ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
-
-
-@dataclass(frozen=True)
-class IstioObject:
-    kind: str
-    namespace: str
-    name: str
-    body: dict
-
-    @property
-    def path(self) -> str:
-        """Where `render -o DIR` writes it."""
-        return f"{self.namespace}/{self.kind.lower()}-{self.name}.yaml"
-
-    def sort_key(self) -> tuple:
-        return (self.namespace, self.kind, self.name)
 
 
 @dataclass(frozen=True)
@@ -72,10 +54,6 @@ class Routes:
     def all(self) -> list[dict]:
         """Each port's keyed routes ahead of its default."""
         return [r for p in self.ports for r in (*p.keyed, p.default)]
-
-
-def _meta(name: str, namespace: str) -> dict:
-    return {"name": name, "namespace": namespace, "labels": dict(MANAGED)}
 
 
 def _object_name(svc: Service, suffix: str = "") -> str:
@@ -185,7 +163,7 @@ def _owned(vs: UserObject, body: dict) -> dict:
     return body
 
 
-def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagnostics) -> IstioObject:
+def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagnostics) -> KubeObject:
     """The user's VirtualService with meshforge's keyed routes first. Their own routes, the defaults
     included, stay after ours: theirs already decide where key-less traffic goes, so our default
     routes are not added."""
@@ -209,11 +187,11 @@ def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagno
                           "so those requests may reach the pods of label-subset sandboxes", vs.origin,
                           "route the VirtualService's own traffic to a subset of the baseline pods")
     spec["http"] = ours.keyed() + theirs
-    return IstioObject("VirtualService", vs.namespace, vs.name, body)
+    return KubeObject("VirtualService", vs.namespace, vs.name, body)
 
 
 def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags: Diagnostics,
-                     merged: dict[UserObject, str]) -> IstioObject | None:
+                     merged: dict[UserObject, str]) -> KubeObject | None:
     if user and user[0] in merged:
         diags.warning("MF303", f"VirtualService {user[0].namespace}/{user[0].name} covers {merged[user[0]]} and "
                       f"{svc.fqdn}, both forked; meshforge merges routes for {merged[user[0]]} only",
@@ -221,8 +199,8 @@ def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags
         return None
     if not user:
         name = _object_name(svc)
-        return IstioObject("VirtualService", svc.namespace, name, {
-            "apiVersion": API, "kind": "VirtualService", "metadata": _meta(name, svc.namespace),
+        return KubeObject("VirtualService", svc.namespace, name, {
+            "apiVersion": API, "kind": "VirtualService", "metadata": metadata(name, svc.namespace),
             "spec": {"hosts": [svc.fqdn], "gateways": ["mesh"], "http": routes.all()}})
     for extra in user[1:]:
         diags.warning("MF303", f"VirtualService {extra.namespace}/{extra.name} is a second VirtualService for "
@@ -232,9 +210,9 @@ def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags
     return _merge(user[0], user[0].body, routes, svc, diags)
 
 
-def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
+def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
     diags = diags if diags is not None else Diagnostics()
-    objects: list[IstioObject] = []
+    objects: list[KubeObject] = []
     merged: dict[UserObject, str] = {}
     user_vs = _by_service(model)
     for sid, forks in model.forks_by_service.items():
@@ -247,8 +225,8 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
         if subset_forks:
             subsets = [{"name": _baseline_subset_name(forks), "labels": _baseline_subset_labels(svc, forks)}]
             subsets += [{"name": n, "labels": dict(d.labels)} for n, d in subset_forks]
-            objects.append(IstioObject("DestinationRule", svc.namespace, _object_name(svc), {
-                "apiVersion": API, "kind": "DestinationRule", "metadata": _meta(_object_name(svc), svc.namespace),
+            objects.append(KubeObject("DestinationRule", svc.namespace, _object_name(svc), {
+                "apiVersion": API, "kind": "DestinationRule", "metadata": metadata(_object_name(svc), svc.namespace),
                 "spec": {"host": svc.fqdn, "subsets": subsets}}))
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
@@ -259,11 +237,11 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[IstioObject]:
     # last sandbox of a host goes, applying the output restores the user's own routes.
     for vs in model.user_objects_of(GROUP, "VirtualService"):
         if vs not in merged:
-            objects.append(IstioObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body)))
-    return sorted(objects, key=IstioObject.sort_key)
+            objects.append(KubeObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body)))
+    return sorted(objects, key=KubeObject.sort_key)
 
 
-def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[IstioObject]:
+def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
     """VirtualServices bound to the edge Gateway: the public hosts go to the baseline with the caller's
     routing header removed; each preview host sets its key and goes to the key's version of the edge
     service; other preview hosts get a 404. Nodes behind the edge route by the key as usual."""
@@ -287,10 +265,10 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[IstioObject]:
                       "trusted callers inside the mesh can call the edge service directly (its sidecar honours "
                       "their key), or use the Envoy edge")
 
-    def vs(name: str, hosts: list[str], http: list[dict], labels: dict | None = None) -> IstioObject:
-        meta = _meta(name, ns)
+    def vs(name: str, hosts: list[str], http: list[dict], labels: dict | None = None) -> KubeObject:
+        meta = metadata(name, ns)
         meta["labels"].update(labels or {})
-        return IstioObject("VirtualService", ns, name, {
+        return KubeObject("VirtualService", ns, name, {
             "apiVersion": API, "kind": "VirtualService", "metadata": meta,
             "spec": {"hosts": hosts, "gateways": [edge.istio_gateway], "http": http}})
 
@@ -305,7 +283,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[IstioObject]:
             fork = fork_of.get(kr.key)
             dest = [{"destination": _destination(svc, port, fork)}] if fork is not None else baseline
             value = f"{routing.baggage_key}={kr.key}"
-            label = {SANDBOX_LABEL if kr.owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: kr.owner}
+            label = owner_label(kr.owner_kind, kr.owner)
             out.append(vs(f"meshforge-edge-preview-{kr.key}", [edge.preview_host(kr.key)], [
                 {"name": f"meshforge-preview-{kr.key}-replace-baggage-key", "match": [{"headers": member}],
                  "headers": {"request": {"set": {routing.header: kr.key, "baggage": value}}}, "route": deepcopy(dest)},
@@ -319,15 +297,15 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[IstioObject]:
     return out
 
 
-def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> IstioObject:
+def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> KubeObject:
     ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
               **({} if p.undeclared else {"protocol": p.protocol})} for p in svc.routable_ports]
     eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in dest.endpoints]
     static = all(is_ip(e.address) for e in dest.endpoints)
     name = _object_name(svc, f"-{sandbox}")
-    meta = _meta(name, svc.namespace)
+    meta = metadata(name, svc.namespace)
     meta["labels"][SANDBOX_LABEL] = sandbox  # exists because of this sandbox: goes with it
-    return IstioObject("ServiceEntry", svc.namespace, name, {
+    return KubeObject("ServiceEntry", svc.namespace, name, {
         "apiVersion": API, "kind": "ServiceEntry", "metadata": meta,
         "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
                  "resolution": "STATIC" if static else "DNS", "endpoints": eps}})

@@ -9,51 +9,8 @@ a valid routing key is ignored (the request goes to the baseline). The parsing m
 
 from __future__ import annotations
 
-_TEMPLATE = r"""-- meshforge: routing key from W3C baggage into the routing-key header, once per request.
-local BAGGAGE_KEY = "%(baggage_key)s"
+_PRELUDE = r"""local BAGGAGE_KEY = "%(baggage_key)s"
 local HEADER = "%(header)s"
-
-local function trim(s)
-  return (string.gsub(string.gsub(s, "^[ \t]+", ""), "[ \t]+$", ""))
-end
-
-local function valid(v)
-  return #v >= 1 and #v <= 63 and string.find(v, "^[a-z0-9][a-z0-9%%-]*$") ~= nil and string.sub(v, -1) ~= "-"
-end
-
-function envoy_on_request(handle)
-  local headers = handle:headers()
-  if headers:get(HEADER) ~= nil then
-    return
-  end
-  local n = headers:getNumValues("baggage")
-  for i = 0, n - 1 do
-    local value = headers:getAtIndex("baggage", i)
-    for member in string.gmatch(value, "[^,]+") do
-      local eq = string.find(member, "=", 1, true)
-      if eq ~= nil and trim(string.sub(member, 1, eq - 1)) == BAGGAGE_KEY then
-        local v = string.sub(member, eq + 1)
-        local semi = string.find(v, ";", 1, true)
-        if semi ~= nil then
-          v = string.sub(v, 1, semi - 1)
-        end
-        v = trim(v)
-        if valid(v) then
-          headers:replace(HEADER, v)
-        end
-        return
-      end
-    end
-  end
-end
-"""
-
-
-_EDGE_TEMPLATE = r"""-- meshforge edge: the trust boundary for routing keys, and preview hosts.
-local BAGGAGE_KEY = "%(baggage_key)s"
-local HEADER = "%(header)s"
-local PREVIEW_SUFFIX = "%(suffix)s"  -- ".<previewDomain>", or "" without preview hosts
-local TRUSTED = %(trusted)s  -- this filter chain serves callers in trustedSources
 
 local function trim(s)
   return (string.gsub(string.gsub(s, "^[ \t]+", ""), "[ \t]+$", ""))
@@ -70,6 +27,43 @@ local function member_key(member)
   end
   return trim(string.sub(member, 1, eq - 1))
 end
+
+-- the first baggage member named BAGGAGE_KEY, into HEADER when its value is a routing key
+-- (unless the caller sent HEADER itself: the plain header wins)
+local function lift(headers)
+  if headers:get(HEADER) ~= nil then
+    return
+  end
+  local n = headers:getNumValues("baggage")
+  for i = 0, n - 1 do
+    for member in string.gmatch(headers:getAtIndex("baggage", i), "[^,]+") do
+      if member_key(member) == BAGGAGE_KEY then
+        local v = string.sub(member, string.find(member, "=", 1, true) + 1)
+        local semi = string.find(v, ";", 1, true)
+        if semi ~= nil then
+          v = string.sub(v, 1, semi - 1)
+        end
+        v = trim(v)
+        if valid(v) then
+          headers:replace(HEADER, v)
+        end
+        return
+      end
+    end
+  end
+end
+"""
+
+_TEMPLATE = r"""-- meshforge: routing key from W3C baggage into the routing-key header, once per request.
+""" + _PRELUDE + r"""
+function envoy_on_request(handle)
+  lift(handle:headers())
+end
+"""
+
+_EDGE_TEMPLATE = r"""-- meshforge edge: the trust boundary for routing keys, and preview hosts.
+""" + _PRELUDE + r"""local PREVIEW_SUFFIX = "%(suffix)s"  -- ".<previewDomain>", or "" without preview hosts
+local TRUSTED = %(trusted)s  -- this filter chain serves callers in trustedSources
 
 -- <key>.<previewDomain> (any case, port ignored) names a routing key
 local function preview_key(headers)
@@ -108,35 +102,11 @@ local function other_members(headers)
   return kept, found
 end
 
--- a trusted caller's own key, from baggage into the header (as the sidecars do)
-local function lift(headers)
-  if headers:get(HEADER) ~= nil then
-    return
-  end
-  local n = headers:getNumValues("baggage")
-  for i = 0, n - 1 do
-    for member in string.gmatch(headers:getAtIndex("baggage", i), "[^,]+") do
-      if member_key(member) == BAGGAGE_KEY then
-        local v = string.sub(member, string.find(member, "=", 1, true) + 1)
-        local semi = string.find(v, ";", 1, true)
-        if semi ~= nil then
-          v = string.sub(v, 1, semi - 1)
-        end
-        v = trim(v)
-        if valid(v) then
-          headers:replace(HEADER, v)
-        end
-        return
-      end
-    end
-  end
-end
-
 function envoy_on_request(handle)
   local headers = handle:headers()
   local key = preview_key(headers)
   if key == nil and TRUSTED then
-    lift(headers)
+    lift(headers)  -- a trusted caller's own key, as on a sidecar
     return
   end
   local kept, found = other_members(headers)
