@@ -273,8 +273,12 @@ class XdsCompiler:
         ports = svc.routable_ports
         same, other, clusters, endpoints = [], [], [], []
         for i, port in enumerate(ports):
-            same.append(_ser(resources.virtual_host(svc, port, forks, model.routing, True, i == 0)))
-            other.append(_ser(resources.virtual_host(svc, port, forks, model.routing, False, i == 0)))
+            vh = resources.virtual_host(svc, port, forks, model.routing, True, i == 0)
+            same.append(_ser(vh))
+            # for nodes in other namespaces only the domains differ: swap them rather than build it again
+            del vh.domains[:]
+            vh.domains.extend(resources.domains(svc, port, False, i == 0))
+            other.append(_ser(vh))
             for c, cla in resources.clusters_for(svc, port, forks, self.eds):
                 clusters.append(Resource.of(c.name, CLUSTER_TYPE, _ser(c)))
                 if cla is not None:
