@@ -9,12 +9,11 @@ server (`server/`) serves them; neither imports the other, both import this modu
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .names import valid_routing_key  # noqa: F401  (the server validates keys it logs with the compiler's rule)
+from .names import is_ip, valid_routing_key  # noqa: F401  (the server validates keys it logs with the compiler's rule)
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -81,10 +80,8 @@ def listen_address(value: object) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"{value!r}: write an IPv6 host in brackets, [ADDR]:PORT")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{value!r}: the listen host must be an IP address") from None
+    if not is_ip(host):
+        raise ValueError(f"{value!r}: the listen host must be an IP address")
     return host, outbound_port(port)
 
 

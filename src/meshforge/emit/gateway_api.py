@@ -48,7 +48,7 @@ def _kind(port: Port) -> str:
     return "GRPCRoute" if port.protocol == "GRPC" else "HTTPRoute"
 
 
-def _header_match(kind: str, name: str, value: str, regex: bool = False) -> dict:
+def _header_match(name: str, value: str, regex: bool = False) -> dict:
     h = {"type": "RegularExpression" if regex else "Exact", "name": name, "value": value}
     return {"headers": [h]}
 
@@ -118,9 +118,9 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
                     continue
                 if "namespace" in backend:
                     grants.setdefault(backend["namespace"], set()).add((kind, svc.namespace))
-                matches = [_header_match(kind, routing.header, key)]
+                matches = [_header_match(routing.header, key)]
                 if not header_only:
-                    matches.append(_header_match(kind, "baggage", baggage_regex(routing.baggage_key, key), regex=True))
+                    matches.append(_header_match("baggage", baggage_regex(routing.baggage_key, key), regex=True))
                 kr = owners[key]
                 label = owner_label(kr.owner_kind, kr.owner)
                 objects.append(_route(kind, _name(svc.name, str(port.number), key), svc, port,

@@ -33,18 +33,21 @@ def _short(text: str) -> str:
     return text[:MAX_FIELD]
 
 
-def trace_id(traceparent: str | None) -> str | None:
-    """The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), None when malformed or zero."""
-    if not traceparent:
-        return None
-    parts = traceparent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+def _trace_hex(text: str | None) -> str | None:
+    """A W3C trace id (32 hex digits, not all zero) in lower case, else None."""
+    if not text or len(text) != 32 or text == "0" * 32:
         return None
     try:
-        int(parts[1], 16)
+        int(text, 16)
     except ValueError:
         return None
-    return parts[1].lower()
+    return text.lower()
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), None when malformed or zero."""
+    parts = traceparent.strip().split("-") if traceparent else []
+    return _trace_hex(parts[1]) if len(parts) >= 4 else None
 
 
 # One logged request, as stored: a tuple of scalars (cheap to build, and not tracked by the garbage
@@ -56,7 +59,7 @@ def as_dict(row: tuple) -> dict:
     parsed = parse_cluster(row[CLUSTER]) if row[CLUSTER] else None
     return {
         "time": row[TIME], "node": row[NODE], "requestId": row[REQUEST_ID] or None,
-        "traceId": trace_id(f"00-{row[TRACE]}-0000000000000001-01") if row[TRACE] else None,
+        "traceId": _trace_hex(row[TRACE]),
         "key": row[KEY],
         "cluster": row[CLUSTER] or None,
         "service": ".".join(parsed[2].split(".")[:2]) if parsed else None,  # name.namespace of the FQDN
