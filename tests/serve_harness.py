@@ -194,9 +194,20 @@ spec:
 """
 
 
+def endpoint_sandbox(name: str, forks: dict[str, int], key: str | None = None) -> str:
+    """A Sandbox in namespace shop forking each service to a local port."""
+    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox", f"metadata: {{name: {name}, namespace: shop}}",
+             "spec:"]
+    if key:
+        lines.append(f"  routingKey: {key}")
+    lines.append("  forks:")
+    for svc, port in forks.items():
+        lines += [f"  - service: {svc}", f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}"]
+    return "\n".join(lines) + "\n"
+
+
 def sandbox(name: str, port: int = 10) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  forks:\n  - service: api\n    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
+    return endpoint_sandbox(name, {"api": port})
 
 
 def eds_name(key: str = "") -> str:

@@ -18,7 +18,7 @@ import pytest
 from meshforge.doctor import diagnose, render_text
 
 from .envoy_harness import Backend, http_get
-from .serve_harness import Server, Sidecar, wait_until
+from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
 
 BASELINE = """\
 apiVersion: meshforge.dev/v1alpha1
@@ -30,11 +30,6 @@ spec:
   - {{name: cart, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {cart}}}], dependsOn: [pay]}}
   - {{name: pay, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {pay}}}], dependsOn: []}}
 """
-
-
-def sandbox(name: str, service: str, port: int) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  forks: [{{service: {service}, to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}}}]\n")
 
 
 def traceparent() -> str:
@@ -51,8 +46,8 @@ def mesh(tmp_path_factory):
         lossy = stack.enter_context(Backend("cart-lossy", next_hop="pay", propagate=("traceparent",)))
         web = stack.enter_context(Backend("web-v1", next_hop="cart"))
         (d / "baseline.yaml").write_text(BASELINE.format(web=web.port, cart=cart.port, pay=pay.port))
-        (d / "cart-lossy.yaml").write_text(sandbox("cart-lossy", "cart", lossy.port))
-        (d / "pay-pr-2.yaml").write_text(sandbox("pay-pr-2", "pay", pay2.port))
+        (d / "cart-lossy.yaml").write_text(endpoint_sandbox("cart-lossy", {"cart": lossy.port}))
+        (d / "pay-pr-2.yaml").write_text(endpoint_sandbox("pay-pr-2", {"pay": pay2.port}))
         server = stack.enter_context(Server([d]))
         for svc, app in (("web", web), ("cart", cart), ("cart", lossy)):
             app.proxy_port = stack.enter_context(Sidecar(f"{svc}.shop", server)).outbound

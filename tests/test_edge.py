@@ -22,7 +22,7 @@ from meshforge.explain import explain_url
 from meshforge.pipeline import compile_paths
 
 from .envoy_harness import Backend
-from .serve_harness import Server, Sidecar, wait_until
+from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
 
 BASELINE = """\
 apiVersion: meshforge.dev/v1alpha1
@@ -47,12 +47,6 @@ spec:
     ports: [{{name: http, port: 80}}]
     endpoints: [{{address: 127.0.0.1, port: {pay}}}]
 """
-
-
-def sandbox(name: str, service: str, port: int) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  forks:\n  - service: {service}\n"
-            f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}\n")
 
 
 def edge_get(port: int, host: str, headers: list[tuple[str, str]] = (), source: str = "127.0.0.1") -> dict:
@@ -99,8 +93,8 @@ class EdgeMesh:
         for b in (self.cart, self.cart2, self.web, self.web2):
             self.stack.enter_context(b)
         (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
-        (self.dir / "pay-pr-2.yaml").write_text(sandbox("pay-pr-2", "pay", self.pay2.port))
-        (self.dir / "web-pr-3.yaml").write_text(sandbox("web-pr-3", "web", self.web2.port))
+        (self.dir / "pay-pr-2.yaml").write_text(endpoint_sandbox("pay-pr-2", {"pay": self.pay2.port}))
+        (self.dir / "web-pr-3.yaml").write_text(endpoint_sandbox("web-pr-3", {"web": self.web2.port}))
         self.server = self.stack.enter_context(Server([self.dir]))
         for name, app in (("web", self.web), ("web", self.web2), ("cart", self.cart), ("cart", self.cart2)):
             sc = self.stack.enter_context(Sidecar(f"{name}.shop", self.server))
@@ -204,7 +198,7 @@ def test_trusted_source_keeps_its_key(mesh):
 def test_a_new_sandbox_gets_its_preview_host_live(mesh):
     host = "cart-pr-9.preview.example.test"
     assert mesh.get(host)["status"] == 404
-    (mesh.dir / "cart-pr-9.yaml").write_text(sandbox("cart-pr-9", "cart", mesh.cart2.port))
+    (mesh.dir / "cart-pr-9.yaml").write_text(endpoint_sandbox("cart-pr-9", {"cart": mesh.cart2.port}))
     try:
         wait_until(lambda: chain(mesh.get(host)) == ["web-v1", "cart-v2", "pay-v1"], 15, what="preview host live")
     finally:

@@ -20,6 +20,9 @@ from .serve_harness import (
     node,
     wait_until,
 )
+from .serve_harness import (
+    endpoint_sandbox as sandbox,
+)
 
 BASELINE = """\
 apiVersion: meshforge.dev/v1alpha1
@@ -39,17 +42,6 @@ spec:
     ports: [{{name: http, port: 80}}]
     endpoints: [{{address: 127.0.0.1, port: {pay}}}]
 """
-
-
-def sandbox(name: str, forks: dict[str, int], key: str | None = None) -> str:
-    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox", f"metadata: {{name: {name}, namespace: shop}}",
-             "spec:"]
-    if key:
-        lines.append(f"  routingKey: {key}")
-    lines.append("  forks:")
-    for svc, port in forks.items():
-        lines += [f"  - service: {svc}", f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}"]
-    return "\n".join(lines) + "\n"
 
 
 def write_atomically(path, text: str) -> None:
