@@ -82,8 +82,8 @@ def sidecar_config(d: Path, out_port: int, admin: int) -> str:
     return render(model, "envoy-static", Diagnostics(), outbound_port=out_port, admin_port=admin)["client.default.yaml"]
 
 
-def wrk(port: int, headers: dict[str, str], seconds: int) -> float:
-    cmd = ["wrk", "-t1", "-c32", f"-d{seconds}s", "-H", "Host: api"]
+def wrk(port: int, headers: dict[str, str], seconds: int, host: str = "api") -> float:
+    cmd = ["wrk", "-t1", "-c32", f"-d{seconds}s", "-H", f"Host: {host}"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_dataplane import upstream_config
+from bench_dataplane import upstream_config, wrk
 from meshforge.backends import render
 from meshforge.diagnostics import Diagnostics
 from meshforge.envoyproc import Envoy, free_port
@@ -56,17 +54,6 @@ def edge_config(d: Path, port: int, admin: int) -> str:
     model, diags = compile_paths([str(d)], NOW)
     assert model is not None, diags.items
     return render(model, "envoy-static", Diagnostics(), edge_port=port, admin_port=admin)["edge.yaml"]
-
-
-def wrk(port: int, host: str, headers: dict[str, str], seconds: int) -> float:
-    cmd = ["wrk", "-t1", "-c32", f"-d{seconds}s", "-H", f"Host: {host}"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{non2xx.group(1)} failed responses: {out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def check(port: int, host: str, headers: dict[str, str], want: str) -> None:
@@ -113,11 +100,11 @@ def main() -> None:
         for n, kind in cells:
             host, headers, want = kinds[kind](n)
             check(edges[n], host, headers, want)
-            wrk(edges[n], host, headers, 1)  # warm-up
+            wrk(edges[n], headers, 1, host)  # warm-up
         for _ in range(args.rounds):  # rounds rotate through every cell: drift spreads over all of them
             for n, kind in cells:
                 host, headers, _ = kinds[kind](n)
-                samples.setdefault((n, kind), []).append(wrk(edges[n], host, headers, args.seconds))
+                samples.setdefault((n, kind), []).append(wrk(edges[n], headers, args.seconds, host))
     results = {k: statistics.median(v) for k, v in samples.items()}
     print("Edge: real Envoy 1.40 edge proxy (concurrency 1), wrk -t1 -c32 from an untrusted source, "
           "direct-response upstream Envoy")
