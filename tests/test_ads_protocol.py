@@ -229,3 +229,59 @@ def test_admin_endpoints(server, client):
     assert status == 404 and "web.shop" in json.loads(body)["nodes"]
     sotw.close()
     wait_until(lambda: server.metric("meshforge_connected_proxies", 'stream="sotw"') == 0)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_a_cluster_still_routed_to_is_never_removed(server, client, delta):
+    """Sandbox pr-2 is added (CDS sent, not yet ACKed), then pr-1 is deleted. When the CDS ACK comes, pr-1's
+    cluster must stay until the proxy has ACKed routes that no longer send traffic to it (make-before-break):
+    removing it first turns pr-1's in-flight traffic into 503s."""
+    c = client(delta=delta)
+    kw = {"delta": True} if delta else {}
+    sub = (lambda names: {"resource_names_subscribe": names}) if delta else (lambda names: {"resource_names": names})
+
+    def ack(r):
+        c.send(type_url=r.type_url, response_nonce=r.nonce, **({} if delta else {"version_info": r.version_info}),
+               **(kw if delta else {"resource_names": ["meshforge_outbound"]} if r.type_url == ROUTE else {}))
+
+    def clusters(r):  # the clusters the proxy holds after this CDS response
+        got = {x.name for x in r.resources} if delta else set(names_of(r))
+        return (held | got) - set(r.removed_resources) if delta else got
+
+    held: set[str] = set()
+    c.send(node=node("web.shop"), type_url=CLUSTER, **sub([]))
+    r = c.recv()
+    held = clusters(r)
+    ack(r)
+    c.send(type_url=ROUTE, **sub(["meshforge_outbound"]))
+    r = c.recv()
+    assert r.type_url == ROUTE
+    ack(r)
+    assert c.nothing()
+    generation = server.metric("meshforge_snapshot_generation")
+    (server.dir / "pr-2.yaml").write_text(sandbox("pr-2"))
+    r = c.recv()
+    assert r.type_url == CLUSTER and eds_name("pr-2") in clusters(r)
+    held = clusters(r)
+    (server.dir / "pr-1.yaml").unlink()
+    wait_until(lambda: server.metric("meshforge_snapshot_generation") >= generation + 2, what="pr-1 deleted")
+    ack(r)  # the ACK of the CDS that added pr-2 arrives after pr-1 is gone from the specs
+    routes_without_pr1_acked = False
+    seen = []
+    for _ in range(6):
+        try:
+            r = c.recv(1.0)
+        except Exception:  # noqa: BLE001 - queue.Empty: the exchange is over
+            break
+        seen.append(r.type_url)
+        if r.type_url == CLUSTER:
+            held = clusters(r)
+            if eds_name("pr-1") not in held:
+                assert routes_without_pr1_acked, f"pr-1's cluster removed before routes stopped using it: {seen}"
+        elif r.type_url == ROUTE:
+            body = r.resources[0].resource.value if delta else r.resources[0].value
+            assert eds_name("pr-1").encode() not in body
+        ack(r)
+        if r.type_url == ROUTE:
+            routes_without_pr1_acked = True
+    assert eds_name("pr-1") not in held and eds_name("pr-2") in held, seen

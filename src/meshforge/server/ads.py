@@ -177,6 +177,18 @@ class _Stream:
         st = self.types.get(type_url)
         return st is not None and st.awaiting
 
+    def _routes_settled(self) -> bool:
+        """True when every listener and route configuration the proxy holds was built from the current snapshot
+        and accepted: only then may the clusters that older ones sent traffic to go (make-before-break). A
+        response still awaiting its ACK, a rejected one, or one built from an older snapshot keeps them."""
+        for t in (LISTENER_TYPE, ROUTE_TYPE):
+            st = self.types.get(t)
+            if st is None or not st.requested:
+                continue
+            if st.awaiting or t in self.rejected or st.src is not self.source(t):
+                return False
+        return True
+
     async def push(self) -> None:
         """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS → CDS removals."""
         if self.cache.snapshot is None or not self.node:
@@ -194,7 +206,7 @@ class _Stream:
             st = self.types.get(t)
             if st is not None and st.requested:
                 await self.send(t)
-        if cds is not None and cds.requested and not self._awaiting(LISTENER_TYPE) and not self._awaiting(ROUTE_TYPE):
+        if cds is not None and cds.requested and self._routes_settled():
             await self.send(CLUSTER_TYPE, keep_removed=False)
 
     # -- requests ---------------------------------------------------------------------------
@@ -288,7 +300,7 @@ class SotwStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
             st.force = False
-            await self.send(t, keep_removed=(t == CLUSTER_TYPE and self._awaiting(ROUTE_TYPE)), always=True)
+            await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()), always=True)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
@@ -352,7 +364,7 @@ class DeltaStream(_Stream):
                 self.ack(t)
         if self.cache.snapshot is None:
             return  # no valid configuration yet: answer nothing rather than an empty one
-        await self.send(t, keep_removed=(t == CLUSTER_TYPE and self._awaiting(ROUTE_TYPE)), always=first and not st.sent)
+        await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()), always=first and not st.sent)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
