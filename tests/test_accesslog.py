@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from meshforge.emit.xds.resources import UNLOGGED_HEADER
 from meshforge.server.accesslog import RequestLog, trace_id
+
+from .envoy_harness import Backend, http_get
+from .serve_harness import Server, Sidecar, wait_until
 
 
 def entry(i: int, key: str | None, trace: str | None = None, node: str = "a.ns", service: str = "b.ns") -> tuple:
@@ -36,3 +46,45 @@ def test_trace_id_of_traceparent():
     assert trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736"
     for bad in (None, "", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "00-xyz-00f067aa0ba902b7-01"):
         assert trace_id(bad) is None
+
+
+# -- the log budget, with real Envoy sidecars ----------------------------------------------------------
+
+BUDGET_SPECS = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging, namespace: shop}}
+spec:
+  services:
+  - {{name: web, ports: [{{name: http, port: 80}}], dependsOn: [api]}}
+  - {{name: api, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {api}}}]}}
+"""
+
+
+@pytest.mark.parametrize("rate", [5, 0], ids=["budget-5", "every-request"])
+def test_a_proxy_logs_at_most_its_budget_and_a_caller_cannot_opt_out(tmp_path, rate):
+    """With `--access-log-rate 5` a burst of 40 keyed requests is served in full but at most the budget (plus
+    what refilled meanwhile) is logged; a request that arrives with the budget's marker header is logged
+    anyway (callers' markers are removed). With 0 every keyed request is logged."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    with ExitStack() as stack:
+        api = stack.enter_context(Backend("api-v1"))
+        (d / "specs.yaml").write_text(BUDGET_SPECS.format(api=api.port))
+        server = stack.enter_context(Server([d], args=("--access-log-rate", str(rate))))
+        port = stack.enter_context(Sidecar("web.shop", server)).outbound
+        wait_until(lambda: http_get(port, "api").get("name") == "api-v1", 20, what="sidecar configured")
+
+        def logged(key):
+            return [r for r in json.loads(server.get(f"/api/requests?key={key}")[1])["requests"] if r["key"] == key]
+
+        answers = [http_get(port, "api", {"x-meshforge-routing-key": "burst"}) for _ in range(40)]
+        assert all(a.get("name") == "api-v1" for a in answers)  # the budget never refuses a request
+        if rate:
+            time.sleep(1.5)  # a flush (200 ms) and a refill later
+            n = len(logged("burst"))
+            assert rate <= n <= 3 * rate, n
+            http_get(port, "api", {"x-meshforge-routing-key": "forged", UNLOGGED_HEADER: "budget"})
+            wait_until(lambda: len(logged("forged")) == 1, 10, what="the request with a forged marker logged")
+        else:
+            wait_until(lambda: len(logged("burst")) == 40, 10, what="every request logged")

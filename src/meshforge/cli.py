@@ -242,7 +242,7 @@ def diff(paths, fmt, against, now, quiet, **options):
         sys.exit(1)
 
 
-def _serve_compile_fn(paths, access_logs: bool = True):
+def _serve_compile_fn(paths, access_logs=None):
     """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
     from . import backends
     from .emit.xds.compiler import XdsCompiler
@@ -280,7 +280,11 @@ def _serve_compile_fn(paths, access_logs: bool = True):
                    "service only (DNS SAN name.namespace or spiffe://DOMAIN/ns/NS/sa/NAME).")
 @click.option("--access-logs/--no-access-logs", default=True, show_default=True,
               help="Proxies send their access logs to serve (for doctor and the dashboard).")
-def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs):
+@click.option("--access-log-rate", type=click.IntRange(0, 1_000_000), default=100, show_default=True,
+              metavar="N", help="At most N logged requests a second per proxy listener (those carrying a routing "
+              "key or a trace context); a load test beyond it costs no logging. 0: log every such request.")
+def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
+          access_log_rate):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -307,7 +311,10 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
             parse_address(a)
         except ValueError as e:
             raise click.BadParameter(str(e))
-    cp = ControlPlane(_serve_compile_fn(paths, access_logs), list(paths), xds_address, admin_address, tls=tls)
+    from .emit.xds.resources import AccessLogs
+
+    logs = AccessLogs(access_log_rate) if access_logs else None
+    cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -63,7 +63,7 @@ def bootstrap_static(model: Model, node: str, snap: Snapshot, port: int, admin_p
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))
-    b.static_resources.listeners.append(cfg.kind.listener(cfg.kind.default_host, port, model.routing, model.edge, route, False))
+    b.static_resources.listeners.append(cfg.kind.listener(cfg.kind.default_host, port, model.routing, model.edge, route, None))
     b.static_resources.clusters.extend(cluster_pb2.Cluster.FromString(r.body) for _, r in sorted(cfg.clusters.items()))
     return b
 

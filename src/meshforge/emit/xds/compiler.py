@@ -27,6 +27,7 @@ from ...xdsapi import (
 )
 from . import names, resources
 from .nodes import EDGE, SIDECAR, NodeKind
+from .resources import AccessLogs
 
 
 def _ser(msg) -> bytes:
@@ -72,7 +73,7 @@ class Snapshot:
     nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
     routing: Routing
     edge: Edge | None = None
-    access_logs: bool = True  # listeners send access logs to serve (over ADS only)
+    access_logs: AccessLogs | None = None  # listeners send access logs to serve (over ADS only)
     _listeners: dict[tuple[str, str, int], dict[str, Resource]] = field(default_factory=dict)
 
     @property
@@ -100,7 +101,7 @@ class Snapshot:
 class XdsCompiler:
     """Keeps what it built last time; `compile(model)` rebuilds only what the new model changed."""
 
-    def __init__(self, eds: bool = True, access_logs: bool = True):
+    def __init__(self, eds: bool = True, access_logs: AccessLogs | None = AccessLogs()):
         self.eds = eds
         self.access_logs = access_logs
         self._sigs: dict[str, tuple] = {}

@@ -8,6 +8,7 @@ routing-key header (the Lua filter fills that header from `baggage`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import assert_never
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -21,6 +22,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2 as grpc_als_pb2
 from envoy.extensions.common.matching.v3 import extension_matcher_pb2
 from envoy.extensions.filters.common.matcher.action.v3 import skip_action_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -31,9 +33,10 @@ from envoy.extensions.http.early_header_mutation.header_mutation.v3 import (
 )
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
+from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
-from xds.type.matcher.v3 import matcher_pb2, string_pb2
+from xds.type.matcher.v3 import matcher_pb2, regex_pb2, string_pb2
 
 from ...model import (
     Edge,
@@ -194,11 +197,18 @@ def _header_contains(header: str, text: str, ignore_case: bool = False):
         value_match=string_pb2.StringMatcher(contains=text, ignore_case=ignore_case)))
 
 
-def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFilter:
-    """A Lua filter that runs only for requests matching one of the `wanted` predicates: the others (most
-    traffic) pay a substring test in C++ instead of a Lua call."""
-    lua_filter = lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=source),
-                             clear_route_cache=wrappers_pb2.BoolValue(value=True))
+def _header_present(header: str):
+    P = matcher_pb2.Matcher.MatcherList.Predicate
+    return P(single_predicate=P.SinglePredicate(
+        input=xds_extension_pb2.TypedExtensionConfig(
+            name=header, typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=header))),
+        value_match=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(
+            google_re2=regex_pb2.RegexMatcher.GoogleRE2(), regex=".*"))))
+
+
+def _unless_skipped(name: str, config, wanted: list) -> hcm_pb2.HttpFilter:
+    """An HTTP filter that runs only for requests matching one of the `wanted` predicates: the others
+    (most traffic) pay a test in C++ instead of the filter."""
     P = matcher_pb2.Matcher.MatcherList.Predicate
     wants = wanted[0] if len(wanted) == 1 else P(or_matcher=P.PredicateList(predicate=wanted))
     skip = matcher_pb2.Matcher(matcher_list=matcher_pb2.Matcher.MatcherList(matchers=[
@@ -208,7 +218,14 @@ def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFil
                 name="skip", typed_config=_any(skip_action_pb2.SkipFilter()))))]))
     return hcm_pb2.HttpFilter(name=name, typed_config=_any(
         extension_matcher_pb2.ExtensionWithMatcher(xds_matcher=skip, extension_config=core_extension_pb2.TypedExtensionConfig(
-            name=name, typed_config=_any(lua_filter)))))
+            name=name, typed_config=_any(config)))))
+
+
+def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFilter:
+    """A Lua filter that runs only for requests matching one of the `wanted` predicates (a substring test
+    in C++ instead of a Lua call for the others)."""
+    return _unless_skipped(name, lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=source),
+                                             clear_route_cache=wrappers_pb2.BoolValue(value=True)), wanted)
 
 
 def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
@@ -228,38 +245,100 @@ def _hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.F
 
 ACCESS_LOG_FLUSH = duration_pb2.Duration(nanos=200_000_000)
 ACCESS_LOG_BUFFER = 256 * 1024  # bytes: under load, flushed by time (5 messages a second), not every few ms
+DEFAULT_ACCESS_LOG_RATE = 100  # logged requests a second per listener, at most
+UNLOGGED_HEADER = "x-meshforge-unlogged"  # set by the log budget on requests over it; removed from callers'
 
 
-def access_log(routing: Routing) -> accesslog_pb2.AccessLog:
+@dataclass(frozen=True)
+class AccessLogs:
+    """Listeners send access logs to `serve`: at most `rate` requests a second per listener (a token
+    bucket with a burst of as many; 0: every request). Logging a request costs the proxy about as much as
+    routing it; the budget keeps a load test's cost flat while a person's requests are all logged."""
+
+    rate: int = DEFAULT_ACCESS_LOG_RATE
+
+
+def _logged(routing: Routing) -> list:
+    """The requests doctor and the dashboard can use: those carrying a routing key or a trace context."""
+    return [routing.header, "traceparent"]
+
+
+def log_budget_filter(routing: Routing, logs: AccessLogs) -> hcm_pb2.HttpFilter:
+    """A token bucket over the requests that would be logged (after the baggage filter has lifted the key),
+    never enforced: a request over the budget gets `UNLOGGED_HEADER`, which the access log filter skips."""
+    per_second = logs.rate
+    budget = local_rate_limit_pb2.LocalRateLimit(
+        stat_prefix="meshforge_access_log_budget",
+        token_bucket=token_bucket_pb2.TokenBucket(max_tokens=per_second, tokens_per_fill=wrappers_pb2.UInt32Value(value=per_second),
+                                                  fill_interval=duration_pb2.Duration(seconds=1)),
+        filter_enabled=base_pb2.RuntimeFractionalPercent(default_value=percent_pb2.FractionalPercent(numerator=100)),
+        filter_enforced=base_pb2.RuntimeFractionalPercent(default_value=percent_pb2.FractionalPercent(numerator=0)),
+        request_headers_to_add_when_not_enforced=[base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=UNLOGGED_HEADER, value="budget"),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)])
+    return _unless_skipped("meshforge.access_log_budget", budget, [_header_present(h) for h in _logged(routing)])
+
+
+def access_log(routing: Routing, logs: AccessLogs) -> accesslog_pb2.AccessLog:
     """Envoy's gRPC access log to `serve`, over the bootstrap's xDS cluster (same address, same TLS):
     per request the routing key seen (after the baggage filter), `traceparent`, the cluster chosen; only
-    for requests that carry a routing key or a trace context (the rest cannot help follow a key)."""
+    for requests that carry a routing key or a trace context, within the log budget."""
     cfg = grpc_als_pb2.HttpGrpcAccessLogConfig(
         common_config=grpc_als_pb2.CommonGrpcAccessLogConfig(
             log_name="meshforge", transport_api_version=config_source_pb2.V3,
             grpc_service=grpc_service_pb2.GrpcService(
                 envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER)),
             buffer_flush_interval=ACCESS_LOG_FLUSH, buffer_size_bytes=wrappers_pb2.UInt32Value(value=ACCESS_LOG_BUFFER)),
-        additional_request_headers_to_log=[routing.header, "traceparent"])
-    # only requests doctor and the dashboard can use: those carrying a key or a trace context
-    present = [accesslog_pb2.AccessLogFilter(header_filter=accesslog_pb2.HeaderFilter(
-        header=route_components_pb2.HeaderMatcher(name=h, present_match=True))) for h in (routing.header, "traceparent")]
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg),
-                                   filter=accesslog_pb2.AccessLogFilter(or_filter=accesslog_pb2.OrFilter(filters=present)))
+        additional_request_headers_to_log=_logged(routing))
+    F = accesslog_pb2.AccessLogFilter
+    present = [F(header_filter=accesslog_pb2.HeaderFilter(
+        header=route_components_pb2.HeaderMatcher(name=h, present_match=True))) for h in _logged(routing)]
+    wanted = F(or_filter=accesslog_pb2.OrFilter(filters=present))
+    if logs.rate:
+        within = F(header_filter=accesslog_pb2.HeaderFilter(
+            header=route_components_pb2.HeaderMatcher(name=UNLOGGED_HEADER, present_match=True, invert_match=True)))
+        wanted = F(and_filter=accesslog_pb2.AndFilter(filters=[wanted, within]))
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg), filter=wanted)
+
+
+def _logging(hcm: hcm_pb2.HttpConnectionManager, routing: Routing, logs: AccessLogs | None,
+             removed: list[str]) -> list[hcm_pb2.HttpFilter]:
+    """Access logs on an ADS listener's connection manager; returns the HTTP filters they need (placed
+    after the filter that lifts the key out of baggage). `removed`: headers to drop from callers'
+    requests before anything reads them (the budget's marker among them)."""
+    if logs is None:
+        return []
+    hcm.access_log.append(access_log(routing, logs))
+    if not logs.rate:
+        return []
+    removed.append(UNLOGGED_HEADER)
+    return [log_budget_filter(routing, logs)]
+
+
+def _remove_early(hcm: hcm_pb2.HttpConnectionManager, headers: list[str]) -> None:
+    if headers:
+        hcm.early_header_mutation_extensions.append(core_extension_pb2.TypedExtensionConfig(
+            name="envoy.http.early_header_mutation.header_mutation",
+            typed_config=_any(early_header_mutation_pb2.HeaderMutation(
+                mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers]))))
 
 
 def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
-             route_config: route_pb2.RouteConfiguration | None = None, access_logs: bool = True) -> listener_pb2.Listener:
+             route_config: route_pb2.RouteConfiguration | None = None,
+             access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
     inline (static bootstrap: no server to log to)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    removed: list[str] = []
+    logging: list[hcm_pb2.HttpFilter] = []
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
-        if access_logs:
-            hcm.access_log.append(access_log(routing))
+        logging = _logging(hcm, routing, access_logs, removed)
     else:
         hcm.route_config.CopyFrom(route_config)
+    _remove_early(hcm, removed)
     hcm.http_filters.append(baggage_filter(routing))
+    hcm.http_filters.extend(logging)
     hcm.http_filters.append(_router())
     return listener_pb2.Listener(name=names.LISTENER, address=_socket(host, port),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[_hcm_filter(hcm)])])
@@ -284,36 +363,35 @@ def unknown_preview_virtual_host(edge: Edge) -> route_components_pb2.VirtualHost
 
 
 def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_pb2.RouteConfiguration | None,
-              access_logs: bool) -> hcm_pb2.HttpConnectionManager:
+              access_logs: AccessLogs | None) -> hcm_pb2.HttpConnectionManager:
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=f"{names.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         use_remote_address=wrappers_pb2.BoolValue(value=True),  # outside callers: the peer is who they are
         strip_any_host_port=True)
+    # before the route is chosen: an outside caller's routing header never selects one
+    removed = [] if trusted else [routing.header]
+    logging: list[hcm_pb2.HttpFilter] = []
     if route_config is None:
         hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.EDGE_ROUTE_CONFIG))
-        if access_logs:
-            hcm.access_log.append(access_log(routing))
+        logging = _logging(hcm, routing, access_logs, removed)
     else:
         hcm.route_config.CopyFrom(route_config)
-    if not trusted:  # before the route is chosen: an outside caller's routing header never selects one
-        hcm.early_header_mutation_extensions.append(core_extension_pb2.TypedExtensionConfig(
-            name="envoy.http.early_header_mutation.header_mutation",
-            typed_config=_any(early_header_mutation_pb2.HeaderMutation(
-                mutations=[mutation_rules_pb2.HeaderMutation(remove=routing.header)]))))
+    _remove_early(hcm, removed)
     wanted = [_header_contains("baggage", routing.baggage_key)]
     if edge.preview_domain:
         wanted.append(_header_contains(":authority", "." + edge.preview_domain, ignore_case=True))
     hcm.http_filters.append(_lua_unless_skipped(
         "meshforge.edge_routing_key",
         lua.edge_source(routing.baggage_key, routing.header, edge.preview_domain, trusted), wanted))
+    hcm.http_filters.extend(logging)
     hcm.http_filters.append(_router())
     return hcm
 
 
 def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
                   route_config: route_pb2.RouteConfiguration | None = None,
-                  access_logs: bool = True) -> listener_pb2.Listener:
+                  access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """The edge's listener: callers in `trusted_sources` (matched on the connection's peer address) keep
     their routing key; everyone else's is removed before routing."""
     if edge is None:
