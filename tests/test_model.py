@@ -63,6 +63,8 @@ def test_destination_union_is_closed_and_tagged():
     assert len({k.kind for k in DESTINATION_KINDS}) == len(DESTINATION_KINDS)
     assert HostDestination("h", 81).describe() == "host h:81"
     assert EndpointsDestination((Endpoint("10.0.0.1", 80),)).describe() == "endpoints 10.0.0.1:80"
+    assert EndpointsDestination((Endpoint("fd00::2", 80), Endpoint("10.0.0.2", 80))).describe() == \
+        "endpoints [fd00::2]:80, 10.0.0.2:80"
     assert SubsetDestination((("version", "p"),)).describe() == "subset version=p"
 
 

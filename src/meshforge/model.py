@@ -179,7 +179,8 @@ class EndpointsDestination:
     endpoints: tuple[Endpoint, ...]
 
     def describe(self) -> str:
-        return "endpoints " + ", ".join(f"{e.address}:{e.port}" for e in self.endpoints)
+        return "endpoints " + ", ".join(f"[{e.address}]:{e.port}" if ":" in e.address else f"{e.address}:{e.port}"
+                                        for e in self.endpoints)
 
 
 @dataclass(frozen=True)
