@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstat import rss
+
 BOMB = "---\n".join(["a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
                      "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
                      "e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"] * 100)
@@ -45,14 +47,13 @@ def metrics_after_unknown_types() -> None:
             c = RawClient(s.xds_port)
             c.send(node=node("web.shop"), type_url=CLUSTER)
             c.recv()
-            rss = lambda: int(Path(f"/proc/{s.proc.pid}/status").read_text().split("VmRSS:")[1].split()[0])  # noqa: E731
-            before, rss0 = len(s.get("/metrics")[1]), rss()
+            before, rss0 = len(s.get("/metrics")[1]), rss(s.proc.pid) // 1024
             t0 = time.perf_counter()
             for i in range(20_000):
                 c.send(type_url=f"type.googleapis.com/evil.T{i}")
             c.send(type_url=CLUSTER, version_info="x", response_nonce="stale")
             time.sleep(2)
-            after, rss1 = len(s.get("/metrics")[1]), rss()
+            after, rss1 = len(s.get("/metrics")[1]), rss(s.proc.pid) // 1024
             c.close()
     print(f"  20,000 unknown type URLs on one stream ({time.perf_counter() - t0:.1f} s): /metrics {before:,} -> "
           f"{after:,} bytes; server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB")

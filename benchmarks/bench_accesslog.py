@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench_dataplane import upstream_config, wrk
+from procstat import cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
@@ -82,19 +83,19 @@ def main() -> None:
         for mode, port in sidecars.items():
             for headers in kinds.values():
                 wrk(port, headers, 1)  # warm-up
-        cpu = {mode: -_cpu_seconds(servers[mode].proc.pid) for mode in servers}
+        cpu = {mode: -cpu_seconds(servers[mode].proc.pid) for mode in servers}
         envoy_cpu: dict[tuple[str, str], float] = {}
         for _ in range(args.rounds):
             for kind, headers in kinds.items():
                 for mode, port in sidecars.items():
-                    before = _cpu_seconds(envoys[mode].proc.pid)
+                    before = cpu_seconds(envoys[mode].proc.pid)
                     rate = wrk(port, headers, args.seconds)
                     samples.setdefault((mode, kind), []).append(rate)
                     # the sidecar's CPU per request: its own cost, whatever else runs on the machine
-                    used = _cpu_seconds(envoys[mode].proc.pid) - before
+                    used = cpu_seconds(envoys[mode].proc.pid) - before
                     envoy_cpu[(mode, kind)] = envoy_cpu.get((mode, kind), 0.0) + used / (rate * args.seconds)
         for mode in servers:
-            cpu[mode] += _cpu_seconds(servers[mode].proc.pid)
+            cpu[mode] += cpu_seconds(servers[mode].proc.pid)
     print("Access logging: real Envoy 1.40 sidecar (concurrency 1) over ADS, wrk -t1 -c32, direct-response upstream"
           + (", sidecar pinned to CPU 0, the rest to CPU 1" if args.pin else ""))
     print("throughput (ratio to without) | sidecar CPU per request")
@@ -116,11 +117,6 @@ def _pin(pid: int, cpu: int) -> None:
     """Every thread of `pid` onto one CPU."""
     for tid in os.listdir(f"/proc/{pid}/task"):
         os.sched_setaffinity(int(tid), {cpu})
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _body(port: int) -> str:

@@ -28,7 +28,8 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from bench_propagation import pct, sandbox, spec
+from bench_propagation import sandbox, spec
+from procstat import cpu_seconds, pct, rss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server  # noqa: E402
@@ -104,20 +105,6 @@ def _worker(port: int, first: int, count: int, ready, go, out, per_channel: int 
             await ch.close()
 
     asyncio.run(main())
-
-
-def cpu_seconds(pid: int) -> float:
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from procstat import pct, rss
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 
@@ -66,11 +68,6 @@ def who(port: int, key: str) -> str:
         return body.decode() if r.status == 200 else f"HTTP {r.status}"
     finally:
         c.close()
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def propagation(d: Path, server: Server, rounds: int, base: Backend, sb: Backend) -> None:
@@ -227,13 +224,7 @@ def main() -> None:
                       f"p99 {pct(lat, 99) * 1000:.1f} ms   max {max(lat) * 1000:.1f} ms   ({len(lat)} deliveries; "
                       f"goal p99 <= 150 ms)")
 
-            def rss() -> int:
-                for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-                return 0
-
-            before, after = asyncio.run(hold_streams(server.xds_port, args.streams, 2.0, rss))
+            before, after = asyncio.run(hold_streams(server.xds_port, args.streams, 2.0, lambda: rss(server.proc.pid)))
             print(f"\nmemory: server RSS {before / 2**20:.1f} MiB idle -> {after / 2**20:.1f} MiB with {args.streams} "
                   f"connected ADS streams ({(after - before) / args.streams / 1024:.1f} KiB per stream)")
 

@@ -24,23 +24,13 @@ from pathlib import Path
 
 import yaml
 
+from procstat import pct, rss
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 
 from meshforge.sampleapp import Backend  # noqa: E402
 from meshforge.synthetic import generate  # noqa: E402
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:
@@ -51,9 +41,10 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Backend("sandbox") as sb:
         d = generate(Path(tmp) / "specs", args.services, args.sandboxes, deps=2)
-        first = yaml.safe_load((d / "baseline-000.yaml").read_text())["spec"]["services"][0]
-        node, callee = f"{first['name']}.bench", first["dependsOn"][0]
-        port = 9090 if int(callee.split("-")[1]) % 3 == 0 else 8080
+        # a node whose first dependency speaks HTTP/1.1 (the test backend does; every third service is gRPC)
+        first = next(s for s in yaml.safe_load((d / "baseline-000.yaml").read_text())["spec"]["services"]
+                     if s.get("dependsOn") and int(s["dependsOn"][0].split("-")[1]) % 3)
+        node, callee, port = f"{first['name']}.bench", first["dependsOn"][0], 8080
         sb.answer = lambda headers: "sandbox"
         server = Server([d])
         t0 = time.perf_counter()
