@@ -42,6 +42,30 @@ def test_write_then_rewrite_removes_only_stale_meshforge_files(tmp_path):
     assert not (out / STAGING).exists()
 
 
+def test_formats_share_a_directory_each_managing_only_its_own_files(tmp_path):
+    out = tmp_path / "out"
+    write_tree(out, {"ns/virtualservice-a.yaml": "vs: a\n", "ns/virtualservice-b.yaml": "vs: b\n"}, owner="istio")
+    r = write_tree(out, {"ns/deployment-a-pr-1.yaml": "d: 1\n"}, owner="kubernetes")
+    assert (r.written, r.removed) == (1, 0)  # istio's files are not kubernetes' to remove
+    assert sorted(tree(out)) == [MANIFEST, "ns/deployment-a-pr-1.yaml", "ns/virtualservice-a.yaml",
+                                 "ns/virtualservice-b.yaml"]
+    r = write_tree(out, {"ns/virtualservice-a.yaml": "vs: a\n"}, owner="istio")
+    assert (r.unchanged, r.removed) == (1, 1) and not (out / "ns" / "virtualservice-b.yaml").exists()
+    assert (out / "ns" / "deployment-a-pr-1.yaml").exists()
+    assert diff_tree(out, {"ns/deployment-a-pr-1.yaml": "d: 1\n"}, owner="kubernetes") == ""  # istio's not compared
+    assert "virtualservice-a.yaml" in diff_tree(out, {}, owner="istio")
+    before = tree(out)
+    with pytest.raises(OutputError, match="written by another format \\(--format istio\\)"):
+        write_tree(out, {"ns/virtualservice-a.yaml": "vs: a\n"}, owner="gateway-api")
+    assert tree(out) == before  # refused whole: nothing written
+    # a list from before owners were recorded: any render manages it, as before, and then owns it
+    legacy = tmp_path / "legacy"
+    write_tree(legacy, {"a.yaml": "a\n", "b.yaml": "b\n"})
+    assert "  istio" not in (legacy / MANIFEST).read_text()
+    r = write_tree(legacy, {"a.yaml": "a\n"}, owner="istio")
+    assert r.removed == 1 and (legacy / MANIFEST).read_text().endswith("  a.yaml  istio\n")
+
+
 def test_files_get_the_mode_the_umask_gives(tmp_path):
     old = os.umask(0o022)
     try:

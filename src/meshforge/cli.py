@@ -207,7 +207,7 @@ def render(paths, fmt, output_dir, now, quiet, **options):
         click.echo(stream(files), nl=False)
         return
     try:
-        r = write_tree(Path(output_dir), files)
+        r = write_tree(Path(output_dir), files, owner=fmt)
     except (OutputError, OSError) as e:
         raise click.ClickException(f"{output_dir}: {e}; nothing was changed")
     for rel in r.kept:
@@ -234,7 +234,7 @@ def diff(paths, fmt, against, now, quiet, **options):
 
     files = _render_files(paths, fmt, now, options, quiet)
     try:
-        text = diff_tree(Path(against), files)
+        text = diff_tree(Path(against), files, owner=fmt)
     except (OutputError, OSError) as e:
         raise click.ClickException(str(e))
     if text:

@@ -149,24 +149,43 @@ def _write_new(dir_fd: int, name: str, data: bytes) -> None:
 
 # -- the list of what meshforge wrote ---------------------------------------------------------
 
-def parse_manifest(text: str) -> dict[str, str | None]:
-    """path -> SHA-256 of what meshforge wrote (None: a list from before hashes were recorded)."""
-    out: dict[str, str | None] = {}
+_OWNER = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+def _entries(text: str) -> dict[str, tuple[str | None, str | None]]:
+    """path -> (SHA-256 of what meshforge wrote, the output format that wrote it). A digest of None: a
+    list from before hashes were recorded; an owner of None: from before owners were (any render owns it)."""
+    out: dict[str, tuple[str | None, str | None]] = {}
     for line in text.splitlines():
-        digest, sep, rel = line.partition("  ")
+        digest, sep, rest = line.partition("  ")
+        owner: str | None = None
         if not sep:
             digest, rel = None, line  # an older list: paths only, trusted for meshforge's own kind of file
             if not rel.endswith(".yaml"):
                 continue
         elif not re.fullmatch(r"[0-9a-f]{64}", digest):
             continue
+        else:
+            rel, _, owner = rest.partition("  ")
+            owner = owner if _OWNER.fullmatch(owner) else None
         if _is_plain(rel) and rel != MANIFEST:
-            out[rel] = digest
+            out[rel] = (digest, owner)
     return out
 
 
-def _manifest_text(entries: dict[str, str]) -> str:
-    return "".join(f"{entries[rel]}  {rel}\n" for rel in sorted(entries))
+def parse_manifest(text: str) -> dict[str, str | None]:
+    """path -> SHA-256 of what meshforge wrote (None: a list from before hashes were recorded)."""
+    return {rel: digest for rel, (digest, _) in _entries(text).items()}
+
+
+def _manifest_text(entries: dict[str, tuple[str, str | None]]) -> str:
+    return "".join(f"{entries[rel][0]}  {rel}" + (f"  {entries[rel][1]}" if entries[rel][1] else "") + "\n"
+                   for rel in sorted(entries))
+
+
+def _ours(owner: str | None, listed_owner: str | None) -> bool:
+    """Whether a render for `owner` manages a listed file: its own, and those of lists without owners."""
+    return owner is None or listed_owner is None or listed_owner == owner
 
 
 def managed_files(out: Path) -> list[str]:
@@ -311,29 +330,38 @@ def _lock(root: int) -> None:
         raise OutputError("another meshforge render is writing this directory") from None
 
 
-def write_tree(out: Path, files: dict[str, str]) -> Result:
-    """Make `out` hold `files` (and remove what meshforge wrote there before and no longer produces)."""
+def write_tree(out: Path, files: dict[str, str], owner: str | None = None) -> Result:
+    """Make `out` hold `files` (and remove what meshforge wrote there before and no longer produces).
+    `owner` (the output format) lets several formats share one directory: a render manages only the
+    files its own format wrote, and refuses a path another format wrote."""
     out.mkdir(parents=True, exist_ok=True)
     root = os.open(out, _O_DIR & ~os.O_NOFOLLOW)  # DIR itself may be a link the user chose; inside, none
     try:
         _lock(root)
         _recover(root)
-        return _render(root, files)
+        return _render(root, files, owner)
     finally:
         os.close(root)
 
 
-def _render(root: int, files: dict[str, str]) -> Result:
+def _render(root: int, files: dict[str, str], owner: str | None = None) -> Result:
     data = _read(root, MANIFEST)
-    previous = parse_manifest(data.decode("utf-8", "replace")) if data is not None else {}
+    listed = _entries(data.decode("utf-8", "replace")) if data is not None else {}
+    previous = {rel: digest for rel, (digest, o) in listed.items() if _ours(owner, o)}
+    # what other formats wrote stays listed, untouched
+    entries: dict[str, tuple[str, str | None]] = {rel: e for rel, e in listed.items() if rel not in previous}
+    others = [rel for rel in sorted(files) if rel in entries]
+    if others:
+        raise OutputError(f"{len(others)} file(s) in the output directory were written by another format "
+                          f"(--format {entries[others[0]][1]}): {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}; "
+                          "render each format into a directory of its own")
     result = Result()
-    entries: dict[str, str] = {}
     puts: list[tuple[str, bytes]] = []
     refused: list[str] = []
     for rel in sorted(files):
         body = files[rel].encode()
         digest = _sha(body)
-        entries[rel] = digest
+        entries[rel] = (digest, owner)
         current = _read_rel(root, rel)
         if current is None:
             puts.append((rel, body))
@@ -391,8 +419,9 @@ def _render(root: int, files: dict[str, str]) -> Result:
 
 # -- diff --------------------------------------------------------------------------------------
 
-def diff_tree(against: Path, files: dict[str, str]) -> str:
-    """Unified diff from what is in `against` to what would be rendered; empty when identical.
+def diff_tree(against: Path, files: dict[str, str], owner: str | None = None) -> str:
+    """Unified diff from what is in `against` to what would be rendered; empty when identical. With an
+    `owner` (the output format), files another format wrote there are not compared.
 
     Files are read without following links; a link or special file is reported as differing, unread.
     OutputError when `against` holds an unfinished render (its content is not what it will be).
@@ -406,7 +435,8 @@ def diff_tree(against: Path, files: dict[str, str]) -> str:
         except FileNotFoundError:
             pass
         data = _read(root, MANIFEST)
-        old_names = set(parse_manifest(data.decode("utf-8", "replace"))) if data is not None else _yaml_files(root)
+        old_names = ({rel for rel, (_, o) in _entries(data.decode("utf-8", "replace")).items() if _ours(owner, o)}
+                     if data is not None else _yaml_files(root))
         chunks: list[str] = []
         for rel in sorted(old_names | set(files)):
             new = files.get(rel)
