@@ -239,3 +239,4 @@ spec:
     objs = gateway_api.emit(compile_dir(write({**SPECS, "hostile.yaml": hostile})), diags)
     assert objs and not diags.has_errors
     assert [x.message.split(" rule")[0] for x in diags.items if x.code == "MF306"] == ["GRPCRoute shop/d"]
+    assert [x.message.split(":")[0] for x in diags.items if x.code == "MF307"] == ["HTTPRoute shop/a", "GRPCRoute shop/c"]

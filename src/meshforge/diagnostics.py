@@ -57,6 +57,7 @@ CODES: dict[str, str] = {
     "MF304": "edge cannot remove one baggage member (Istio, Gateway API)",
     "MF305": "edge cannot honour trusted sources (Istio, Gateway API)",
     "MF306": "user route outranks the routing-key rules",
+    "MF307": "user route not readable for the precedence check",
 }
 
 

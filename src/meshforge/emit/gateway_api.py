@@ -217,9 +217,12 @@ def _check_user_routes(model: Model, diags: Diagnostics) -> None:
     forked = set(model.forks_by_service)
     for kind in ("HTTPRoute", "GRPCRoute"):
         for obj in model.user_objects_of(GROUP, kind):  # as written: any shape, checked before use
-            spec = obj.body.get("spec") if isinstance(obj.body.get("spec"), dict) else {}
-            refs, rules = spec.get("parentRefs"), spec.get("rules")
+            spec = obj.body.get("spec")
+            refs, rules = (spec.get("parentRefs", []), spec.get("rules", [])) if isinstance(spec, dict) else (None, None)
             if not isinstance(refs, list) or not isinstance(rules, list):
+                diags.warning("MF307", f"{kind} {obj.namespace}/{obj.name}: spec.parentRefs and spec.rules are not "
+                              "lists, so whether it takes a routing key's requests was not checked", obj.origin,
+                              "fix the route (the API server would reject it as written)")
                 continue
             for ref in refs:
                 if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") != "" or \
