@@ -19,9 +19,9 @@ from ...model import Edge, Routing, Service
 from ...xdsapi import EDGE_HOST, SIDECAR_HOST
 from . import names, resources
 
-# (host, port, routing, the mesh's edge, inline route configuration or None for RDS, access logs to serve)
-ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None", bool],
-                           listener_pb2.Listener]
+# (host, port, routing, the mesh's edge, inline route configuration or None for RDS, access logs to serve or None)
+ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None",
+                            "resources.AccessLogs | None"], listener_pb2.Listener]
 
 
 @dataclass(frozen=True)
