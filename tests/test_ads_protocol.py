@@ -285,3 +285,63 @@ def test_a_cluster_still_routed_to_is_never_removed(server, client, delta):
         if r.type_url == ROUTE:
             routes_without_pr1_acked = True
     assert eds_name("pr-1") not in held and eds_name("pr-2") in held, seen
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_routes_name_a_new_cluster_only_after_its_endpoints_are_sent(server, client, delta):
+    """A new EDS cluster warms until its endpoints arrive; a route naming it before then answers 503. So
+    after the CDS ACK the server sends routes only once the proxy has asked for, and been sent, the new
+    cluster's endpoints (Envoy asks right after accepting the cluster)."""
+    c = client(delta=delta)
+    names = [eds_name(), eds_name("pr-1")]
+
+    def ack(r, eds_names=None):
+        if delta:
+            c.send(type_url=r.type_url, response_nonce=r.nonce, delta=True)
+        else:
+            extra = ({"resource_names": eds_names or names} if r.type_url == ENDPOINT else
+                     {"resource_names": ["meshforge_outbound"]} if r.type_url == ROUTE else {})
+            c.send(type_url=r.type_url, version_info=r.version_info, response_nonce=r.nonce, **extra)
+
+    def body(r):
+        return b"".join(x.resource.value if delta else x.value for x in r.resources)
+
+    sub = (lambda ns: {"resource_names_subscribe": ns}) if delta else (lambda ns: {"resource_names": ns})
+    c.send(node=node("web.shop"), type_url=CLUSTER, **sub([]))
+    ack(c.recv())
+    c.send(type_url=ENDPOINT, **sub(names))
+    ack(c.recv())
+    c.send(type_url=ROUTE, **sub(["meshforge_outbound"]))
+    r = c.recv()
+    assert r.type_url == ROUTE
+    ack(r)
+    assert c.nothing()
+    (server.dir / "pr-2.yaml").write_text(sandbox("pr-2"))
+    r = c.recv()
+    assert r.type_url == CLUSTER and eds_name("pr-2").encode() in body(r)
+    ack(r)  # the cluster is accepted (warming); its endpoints are not asked for yet
+    seen = []  # whatever comes now must not route to the warming cluster
+    for _ in range(4):
+        try:
+            r = c.recv(0.6)
+        except Exception:  # noqa: BLE001 - queue.Empty: nothing more
+            break
+        seen.append(r)
+    assert not [x for x in seen if x.type_url == ROUTE and eds_name("pr-2").encode() in body(x)]
+    # Envoy now asks for the new cluster's endpoints: they come, then the routes that name it
+    if delta:
+        for x in seen:
+            ack(x)
+        c.send(type_url=ENDPOINT, resource_names_subscribe=[eds_name("pr-2")])
+    else:
+        c.send(type_url=ENDPOINT, resource_names=names + [eds_name("pr-2")], version_info="",
+               response_nonce=next((x.nonce for x in seen if x.type_url == ENDPOINT), ""))
+    order = []
+    for _ in range(4):
+        r = c.recv(2.0)
+        order.append(r.type_url)
+        ack(r, names + [eds_name("pr-2")])
+        if r.type_url == ROUTE:
+            assert eds_name("pr-2").encode() in body(r)
+            break
+    assert order.index(ENDPOINT) < order.index(ROUTE), order

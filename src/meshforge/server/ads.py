@@ -189,8 +189,19 @@ class _Stream:
                 return False
         return True
 
+    def _endpoints_sent(self) -> bool:
+        """True when every cluster the proxy was sent that takes its endpoints from EDS has been sent them.
+        Until then the cluster is warming and a route naming it answers 503, so listeners and routes wait
+        (Envoy asks for a new cluster's endpoints right after accepting it: the wait is one round trip)."""
+        eds, cds = self.types.get(ENDPOINT_TYPE), self.types.get(CLUSTER_TYPE)
+        if eds is None or not eds.requested or cds is None:
+            return True  # a client that takes no endpoints from EDS has nothing warming
+        assignments = self.source(ENDPOINT_TYPE)
+        return all(n in eds.sent for n in cds.sent if n in assignments)
+
     async def push(self) -> None:
-        """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS → CDS removals."""
+        """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS (once every cluster has its
+        endpoints) → CDS removals (once the routes that used them are replaced and ACKed)."""
         if self.cache.snapshot is None or not self.node:
             return
         if self._awaiting(CLUSTER_TYPE):
@@ -204,8 +215,11 @@ class _Stream:
                 return  # wait for the CDS ACK before anything that may reference new clusters
         for t in PUSH_ORDER[1:]:  # after CDS
             st = self.types.get(t)
-            if st is not None and st.requested:
-                await self.send(t)
+            if st is None or not st.requested:
+                continue
+            if t in (LISTENER_TYPE, ROUTE_TYPE) and not self._endpoints_sent():
+                break  # the endpoints' subscription comes next; its answer pushes again
+            await self.send(t)
         if cds is not None and cds.requested and self._routes_settled():
             await self.send(CLUSTER_TYPE, keep_removed=False)
 
@@ -364,7 +378,10 @@ class DeltaStream(_Stream):
                 self.ack(t)
         if self.cache.snapshot is None:
             return  # no valid configuration yet: answer nothing rather than an empty one
-        await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()), always=first and not st.sent)
+        if first or req.resource_names_subscribe or req.resource_names_unsubscribe:
+            # a new subscription is answered at once; anything else that changed goes out through push, in order
+            await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()),
+                            always=first and not st.sent)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
