@@ -179,8 +179,10 @@ def parse_manifest(text: str) -> dict[str, str | None]:
 
 
 def _manifest_text(entries: dict[str, tuple[str, str | None]]) -> str:
-    return "".join(f"{entries[rel][0]}  {rel}" + (f"  {entries[rel][1]}" if entries[rel][1] else "") + "\n"
-                   for rel in sorted(entries))
+    lines = []
+    for rel, (digest, owner) in sorted(entries.items()):
+        lines.append(f"{digest}  {rel}  {owner}\n" if owner else f"{digest}  {rel}\n")
+    return "".join(lines)
 
 
 def _ours(owner: str | None, listed_owner: str | None) -> bool:

@@ -199,6 +199,10 @@ class _Stream:
         assignments = self.source(ENDPOINT_TYPE)
         return all(n in eds.sent for n in cds.sent if n in assignments)
 
+    def _keep_removed(self, type_url: str) -> bool:
+        """Whether a response of this type must still carry clusters the snapshot dropped."""
+        return type_url == CLUSTER_TYPE and not self._routes_settled()
+
     async def push(self) -> None:
         """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS (once every cluster has its
         endpoints) → CDS removals (once the routes that used them are replaced and ACKed)."""
@@ -217,9 +221,9 @@ class _Stream:
             st = self.types.get(t)
             if st is None or not st.requested:
                 continue
-            if t in (LISTENER_TYPE, ROUTE_TYPE) and not self._endpoints_sent():
-                break  # the endpoints' subscription comes next; its answer pushes again
             await self.send(t)
+            if t == ENDPOINT_TYPE and not self._endpoints_sent():
+                break  # listeners and routes wait: the endpoints' subscription comes next, its answer pushes again
         if cds is not None and cds.requested and self._routes_settled():
             await self.send(CLUSTER_TYPE, keep_removed=False)
 
@@ -314,7 +318,7 @@ class SotwStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
             st.force = False
-            await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()), always=True)
+            await self.send(t, keep_removed=self._keep_removed(t), always=True)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
@@ -380,7 +384,7 @@ class DeltaStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if first or req.resource_names_subscribe or req.resource_names_unsubscribe:
             # a new subscription is answered at once; anything else that changed goes out through push, in order
-            await self.send(t, keep_removed=(t == CLUSTER_TYPE and not self._routes_settled()),
+            await self.send(t, keep_removed=self._keep_removed(t),
                             always=first and not st.sent)
         await self.push()
 
