@@ -90,3 +90,22 @@ def test_resolved_model_is_independent_of_file_and_document_order(tmp_path):
                                         s.depends_on and [x.service for x in s.depends_on])
                                        for s in model.services]))
     assert all(r == results[0] for r in results)
+
+
+def test_a_name_and_a_key_belong_to_their_first_declaration_by_position(write):
+    """MF215 for a second sandbox of one name, MF205 for every later claim of a key (sandboxes first,
+    then route groups), each naming where the first one is."""
+    files = {"b.yaml": BASELINE,
+             "a.yaml": sandbox("one", ("cartservice", "a.example.com"), key="k"),
+             "b2.yaml": sandbox("two", ("checkout", "b.example.com"), key="k"),
+             "c.yaml": sandbox("three", ("checkout", "c.example.com"), key="k") + "---\n" +
+             sandbox("one", ("checkout", "d.example.com")),
+             "g.yaml": route_group("grp", sandboxes=["two"], key="k")}
+    model, diags = compile_files(write, files)
+    assert model is None
+    found = sorted((d.code, d.span.file.rsplit("/", 1)[-1], d.message) for d in diags.errors())
+    first = next(d for d in diags.errors() if d.code == "MF205").message.rsplit(" at ", 1)[1]
+    assert first.split("/")[-1].startswith("a.yaml:")
+    assert [(c, f) for c, f, _ in found] == [("MF205", "b2.yaml"), ("MF205", "c.yaml"), ("MF205", "g.yaml"),
+                                             ("MF215", "c.yaml")]
+    assert all(m.endswith(first) for c, _, m in found if c == "MF205")

@@ -10,6 +10,7 @@ the Envoy protobuf modules.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -148,9 +149,11 @@ def all_options() -> dict[str, Option]:
     return {o.name: o for b in BACKENDS.values() for o in b.options}
 
 
-def check(model: Model, backend: Backend, diags: Diagnostics) -> None:
-    """The one place that reports what `backend` cannot express in `model` (MF301)."""
-    for kr in model.keys:
+def check(model: Model, backend: Backend, diags: Diagnostics, keys: Iterable[str] | None = None) -> None:
+    """The one place that reports what `backend` cannot express in `model` (MF301): in every routing
+    key, or in `keys` only (a caller that checked the rest before and knows they did not change)."""
+    routes = model.keys if keys is None else [kr for k in sorted(keys) if (kr := model.key(k)) is not None]
+    for kr in routes:
         for fork in kr.forks:
             why = backend.cannot.get(type(fork.destination))
             if why is not None:

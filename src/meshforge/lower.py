@@ -13,13 +13,14 @@ render, so emitters never see it:
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 import json
 from dataclasses import replace
 from typing import Callable
 
-from .model import Fork, HostDestination, KeyRoutes, Model, UserObject, WorkloadDestination
+from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, UserObject, WorkloadDestination
 
 Pass = Callable[[Model], Model]
 
@@ -110,9 +111,11 @@ def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tupl
 
 
 def workload_forks(model: Model) -> Model:
+    rev = model.revision  # when resolution says which sandboxes have workload forks, look at those only
+    candidates = model.sandboxes if rev is None else [model.sandbox(n) for n in sorted(rev.workload_sandboxes)]
     hosts: dict[tuple[str, str], HostDestination] = {}
     generated: list[UserObject] = []
-    for sb in model.sandboxes:
+    for sb in candidates:
         for f in sb.forks:
             if isinstance(f.destination, WorkloadDestination) and f.destination.workload is not None:
                 objects, host = _objects(f, f.destination, model.service_by_id[f.service].cluster_domain)
@@ -126,10 +129,35 @@ def workload_forks(model: Model) -> Model:
         h = hosts.get((f.sandbox, f.service))
         return replace(f, destination=h) if h is not None and isinstance(f.destination, WorkloadDestination) else f
 
-    keys = tuple(KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin) for k in model.keys)
-    sandboxes = tuple(replace(sb, forks=tuple(map(lowered, sb.forks))) for sb in model.sandboxes)
+    def lower_key(k: KeyRoutes) -> KeyRoutes:
+        return KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin)
+
+    def lower_sandbox(sb: Sandbox) -> Sandbox:
+        return replace(sb, forks=tuple(map(lowered, sb.forks)))
+
+    if rev is None:
+        keys = tuple(map(lower_key, model.keys))
+        sandboxes = tuple(map(lower_sandbox, model.sandboxes))
+    else:  # only the keys and sandboxes that can hold a workload fork are rebuilt; the rest are kept as they are
+        keys_list, sandbox_list = list(model.keys), list(model.sandboxes)
+        for name in sorted({sb.key for sb in candidates} | rev.group_keys):
+            i = bisect.bisect_left(keys_list, name, key=_key_name)
+            if i < len(keys_list) and keys_list[i].key == name:
+                keys_list[i] = lower_key(keys_list[i])
+        for sb in candidates:
+            i = bisect.bisect_left(sandbox_list, sb.name, key=_sandbox_name)
+            sandbox_list[i] = lower_sandbox(sb)
+        keys, sandboxes = tuple(keys_list), tuple(sandbox_list)
     generated.sort(key=lambda o: (o.namespace, o.kind, o.name))
     return replace(model, keys=keys, sandboxes=sandboxes, generated=model.generated + tuple(generated))
+
+
+def _key_name(k: KeyRoutes) -> str:
+    return k.key
+
+
+def _sandbox_name(sb: Sandbox) -> str:
+    return sb.name
 
 
 PASSES: tuple[Pass, ...] = (workload_forks,)

@@ -10,6 +10,7 @@ ends with `typing.assert_never`, so a new kind cannot fall through silently.
 
 from __future__ import annotations
 
+import bisect
 import json
 import types
 import typing
@@ -323,6 +324,21 @@ class Edge:
         return label if dot and rest == self.preview_domain else None
 
 
+@dataclass(frozen=True, eq=False)
+class Revision:
+    """What resolution knows about a model beyond its value, so that later stages work in proportion to
+    a change instead of walking the mesh: how it differs from the model resolved before it (`parent`)
+    and two indexes. A stage that last saw `parent` need look only at `keys`: every other routing key's
+    `KeyRoutes` is the very object it was. Not part of the model's value (not compared, not in JSON)."""
+
+    token: object  # this model's place in the line; compared by identity
+    parent: object | None  # the token of the model resolved before it, None when unknown
+    keys: frozenset[str]  # routing keys whose forks may differ from the parent's (added, changed, removed)
+    workload_sandboxes: frozenset[str]  # sandboxes with a workload fork (what lowering looks at)
+    group_keys: frozenset[str]  # the keys route groups hold
+    next_expiry: datetime | None  # when the next active sandbox expires
+
+
 @dataclass(frozen=True)
 class Model:
     routing: Routing
@@ -332,6 +348,7 @@ class Model:
     user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
     generated: tuple[UserObject, ...] = ()  # objects lowering made for backends to render (workload forks)
     edge: Edge | None = None
+    revision: Revision | None = field(default=None, compare=False, repr=False, metadata={"json": False})
 
     @cached_property
     def index(self) -> ServiceIndex:
@@ -354,9 +371,20 @@ class Model:
                 out.setdefault(f.service, []).append((kr.key, f))
         return {s: tuple(v) for s, v in sorted(out.items())}
 
+    def key(self, name: str) -> KeyRoutes | None:
+        """One routing key's routes (binary search: no index of every key is built)."""
+        i = bisect.bisect_left(self.keys, name, key=_key_name)
+        return self.keys[i] if i < len(self.keys) and self.keys[i].key == name else None
+
+    def sandbox(self, name: str) -> Sandbox | None:
+        i = bisect.bisect_left(self.sandboxes, name, key=_sandbox_name)
+        return self.sandboxes[i] if i < len(self.sandboxes) and self.sandboxes[i].name == name else None
+
     @property
     def next_expiry(self) -> datetime | None:
         """When the next active sandbox expires: the model changes then without any input changing."""
+        if self.revision is not None:
+            return self.revision.next_expiry
         times = [s.expires_at for s in self.sandboxes if s.expires_at is not None and not s.expired]
         return min(times) if times else None
 
@@ -375,6 +403,14 @@ class Model:
         return kr.by_service.get(service_id) if kr else None
 
 
+def _key_name(kr: KeyRoutes) -> str:
+    return kr.key
+
+
+def _sandbox_name(sb: Sandbox) -> str:
+    return sb.name
+
+
 # -- JSON: backends are tested from model files, not only from specs ------------------------------
 
 def _to_data(value):
@@ -383,7 +419,8 @@ def _to_data(value):
         if isinstance(value, DESTINATION_KINDS):
             out["kind"] = value.kind
         for f in fields(value):
-            out[f.name] = _to_data(getattr(value, f.name))
+            if f.metadata.get("json", True):
+                out[f.name] = _to_data(getattr(value, f.name))
         return out
     if isinstance(value, tuple | list):
         return [_to_data(v) for v in value]

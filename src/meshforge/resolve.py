@@ -8,6 +8,7 @@ everything is sorted, so the model does not depend on the order of files or docu
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from .model import (
     KeyRoutes,
     Model,
     Port,
+    Revision,
     Routing,
     Sandbox,
     Service,
@@ -80,8 +82,8 @@ class _Names(ServiceIndex):
 class Memo:
     """What the last resolve built, reused where its inputs are the very same declaration objects (a
     `Workspace` keeps each unchanged file's declarations): the services when no service declaration
-    changed, and each sandbox whose declaration, services and expiry state did not. Its diagnostics
-    are replayed. One change then re-resolves what it touches, not the mesh."""
+    changed, and the sandbox table, which is updated by the sandbox declarations that came and went.
+    One change then re-resolves what it touches, not the mesh."""
 
     service_decls: list = field(default_factory=list)
     settings: tuple | None = None
@@ -89,11 +91,13 @@ class Memo:
     names: _Names | None = None
     decl_by_id: dict[str, ServiceDecl] = field(default_factory=dict)
     service_diags: list = field(default_factory=list)
-    sandboxes: dict[int, tuple] = field(default_factory=dict)  # id(decl) -> (decl, services, Sandbox, diagnostics)
+    table: _SandboxTable | None = None
+    token: object | None = None  # the revision token of the last model
+    group_keys: frozenset[str] = frozenset()  # the keys route groups held in it
 
 
 def _same(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b or (len(a) == len(b) and all(x is y for x, y in zip(a, b)))
 
 
 def _resolve_services(decls: Decls, diags: Diagnostics, cluster_domain: str):
@@ -108,67 +112,213 @@ def _resolve_services(decls: Decls, diags: Diagnostics, cluster_domain: str):
     return decl_by_id, services, _Names(services), sub.collected()
 
 
+def _span_of(sd: SandboxDecl) -> Span:
+    return sd.span
+
+
+def _insert(names: list[str], values: list, name: str, value) -> None:
+    """Set `name` to `value` in two parallel lists sorted by name (value None: remove it)."""
+    i = bisect.bisect_left(names, name)
+    present = i < len(names) and names[i] == name
+    if value is None:
+        if present:
+            del names[i], values[i]
+    elif present:
+        values[i] = value
+    else:
+        names.insert(i, name)
+        values.insert(i, value)
+
+
+class _SandboxTable:
+    """Every sandbox declaration, and what they resolve to, kept from one resolve to the next and
+    updated by the declarations that came and went (`update`), so a changed sandbox costs its own
+    name and key, not the mesh. The rules are those of a single pass over the declarations sorted by
+    position: a name belongs to its first declaration (MF215 for the others); a routing key to the
+    first sandbox, by position, that holds its name (MF205 for the others), then to route groups.
+    A full resolve is this table filled from empty, so both ways agree by construction."""
+
+    def __init__(self, names: _Names, decl_by_id: dict[str, ServiceDecl]):
+        self.names, self.decl_by_id = names, decl_by_id
+        self.decls: dict[int, SandboxDecl] = {}  # id -> every declaration
+        self.by_name: dict[str, list[SandboxDecl]] = {}  # name -> its declarations, sorted by position
+        self.by_key: dict[str, list[SandboxDecl]] = {}  # key -> the name holders claiming it, by position
+        self.resolved: dict[int, tuple[Sandbox, list]] = {}  # id of a name holder -> (Sandbox, diagnostics)
+        self.conflicts: dict[int, list] = {}  # id -> MF215/MF205 about that declaration
+        self.noisy: dict[int, list] = {}  # id -> every diagnostic of that declaration (non-empty only)
+        self.key_routes: dict[str, KeyRoutes] = {}  # key -> its routes, for keys a sandbox holds
+        self.sandbox_names: list[str] = []  # the sandboxes (name holders), sorted by name ...
+        self.sandbox_list: list[Sandbox] = []  # ... and in the same order
+        self.key_names: list[str] = []  # keys sandboxes route, sorted ...
+        self.key_list: list[KeyRoutes] = []  # ... and their routes in the same order
+        self.expiring: dict[str, datetime] = {}  # active sandboxes with an expiry -> when
+        self.workload: set[str] = set()  # sandboxes with a workload fork
+
+    def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime) -> set[str]:
+        """Apply a change; return the routing keys whose sandbox routes may differ."""
+        names: set[str] = set()
+        stale: set[str] = {n for n, t in self.expiring.items() if t <= now}  # expired since: resolve again
+        for sd in removed:
+            del self.decls[id(sd)]
+            same = self.by_name[sd.name]
+            del same[next(i for i, x in enumerate(same) if x is sd)]
+            for d in (self.conflicts, self.noisy):
+                d.pop(id(sd), None)
+            names.add(sd.name)
+        for sd in added:
+            self.decls[id(sd)] = sd
+            bisect.insort(self.by_name.setdefault(sd.name, []), sd, key=_span_of)
+            names.add(sd.name)
+        keys: set[str] = set()
+        for name in sorted(names | stale):
+            self._name(name, now, name in stale, keys)
+        for key in sorted(keys):
+            self._key(key)
+        return keys
+
+    def _name(self, name: str, now: datetime, stale: bool, keys: set[str]) -> None:
+        same = self.by_name.get(name) or []
+        if not same:
+            self.by_name.pop(name, None)
+        holder = same[0] if same else None
+        old = self.sandbox(name)
+        old_decl = next((sd for sd in (self.by_key.get(old.key) or ()) if sd.name == name), None) if old else None
+        for sd in same[1:]:
+            d = Diagnostics()
+            d.error("MF215", f"sandbox {name!r} is defined twice (first at {holder.span.at()})", sd.span,
+                    "rename one of them")
+            self.conflicts[id(sd)] = d.collected()
+            self.resolved.pop(id(sd), None)
+            self._noise(sd)
+        if old_decl is holder and not stale and holder is not None:
+            return
+        if old_decl is not None:
+            claim = self.by_key[old_decl.key]
+            del claim[next(i for i, x in enumerate(claim) if x is old_decl)]
+            keys.add(old_decl.key)
+            self.resolved.pop(id(old_decl), None)
+            if id(old_decl) in self.decls:
+                self._noise(old_decl)
+        self.expiring.pop(name, None)
+        self.workload.discard(name)
+        sb = None
+        if holder is not None:
+            sub = Diagnostics()
+            sb = _sandbox(holder, self.names, now, sub, self.decl_by_id)
+            self.resolved[id(holder)] = (sb, sub.collected())
+            self.conflicts.pop(id(holder), None)
+            bisect.insort(self.by_key.setdefault(holder.key, []), holder, key=_span_of)
+            keys.add(holder.key)
+            if sb.expires_at is not None and not sb.expired:
+                self.expiring[name] = sb.expires_at
+            if any(isinstance(f.destination, WorkloadDestination) for f in sb.forks):
+                self.workload.add(name)
+            self._noise(holder)
+        _insert(self.sandbox_names, self.sandbox_list, name, sb)
+
+    def _key(self, key: str) -> None:
+        claim = self.by_key.get(key) or []
+        if not claim:
+            self.by_key.pop(key, None)
+        for sd in claim[1:]:
+            d = Diagnostics()
+            d.error("MF205", f"routing key {key!r} of sandbox {sd.name} is already used at "
+                    f"{claim[0].key_span.at()}", sd.key_span, "every sandbox and route group needs its own routing key")
+            self.conflicts[id(sd)] = d.collected()
+            self._noise(sd)
+        kr = None
+        if claim:
+            first = claim[0]
+            self.conflicts.pop(id(first), None)
+            self._noise(first)
+            sb = self.resolved[id(first)][0]
+            if not sb.expired and sb.forks:
+                kr = self.key_routes.get(key)
+                if kr is None or kr.forks is not sb.forks or kr.owner != sb.name or kr.origin != first.span:
+                    kr = KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, first.span)
+        if kr is None:
+            self.key_routes.pop(key, None)
+        else:
+            self.key_routes[key] = kr
+        _insert(self.key_names, self.key_list, key, kr)
+
+    def _noise(self, sd: SandboxDecl) -> None:
+        hit = self.resolved.get(id(sd))
+        items = (hit[1] if hit else []) + self.conflicts.get(id(sd), [])
+        if items:
+            self.noisy[id(sd)] = items
+        else:
+            self.noisy.pop(id(sd), None)
+
+    def sandbox(self, name: str) -> Sandbox | None:
+        i = bisect.bisect_left(self.sandbox_names, name)
+        return self.sandbox_list[i] if i < len(self.sandbox_names) and self.sandbox_names[i] == name else None
+
+    def claimed(self, key: str) -> Span | None:
+        claim = self.by_key.get(key)
+        return claim[0].key_span if claim else None
+
+
 def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo: Memo | None = None) -> Model:
     now = now or datetime.now(timezone.utc)
     routing, cluster_domain = _settings(decls, diags)
 
+    table = memo.table if memo is not None else None
     if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
-            _same(memo.service_decls, decls.services):
+            _same(memo.service_decls, decls.services) and table is not None:
         decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
     else:
         decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
+        table = _SandboxTable(names, decl_by_id)
         if memo is not None:
-            memo.service_decls, memo.settings = list(decls.services), (routing, cluster_domain)
+            memo.service_decls, memo.settings = decls.services, (routing, cluster_domain)
             memo.decl_by_id, memo.services, memo.names, memo.service_diags = decl_by_id, services, names, service_diags
-            memo.sandboxes = {}
+            memo.token = None
     diags.extend(service_diags)
-    previous = memo.sandboxes if memo is not None else {}
-    kept: dict[int, tuple] = {}
 
-    sandboxes: dict[str, Sandbox] = {}
-    key_owner: dict[str, Span] = {}
-    keys: list[KeyRoutes] = []
+    # which sandbox declarations came and went, by identity (a re-read file's are new objects)
+    current = dict(zip(map(id, decls.sandboxes), decls.sandboxes))  # built in C: ~0.5 ms for 10,000
+    removed = [table.decls[i] for i in table.decls.keys() - current.keys()]
+    added = [current[i] for i in current.keys() - table.decls.keys()]
+    changed = table.update(removed, added, now)
+    for items in table.noisy.values():
+        diags.extend(items)
 
-    def claim_key(key: str, span: Span, what: str) -> bool:
-        if key in key_owner:
-            diags.error("MF205", f"routing key {key!r} of {what} is already used at {key_owner[key].at()}", span,
-                        "every sandbox and route group needs its own routing key")
-            return False
-        key_owner[key] = span
-        return True
+    keys, key_names = table.key_list, table.key_names
+    group_keys: dict[str, KeyRoutes] = {}
+    if decls.route_groups:
+        sandboxes = dict(zip(table.sandbox_names, table.sandbox_list))
+        rg_owner: dict[str, Span] = {}
+        for rg in sorted(decls.route_groups, key=lambda r: r.span):
+            kr = _route_group(rg, sandboxes, diags)
+            first = table.claimed(rg.key) or rg_owner.get(rg.key)
+            if first is not None:
+                diags.error("MF205", f"routing key {rg.key!r} of route group {rg.name} is already used at "
+                            f"{first.at()}", rg.key_span, "every sandbox and route group needs its own routing key")
+                continue
+            rg_owner[rg.key] = rg.key_span
+            if kr is not None:
+                group_keys[rg.key] = kr
+        if group_keys:
+            keys, key_names = list(keys), list(key_names)
+            for k, kr in group_keys.items():
+                _insert(key_names, keys, k, kr)
 
-    for sd in sorted(decls.sandboxes, key=lambda s: s.span):
-        if sd.name in sandboxes:
-            diags.error("MF215", f"sandbox {sd.name!r} is defined twice (first at {sandboxes[sd.name].origin.at()})",
-                        sd.span, "rename one of them")
-            continue
-        hit = previous.get(id(sd))
-        if hit is not None and hit[0] is sd and hit[1] is services and \
-                (hit[2].expires_at is None or (hit[2].expires_at <= now) == hit[2].expired):
-            sb, sub_items = hit[2], hit[3]
-        else:
-            sub = Diagnostics()
-            sb = _sandbox(sd, names, now, sub, decl_by_id)
-            sub_items = sub.collected()
-        kept[id(sd)] = (sd, services, sb, sub_items)
-        diags.extend(sub_items)
-        sandboxes[sd.name] = sb
-        key_ok = claim_key(sb.key, sd.key_span, f"sandbox {sd.name}")
-        if key_ok and not sb.expired and sb.forks:
-            keys.append(KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, sd.span))
-
-    for rg in sorted(decls.route_groups, key=lambda r: r.span):
-        kr = _route_group(rg, sandboxes, diags)
-        if claim_key(rg.key, rg.key_span, f"route group {rg.name}") and kr is not None:
-            keys.append(kr)
-
-    if memo is not None:
-        memo.sandboxes = kept
     edge = _edge(decls.edges, names, diags)
-    return Model(routing=routing, services=services, edge=edge, keys=tuple(sorted(keys, key=lambda k: k.key)),
-                 sandboxes=tuple(sandboxes[n] for n in sorted(sandboxes)),
+    token = object()
+    parent = memo.token if memo is not None else None
+    if memo is not None:
+        # route groups are resolved afresh each time: their keys, then and now, count as changed
+        changed |= group_keys.keys() | memo.group_keys
+        memo.group_keys = frozenset(group_keys)
+        memo.token, memo.table = token, table
+    revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
+                        min(table.expiring.values()) if table.expiring else None)
+    return Model(routing=routing, services=services, edge=edge, keys=tuple(keys),
+                 sandboxes=tuple(table.sandbox_list),
                  user_objects=tuple(sorted(decls.user_objects,
-                                           key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))))
+                                           key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))),
+                 revision=revision)
 
 
 def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | None:

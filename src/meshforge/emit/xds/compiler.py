@@ -120,16 +120,21 @@ class XdsCompiler:
         self._members: dict[tuple, list[str]] = {}  # group key -> the nodes sharing it
         self._scopes: dict[tuple, tuple[str, ...]] = {}  # group key -> the services it is told about
         self._in_scope: dict[str, list[tuple]] = {}  # service id -> the group keys whose scope holds it
+        self._token: object | None = None  # the revision of the model compiled last
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
 
     def compile(self, model: Model) -> Snapshot:
         """A snapshot of `model`. When its services are the very objects of the last model (resolution
         reused them) only the keys whose forks changed are looked at, and only the groups whose scope
         holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
+        rev = model.revision
         if model.routing == self._routing and model.services is self._services and self._nodes is not None:
-            nodes, live = self._compile_changes(model)
+            # resolution says which keys changed since the model compiled last: look at those alone
+            known = rev is not None and self._token is not None and rev.parent is self._token
+            nodes, live = self._compile_changes(model, rev.keys if known else None)
         else:
             nodes, live = self._compile_all(model)
+        self._token = rev.token if rev is not None else None
         if model.edge is not None and model.edge.service in live:
             nodes[EDGE_NODE] = self._edge_node(model, model.edge)
         else:
@@ -203,24 +208,32 @@ class XdsCompiler:
         self._by_id = {svc.id: svc for svc in model.services}
         return nodes, frozen_live
 
-    def _compile_changes(self, model: Model) -> tuple[dict[str, NodeConfig], frozenset[str]]:
-        current = {kr.key: kr.forks for kr in model.keys}
+    def _compile_changes(self, model: Model, keys: frozenset[str] | None) -> tuple[dict[str, NodeConfig], frozenset[str]]:
+        """The services are those of the last model: look at the routing keys that changed (`keys`, or,
+        when not known, every key compared with the last model's by identity)."""
+        if keys is None:
+            current = {kr.key: kr.forks for kr in model.keys}
+            keys = current.keys() | self._key_forks.keys()
+            forks_of = current.get
+        else:
+            def forks_of(key: str):
+                kr = model.key(key)
+                return kr.forks if kr is not None else None
         touched: set[str] = set()
-        for key, forks in current.items():
-            old = self._key_forks.get(key)
+        for key in keys:
+            forks, old = forks_of(key), self._key_forks.get(key)
             if old is forks:
                 continue
             for f in old or ():
                 touched.add(f.service)
                 self._fbs.get(f.service, {}).pop(key, None)
-            for f in forks:
+            for f in forks or ():
                 touched.add(f.service)
                 self._fbs.setdefault(f.service, {})[key] = f
-        for key in self._key_forks.keys() - current.keys():
-            for f in self._key_forks[key]:
-                touched.add(f.service)
-                self._fbs.get(f.service, {}).pop(key, None)
-        self._key_forks = current
+            if forks is None:
+                del self._key_forks[key]
+            else:
+                self._key_forks[key] = forks
         by_id = self._by_id
         changed = {sid for sid in sorted(touched) if sid in self._live and self._service(by_id[sid], model)}
         nodes = dict(self._nodes)  # the last snapshot's dict stays as it was handed out
