@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meshforge.diagnostics import Diagnostics
 from meshforge.model import HostDestination
 from meshforge.pipeline import Workspace, compile_documents, compile_paths
 from meshforge.source import load_paths
 
-from .conftest import BASELINE, NOW, sandbox
+from .conftest import BASELINE, NOW, route_group, sandbox
 
 
 def test_documents_and_paths_compile_to_the_same_model(write):
@@ -112,3 +116,140 @@ def test_incremental_resolution_gives_what_a_fresh_compile_gives(tmp_path, monke
             assert calls[0] == "pr-0003" and len(calls) == 1 + 31  # the edited one, then the fresh compile's 31
     assert calls[0] == "expiring" and len(calls) == 1 + 30  # only the sandbox whose expiry state changed
     assert any(s.name == "expiring" and s.expired for s in got.sandboxes)
+
+
+# -- a change compiled on its own gives what compiling everything gives ------------------------------
+
+ORDERS = """\
+apiVersion: v1
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec:
+  selector: {app: orders}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders, namespace: shop}
+spec:
+  selector: {matchLabels: {app: orders}}
+  template:
+    metadata: {labels: {app: orders}}
+    spec: {containers: [{name: orders, image: example/orders:v1}]}
+"""
+
+_FORKS = {"cart": "  - service: cartservice\n    to: {host: cart-%s.example}\n",
+          "checkout": "  - service: checkout\n    to: {endpoints: [{address: 10.0.0.%d, port: 8080}]}\n",
+          "orders": "  - service: orders\n    to: {workload: {images: [{image: 'example/orders:%s'}]}}\n",
+          "unknown": "  - service: nope\n    to: {host: x.example}\n"}
+
+
+@st.composite
+def _sandbox_text(draw) -> str:
+    # mostly valid (so that most steps compile and the next can start from them), sometimes not
+    name = draw(st.sampled_from(["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s0"]))
+    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox",
+             f"metadata: {{name: {name}, namespace: shop, labels: {{team: {draw(st.sampled_from('ab'))}}}}}",
+             "spec:"]
+    key = draw(st.sampled_from([None, None, None, None, "k1", "k2", "Bad_Key"]))
+    if key:
+        lines.append(f"  routingKey: {key}")
+    expiry = draw(st.sampled_from([None, "2026-11-25T00:00:00Z", "2026-11-26T00:20:00Z", "2026-11-26T01:00:00Z"]))
+    if expiry:
+        lines.append(f'  expiresAt: "{expiry}"')
+    lines.append("  forks:")
+    text = "\n".join(lines) + "\n"
+    v = draw(st.integers(1, 9))
+    forks = ["cart", "cart", "checkout", "checkout", "orders", "cart", "checkout", "unknown"]
+    for fork in draw(st.lists(st.sampled_from(forks), min_size=1, max_size=3, unique=True)):
+        text += _FORKS[fork] % (v,) if "%" in _FORKS[fork] else _FORKS[fork]
+    return text
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("write"), st.integers(0, 4), _sandbox_text()),
+    st.tuples(st.just("write"), st.integers(0, 4), _sandbox_text()),
+    st.tuples(st.just("write"), st.integers(0, 4), _sandbox_text()),
+    st.tuples(st.just("write"), st.integers(0, 4), st.just("kind: [broken\n")),
+    st.tuples(st.just("delete"), st.integers(0, 4), st.none()),
+    st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
+    st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
+    st.tuples(st.just("groups"), st.integers(0, 1), st.none()),  # a route group file changes: the full way
+)
+
+
+def _fingerprint(result) -> tuple:
+    nodes = {}
+    if result.snapshot is not None:
+        for node, cfg in result.snapshot.nodes.items():
+            nodes[node] = [{n: r.version for n, r in part.items()} for part in (cfg.routes, cfg.clusters, cfg.endpoints)]
+    return result.errors, result.warnings, result.next_expiry, nodes
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_STEP, min_size=1, max_size=12))
+def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_factory, steps):
+    """Each step changes files (or only the clock); the serve compile told which files changed (and the
+    workspace told the same) must give exactly what a fresh compile of every file gives: the same model,
+    diagnostics, snapshot versions and next expiry. Conflicting names and keys, invalid keys, unknown
+    services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
+    directories are all in play."""
+    from meshforge.cli import _serve_compile_fn
+
+    d = tmp_path_factory.mktemp("specs")
+    (d / "sandboxes").mkdir()
+    (d / ".git").mkdir()
+    (d / "baseline.yaml").write_text(BASELINE + "  - name: orders\n    dependsOn: [checkout]\n")
+    (d / "orders.yaml").write_text(ORDERS)
+    groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"])]
+    (d / "groups.yaml").write_text(groups[0])
+    paths = [str(d)]
+    now = NOW
+    serve_fn, ws = _serve_compile_fn(paths), Workspace(paths)
+    serve_fn(now)
+    ws.compile(now)
+
+    def put(path, text):
+        tmp = path.with_name(path.name + ".tmp~")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    for op, i, text in steps:
+        changed: list[str] = []
+        if op == "write":
+            put(d / "sandboxes" / f"sb{i}.yaml", text)
+            changed.append(str(d / "sandboxes" / f"sb{i}.yaml"))
+        elif op == "delete":
+            (d / "sandboxes" / f"sb{i}.yaml").unlink(missing_ok=True)
+            changed.append(str(d / "sandboxes" / f"sb{i}.yaml"))
+        elif op == "tick":
+            now += timedelta(minutes=i)
+        elif op == "hidden":
+            put(d / ".git" / "x.yaml", text)
+            changed.append(str(d / ".git" / "x.yaml"))
+        else:
+            put(d / "groups.yaml", groups[i])
+            changed.append(str(d / "groups.yaml"))
+        full = _serve_compile_fn(paths)(now)
+        assert _fingerprint(serve_fn(now, changed)) == _fingerprint(full)
+        model, diags = ws.compile(now, changed)
+        full_model, full_diags = Workspace(paths).compile(now)
+        assert model == full_model
+        assert [x.to_text() for x in diags.items] == [x.to_text() for x in full_diags.items]
+
+
+def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
+    d = write({"b.yaml": BASELINE, "s1.yaml": sandbox("pr-1", ("cartservice", "c1.x")),
+               "s2.yaml": sandbox("pr-2", ("checkout", "c2.x"))})
+    ws = Workspace([str(d)])
+    ws.compile(NOW)
+    (d / "s2.yaml").write_text(sandbox("pr-2", ("checkout", "c3.x")))
+    (d / "s1.yaml").unlink()
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "s2.yaml"), os.path.realpath(d / "s1.yaml")])
+    assert ws.incremental_compiles == 1 and ws.files_parsed == 4
+    assert [k.key for k in model.keys] == ["pr-2"] and model.keys[0].forks[0].destination == HostDestination("c3.x")
+    assert model.revision.keys == {"pr-1", "pr-2"}  # what later stages look at
+    (d / "b.yaml").write_text(BASELINE.replace("port: 80", "port: 81"))  # a Baseline: the full way
+    ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
+    assert ws.incremental_compiles == 1

@@ -13,13 +13,15 @@ from meshforge.server import watch
 from .serve_harness import SPEC, Server, wait_until
 
 
-def run_watcher(root, actions) -> list[tuple[str, float]]:
-    """Run `actions(path)` steps (each a callable, then a pause) under a watcher; the changes it reported."""
+def run_watcher(root, actions, changed: list | None = None) -> list[tuple[str, float]]:
+    """Run `actions(path)` steps (each a callable, then a pause) under a watcher; the changes it reported
+    (and in `changed`, the files each batch named, None for a batch that names no single file)."""
     seen: list[tuple[str, float]] = []
+    changed = [] if changed is None else changed
 
     async def main():
         w = watch.Watcher([str(root)], lambda p: p.endswith(".yaml") or not os.path.isfile(p),
-                          lambda reason: seen.append((reason, time.monotonic())))
+                          lambda reason, files: (seen.append((reason, time.monotonic())), changed.append(files)))
         w.start(asyncio.get_running_loop())
         try:
             for step, pause in actions:
@@ -51,13 +53,17 @@ def test_a_file_being_written_is_reported_only_once_it_is_closed(tmp_path):
 
 def test_renames_deletes_and_new_directories_are_reported(tmp_path):
     (tmp_path / "tmp~").write_text("x: 1\n")
+    changed: list = []
     seen = run_watcher(tmp_path, [
         (lambda: os.rename(tmp_path / "tmp~", tmp_path / "b.yaml"), 0.1),
         (lambda: (tmp_path / "sub").mkdir(), 0.1),
         (lambda: (tmp_path / "sub" / "c.yaml").write_text("y: 2\n"), 0.1),
         (lambda: (tmp_path / "b.yaml").unlink(), 0.1),
-        (lambda: (tmp_path / "notes.txt").write_text("ignored\n"), 0.1)])
+        (lambda: (tmp_path / "notes.txt").write_text("ignored\n"), 0.1)], changed)
     assert len(seen) == 4
+    # each batch names its files, so the reload can read those alone; a new directory names none
+    assert changed == [[str(tmp_path / "b.yaml"), str(tmp_path / "tmp~")], None, [str(tmp_path / "sub" / "c.yaml")],
+                       [str(tmp_path / "b.yaml")]]
 
 
 def test_serve_never_publishes_a_file_in_the_middle_of_a_write(tmp_path):

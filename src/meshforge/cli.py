@@ -252,16 +252,21 @@ def _serve_compile_fn(paths, access_logs=None):
 
     workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True, access_logs=access_logs)
     xds = backends.get("xds")
+    checked: list[object | None] = [None]  # the revision of the last model that passed the check whole
 
-    def compile_fn(now):
-        model, diags = workspace.compile(now)
+    def compile_fn(now, changed=None):
+        model, diags = workspace.compile(now, changed)
         if model is not None:
-            backends.check(model, xds, diags)
+            rev = model.revision
+            known = rev is not None and checked[0] is not None and rev.parent is checked[0]
+            backends.check(model, xds, diags, rev.keys if known else None)  # the other keys passed before
+            checked[0] = rev.token if rev is not None and not diags.has_errors else None
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
         if model is None or diags.has_errors:
             return Result(None, [d.to_text() for d in diags.errors()], warnings)
         return Result(compiler.compile(model), [], warnings, model.next_expiry, lambda: mesh_overview(model))
 
+    compile_fn.workspace = workspace  # for tests: which way each compile took
     return compile_fn
 
 

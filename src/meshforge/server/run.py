@@ -1,6 +1,6 @@
 """`meshforge serve`: the gRPC ADS server, the admin HTTP server, the file watcher and the expiry clock.
 
-Input: a `compile_fn(now) -> Result` supplied by the CLI (the server imports no compiler stage) and
+Input: a `compile_fn(now, changed) -> Result` supplied by the CLI (the server imports no compiler stage) and
 addresses. Output: a running control plane. Every valid change is published to the cache, whose
 streams push only what changed for their node; an invalid change is reported (log, /readyz, metrics)
 and the last good configuration keeps serving. `expiresAt` takes effect on time, without a file change.
@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,7 +85,7 @@ def join_address(host: str, port: int) -> str:
 
 
 class ControlPlane:
-    def __init__(self, compile_fn: Callable[[datetime], Result], paths: list[str], xds_address: str,
+    def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str], xds_address: str,
                  admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None):
         self.compile_fn = compile_fn
         self.paths = paths
@@ -105,14 +106,21 @@ class ControlPlane:
         self.state.proxies = self.ads.proxies
         self._expiry: asyncio.TimerHandle | None = None
         self._pending: str | None = None  # a reload asked for while one runs: run once more after it
+        self._changed: set[str] | None = set()  # the files changed since the last reload began (None: unknown)
         self._reloader: asyncio.Future | None = None
         self.server: grpc.aio.Server | None = None
         self.admin = None
         self.bound_port = 0
         self.watcher: watch.Watcher | None = None  # inotify (Linux): knows which spec files are being written
 
-    def request_reload(self, reason: str) -> None:
-        """Reload soon, without waiting: requests that arrive while a reload runs fold into one more."""
+    def request_reload(self, reason: str, changed: Iterable[str] | None = None) -> None:
+        """Reload soon, without waiting: requests that arrive while a reload runs fold into one more.
+        `changed`: the only spec files that changed (the compiler may then look at those alone); None:
+        anything may have changed."""
+        if changed is None:
+            self._changed = None
+        elif self._changed is not None:
+            self._changed.update(changed)
         self._pending = reason
         if self._reloader is None or self._reloader.done():
             self._reloader = asyncio.ensure_future(self._reload_pending())
@@ -120,15 +128,16 @@ class ControlPlane:
     async def _reload_pending(self) -> None:
         while self._pending is not None:
             reason, self._pending = self._pending, None
-            await self.reload(reason)
+            changed, self._changed = self._changed, set()
+            await self.reload(reason, None if changed is None else frozenset(changed))
 
-    async def reload(self, reason: str) -> bool:
+    async def reload(self, reason: str, changed: frozenset[str] | None = None) -> bool:
         """Compile in a worker thread (a slow spec never delays answers to proxies), publish on the loop."""
         t0 = time.perf_counter()
         watcher = self.watcher
         writes = watcher.modifications if watcher is not None else 0
         try:
-            result = await asyncio.to_thread(self.compile_fn, datetime.now(timezone.utc))
+            result = await asyncio.to_thread(self.compile_fn, datetime.now(timezone.utc), changed)
         except Exception:  # a bug must not take the control plane down: keep serving
             log.exception("reload (%s) failed unexpectedly; keeping the last good configuration", reason)
             self.metrics.reloads.labels("crash").inc()
@@ -195,7 +204,7 @@ class ControlPlane:
             return
         delay = max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) + 0.001
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(delay, self.request_reload, "a sandbox expired")
+        self._expiry = loop.call_later(delay, self.request_reload, "a sandbox expired", ())
 
     def _roots(self) -> tuple[set[str], set[str], dict[str, tuple | None]]:
         """(files, directories) to watch, resolved (a symlinked spec directory is followed to its

@@ -1,7 +1,8 @@
 """Watching the spec files with Linux inotify: complete changes at once, files being written never.
 
 Input: the directories to watch (recursively) and which paths matter. Output: a callback per batch of
-complete changes, and what the reload needs to know to publish nothing half-written:
+complete changes, with the files that changed (None when a directory came or went, or events were
+lost: then anything may have changed), and what the reload needs to know to publish nothing half-written:
 - a file renamed into place (IN_MOVED_TO), closed after writing (IN_CLOSE_WRITE), deleted or moved away
   is a complete change: reported at once, with no quiet period;
 - a file being written (IN_MODIFY or IN_CREATE, not yet closed) is in `writing`: no change is reported
@@ -40,8 +41,10 @@ AVAILABLE = sys.platform.startswith("linux")
 
 
 class Watcher:
-    def __init__(self, roots: list[str], relevant: Callable[[str], bool], on_change: Callable[[str], None]):
+    def __init__(self, roots: list[str], relevant: Callable[[str], bool],
+                 on_change: Callable[[str, list[str] | None], None]):
         self.roots, self.relevant, self.on_change = roots, relevant, on_change
+        self._whole = False  # a change in the batch names no single file: a directory, or lost events
         self.writing: dict[str, float] = {}  # relevant files open for writing -> since when
         self.modifications = 0  # relevant writes seen (IN_MODIFY): a reload reading across one discards its result
         self._dirs: dict[int, str] = {}
@@ -88,6 +91,7 @@ class Watcher:
         for wd, mask, _cookie, length, name in self._events(data):
             if mask & IN_Q_OVERFLOW:
                 self._pending.append("event queue overflow")
+                self._whole = True
                 continue
             if mask & IN_IGNORED:
                 self._dirs.pop(wd, None)
@@ -101,6 +105,11 @@ class Watcher:
                     self._add_tree(path)
                 if mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF):
                     self._pending.append(path)
+                    self._whole = True
+                continue
+            if mask & (IN_DELETE_SELF | IN_MOVE_SELF):  # a watched directory itself went
+                self._pending.append(path)
+                self._whole = True
                 continue
             if not self.relevant(path):
                 continue
@@ -128,7 +137,8 @@ class Watcher:
                 self._timer = self._loop.call_later(0.05, self._retry)
             return
         changes, self._pending = self._pending, []
-        self.on_change(f"{len(changes)} file change(s)")
+        whole, self._whole = self._whole, False
+        self.on_change(f"{len(changes)} file change(s)", None if whole else sorted(set(changes)))
 
     def _retry(self) -> None:
         self._timer = None
