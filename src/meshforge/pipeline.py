@@ -89,6 +89,7 @@ class Workspace:
         self._memo = Memo()  # what resolve can reuse from the last compile
         # what the last compile used, when it read every file it listed within the budget (else None)
         self._last: _Inputs | None = None
+        self._resolved: _Inputs | None = None  # the inputs the memo last resolved (a change is relative to them)
 
     def _load(self, path: str, diags: Diagnostics, force: bool = False) -> _FileResult | None:
         key = path
@@ -209,10 +210,12 @@ class Workspace:
         if size > MAX_TOTAL_BYTES or nodes > MAX_NODES_TOTAL or count > MAX_FILES:
             return None  # the full way reports it
         sandboxes = last.sandboxes
+        removed, added = [], []
         for k, r in new.items():
             old = last.files.get(k)
             for sd in old.decls.sandboxes if old is not None else ():
                 del sandboxes[id(sd)]
+                removed.append(sd)
             if r is None:
                 del last.files[k]
                 self._files.pop(k, None)
@@ -220,6 +223,7 @@ class Workspace:
                 last.files[k] = r
                 for sd in r.decls.sandboxes:
                     sandboxes[id(sd)] = sd
+                    added.append(sd)
             last.noisy.pop(k, None)
             if r is not None and r.diagnostics:
                 last.noisy[k] = r.diagnostics
@@ -230,10 +234,15 @@ class Workspace:
         for items in last.noisy.values():
             diags.extend(items)
         diags.extend(last.merged)
-        return self._model(last.decls, diags, now), diags
+        return self._model(last.decls, diags, now, (removed, added)), diags
 
-    def _model(self, decls: Decls, diags: Diagnostics, now: datetime | None) -> Model | None:
-        model = resolve(decls, diags, now, self._memo)
+    def _model(self, decls: Decls, diags: Diagnostics, now: datetime | None, change=None) -> Model | None:
+        try:
+            model = resolve(decls, diags, now, self._memo, change if self._resolved is self._last else None)
+        except BaseException:  # whatever state it left is not to be built on: start afresh next time
+            self._last, self._resolved, self._memo = None, None, Memo()
+            raise
+        self._resolved = self._last
         return None if diags.has_errors else lower(model, self.passes)
 
 

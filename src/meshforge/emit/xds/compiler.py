@@ -120,6 +120,7 @@ class XdsCompiler:
         self._members: dict[tuple, list[str]] = {}  # group key -> the nodes sharing it
         self._scopes: dict[tuple, tuple[str, ...]] = {}  # group key -> the services it is told about
         self._in_scope: dict[str, list[tuple]] = {}  # service id -> the group keys whose scope holds it
+        self._told_all: list[tuple] = []  # the group keys whose scope is every service
         self._token: object | None = None  # the revision of the model compiled last
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
 
@@ -199,6 +200,7 @@ class XdsCompiler:
             nodes[svc.id] = cfg
             members.setdefault(key, []).append(svc.id)
         self._groups, self._members, self._scopes = groups, members, scopes
+        self._told_all = [k for k in groups if k[2] is None]  # groups told every service
         self._in_scope = {}
         for key, scope in scopes.items():
             if key[2] is not None:
@@ -239,7 +241,7 @@ class XdsCompiler:
         nodes = dict(self._nodes)  # the last snapshot's dict stays as it was handed out
         if changed:
             affected = {k for sid in changed for k in self._in_scope.get(sid, ())}
-            affected |= {k for k in self._groups if k[2] is None}  # told every service
+            affected.update(self._told_all)
             for key in sorted(affected, key=repr):
                 cfg = self._build_group(SIDECAR, key[1], self._scopes[key], model)
                 self.stats["groups_rebuilt"] += 1
