@@ -57,9 +57,11 @@ H2_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def _any(msg) -> any_pb2.Any:
-    a = any_pb2.Any()
-    a.Pack(msg, deterministic=True)
-    return a
+    """What `Any.Pack(msg, deterministic=True)` gives, without its per-call overhead (it runs per route)."""
+    return any_pb2.Any(type_url=_TYPE_PREFIX + msg.DESCRIPTOR.full_name, value=msg.SerializeToString(deterministic=True))
+
+
+_TYPE_PREFIX = "type.googleapis.com/"
 
 
 def _h2_options() -> dict:
@@ -96,23 +98,31 @@ def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | 
     if host is not None:
         c.type = cluster_pb2.Cluster.STRICT_DNS
         c.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
-        c.load_assignment.CopyFrom(load_assignment(name, (Endpoint(host, host_port or port.number),)))
+        la = c.load_assignment  # built in place: this runs for every host fork of a mesh
+        la.cluster_name = name
+        la.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(_socket(host, host_port or port.number))
     elif eds:
         c.type = cluster_pb2.Cluster.EDS
-        c.eds_cluster_config.eds_config.CopyFrom(ads_source())
+        c.eds_cluster_config.eds_config.CopyFrom(_ADS_SOURCE)
     else:
         static = all(is_ip(e.address) for e in endpoints)
         c.type = cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS
         c.load_assignment.CopyFrom(load_assignment(name, endpoints))
-    options = _h2_options() if port.http2 else _caller_protocol_options() if port.undeclared else {}
-    for k, v in options.items():
-        c.typed_extension_protocol_options[k].CopyFrom(v)
+    options = _H2_OPTIONS if port.http2 else _CALLER_OPTIONS if port.undeclared else None
+    if options is not None:
+        c.typed_extension_protocol_options[H2_OPTIONS_KEY].CopyFrom(options)
     return c
 
 
 def ads_source() -> config_source_pb2.ConfigSource:
     return config_source_pb2.ConfigSource(ads=config_source_pb2.AggregatedConfigSource(),
                                           resource_api_version=config_source_pb2.V3)
+
+
+# built once, copied into each cluster (never changed: CopyFrom reads them)
+_ADS_SOURCE = ads_source()
+_H2_OPTIONS = _h2_options()[H2_OPTIONS_KEY]
+_CALLER_OPTIONS = _caller_protocol_options()[H2_OPTIONS_KEY]
 
 
 def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment | None]]:
@@ -143,10 +153,13 @@ def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[clust
     return out
 
 
+_ANY_PATH = route_components_pb2.RouteMatch(prefix="/")
+_NO_TIMEOUT = duration_pb2.Duration(seconds=0)
+
+
 def _route(cluster_name: str, name: str) -> route_components_pb2.Route:
     return route_components_pb2.Route(
-        name=name, match=route_components_pb2.RouteMatch(prefix="/"),
-        route=route_components_pb2.RouteAction(cluster=cluster_name, timeout=duration_pb2.Duration(seconds=0)))
+        name=name, match=_ANY_PATH, route=route_components_pb2.RouteAction(cluster=cluster_name, timeout=_NO_TIMEOUT))
 
 
 def _action(route: route_components_pb2.Route, name: str) -> matcher_pb2.Matcher.OnMatch:
