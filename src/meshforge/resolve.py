@@ -270,6 +270,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
             _same(memo.service_decls, decls.services) and table is not None:
         decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
+        memo.service_decls = decls.services  # the same declarations in a new list: compare by `is` next time
     else:
         decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
         table = _SandboxTable(names, decl_by_id)
