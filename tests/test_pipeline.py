@@ -194,13 +194,15 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     workspace told the same) must give exactly what a fresh compile of every file gives: the same model,
     diagnostics, snapshot versions and next expiry. Conflicting names and keys, invalid keys, unknown
     services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
-    directories are all in play."""
+    directories are all in play, and an edge with a preview host per key."""
     from meshforge.cli import _serve_compile_fn
 
     d = tmp_path_factory.mktemp("specs")
     (d / "sandboxes").mkdir()
     (d / ".git").mkdir()
-    (d / "baseline.yaml").write_text(BASELINE + "  - name: orders\n    dependsOn: [checkout]\n")
+    edge = "  edge: {service: frontend, hosts: [shop.example.test], previewDomain: preview.example.test}\n"
+    (d / "baseline.yaml").write_text(BASELINE.replace("spec:\n", "spec:\n" + edge, 1) +
+                                     "  - name: orders\n    dependsOn: [checkout]\n")
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"])]
     (d / "groups.yaml").write_text(groups[0])

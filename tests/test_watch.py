@@ -10,7 +10,7 @@ import time
 
 from meshforge.server import watch
 
-from .serve_harness import SPEC, Server, wait_until
+from .serve_harness import SPEC, Server, sandbox, wait_until
 
 
 def run_watcher(root, actions, changed: list | None = None) -> list[tuple[str, float]]:
@@ -89,3 +89,48 @@ def test_serve_never_publishes_a_file_in_the_middle_of_a_write(tmp_path):
             f.write(sandbox % 11)
         wait_until(lambda: server.metric("meshforge_reloads_total", 'result="ok"') == ok + 1, 10, what="the write")
         assert "outbound|80|pr-1|api.shop.svc.cluster.local" in clusters()
+
+
+def test_serve_reads_the_files_the_watcher_names_and_ends_where_a_fresh_start_would(tmp_path):
+    """Through a symlinked spec directory: a file renamed into place, edited in place, written under a
+    hidden directory (not an input), moved out of the tree and back under another name, a new
+    subdirectory (the full way), a duplicate name (refused, the last good config kept) and its fix.
+    After each step serve routes exactly the sandboxes a fresh start on the same files routes."""
+    real = tmp_path / "rev"
+    (real / ".git").mkdir(parents=True)
+    (real / "baseline.yaml").write_text(SPEC)
+    link = tmp_path / "specs"
+    os.symlink(real, link)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def rename_in(path, text):
+        tmp = tmp_path / "tmp~"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def keys(server) -> set[str]:
+        status, body = server.get("/debug/config?node=web.shop")
+        names = {c["name"] for c in json.loads(body)["resources"]["Cluster"]} if status == 200 else set()
+        return {n.split("|")[2] for n in names if n.split("|")[2]}
+
+    steps = [
+        (lambda: rename_in(real / "a.yaml", sandbox("pr-a")), {"pr-a"}),
+        (lambda: (real / "a.yaml").write_text(sandbox("pr-a2")), {"pr-a2"}),
+        (lambda: rename_in(real / ".git" / "x.yaml", sandbox("pr-hidden")), {"pr-a2"}),
+        (lambda: os.replace(real / "a.yaml", outside / "a.yaml"), set()),
+        (lambda: os.replace(outside / "a.yaml", real / "b.yml"), {"pr-a2"}),
+        (lambda: ((real / "sub").mkdir(), (real / "sub" / "c.yaml").write_text(sandbox("pr-c"))), {"pr-a2", "pr-c"}),
+        (lambda: rename_in(real / "d.yaml", sandbox("pr-c")), {"pr-a2", "pr-c"}),  # pr-c twice: refused
+        (lambda: rename_in(real / "d.yaml", sandbox("pr-d")), {"pr-a2", "pr-c", "pr-d"}),
+    ]
+    with Server([link]) as server:
+        wait_until(lambda: server.metric("meshforge_reloads_total", 'result="unchanged"') >= 1, 10, what="watching")
+        for i, (step, want) in enumerate(steps):
+            step()
+            wait_until(lambda: keys(server) == want, 10, what=f"step {i}: {sorted(want)}")
+        time.sleep(0.3)  # nothing else arrives late
+        assert keys(server) == want
+        assert "MF215" in server.log()
+    with Server([link]) as fresh:
+        wait_until(lambda: keys(fresh) == want, 10, what="a fresh start on the same files")

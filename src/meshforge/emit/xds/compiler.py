@@ -13,6 +13,7 @@ previous snapshot, and no `NodeConfig` or its dicts are mutated after they are h
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from ...model import Edge, Model, Routing, Service
@@ -109,7 +110,10 @@ class XdsCompiler:
         self._groups: dict[tuple, NodeConfig] = {}
         self._routing: Routing | None = None
         self._edge: tuple | None = None  # (signature, NodeConfig) of the edge node
-        self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host bytes
+        self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host, as a field
+        self._preview_keys: list[str] = []  # the keys with a preview host, sorted ...
+        self._preview_parts: list[bytes] = []  # ... and their virtual hosts, in the same order
+        self._edge_frame: tuple[bytes, bytes] = (b"", b"")  # the edge route config's bytes before and after them
         # what the last compile saw, for the next one to look only at what changed
         self._services: tuple | None = None
         self._nodes: dict[str, NodeConfig] | None = None
@@ -129,15 +133,17 @@ class XdsCompiler:
         reused them) only the keys whose forks changed are looked at, and only the groups whose scope
         holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
         rev = model.revision
+        changed_keys = None  # None: not known which keys changed
         if model.routing == self._routing and model.services is self._services and self._nodes is not None:
             # resolution says which keys changed since the model compiled last: look at those alone
-            known = rev is not None and self._token is not None and rev.parent is self._token
-            nodes, live = self._compile_changes(model, rev.keys if known else None)
+            if rev is not None and self._token is not None and rev.parent is self._token:
+                changed_keys = rev.keys
+            nodes, live = self._compile_changes(model, changed_keys)
         else:
             nodes, live = self._compile_all(model)
         self._token = rev.token if rev is not None else None
         if model.edge is not None and model.edge.service in live:
-            nodes[EDGE_NODE] = self._edge_node(model, model.edge)
+            nodes[EDGE_NODE] = self._edge_node(model, model.edge, changed_keys)
         else:
             self._edge = None
         return Snapshot(nodes, model.routing, model.edge, self.access_logs)
@@ -251,37 +257,61 @@ class XdsCompiler:
         self._nodes = dict(nodes)
         return nodes, self._live
 
-    def _edge_node(self, model: Model, edge: Edge) -> NodeConfig:
+    def _edge_node(self, model: Model, edge: Edge, keys: frozenset[str] | None) -> NodeConfig:
         """The edge's public host (the edge service's routing table under the public names), a preview host
-        per active key, a 404 for other preview hosts, and the edge service's clusters. Rebuilt when the
-        edge, its service or the set of keys changes; each preview host's bytes are kept."""
-        svc = model.service_by_id[edge.service]
+        per active key, a 404 for other preview hosts, and the edge service's clusters. The preview hosts
+        are kept as serialised parts in key order: when the edge and its service are as before and the
+        changed keys are known (`keys`), only those keys' parts are redone; the config is the same object
+        as before when its bytes are."""
+        svc = self._by_id.get(edge.service) or model.service_by_id[edge.service]
         art = self._artifacts[edge.service]
-        forked = set(self._fbs.get(edge.service, {}))
-        keys = tuple((kr.key, kr.key in forked) for kr in model.keys)
-        sig = (edge, art, keys)
-        if self._edge is not None and self._edge[0] == sig:
-            return self._edge[1]
         port = next(p for p in svc.ports if p.number == edge.port)
-        parts = [_field(1, names.EDGE_ROUTE_CONFIG.encode())]
-        if edge.hosts:
-            parts.append(_field(2, _ser(resources.virtual_host(
-                svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
-        if edge.preview_domain:
-            previews = {}
-            for key, forks_edge in keys:
-                cluster = names.cluster(port.number, svc.fqdn, key if forks_edge else "")
-                vh = self._previews.get((key, cluster))
-                if vh is None:
-                    vh = _ser(resources.preview_virtual_host(edge.preview_host(key), key, cluster))
-                previews[(key, cluster)] = vh
-                parts.append(_field(2, vh))
-            self._previews = previews
-            parts.append(_field(2, _ser(resources.unknown_preview_virtual_host(edge))))
-        route = Resource.of(names.EDGE_ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
+        forked = self._fbs.get(edge.service, {})
+
+        def part(key: str) -> bytes:
+            cluster = names.cluster(port.number, svc.fqdn, key if key in forked else "")
+            vh = self._previews.get((key, cluster))
+            if vh is None:
+                vh = _field(2, _ser(resources.preview_virtual_host(edge.preview_host(key), key, cluster)))
+                self._previews[(key, cluster)] = vh
+            return vh
+
+        base = (edge, art)
+        if self._edge is None or self._edge[0] != base or keys is None:
+            head = [_field(1, names.EDGE_ROUTE_CONFIG.encode())]
+            if edge.hosts:
+                head.append(_field(2, _ser(resources.virtual_host(
+                    svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
+            tail = _field(2, _ser(resources.unknown_preview_virtual_host(edge))) if edge.preview_domain else b""
+            self._edge_frame = (b"".join(head), tail)
+            if self._edge is None or self._edge[0][0] != edge:
+                self._previews = {}  # the hosts they name may differ
+            self._preview_keys = [kr.key for kr in model.keys] if edge.preview_domain else []
+            self._preview_parts = [part(k) for k in self._preview_keys]
+            live = set(self._preview_keys)
+            self._previews = {k: v for k, v in self._previews.items() if k[0] in live}
+        elif edge.preview_domain:
+            for key in sorted(keys):
+                kr = model.key(key)
+                i = bisect.bisect_left(self._preview_keys, key)
+                present = i < len(self._preview_keys) and self._preview_keys[i] == key
+                if kr is None and present:
+                    del self._preview_keys[i], self._preview_parts[i]
+                    for cluster in (names.cluster(port.number, svc.fqdn, key), names.cluster(port.number, svc.fqdn)):
+                        self._previews.pop((key, cluster), None)  # what the cache held for the key goes with it
+                elif kr is not None and present:
+                    self._preview_parts[i] = part(key)
+                elif kr is not None:
+                    self._preview_keys.insert(i, key)
+                    self._preview_parts.insert(i, part(key))
+        head, tail = self._edge_frame
+        body = b"".join((head, *self._preview_parts, tail))
+        if self._edge is not None and self._edge[0] == base and self._edge[1].routes[names.EDGE_ROUTE_CONFIG].body == body:
+            return self._edge[1]
+        route = Resource.of(names.EDGE_ROUTE_CONFIG, ROUTE_TYPE, body)
         cfg = NodeConfig(EDGE, {names.EDGE_ROUTE_CONFIG: route}, {r.name: r for r in sorted(art.clusters, key=lambda r: r.name)},
                          {r.name: r for r in sorted(art.endpoints, key=lambda r: r.name)})
-        self._edge = (sig, cfg)
+        self._edge = (base, cfg)
         self.stats["groups_rebuilt"] += 1
         return cfg
 
