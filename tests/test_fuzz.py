@@ -161,3 +161,7 @@ def test_addresses(cli):
     r = cli("bootstrap", "--service", "cart.shop", "--xds-address", "[::1]:18000")
     assert r.exit_code == 0 and "address: ::1" in r.output
     assert cli("bootstrap", "--service", "cart.shop", "--xds-address", "::1:18000").exit_code == 2
+    # an address to connect to: port 0 is an error, and the message does not offer it
+    for r in (cli("bootstrap", "--service", "cart.shop", "--xds-address", "127.0.0.1:0"),
+              cli("doctor", "--admin-address", "127.0.0.1:0", "--routing-key", "pr-1")):
+        assert r.exit_code == 2 and "1-65535" in r.output and "free" not in r.output

@@ -359,7 +359,7 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
     from .xdsapi import listen_address as parse_listen
 
     try:
-        host, port = parse_address(xds_address)
+        host, port = parse_address(xds_address, listen=False)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--xds-address")
     listen = None
@@ -413,7 +413,7 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
     if not valid_routing_key(key):
         raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")
     try:
-        host, port = parse_address(admin_address)
+        host, port = parse_address(admin_address, listen=False)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--admin-address")
     context = None

@@ -65,8 +65,9 @@ class Result:
     overview: Callable[[], dict] | None = None
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise."""
+def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise. `listen`: an address
+    to listen on (port 0: any free port); else one to connect to (port 0 is an error)."""
     host, _, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -74,8 +75,9 @@ def parse_address(text: str) -> tuple[str, int]:
             raise ValueError(f"{text!r}: brackets are for IPv6 addresses")
     elif ":" in host:
         raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:18000")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT (a port 0-65535; 0 picks a free one)")
+    if not host or not port.isdigit() or not (0 if listen else 1) <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT " +
+                         ("(a port 0-65535; 0 picks a free one)" if listen else "(a port 1-65535)"))
     if any(c.isspace() or c in "/?#@" for c in host):
         raise ValueError(f"{text!r}: {host!r} is not a host name or address")
     return host, int(port)
