@@ -9,6 +9,7 @@ everything is sorted, so the model does not depend on the order of files or docu
 from __future__ import annotations
 
 import bisect
+import heapq
 import ipaddress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -152,12 +153,18 @@ class _SandboxTable:
         self.key_names: list[str] = []  # keys sandboxes route, sorted ...
         self.key_list: list[KeyRoutes] = []  # ... and their routes in the same order
         self.expiring: dict[str, datetime] = {}  # active sandboxes with an expiry -> when
+        self._expiry_heap: list[tuple[datetime, str]] = []  # (when, name), soonest first; stale entries skipped
         self.workload: set[str] = set()  # sandboxes with a workload fork
 
     def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime) -> set[str]:
         """Apply a change; return the routing keys whose sandbox routes may differ."""
         names: set[str] = set()
-        stale: set[str] = {n for n, t in self.expiring.items() if t <= now}  # expired since: resolve again
+        stale: set[str] = set()  # expired since the last update: resolve again
+        heap = self._expiry_heap
+        while heap and heap[0][0] <= now:
+            when, name = heapq.heappop(heap)
+            if self.expiring.get(name) == when:
+                stale.add(name)
         for sd in removed:
             del self.decls[id(sd)]
             same = self.by_name[sd.name]
@@ -174,7 +181,17 @@ class _SandboxTable:
             self._name(name, now, name in stale, keys)
         for key in sorted(keys):
             self._key(key)
+        if len(self._expiry_heap) > 2 * len(self.expiring) + 64:  # entries of sandboxes since gone or changed
+            self._expiry_heap = [(t, n) for n, t in self.expiring.items()]
+            heapq.heapify(self._expiry_heap)
         return keys
+
+    def next_expiry(self) -> datetime | None:
+        """When the next active sandbox expires."""
+        heap = self._expiry_heap
+        while heap and self.expiring.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def _name(self, name: str, now: datetime, stale: bool, keys: set[str]) -> None:
         same = self.by_name.get(name) or []
@@ -211,6 +228,7 @@ class _SandboxTable:
             keys.add(holder.key)
             if sb.expires_at is not None and not sb.expired:
                 self.expiring[name] = sb.expires_at
+                heapq.heappush(self._expiry_heap, (sb.expires_at, name))
             if any(isinstance(f.destination, WorkloadDestination) for f in sb.forks):
                 self.workload.add(name)
             self._noise(holder)
@@ -321,7 +339,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         memo.group_keys = frozenset(group_keys)
         memo.token, memo.table = token, table
     revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
-                        min(table.expiring.values()) if table.expiring else None)
+                        table.next_expiry())
     return Model(routing=routing, services=services, edge=edge, keys=tuple(keys),
                  sandboxes=tuple(table.sandbox_list),
                  user_objects=tuple(sorted(decls.user_objects,
