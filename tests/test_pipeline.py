@@ -174,7 +174,7 @@ _STEP = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 4), st.none()),
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
-    st.tuples(st.just("groups"), st.integers(0, 1), st.none()),  # a route group file changes: the full way
+    st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
 )
 
 
@@ -204,7 +204,8 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     (d / "baseline.yaml").write_text(BASELINE.replace("spec:\n", "spec:\n" + edge, 1) +
                                      "  - name: orders\n    dependsOn: [checkout]\n")
     (d / "orders.yaml").write_text(ORDERS)
-    groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"])]
+    groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),
+              route_group("g-typo", sandboxes=["s5x"])]  # MF207, whose hint names s5 while it exists
     (d / "groups.yaml").write_text(groups[0])
     paths = [str(d)]
     now = NOW
@@ -255,3 +256,24 @@ def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
     (d / "b.yaml").write_text(BASELINE.replace("port: 80", "port: 81"))  # a Baseline: the full way
     ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
     assert ws.incremental_compiles == 1
+
+
+def test_a_route_group_is_resolved_again_when_what_it_depends_on_changes(write):
+    """Route groups are kept between compiles: one that names an unknown sandbox is resolved again on any
+    sandbox change (its did-you-mean hint looks at every name); one that selects by label when a sandbox
+    with those labels comes or goes."""
+    d = write({"b.yaml": BASELINE, "g.yaml": route_group("g-typo", sandboxes=["s5x"]) + "---\n" +
+               route_group("g-label", labels="{team: a}", key="ga")})
+    ws = Workspace([str(d)])
+    _, diags = ws.compile(NOW)
+    assert "did you mean" not in diags.errors()[0].to_text()
+    (d / "s.yaml").write_text(sandbox("s5", ("cartservice", "h.x"), labels="{team: a}"))
+    _, diags = ws.compile(NOW, [os.path.realpath(d / "s.yaml")])
+    assert ws.incremental_compiles == 1
+    assert 'did you mean "s5"?' in diags.errors()[0].to_text()
+    (d / "g.yaml").write_text(route_group("g-label", labels="{team: a}", key="ga"))
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "g.yaml")])
+    assert [f.sandbox for f in model.key("ga").forks] == ["s5"]
+    (d / "s.yaml").write_text(sandbox("s5", ("cartservice", "h.x"), labels="{team: b}"))
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "s.yaml")])
+    assert model.key("ga") is None and ws.incremental_compiles == 2

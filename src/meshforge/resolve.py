@@ -94,7 +94,8 @@ class Memo:
     service_diags: list = field(default_factory=list)
     table: _SandboxTable | None = None
     token: object | None = None  # the revision token of the last model
-    group_keys: frozenset[str] = frozenset()  # the keys route groups held in it
+    group_keys: dict[str, KeyRoutes] = field(default_factory=dict)  # the keys route groups held in it
+    groups: dict[int, tuple] = field(default_factory=dict)  # each route group's last resolution
 
 
 def _same(a: list, b: list) -> bool:
@@ -153,12 +154,15 @@ class _SandboxTable:
         self.key_names: list[str] = []  # keys sandboxes route, sorted ...
         self.key_list: list[KeyRoutes] = []  # ... and their routes in the same order
         self.expiring: dict[str, datetime] = {}  # active sandboxes with an expiry -> when
+        self.sandbox_by_name: dict[str, Sandbox] = {}  # the sandboxes (name holders) by name
+        self.touched: dict[str, tuple] = {}  # what the last update changed: name -> (Sandbox before, after)
         self._expiry_heap: list[tuple[datetime, str]] = []  # (when, name), soonest first; stale entries skipped
         self.workload: set[str] = set()  # sandboxes with a workload fork
 
     def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime) -> set[str]:
         """Apply a change; return the routing keys whose sandbox routes may differ."""
         names: set[str] = set()
+        self.touched = {}
         stale: set[str] = set()  # expired since the last update: resolve again
         heap = self._expiry_heap
         while heap and heap[0][0] <= now:
@@ -233,6 +237,11 @@ class _SandboxTable:
                 self.workload.add(name)
             self._noise(holder)
         _insert(self.sandbox_names, self.sandbox_list, name, sb)
+        if sb is None:
+            self.sandbox_by_name.pop(name, None)
+        else:
+            self.sandbox_by_name[name] = sb
+        self.touched[name] = (old, sb)
 
     def _key(self, key: str) -> None:
         claim = self.by_key.get(key) or []
@@ -312,11 +321,21 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
 
     keys, key_names = table.key_list, table.key_names
     group_keys: dict[str, KeyRoutes] = {}
+    previous = memo.groups if memo is not None and memo.table is table else {}
+    groups: dict[int, tuple] = {}  # id(declaration) -> (declaration, KeyRoutes | None, diagnostics, fragile)
     if decls.route_groups:
-        sandboxes = dict(zip(table.sandbox_names, table.sandbox_list))
         rg_owner: dict[str, Span] = {}
         for rg in sorted(decls.route_groups, key=lambda r: r.span):
-            kr = _route_group(rg, sandboxes, diags)
+            hit = previous.get(id(rg))
+            if hit is not None and hit[0] is rg and not _group_touched(rg, hit[3], table.touched):
+                kr, items = hit[1], hit[2]
+            else:  # its declaration or one of the sandboxes it selects changed: resolve it again
+                sub = Diagnostics()
+                kr = _route_group(rg, table.sandbox_by_name, sub)
+                items = sub.collected()
+                hit = (rg, kr, items, any(d.code == "MF207" for d in items))
+            groups[id(rg)] = hit
+            diags.extend(items)
             first = table.claimed(rg.key) or rg_owner.get(rg.key)
             if first is not None:
                 diags.error("MF205", f"routing key {rg.key!r} of route group {rg.name} is already used at "
@@ -334,9 +353,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     token = object()
     parent = memo.token if memo is not None else None
     if memo is not None:
-        # route groups are resolved afresh each time: their keys, then and now, count as changed
-        changed |= group_keys.keys() | memo.group_keys
-        memo.group_keys = frozenset(group_keys)
+        before = memo.group_keys if previous else {}
+        changed |= {k for k in before.keys() | group_keys.keys() if before.get(k) is not group_keys.get(k)}
+        memo.group_keys, memo.groups = group_keys, groups
         memo.token, memo.table = token, table
     revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
                         table.next_expiry())
@@ -625,6 +644,19 @@ def _check_subset(svc: Service, labels: tuple[tuple[str, str], ...], span: Span,
                  "give the fork's pods a label that the baseline pods carry with another value "
                  "(e.g. version: v1 on baseline, version: pr-42 on the fork), ")
                 + "or fork to a host or a workload instead")
+
+
+def _group_touched(rg: RouteGroupDecl, fragile: bool, touched: dict[str, tuple]) -> bool:
+    """Whether a change to the sandboxes `touched` (name -> (before, after)) can change what `rg` resolves
+    to: one of its members by name (or any change, when it names an unknown sandbox: the did-you-mean
+    hint looks at every name), or a sandbox its labels select, before or after."""
+    if not touched:
+        return False
+    if rg.members is not None:
+        return fragile or any(name in touched for name, _ in rg.members)
+    want = dict(rg.labels or ())
+    return any(sb is not None and all(dict(sb.labels).get(k) == v for k, v in want.items())
+               for pair in touched.values() for sb in pair)
 
 
 def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagnostics) -> KeyRoutes | None:
