@@ -308,7 +308,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     diags.extend(service_diags)
 
     # which sandbox declarations came and went, by identity (a re-read file's are new objects)
-    if change is not None and table is memo.table and \
+    if change is not None and memo is not None and table is memo.table and \
             len(table.decls) - len(change[0]) + len(change[1]) == len(decls.sandboxes):
         removed, added = change
     else:

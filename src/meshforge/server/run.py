@@ -88,8 +88,8 @@ def join_address(host: str, port: int) -> str:
 
 
 class ControlPlane:
-    def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str], xds_address: str,
-                 admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None):
+    def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str],
+                 xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None):
         self.compile_fn = compile_fn
         self.paths = paths
         self.xds_address = xds_address
