@@ -175,6 +175,8 @@ _STEP = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
+    st.tuples(st.just("baseline"), st.integers(0, 3), st.none()),  # services change under the sandboxes
+    st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
 )
 
 
@@ -194,15 +196,20 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     workspace told the same) must give exactly what a fresh compile of every file gives: the same model,
     diagnostics, snapshot versions and next expiry. Conflicting names and keys, invalid keys, unknown
     services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
-    directories are all in play, and an edge with a preview host per key."""
+    directories are all in play, and an edge with a preview host per key; the Baseline changes too
+    (a port no longer routable, a service added, labels changed), under sandboxes kept across it."""
     from meshforge.cli import _serve_compile_fn
 
     d = tmp_path_factory.mktemp("specs")
     (d / "sandboxes").mkdir()
     (d / ".git").mkdir()
     edge = "  edge: {service: frontend, hosts: [shop.example.test], previewDomain: preview.example.test}\n"
-    (d / "baseline.yaml").write_text(BASELINE.replace("spec:\n", "spec:\n" + edge, 1) +
-                                     "  - name: orders\n    dependsOn: [checkout]\n")
+    baseline = BASELINE.replace("spec:\n", "spec:\n" + edge, 1) + "  - name: orders\n    dependsOn: [checkout]\n"
+    baselines = [baseline,
+                 baseline.replace("name: http-api", "name: tcp-api"),  # checkout no longer routable (MF202)
+                 baseline + "  - name: nope\n    ports:\n    - {name: http, port: 80}\n",  # forks of nope resolve
+                 baseline.replace("version: v1", "version: v2")]  # cartservice's labels change
+    (d / "baseline.yaml").write_text(baseline)
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),
               route_group("g-typo", sandboxes=["s5x"])]  # MF207, whose hint names s5 while it exists
@@ -231,9 +238,17 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
         elif op == "hidden":
             put(d / ".git" / "x.yaml", text)
             changed.append(str(d / ".git" / "x.yaml"))
-        else:
+        elif op == "groups":
             put(d / "groups.yaml", groups[i])
             changed.append(str(d / "groups.yaml"))
+        elif op == "baseline":
+            put(d / "baseline.yaml", baselines[i])
+            changed.append(str(d / "baseline.yaml"))
+        else:
+            put(d / "orders.yaml", ORDERS.replace("metadata: {name: orders, namespace: shop}\nspec:\n  selector: {matchL",
+                                                  f"metadata: {{name: orders, namespace: shop, labels: {{tier: t{i}}}}}\n"
+                                                  "spec:\n  selector: {matchL"))
+            changed.append(str(d / "orders.yaml"))
         full = _serve_compile_fn(paths)(now)
         assert _fingerprint(serve_fn(now, changed)) == _fingerprint(full)
         model, diags = ws.compile(now, changed)
@@ -277,3 +292,33 @@ def test_a_route_group_is_resolved_again_when_what_it_depends_on_changes(write):
     (d / "s.yaml").write_text(sandbox("s5", ("cartservice", "h.x"), labels="{team: b}"))
     model, _ = ws.compile(NOW, [os.path.realpath(d / "s.yaml")])
     assert model.key("ga") is None and ws.incremental_compiles == 2
+
+
+def test_sandboxes_are_resolved_again_when_a_service_they_fork_changes(write):
+    """Sandboxes are kept when the services change; those whose forks found a changed service (its
+    Service, or the workload manifest a workload fork copies) are resolved again, and so are those with
+    a fork that found none when a service comes."""
+    workload = ("apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: w, namespace: shop}\n"
+                "spec:\n  forks:\n  - service: orders\n    to: {workload: {images: [{image: 'example/orders:pr'}]}}\n")
+    d = write({"b.yaml": BASELINE, "orders.yaml": ORDERS, "w.yaml": workload,
+               "s.yaml": sandbox("s", ("checkout", "c.x"))})
+    ws = Workspace([str(d)])
+    model, _ = ws.compile(NOW)
+    def fork_labels(model) -> dict:
+        return next(o.body for o in model.generated if o.kind == "Deployment")["metadata"]["labels"]
+
+    assert model is not None and "tier" not in fork_labels(model)
+    (d / "orders.yaml").write_text(ORDERS.replace("metadata: {name: orders, namespace: shop}\nspec:\n  selector: {matchL",
+                                                  "metadata: {name: orders, namespace: shop, labels: {tier: a}}\n"
+                                                  "spec:\n  selector: {matchL"))
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "orders.yaml")])
+    assert fork_labels(model)["tier"] == "a"
+    (d / "s.yaml").write_text(sandbox("s", ("extra", "c.x")))
+    _, diags = ws.compile(NOW, [os.path.realpath(d / "s.yaml")])
+    assert [x.code for x in diags.errors()] == ["MF201"]
+    (d / "b.yaml").write_text(BASELINE + "  - name: extra\n    ports:\n    - {name: http, port: 80}\n")
+    model, diags = ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
+    assert model is not None and model.key("s").forks[0].service == "extra.shop"
+    (d / "b.yaml").write_text(BASELINE + "  - name: extra\n    ports:\n    - {name: tcp, port: 80}\n")
+    model, diags = ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
+    assert [x.code for x in diags.errors()] == ["MF202"]

@@ -155,15 +155,33 @@ class _SandboxTable:
         self.key_list: list[KeyRoutes] = []  # ... and their routes in the same order
         self.expiring: dict[str, datetime] = {}  # active sandboxes with an expiry -> when
         self.sandbox_by_name: dict[str, Sandbox] = {}  # the sandboxes (name holders) by name
+        self.uses: dict[str, set] = {}  # sandbox -> the service ids its forks found (None: a fork found none)
+        self.users: dict[str | None, set[str]] = {}  # the other way round
         self.touched: dict[str, tuple] = {}  # what the last update changed: name -> (Sandbox before, after)
         self._expiry_heap: list[tuple[datetime, str]] = []  # (when, name), soonest first; stale entries skipped
         self.workload: set[str] = set()  # sandboxes with a workload fork
 
-    def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime) -> set[str]:
-        """Apply a change; return the routing keys whose sandbox routes may differ."""
+    def rebind(self, names: _Names, decl_by_id: dict[str, ServiceDecl], before: _Names,
+               before_decls: dict[str, ServiceDecl]) -> set[str]:
+        """The services were resolved again: take the new ones, and return the sandboxes to resolve again,
+        those whose forks found a service that changed or went (and, when services came or went, those
+        with a fork that found none: it may now, and its did-you-mean hint may change). A reference
+        finds the same service as long as that service is there: names are DNS labels, ids unique."""
+        old, new = before.by_id, names.by_id
+        changed = {i for i in old.keys() | new.keys()
+                   if old.get(i) != new.get(i) or before_decls.get(i) != decl_by_id.get(i)}
+        if old.keys() != new.keys():
+            changed.add(None)
+        self.names, self.decl_by_id = names, decl_by_id
+        return set().union(*(self.users.get(i, ()) for i in changed))
+
+    def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime,
+               again: set[str] = frozenset()) -> set[str]:
+        """Apply a change; return the routing keys whose sandbox routes may differ. `again`: sandboxes to
+        resolve again although their declarations did not change (`rebind`)."""
         names: set[str] = set()
         self.touched = {}
-        stale: set[str] = set()  # expired since the last update: resolve again
+        stale: set[str] = set(again)  # and those expired since the last update: resolve again
         heap = self._expiry_heap
         while heap and heap[0][0] <= now:
             when, name = heapq.heappop(heap)
@@ -222,10 +240,16 @@ class _SandboxTable:
                 self._noise(old_decl)
         self.expiring.pop(name, None)
         self.workload.discard(name)
+        for i in self.uses.pop(name, ()):
+            self.users[i].discard(name)
         sb = None
         if holder is not None:
             sub = Diagnostics()
-            sb = _sandbox(holder, self.names, now, sub, self.decl_by_id)
+            uses: set = set()
+            sb = _sandbox(holder, self.names, now, sub, self.decl_by_id, uses)
+            self.uses[name] = uses
+            for i in uses:
+                self.users.setdefault(i, set()).add(name)
             self.resolved[id(holder)] = (sb, sub.collected())
             self.conflicts.pop(id(holder), None)
             bisect.insort(self.by_key.setdefault(holder.key, []), holder, key=_span_of)
@@ -294,13 +318,17 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     routing, cluster_domain = _settings(decls, diags)
 
     table = memo.table if memo is not None else None
+    again: set[str] = set()  # sandboxes to resolve again because services they found changed
     if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
             _same(memo.service_decls, decls.services) and table is not None:
         decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
         memo.service_decls = decls.services  # the same declarations in a new list: compare by `is` next time
     else:
         decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
-        table = _SandboxTable(names, decl_by_id)
+        if table is not None and memo.names is not None and memo.settings == (routing, cluster_domain):
+            again = table.rebind(names, decl_by_id, memo.names, memo.decl_by_id)  # the rest stays as it was
+        else:
+            table = _SandboxTable(names, decl_by_id)
         if memo is not None:
             memo.service_decls, memo.settings = decls.services, (routing, cluster_domain)
             memo.decl_by_id, memo.services, memo.names, memo.service_diags = decl_by_id, services, names, service_diags
@@ -315,7 +343,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         current = dict(zip(map(id, decls.sandboxes), decls.sandboxes))  # built in C: ~1 ms for 10,000
         removed = [table.decls[i] for i in table.decls.keys() - current.keys()]
         added = [current[i] for i in current.keys() - table.decls.keys()]
-    changed = table.update(removed, added, now)
+    changed = table.update(removed, added, now, again)
     for items in table.noisy.values():
         diags.extend(items)
 
@@ -533,7 +561,9 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, 
 
 
 def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
-             decl_by_id: dict[str, ServiceDecl]) -> Sandbox:
+             decl_by_id: dict[str, ServiceDecl], uses: set | None = None) -> Sandbox:
+    """`uses` collects the ids of the services its forks found, and None when one found none (what its
+    resolution depends on, beside its own declaration and the clock)."""
     if not valid_routing_key(sd.key):
         diags.error("MF206", f"invalid routing key {sd.key!r}", sd.key_span, ROUTING_KEY_HINT)
     expired = False
@@ -551,6 +581,8 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
     forks: dict[str, Fork] = {}
     for f in sd.forks:
         svc = names.find(f.ref, sd.namespace)
+        if uses is not None:
+            uses.add(svc.id if svc is not None else None)
         if svc is None:
             diags.error("MF201", f"unknown service {f.ref!r}", f.ref_span,
                         names.hint(f.ref, sd.namespace) or "fork a service of the baseline")
