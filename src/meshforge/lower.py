@@ -13,7 +13,6 @@ render, so emitters never see it:
 
 from __future__ import annotations
 
-import bisect
 import copy
 import hashlib
 import json
@@ -141,23 +140,14 @@ def workload_forks(model: Model) -> Model:
     else:  # only the keys and sandboxes that can hold a workload fork are rebuilt; the rest are kept as they are
         keys_list, sandbox_list = list(model.keys), list(model.sandboxes)
         for name in sorted({sb.key for sb in candidates} | rev.group_keys):
-            i = bisect.bisect_left(keys_list, name, key=_key_name)
-            if i < len(keys_list) and keys_list[i].key == name:
+            i = model.key_index(name)
+            if i is not None:
                 keys_list[i] = lower_key(keys_list[i])
         for sb in candidates:
-            i = bisect.bisect_left(sandbox_list, sb.name, key=_sandbox_name)
-            sandbox_list[i] = lower_sandbox(sb)
+            sandbox_list[model.sandbox_index(sb.name)] = lower_sandbox(sb)
         keys, sandboxes = tuple(keys_list), tuple(sandbox_list)
     generated.sort(key=lambda o: (o.namespace, o.kind, o.name))
     return replace(model, keys=keys, sandboxes=sandboxes, generated=model.generated + tuple(generated))
-
-
-def _key_name(k: KeyRoutes) -> str:
-    return k.key
-
-
-def _sandbox_name(sb: Sandbox) -> str:
-    return sb.name
 
 
 PASSES: tuple[Pass, ...] = (workload_forks,)

@@ -371,14 +371,23 @@ class Model:
                 out.setdefault(f.service, []).append((kr.key, f))
         return {s: tuple(v) for s, v in sorted(out.items())}
 
-    def key(self, name: str) -> KeyRoutes | None:
-        """One routing key's routes (binary search: no index of every key is built)."""
+    def key_index(self, name: str) -> int | None:
+        """Where one routing key is in `keys` (binary search: no index of every key is built)."""
         i = bisect.bisect_left(self.keys, name, key=_key_name)
-        return self.keys[i] if i < len(self.keys) and self.keys[i].key == name else None
+        return i if i < len(self.keys) and self.keys[i].key == name else None
+
+    def sandbox_index(self, name: str) -> int | None:
+        i = bisect.bisect_left(self.sandboxes, name, key=_sandbox_name)
+        return i if i < len(self.sandboxes) and self.sandboxes[i].name == name else None
+
+    def key(self, name: str) -> KeyRoutes | None:
+        """One routing key's routes."""
+        i = self.key_index(name)
+        return None if i is None else self.keys[i]
 
     def sandbox(self, name: str) -> Sandbox | None:
-        i = bisect.bisect_left(self.sandboxes, name, key=_sandbox_name)
-        return self.sandboxes[i] if i < len(self.sandboxes) and self.sandboxes[i].name == name else None
+        i = self.sandbox_index(name)
+        return None if i is None else self.sandboxes[i]
 
     @property
     def next_expiry(self) -> datetime | None:

@@ -37,6 +37,7 @@ from .model import (
     rfc3339,
 )
 from .names import ROUTING_KEY_HINT, valid_routing_key
+from .sortedmap import SortedMap
 from .spec.decls import Decls, EdgeDecl, RouteGroupDecl, SandboxDecl, ServiceDecl
 
 
@@ -118,20 +119,6 @@ def _span_of(sd: SandboxDecl) -> Span:
     return sd.span
 
 
-def _insert(names: list[str], values: list, name: str, value) -> None:
-    """Set `name` to `value` in two parallel lists sorted by name (value None: remove it)."""
-    i = bisect.bisect_left(names, name)
-    present = i < len(names) and names[i] == name
-    if value is None:
-        if present:
-            del names[i], values[i]
-    elif present:
-        values[i] = value
-    else:
-        names.insert(i, name)
-        values.insert(i, value)
-
-
 class _SandboxTable:
     """Every sandbox declaration, and what they resolve to, kept from one resolve to the next and
     updated by the declarations that came and went (`update`), so a changed sandbox costs its own
@@ -148,13 +135,10 @@ class _SandboxTable:
         self.resolved: dict[int, tuple[Sandbox, list]] = {}  # id of a name holder -> (Sandbox, diagnostics)
         self.conflicts: dict[int, list] = {}  # id -> MF215/MF205 about that declaration
         self.noisy: dict[int, list] = {}  # id -> every diagnostic of that declaration (non-empty only)
-        self.key_routes: dict[str, KeyRoutes] = {}  # key -> its routes, for keys a sandbox holds
-        self.sandbox_names: list[str] = []  # the sandboxes (name holders), sorted by name ...
-        self.sandbox_list: list[Sandbox] = []  # ... and in the same order
-        self.key_names: list[str] = []  # keys sandboxes route, sorted ...
-        self.key_list: list[KeyRoutes] = []  # ... and their routes in the same order
+        self.sandboxes: SortedMap[Sandbox] = SortedMap()  # the sandboxes (name holders), by name
+        self.keys: SortedMap[KeyRoutes] = SortedMap()  # the keys sandboxes route, and their routes
+        self.sandbox_by_name: dict[str, Sandbox] = {}  # the sandboxes again, as a dict (route groups)
         self.expiring: dict[str, datetime] = {}  # active sandboxes with an expiry -> when
-        self.sandbox_by_name: dict[str, Sandbox] = {}  # the sandboxes (name holders) by name
         self.uses: dict[str, set] = {}  # sandbox -> the service ids its forks found (None: a fork found none)
         self.users: dict[str | None, set[str]] = {}  # the other way round
         self.touched: dict[str, tuple] = {}  # what the last update changed: name -> (Sandbox before, after)
@@ -220,7 +204,7 @@ class _SandboxTable:
         if not same:
             self.by_name.pop(name, None)
         holder = same[0] if same else None
-        old = self.sandbox(name)
+        old = self.sandbox_by_name.get(name)
         old_decl = next((sd for sd in (self.by_key.get(old.key) or ()) if sd.name == name), None) if old else None
         for sd in same[1:]:
             d = Diagnostics()
@@ -260,7 +244,7 @@ class _SandboxTable:
             if any(isinstance(f.destination, WorkloadDestination) for f in sb.forks):
                 self.workload.add(name)
             self._noise(holder)
-        _insert(self.sandbox_names, self.sandbox_list, name, sb)
+        self.sandboxes.set(name, sb)
         if sb is None:
             self.sandbox_by_name.pop(name, None)
         else:
@@ -284,14 +268,10 @@ class _SandboxTable:
             self._noise(first)
             sb = self.resolved[id(first)][0]
             if not sb.expired and sb.forks:
-                kr = self.key_routes.get(key)
+                kr = self.keys.get(key)
                 if kr is None or kr.forks is not sb.forks or kr.owner != sb.name or kr.origin != first.span:
                     kr = KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, first.span)
-        if kr is None:
-            self.key_routes.pop(key, None)
-        else:
-            self.key_routes[key] = kr
-        _insert(self.key_names, self.key_list, key, kr)
+        self.keys.set(key, kr)
 
     def _noise(self, sd: SandboxDecl) -> None:
         hit = self.resolved.get(id(sd))
@@ -300,10 +280,6 @@ class _SandboxTable:
             self.noisy[id(sd)] = items
         else:
             self.noisy.pop(id(sd), None)
-
-    def sandbox(self, name: str) -> Sandbox | None:
-        i = bisect.bisect_left(self.sandbox_names, name)
-        return self.sandbox_list[i] if i < len(self.sandbox_names) and self.sandbox_names[i] == name else None
 
     def claimed(self, key: str) -> Span | None:
         claim = self.by_key.get(key)
@@ -347,7 +323,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     for items in table.noisy.values():
         diags.extend(items)
 
-    keys, key_names = table.key_list, table.key_names
+    keys = table.keys
     group_keys: dict[str, KeyRoutes] = {}
     previous = memo.groups if memo is not None and memo.table is table else {}
     groups: dict[int, tuple] = {}  # id(declaration) -> (declaration, KeyRoutes | None, diagnostics, fragile)
@@ -373,9 +349,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
             if kr is not None:
                 group_keys[rg.key] = kr
         if group_keys:
-            keys, key_names = list(keys), list(key_names)
+            keys = keys.copy()
             for k, kr in group_keys.items():
-                _insert(key_names, keys, k, kr)
+                keys.set(k, kr)
 
     edge = _edge(decls.edges, names, diags)
     token = object()
@@ -387,8 +363,8 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         memo.token, memo.table = token, table
     revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
                         table.next_expiry())
-    return Model(routing=routing, services=services, edge=edge, keys=tuple(keys),
-                 sandboxes=tuple(table.sandbox_list),
+    return Model(routing=routing, services=services, edge=edge, keys=tuple(keys.values),
+                 sandboxes=tuple(table.sandboxes.values),
                  user_objects=tuple(sorted(decls.user_objects,
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))),
                  revision=revision)

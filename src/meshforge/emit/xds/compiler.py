@@ -13,10 +13,10 @@ previous snapshot, and no `NodeConfig` or its dicts are mutated after they are h
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 from ...model import Edge, Model, Routing, Service
+from ...sortedmap import SortedMap
 from ...xdsapi import (
     CLUSTER_TYPE,
     DEFAULT_OUTBOUND_PORT,
@@ -111,8 +111,7 @@ class XdsCompiler:
         self._routing: Routing | None = None
         self._edge: tuple | None = None  # (signature, NodeConfig) of the edge node
         self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host, as a field
-        self._preview_keys: list[str] = []  # the keys with a preview host, sorted ...
-        self._preview_parts: list[bytes] = []  # ... and their virtual hosts, in the same order
+        self._preview_parts: SortedMap[bytes] = SortedMap()  # key -> its preview virtual host, in key order
         self._edge_frame: tuple[bytes, bytes] = (b"", b"")  # the edge route config's bytes before and after them
         # what the last compile saw, for the next one to look only at what changed
         self._services: tuple | None = None
@@ -286,26 +285,20 @@ class XdsCompiler:
             self._edge_frame = (b"".join(head), tail)
             if self._edge is None or self._edge[0][0] != edge:
                 self._previews = {}  # the hosts they name may differ
-            self._preview_keys = [kr.key for kr in model.keys] if edge.preview_domain else []
-            self._preview_parts = [part(k) for k in self._preview_keys]
-            live = set(self._preview_keys)
+            self._preview_parts = SortedMap((kr.key, part(kr.key)) for kr in model.keys) if edge.preview_domain \
+                else SortedMap()
+            live = set(self._preview_parts.keys)
             self._previews = {k: v for k, v in self._previews.items() if k[0] in live}
         elif edge.preview_domain:
             for key in sorted(keys):
-                kr = model.key(key)
-                i = bisect.bisect_left(self._preview_keys, key)
-                present = i < len(self._preview_keys) and self._preview_keys[i] == key
-                if kr is None and present:
-                    del self._preview_keys[i], self._preview_parts[i]
+                if model.key(key) is not None:
+                    self._preview_parts.set(key, part(key))
+                elif self._preview_parts.get(key) is not None:
+                    self._preview_parts.set(key, None)
                     for cluster in (names.cluster(port.number, svc.fqdn, key), names.cluster(port.number, svc.fqdn)):
                         self._previews.pop((key, cluster), None)  # what the cache held for the key goes with it
-                elif kr is not None and present:
-                    self._preview_parts[i] = part(key)
-                elif kr is not None:
-                    self._preview_keys.insert(i, key)
-                    self._preview_parts.insert(i, part(key))
         head, tail = self._edge_frame
-        body = b"".join((head, *self._preview_parts, tail))
+        body = b"".join((head, *self._preview_parts.values, tail))
         if self._edge is not None and self._edge[0] == base and self._edge[1].routes[names.EDGE_ROUTE_CONFIG].body == body:
             return self._edge[1]
         route = Resource.of(names.EDGE_ROUTE_CONFIG, ROUTE_TYPE, body)
