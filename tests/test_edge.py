@@ -155,6 +155,8 @@ def test_unknown_preview_host_gets_404_that_says_so(mesh):
     answer = mesh.get("nobody-here.preview.example.test")
     assert answer["status"] == 404
     assert "no active sandbox or route group" in answer["body"]
+    other = mesh.get("elsewhere.example.org")  # not a host the edge serves: a 404 that names the ones it does
+    assert other["status"] == 404 and "preview.example.test" in other["body"]
 
 
 @pytest.mark.parametrize("forged", [

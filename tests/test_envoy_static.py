@@ -161,7 +161,11 @@ def test_grpc_service_forked(mesh):
 
 def test_out_of_scope_service_is_not_routed(mesh):
     port, envoy = mesh
-    assert http_get(port, "client")["status"] == 404  # client does not call itself: not in its scope
+    got = http_get(port, "client")  # client does not call itself: not in its scope
+    assert got["status"] == 404
+    assert "knows no service by the host" in got["body"] and "no_proxy" in got["body"]  # says why, and what to do
+    outside = http_get(port, "api.github.com")
+    assert outside["status"] == 404 and "no_proxy" in outside["body"]
     import json
 
     clusters = {c["name"] for c in json.loads(envoy.admin("/clusters?format=json"))["cluster_statuses"]}

@@ -66,6 +66,7 @@ class Backend:
     destinations: frozenset[type]  # destination kinds it expresses
     cannot: dict[type, Unsupported] = field(default_factory=dict)  # the others, explained
     options: tuple[Option, ...] = ()
+    empty: str = "the specs hold nothing it renders"  # why a render can come out empty, for the note that says so
 
     def render(self, model: Model, diags: Diagnostics, **options: Any) -> dict[str, str]:
         known = {o.name: o.default for o in self.options}
@@ -112,7 +113,9 @@ _ENVOY_SUBSETS = Unsupported(
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
             _istio,
-            frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination})),
+            frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination}),
+            empty="no active sandbox or route group forks a service, no edge is declared and no VirtualService was "
+                  "given"),
     Backend("gateway-api", "Gateway API", "Gateway API HTTPRoutes / GRPCRoutes for the mesh (GAMMA: Istio, Linkerd, "
             "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, WorkloadDestination}),
             {EndpointsDestination: Unsupported(
@@ -121,9 +124,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
              SubsetDestination: Unsupported(
                 "cannot route to label {destination} of {service}: backendRefs name whole Services, not subsets",
                 "fork to a workload (meshforge renders a Deployment and a Service for it) or to a host")},
-            (HEADER_ONLY,)),
+            (HEADER_ONLY,), empty="no active sandbox or route group forks a service and no edge is declared"),
     Backend("kubernetes", "Kubernetes", "the Deployments/StatefulSets and Services of workload forks",
-            _kubernetes, frozenset(DESTINATION_KINDS)),
+            _kubernetes, frozenset(DESTINATION_KINDS),
+            empty="it renders the Deployments, StatefulSets and Services of workload forks (to: {workload: ...}), "
+                  "and no active sandbox has one"),
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
             _xds,
             frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},

@@ -132,6 +132,10 @@ def explain(paths, start, key, url, source_address, output, now, quiet):
         raise click.UsageError("--from needs --routing-key KEY")
     if source_address is not None and url is None:
         raise click.UsageError("--source-address goes with --url")
+    from .names import ROUTING_KEY_HINT, valid_routing_key
+
+    if key is not None and not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")
     model = load_or_exit(paths, now, quiet=quiet)
     if url is not None:
         try:
@@ -155,15 +159,17 @@ def _render_options(f):
     from .backends import BACKENDS, all_options
 
     formats = "; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values())
-    f = click.option("--format", "fmt", type=click.Choice(list(BACKENDS)), required=True, help=f"Output. {formats}.")(f)
-    for opt in all_options().values():
+    # click lists options in the reverse order of application: the backend options first, so that the
+    # required --format heads the list in --help
+    for opt in reversed(list(all_options().values())):
         users = ", ".join(b.name for b in BACKENDS.values() if opt in b.options)
         if opt.is_flag:
             f = click.option(opt.flag, opt.name, is_flag=True, default=None, help=f"{users}: {opt.help}")(f)
         else:
             f = click.option(opt.flag, opt.name, type=click.IntRange(opt.minimum, opt.maximum), default=None,
                              help=f"{users}: {opt.help} [default: {opt.default}]")(f)
-    return f
+    return click.option("--format", "fmt", type=click.Choice(list(BACKENDS)), required=True,
+                        help=f"Output. {formats}.")(f)
 
 
 def _render_files(paths, fmt, now, options, quiet=False):
@@ -203,6 +209,10 @@ def render(paths, fmt, output_dir, now, quiet, **options):
     from .output import OutputError, write_tree
 
     files = _render_files(paths, fmt, now, options, quiet)
+    if not files and not quiet:
+        from .backends import get
+
+        click.echo(f"note: nothing to render for --format {fmt}: {get(fmt).empty}", err=True)
     if output_dir is None:
         click.echo(stream(files), nl=False)
         return
@@ -325,7 +335,8 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError) as e:  # cannot listen: the address is taken or not ours
-        raise click.ClickException(f"cannot serve: {e}")
+        click.echo(f"Error: cannot serve: {e}", err=True)
+        sys.exit(2)
 
 
 @main.command(short_help="Print a sidecar's (or the edge proxy's) Envoy bootstrap for serve.")
@@ -483,6 +494,7 @@ def sandbox_create(name, branch, forks, env, ttl, namespace, labels, now, output
         click.echo(text, nl=False)
         return
     try:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)  # a pipeline's gitops/sandboxes/ may not exist yet
         write_file_atomically(Path(output), text)
     except OSError as e:
         raise click.ClickException(f"{output}: {e.strerror or e}")

@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "MF005": "document is not an object",
     "MF006": "YAML feature not allowed",
     "MF007": "unknown meshforge kind or apiVersion",
+    "MF008": "file holds no object meshforge reads",
     "MF101": "unknown field",
     "MF102": "missing required field",
     "MF103": "wrong type",

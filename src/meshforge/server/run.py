@@ -9,6 +9,7 @@ and the last good configuration keeps serving. `expiresAt` takes effect on time,
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import operator
@@ -46,6 +47,35 @@ class SafeFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = record.message.translate(_CONTROL)
         return super().formatMessage(record)
+
+
+def _log_lines(level: int, text: str) -> None:
+    """A multi-line diagnostic (`file:line:col: ...`, `  at ...`, `  hint: ...`) as one log line per line, as it
+    reads on a terminal; each line is still escaped by `SafeFormatter`."""
+    for line in text.splitlines() or [""]:
+        log.log(level, "%s", line)
+
+
+def check_free(host: str, port: int) -> None:
+    """OSError (with the reason) when another process listens on HOST:PORT. gRPC's own bind would share a
+    port another server holds (it sets SO_REUSEPORT by default, and serve turns that off) or print its own
+    errors; asked first, a taken port is one clear message."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OSError(f"cannot resolve {host!r}: {e.strerror}") from None
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC and http.server bind
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise OSError(f"{join_address(host, port)} is already in use by another process (another "
+                                  "meshforge serve?); stop it or choose another port") from None
+                raise OSError(f"cannot listen on {join_address(host, port)}: {e.strerror or e}") from None
 
 
 def configure_logging(level: str) -> None:
@@ -155,12 +185,13 @@ class ControlPlane:
             self.metrics.reloads.labels("deferred").inc()
             return False
         for w in result.warnings:
-            log.warning("%s", w)
+            _log_lines(logging.WARNING, w)
         if result.snapshot is None:
             for e in result.errors:
-                log.error("%s", e)
-            log.error("reload (%s): specs invalid (%d errors); still serving the last good configuration",
-                      reason, len(result.errors))
+                _log_lines(logging.ERROR, e)
+            n = len(result.errors)
+            log.error("reload (%s): specs invalid (%d error%s); still serving the last good configuration",
+                      reason, n, "" if n == 1 else "s")
             with self.state.lock:
                 self.state.errors = list(result.errors)
             self.metrics.spec_errors.set(len(result.errors))
@@ -306,13 +337,18 @@ class ControlPlane:
                         ", ".join(paths))
 
     async def start(self) -> None:
+        host, port = parse_address(self.xds_address)
+        if port:
+            check_free(host, port)
+        if self.admin_address:
+            check_free(*parse_address(self.admin_address))
         await self.reload("start")
-        self.server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
+        # no SO_REUSEPORT: a second serve on the same port must fail, not split the proxies between two servers
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000),
                                                ("grpc.keepalive_time_ms", 30_000),
                                                ("grpc.keepalive_permit_without_calls", 1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(self.access_log, self.server)
-        host, port = parse_address(self.xds_address)
         if self.tls is not None:
             self.bound_port = self.server.add_secure_port(join_address(host, port), self.tls.grpc_credentials())
         else:
@@ -327,6 +363,9 @@ class ControlPlane:
             self.admin = start_admin(ah, ap, self.state, self.tls.ssl_context() if self.tls else None)
             log.info("admin on http%s://%s (dashboard /, /api/state, /healthz /readyz /metrics /debug/config?node=...)",
                      "s" if self.tls else "", join_address(ah, self.admin.server_address[1]))
+        else:
+            log.info("no --admin-address: no dashboard, /readyz, /metrics or access-log queries (doctor); "
+                     "add --admin-address 127.0.0.1:18080 for them")
 
     async def stop(self) -> None:
         if self._expiry is not None:

@@ -63,6 +63,14 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
     """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside."""
     decls = Decls()
     k8s: list[Document] = []
+    objects = [d for d in docs if isinstance(d.data, dict) and isinstance(d.data.get("apiVersion"), str)
+               and isinstance(d.data.get("kind"), str)]
+    if docs and not objects and any(isinstance(d.data, dict) for d in docs):
+        diags.warning("MF008", "nothing here is an object meshforge reads: no document has apiVersion and kind, so "
+                      "the file is ignored", docs[0].span(""),
+                      "meshforge reads Baseline, Sandbox and RouteGroup (meshforge.dev/v1alpha1), Kubernetes "
+                      "Services and workloads, VirtualServices and HTTPRoutes; is this the right file (a CI "
+                      "workflow or a values file)?")
     for doc in _expand_lists(docs, diags):
         if not isinstance(doc.data, dict):
             diags.error("MF005", f"document is {type(doc.data).__name__}, not an object", doc.span(""),

@@ -51,6 +51,9 @@ def _field(number: int, data: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(data)) + data
 
 
+_UNKNOWN_HOST = _field(2, _ser(resources.unknown_host_virtual_host()))  # the catch-all, last (matched by '*')
+
+
 @dataclass
 class _ServiceArtifacts:
     vhosts_same: list[bytes]  # one per routable port, for nodes in the service's namespace
@@ -281,7 +284,8 @@ class XdsCompiler:
             if edge.hosts:
                 head.append(_field(2, _ser(resources.virtual_host(
                     svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
-            tail = _field(2, _ser(resources.unknown_preview_virtual_host(edge))) if edge.preview_domain else b""
+            tail = (_field(2, _ser(resources.unknown_preview_virtual_host(edge))) if edge.preview_domain else b"") + \
+                _field(2, _ser(resources.edge_unknown_host_virtual_host(edge)))
             self._edge_frame = (b"".join(head), tail)
             if self._edge is None or self._edge[0][0] != edge:
                 self._previews = {}  # the hosts they name may differ
@@ -336,6 +340,7 @@ class XdsCompiler:
                 clusters[r.name] = r
             for r in art.endpoints:
                 endpoints[r.name] = r
+        parts.append(_UNKNOWN_HOST)
         route = Resource.of(names.ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
         return NodeConfig(kind, {names.ROUTE_CONFIG: route}, dict(sorted(clusters.items())),
                           dict(sorted(endpoints.items())))

@@ -196,6 +196,26 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
     return vh
 
 
+UNKNOWN_HOST_BODY = (
+    "meshforge: this sidecar knows no service by the host this request named (its Host / :authority).\n"
+    "A sidecar is told about the services its own service depends on (dependsOn, or the meshforge.dev/depends-on "
+    "annotation); check the name (name, name.namespace or the FQDN, with or without the port) and those "
+    "dependencies (meshforge explain, /debug/config?node=...).\n"
+    "Calls to hosts outside the mesh must not go through the sidecar: when http_proxy points at it, list them "
+    "in no_proxy (no_proxy=.example.com,api.github.com).\n")
+
+
+def unknown_host_virtual_host() -> route_components_pb2.VirtualHost:
+    """The catch-all of a sidecar's routes: a host it was not told about gets a 404 that says why, instead of
+    Envoy's empty one."""
+    return route_components_pb2.VirtualHost(
+        name="unknown-host", domains=["*"],
+        routes=[route_components_pb2.Route(
+            name="unknown-host", match=route_components_pb2.RouteMatch(prefix="/"),
+            direct_response=route_components_pb2.DirectResponseAction(
+                status=404, body=base_pb2.DataSource(inline_string=UNKNOWN_HOST_BODY)))])
+
+
 def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
     rc = route_pb2.RouteConfiguration(name=names.ROUTE_CONFIG)
     rc.virtual_hosts.extend(vhosts)
@@ -371,6 +391,18 @@ def unknown_preview_virtual_host(edge: Edge) -> route_components_pb2.VirtualHost
         name="preview:unknown", domains=[f"*.{edge.preview_domain}"],
         routes=[route_components_pb2.Route(
             name="unknown-preview-host", match=route_components_pb2.RouteMatch(prefix="/"),
+            direct_response=route_components_pb2.DirectResponseAction(
+                status=404, body=base_pb2.DataSource(inline_string=body)))])
+
+
+def edge_unknown_host_virtual_host(edge: Edge) -> route_components_pb2.VirtualHost:
+    """The edge's catch-all: a host it does not serve gets a 404 that names the hosts it does."""
+    served = list(edge.hosts) + ([f"<routing key>.{edge.preview_domain}"] if edge.preview_domain else [])
+    body = f"meshforge edge: this host is not served here; it serves {', '.join(served)}\n"
+    return route_components_pb2.VirtualHost(
+        name="unknown-host", domains=["*"],
+        routes=[route_components_pb2.Route(
+            name="unknown-host", match=route_components_pb2.RouteMatch(prefix="/"),
             direct_response=route_components_pb2.DirectResponseAction(
                 status=404, body=base_pb2.DataSource(inline_string=body)))])
 
