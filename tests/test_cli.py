@@ -107,3 +107,33 @@ def test_plurals_colour_and_stdout_documents_named(cli, write, monkeypatch):
     assert [doc.splitlines()[0] for doc in docs] == ["# cartservice.shop.yaml", "# checkout.shop.yaml",
                                                      "# frontend.shop.yaml", "# payments.billing.yaml",
                                                      "# redis-cart.shop.yaml"]
+
+
+def test_render_help_leads_with_the_required_format(cli):
+    text = cli("render", "--help").output
+    options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
+    assert options[0] == "--format", options
+
+
+def test_an_empty_render_says_why(cli, write):
+    d = write({"b.yaml": BASELINE, "s.yaml": sandbox("pr-1", ("cartservice", "c.shop.svc.cluster.local"))})
+    r = cli("render", d, "--format", "kubernetes")
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "nothing to render for --format kubernetes" in r.stderr and "workload" in r.stderr
+    assert "nothing to render" not in cli("render", d, "--format", "istio").stderr
+
+
+def test_explain_refuses_a_key_that_is_no_routing_key(cli, write):
+    d = write({"b.yaml": BASELINE})
+    for args in (["--from", "frontend", "--routing-key", "bad key!"], ["--url", "http://x/", "--routing-key", "A"]):
+        r = cli("explain", d, *args)
+        assert r.exit_code == 2 and "is not a routing key" in r.output, args
+
+
+def test_a_file_with_nothing_meshforge_reads_is_named(cli, write):
+    workflow = "name: sandbox\non: {pull_request: {}}\njobs: {}\n"
+    d = write({"b.yaml": BASELINE, "ci/sandbox.yaml": workflow})
+    r = cli("validate", d)
+    assert r.exit_code == 0
+    assert "sandbox.yaml:1:1: warning[MF008]: nothing here is an object meshforge reads" in r.output
+    assert "MF008" not in cli("validate", write({"b.yaml": BASELINE}, sub="only")).output

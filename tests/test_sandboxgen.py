@@ -71,3 +71,10 @@ def test_the_command_prints_a_sandbox_that_validates(cli, tmp_path):
 def test_bad_arguments_are_usage_errors_naming_the_argument(cli, args, named):
     r = cli("sandbox", "create", *args)
     assert r.exit_code == 2 and named in r.output, r.output
+
+
+def test_the_output_file_s_directories_are_made(cli, tmp_path):
+    out = tmp_path / "gitops" / "sandboxes" / "new" / "pr-3.yaml"
+    r = cli("sandbox", "create", "pr-3", "--fork", "cartservice=registry.example/cart:pr-3", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(out.read_text())["metadata"]["name"] == "pr-3"

@@ -177,3 +177,32 @@ def test_a_slow_spec_does_not_delay_answers_to_proxies(server, tmp_path):
         wait_until(lambda: "published snapshot 2" in server.log(), 60)
     finally:
         c.close()
+
+
+def test_a_second_serve_on_a_taken_address_refuses_to_start(server, tmp_path):
+    import subprocess
+    import sys
+
+    from meshforge.envoyproc import free_port
+
+    for xds, admin in ((server.xds_port, free_port()), (free_port(), server.admin_port)):
+        r = subprocess.run([sys.executable, "-m", "meshforge.cli", "serve", str(server.dir), "--xds-address",
+                            f"127.0.0.1:{xds}", "--admin-address", f"127.0.0.1:{admin}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        taken = xds if xds == server.xds_port else admin
+        assert f"127.0.0.1:{taken} is already in use by another process" in r.stderr
+        assert "add_port" not in r.stderr and "E1201" not in r.stderr and "Traceback" not in r.stderr
+    assert server.get("/healthz")[0] == 200  # the first one goes on serving
+
+
+def test_a_multi_line_diagnostic_is_logged_line_by_line(server):
+    from .serve_harness import endpoint_sandbox
+
+    (server.dir / "bad.yaml").write_text(endpoint_sandbox("bad", {"apx": 10}))
+    wait_until(lambda: "specs on disk are invalid" in server.get("/readyz")[1], 10, what="invalid specs noticed")
+    log = server.log_path.read_text()
+    assert "specs invalid (1 error);" in log
+    line = next(x for x in log.splitlines() if "error[MF201]" in x)
+    assert "\\n" not in line  # the hint is on a line of its own, not an escaped newline
+    assert any(x.rstrip().endswith('hint: did you mean "api"?') for x in log.splitlines())

@@ -180,7 +180,7 @@ def mesh_overview(model: Model) -> dict:
     """The mesh as plain JSON data (the dashboard's): services and whom they call, every routing key with
     its owner and forks, sandboxes with their expiry, the edge's hosts."""
     def forks(fs) -> list[dict]:
-        return [{"service": f.service, "destination": f.destination.describe()} for f in fs]
+        return [{"service": f.service, "sandbox": f.sandbox, "destination": f.destination.describe()} for f in fs]
 
     edge = model.edge
     return {

@@ -99,7 +99,11 @@ def make_handler(state: AdminState):
             if url.path == "/api/state":
                 overview = state.current_overview()
                 cache = state.cache
+                with state.lock:
+                    specs = {"valid": not state.errors, "errors": list(state.errors), "vanished": list(state.vanished),
+                             "loaded": state.has_config}
                 return self._json({"generation": cache.generation if cache else 0, "overview": overview,
+                                   "specs": specs,
                                    "proxies": state.proxies() if state.proxies else [],
                                    "requestsByKey": state.requests.keys() if state.requests else {}})
             if url.path == "/api/requests":

@@ -30,6 +30,8 @@ from google.protobuf import any_pb2
 from ..xdsapi import (
     CLUSTER_TYPE,
     DEFAULT_OUTBOUND_PORT,
+    EDGE_HOST,
+    EDGE_NODE,
     ENDPOINT_TYPE,
     LISTEN_ADDRESS_METADATA,
     LISTENER_TYPE,
@@ -37,6 +39,7 @@ from ..xdsapi import (
     PUSH_ORDER,
     ROUTE_TYPE,
     SHORT_NAMES,
+    SIDECAR_HOST,
     WILDCARD_TYPES,
     listen_address,
     outbound_port,
@@ -453,8 +456,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 state = "NACK" if t in s.rejected else "pending" if st.awaiting else "ACK"
                 types[short_name(t)] = {"version": st.version if s.kind == "sotw" else f"{len(st.sent)} resources",
                                         "state": state, "error": s.rejected.get(t)}
+            host = s.host or (EDGE_HOST if s.node == EDGE_NODE else SIDECAR_HOST)
             out.append({"node": s.node, "id": s.node_id, "protocol": s.kind, "generation": s.generation_seen,
-                        "types": types})
+                        "types": types, "listener": f"[{host}]:{s.port}" if ":" in host else f"{host}:{s.port}"})
         return sorted(out, key=lambda p: (p["node"], p["id"]))
 
     async def _serve(self, stream: _Stream, request_iterator, context):
