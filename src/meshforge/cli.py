@@ -501,14 +501,18 @@ def sandbox_create(name, branch, forks, env, ttl, namespace, labels, now, output
 
 
 @main.command(short_help="Run it all live on this machine.")
-def demo():
+@click.option("--keep", is_flag=True, help="Stay up afterwards, with the dashboard and preview URLs live, until "
+              "Ctrl-C.")
+def demo(keep):
     """Run it all live: a server, three services behind real Envoys, sandboxes.
 
-    Example: meshforge demo
+    Exit 0 when the story ran to its end; 130 when Ctrl-C stopped it (with --keep: the way to end it).
+
+    Example: meshforge demo --keep
     """
     from .demo import run_demo
 
-    run_demo()
+    sys.exit(run_demo(keep))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -235,6 +235,21 @@ class Demo:
         _say("Try it yourself: meshforge render <specs> --format istio | envoy-static, "
              "meshforge explain <specs> --url http://cart-pr-42.preview.localhost/")
 
+    def keep(self) -> None:
+        """Stay up, every URL live, until Ctrl-C (or SIGTERM)."""
+        _say("\nThe demo keeps running: open these in a browser on this machine (*.localhost is this machine):",
+             bold=True)
+        _say(f"   dashboard:  http://127.0.0.1:{self.admin_port}/", fg="cyan")
+        _say(f"   public:     {self.url('shop.localhost')}", fg="cyan")
+        self.preview_urls("cart-pr-42", "payments-pr-7")
+        _say(f"   specs:      {self.specs} (edit, add or delete sandbox files: they take effect live)")
+        _say(f"   doctor:     meshforge doctor --admin-address 127.0.0.1:{self.admin_port} --routing-key cart-pr-42")
+        _say("Press Ctrl-C to stop everything.", bold=True)
+        while True:
+            if self.server is not None and self.server.poll() is not None:
+                raise click.ClickException(f"meshforge serve exited:\n{(self.tmp / 'serve.log').read_text()}")
+            time.sleep(0.5)
+
     def doctor(self, key: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "meshforge.cli", "doctor", "--admin-address",
                                f"127.0.0.1:{self.admin_port}", "--routing-key", key],
@@ -255,18 +270,28 @@ class Demo:
         self.stack.close()
 
 
-def run_demo() -> None:
+def run_demo(keep: bool = False) -> int:
+    """The demo's exit status: 0 when the story ran to its end, 128 + the signal's number when Ctrl-C (130) or
+    SIGTERM (143) stopped it (as a shell reports a command a signal ended)."""
     demo = Demo()
+    stopped_by: list[int] = []
 
     def on_term(signum, frame):
+        stopped_by.append(signum)
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
         demo.run()
+        if keep:
+            demo.keep()
     except KeyboardInterrupt:
         _say("\ninterrupted", fg="red")
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     finally:
         _say("cleaning up: stopping sidecars, apps and the server", dim=True)
         demo.close()
         signal.signal(signal.SIGTERM, old)
+    if not keep:
+        _say("(meshforge demo --keep stays up with these URLs live until Ctrl-C)", dim=True)
+    return 0
