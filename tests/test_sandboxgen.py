@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,12 @@ def test_any_branch_gives_a_dns_label(branch):
 
 
 def test_branch_names():
-    assert name_from_branch("feature/ABC-123_x") == "feature-abc-123-x"
+    assert name_from_branch("feature-login") == "feature-login"  # already a name: kept
+    assert re.fullmatch(r"feature-abc-123-x-[0-9a-f]{12}", name_from_branch("feature/ABC-123_x"))
+    taken = name_from_branch("feature/login")
+    assert name_from_branch(taken) != taken  # a branch named after another's sandbox gets its own name
+    names = {name_from_branch(b) for b in ("feature/login", "Feature_Login", "feature-login", "feature.login")}
+    assert len(names) == 4  # normalising alone would give feature-login four times
     a, b = name_from_branch("feature/" + "x" * 80 + "-one"), name_from_branch("feature/" + "x" * 80 + "-two")
     assert len(a) <= 63 and len(b) <= 63 and a != b and a == name_from_branch("feature/" + "x" * 80 + "-one")
     with pytest.raises(ValueError, match="--branch"):
@@ -41,7 +47,7 @@ def test_the_command_prints_a_sandbox_that_validates(cli, tmp_path):
             "--label", "team=cart", "-o", out)
     assert r.exit_code == 0, r.output
     doc = yaml.safe_load(out.read_text())
-    assert doc["metadata"] == {"name": "feature-cart", "namespace": "shop", "labels": {"team": "cart"}}
+    assert doc["metadata"] == {"name": name_from_branch("Feature/Cart"), "namespace": "shop", "labels": {"team": "cart"}}
     assert doc["spec"]["expiresAt"] == "2026-11-30T10:00:00Z"
     assert doc["spec"]["forks"] == [{"service": "cartservice", "to": {"workload": {
         "images": [{"image": "registry.example/cart:pr-1"}], "env": [{"name": "MODE", "value": "beta"}]}}}]
@@ -78,3 +84,16 @@ def test_the_output_file_s_directories_are_made(cli, tmp_path):
     r = cli("sandbox", "create", "pr-3", "--fork", "cartservice=registry.example/cart:pr-3", "-o", out)
     assert r.exit_code == 0, r.output
     assert yaml.safe_load(out.read_text())["metadata"]["name"] == "pr-3"
+
+
+@given(st.text(min_size=1, max_size=80).filter(lambda b: any(c.isascii() and c.isalnum() for c in b)),
+       st.text(min_size=1, max_size=80).filter(lambda b: any(c.isascii() and c.isalnum() for c in b)))
+def test_two_branches_never_share_a_name(a, b):
+    if a != b:
+        assert name_from_branch(a) != name_from_branch(b)
+
+
+def test_sandbox_name_prints_what_create_would_name_it(cli):
+    r = cli("sandbox", "name", "--branch", "feature/Cart_Totals")
+    assert r.exit_code == 0 and r.output == name_from_branch("feature/Cart_Totals") + "\n"
+    assert cli("sandbox", "name", "--branch", "///").exit_code == 2

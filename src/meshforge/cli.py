@@ -500,6 +500,51 @@ def sandbox_create(name, branch, forks, env, ttl, namespace, labels, now, output
         raise click.ClickException(f"{output}: {e.strerror or e}")
 
 
+@sandbox.command("name", short_help="Print the sandbox name (and routing key) a branch gets.")
+@click.option("--branch", required=True, help="The branch name.")
+def sandbox_name(branch):
+    """Print the name `sandbox create --branch BRANCH` gives the sandbox (its routing key, unless set).
+
+    Example (CI): NAME=$(meshforge sandbox name --branch "$GITHUB_HEAD_REF")
+    """
+    from .sandboxgen import name_from_branch
+
+    try:
+        click.echo(name_from_branch(branch))
+    except ValueError as e:
+        raise click.UsageError(str(e))
+
+
+@sandbox.command("show", short_help="One sandbox: its key, state, expiry, preview URL and forks.")
+@click.argument("name")
+@_paths
+@click.option("--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="markdown: for a pull request's comment.")
+@_now
+def sandbox_show(name, paths, output, now):
+    """Show sandbox NAME as the specs in PATHS define it: routing key, whether it is active, when it expires,
+    its preview URL (with an edge that has a previewDomain) and its forks (the images of workload forks).
+
+    Exit 0 when shown, 1 when the specs are invalid or define no sandbox NAME.
+
+    Example (CI): meshforge sandbox show feature-login gitops/ --output markdown > comment.md
+    """
+    from .diagnostics import did_you_mean
+    from .sandboxview import describe, render_json, render_markdown, render_text
+
+    when = now or datetime.now(timezone.utc)
+    model = load_or_exit(paths, when, quiet=True)
+    sb = model.sandbox(name)
+    if sb is None:
+        hint = did_you_mean(name, [s.name for s in model.sandboxes])
+        click.echo(f"error: no sandbox {name!r} in {', '.join(paths)}" + (f"; {hint}" if hint else ""), err=True)
+        sys.exit(1)
+    data = describe(model, sb)
+    text = render_json(data) if output == "json" else render_markdown(data, when) if output == "markdown" \
+        else render_text(data, when)
+    click.echo(text, nl=False)
+
+
 @main.command(short_help="Run it all live on this machine.")
 @click.option("--keep", is_flag=True, help="Stay up afterwards, with the dashboard and preview URLs live, until "
               "Ctrl-C.")

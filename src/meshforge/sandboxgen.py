@@ -32,16 +32,23 @@ _SERVICE = _schema_pattern(*_FORK, "service")
 _TTL = re.compile(r"([0-9]+)([mhd])")
 
 
+_HASHED = re.compile(r".*-[0-9a-f]{12}")
+
+
 def name_from_branch(branch: str) -> str:
-    """`feature/ABC-123_x` → `feature-abc-123-x`: lower case, every other character a '-', at most 63
-    characters; a cut name ends with a hash of the whole branch, so two long branches never collide."""
+    """`feature/login` → `feature-login-<hash>`: lower case, every other character a '-', at most 63
+    characters. Whenever that changed the text (`feature/login`, `Feature_Login` and `feature-login` would
+    all give `feature-login`) or cut it, the name ends with 12 hex digits of a hash of the whole branch, so
+    two branches never get one name and one author's branch cannot take another's routing key. A branch that
+    is already a name stays as it is, unless it ends like a hashed name (`-` and 12 hex digits): copying
+    another branch's name as a branch of one's own gives a name of its own too."""
     name = re.sub(r"[^a-z0-9]", "-", branch.lower()).strip("-")
-    if len(name) > 63:
-        digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-')}-{digest}"
     if not name:
         raise ValueError(f"--branch {branch!r} has no letter or digit to make a name from")
-    return name
+    if name == branch and len(name) <= 63 and not _HASHED.fullmatch(name):
+        return name
+    digest = hashlib.sha256(branch.encode()).hexdigest()[:12]
+    return f"{name[:50].rstrip('-')}-{digest}"
 
 
 def parse_ttl(text: str) -> timedelta:
@@ -89,7 +96,7 @@ def sandbox_spec(name: str, forks: list[str], env: list[str], namespace: str | N
         meta["labels"] = parsed_labels
     spec: dict = {}
     if ttl is not None:
-        spec["expiresAt"] = rfc3339(now + parse_ttl(ttl))
+        spec["expiresAt"] = rfc3339((now + parse_ttl(ttl)).replace(microsecond=0))
     spec["forks"] = [{"service": s, "to": {"workload": w}} for s, w in workloads.items()]
     doc = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Sandbox", "metadata": meta, "spec": spec}
     return dump_yaml(doc)

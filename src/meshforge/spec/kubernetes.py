@@ -126,8 +126,9 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
                 for ref in (r.strip() for r in value.split(",")):
                     if ref:
                         deps.append(DepRef(ref, ns, False, src.span(ptr)))
-        for w, _ in selected:
-            deps.extend(_env_refs(w, ns, name))
+        if not declares:  # declared dependencies replace inference: nothing to infer, nothing to warn about
+            for w, _ in selected:
+                deps.extend(_env_refs(w, ns, name))
         out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
                                workloads=tuple(wl for _, wl in selected), deps=deps, declares_deps=declares,
                                span=doc.span("/metadata/name"), source="Kubernetes",
