@@ -94,7 +94,25 @@ def with_defaults(schema: dict, value):
     return value
 
 
+def kubernetes_errors(obj: dict) -> list[str]:
+    """A core Kubernetes object checked, strictly, against the upstream schemas (kubernetes-validate)."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{'/'.join(map(str, e.path))}: {e.message}"]
+    return []
+
+
+CORE_GROUPS = ("v1", "discovery.k8s.io/v1", "apps/v1")
+
+
 def gateway_errors(obj: dict) -> list[str]:
+    """What `render --format gateway-api` emits: Gateway API objects against their CRDs, and the Services and
+    EndpointSlices it renders for static endpoints against Kubernetes' own schemas."""
+    if obj.get("apiVersion") in CORE_GROUPS:
+        return kubernetes_errors(obj)
     v = gateway_validators().get((obj.get("apiVersion"), obj.get("kind")))
     if v is None:
         return [f"no served Gateway API CRD for {obj.get('apiVersion')} {obj.get('kind')}"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from meshforge.lower import fork_name
 from meshforge.sandboxgen import name_from_branch
 
 from .gha import Runner
@@ -211,7 +212,7 @@ def test_a_pull_request_gets_a_sandbox_a_comment_updated_in_place_and_cleanup_on
     assert sandbox["metadata"] == {"name": NAME, "labels": {"pr": "pr-7"}}
     files = rendered(repo)
     deployments = [f for f in files if f.startswith("kubernetes/default/deployment-")]
-    assert deployments == [f"kubernetes/default/deployment-cartservice-{NAME}.yaml"]
+    assert deployments == [f"kubernetes/default/deployment-{fork_name('cartservice', NAME)}.yaml"]
     body = yaml.safe_load((repo / "rendered" / deployments[0]).read_text())
     assert body["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert "istio/default/virtualservice-meshforge-cartservice.yaml" in files
@@ -271,8 +272,8 @@ def test_a_lost_push_race_is_retried_from_the_new_head(github):
     repo = github.gitops()
     assert (repo / "sandboxes/pr-7.yaml").exists() and (repo / "sandboxes/pr-9.yaml").exists()
     files = rendered(repo)  # rendered again from the new head: both sandboxes' forks
-    assert "kubernetes/default/deployment-cartservice-pr-9.yaml" in files
-    assert [f for f in files if f.startswith("kubernetes/default/deployment-") and NAME[:20] in f]
+    assert f"kubernetes/default/deployment-{fork_name('cartservice', 'pr-9')}.yaml" in files
+    assert f"kubernetes/default/deployment-{fork_name('cartservice', NAME)}.yaml" in files
 
 
 def test_a_push_refused_for_another_reason_fails_the_job_loudly(github):
@@ -301,7 +302,7 @@ def test_the_scheduled_run_prunes_a_sandbox_after_it_expired(github):
     git("add", "-A", cwd=work)
     git("commit", "--quiet", "-m", "pr-3", cwd=work)
     git("push", "--quiet", "origin", "gitops", cwd=work)
-    assert "kubernetes/default/deployment-cartservice-pr-3.yaml" in rendered(work)
+    assert f"kubernetes/default/deployment-{fork_name('cartservice', 'pr-3')}.yaml" in rendered(work)
 
     result, _ = github.run(github.schedule())
     ok(result)

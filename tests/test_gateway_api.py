@@ -131,7 +131,7 @@ def test_requests_land_where_explain_says(write, header_only):
                     reached = fork is not None and headers and not (header_only and "baggage" in headers)
                     if reached:
                         assert isinstance(fork.destination, HostDestination)
-                        name, ns = gateway_api.service_of_host(fork.destination.host, model, svc.namespace)
+                        name, ns = model.cluster_service(fork.destination.host, svc.namespace)
                         want = {"namespace": ns, "name": name, "port": fork.destination.port or port.number}
                     else:
                         want = {"namespace": svc.namespace, "name": svc.name, "port": port.number}
@@ -140,18 +140,47 @@ def test_requests_land_where_explain_says(write, header_only):
     assert checked > 60
 
 
-def test_endpoints_and_subsets_are_refused_with_a_hint(write):
+def test_static_endpoints_get_a_service_and_an_endpoint_slice(write):
     d = write({**SPECS, "more.yaml": """\
 apiVersion: meshforge.dev/v1alpha1
 kind: Sandbox
 metadata: {name: vm, namespace: shop}
 spec:
-  forks: [{service: frontend, to: {endpoints: [{address: 10.0.0.9, port: 80}]}}]
+  forks: [{service: frontend, to: {endpoints: [{address: 10.0.0.9, port: 8080}, {address: "fd00::9", port: 8080}]}}]
+"""})
+    diags = Diagnostics()
+    files = backends.render(compile_dir(d), "gateway-api", diags)
+    assert not diags.has_errors, diags.items
+    docs = [yaml.safe_load(t) for t in files.values()]
+    name = gateway_api.endpoints_service(compile_dir(d).lookup("frontend.shop"), "vm")
+    [svc] = [o for o in docs if o["kind"] == "Service"]
+    assert svc["metadata"]["name"] == name and "selector" not in svc["spec"]
+    assert svc["metadata"]["labels"]["meshforge.dev/sandbox"] == "vm"
+    slices = sorted((o for o in docs if o["kind"] == "EndpointSlice"), key=lambda o: o["addressType"])
+    assert [(s["addressType"], s["endpoints"][0]["addresses"]) for s in slices] == [("IPv4", ["10.0.0.9"]),
+                                                                                  ("IPv6", ["fd00::9"])]
+    assert all(s["metadata"]["labels"]["kubernetes.io/service-name"] == name for s in slices)
+    assert {p["port"] for s in slices for p in s["ports"]} == {8080}
+    route = next(o for o in docs if o["metadata"]["name"].endswith(".vm"))
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": name, "port": svc["spec"]["ports"][0]["port"]}]
+    import kubernetes_validate
+
+    for o in (svc, *slices):
+        kubernetes_validate.validate(o, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_dns_endpoints_are_refused_with_a_hint(write):
+    d = write({**SPECS, "more.yaml": """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {name: vm, namespace: shop}
+spec:
+  forks: [{service: frontend, to: {endpoints: [{address: vm.example.com, port: 80}]}}]
 """})
     diags = Diagnostics()
     assert backends.render(compile_dir(d), "gateway-api", diags) == {}
     err, = [x for x in diags.items if x.code == "MF301"]
-    assert "backendRefs name Kubernetes Services" in err.message and "workload" in err.hint
+    assert "DNS names" in err.message and "IP addresses" in err.hint
 
 
 def test_a_host_outside_the_cluster_is_refused(write):

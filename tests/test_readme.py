@@ -193,3 +193,9 @@ def test_the_try_it_locally_recipe_runs_as_pasted_and_again(tmp_path):
             assert "[info]" not in err  # Envoy's info log does not flood the terminal
             wait_until(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{ports[18000]}"],
                                               capture_output=True).returncode != 0, 10, what="serve stopped")
+
+
+@pytest.mark.parametrize("fmt", ["istio", "gateway-api", "kubernetes", "xds", "envoy-static"])
+def test_the_readme_example_renders_in_every_backend(cli, fmt):
+    r = cli("render", REPO / "examples" / "shop", "--format", fmt)
+    assert r.exit_code == 0, r.output

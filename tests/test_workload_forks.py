@@ -3,6 +3,8 @@ routed to in every backend, gone when the sandbox expires."""
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from meshforge import backends
@@ -54,8 +56,8 @@ def test_the_baseline_never_selects_the_fork_and_the_forks_service_selects_only_
     _, files = render([BOUTIQUE, d])
     baseline = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(BOUTIQUE.read_text()) if o}
     base_svc, base_dep = baseline[("Service", "cartservice")], baseline[("Deployment", "cartservice")]
-    fork = files["default/deployment-cartservice-pr-1.yaml"]
-    svc = files["default/service-cartservice-pr-1.yaml"]
+    fork = files[f"default/deployment-{fork_name('cartservice', 'pr-1')}.yaml"]
+    svc = files[f"default/service-{fork_name('cartservice', 'pr-1')}.yaml"]
     fork_pods = fork["spec"]["template"]["metadata"]["labels"]
     assert not matches(base_svc["spec"]["selector"], fork_pods)
     assert matches(svc["spec"]["selector"], fork_pods)
@@ -77,7 +79,7 @@ def test_every_backend_routes_the_key_to_the_forks_service(write):
     d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
                                         workload="{images: [{image: 'example/cart:pr-1'}]}")})
     model, istio = render([BOUTIQUE, d], "istio")
-    host = "cartservice-pr-1.default.svc.cluster.local"
+    host = f"{fork_name('cartservice', 'pr-1')}.default.svc.cluster.local"
     vs = istio["default/virtualservice-meshforge-cartservice.yaml"]
     assert vs["spec"]["http"][0]["route"][0]["destination"]["host"] == host
     _, xds = render([BOUTIQUE, d], "xds")
@@ -138,7 +140,8 @@ spec: {template: {metadata: {labels: {app: reviews}}, spec: {containers: [{name:
 
 
 def test_fork_names_are_stable_and_short():
-    assert fork_name("cart", "pr-1") == "cart-pr-1"
+    assert re.fullmatch(r"cart-pr-1-[0-9a-f]{8}", fork_name("cart", "pr-1"))
+    assert fork_name("cart", "x-y") != fork_name("cart-x", "y")  # the words run together alike
     long = fork_name("a" * 40, "b" * 40)
     assert len(long) <= 63 and long == fork_name("a" * 40, "b" * 40) and long != fork_name("a" * 40, "b" * 39 + "c")
 
@@ -179,9 +182,9 @@ status: {readyReplicas: 5}
 """, "s.yaml": SANDBOX.format(name="pr-2", service="api.shop", workload="{images: [{container: api, image: 'example/api:2'}], "
                                                                       "env: [{container: api, name: MODE, value: beta}], replicas: 2}")})
     _, files = render([d])
-    fork = files["shop/statefulset-api-pr-2.yaml"]
+    fork = files[f"shop/statefulset-{fork_name('api', 'pr-2')}.yaml"]
     assert "status" not in fork and set(fork["metadata"]) == {"name", "namespace", "annotations", "labels"}
-    assert fork["metadata"]["annotations"] == {"team": "api"} and fork["spec"]["serviceName"] == "api-pr-2"
+    assert fork["metadata"]["annotations"] == {"team": "api"} and fork["spec"]["serviceName"] == fork_name("api", "pr-2")
     spec = fork["spec"]["template"]["spec"]
     assert spec["volumes"] == [{"name": "cache", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "api-config"}}]
     assert spec["initContainers"][0]["image"] == "example/api:1"  # only the named container changes
@@ -193,7 +196,7 @@ status: {readyReplicas: 5}
     assert fork["spec"]["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     assert fork["spec"]["replicas"] == 2
     labels = fork["spec"]["template"]["metadata"]["labels"]
-    assert labels["tier"] == "backend" and labels["version"] == "v1" and labels["app"] == "api-pr-2"
+    assert labels["tier"] == "backend" and labels["version"] == "v1" and labels["app"] == fork_name("api", "pr-2")
     import kubernetes_validate
 
     for obj in files.values():

@@ -23,6 +23,7 @@ from .model import (
     SubsetDestination,
     WorkloadDestination,
 )
+from .names import is_ip
 from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_EDGE_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
 
@@ -51,10 +52,15 @@ ADMIN_PORT = Option("admin_port", "--admin-port", DEFAULT_ADMIN_PORT, 0, MAX_POR
 
 @dataclass(frozen=True)
 class Unsupported:
-    """Why a backend cannot express a destination kind, and what to do instead."""
+    """Why a backend cannot express a destination kind (or those of its destinations `applies` picks), and
+    what to do instead."""
 
     message: str  # "cannot route to ...", with {destination} and {service} filled in
     hint: str
+    applies: Callable[[Any, Model, str], bool] | None = None  # (destination, model, service's namespace); None: all
+
+    def refuses(self, destination, model: Model, namespace: str) -> bool:
+        return self.applies is None or self.applies(destination, model, namespace)
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,18 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             empty="no active sandbox or route group forks a service, no edge is declared and no VirtualService was "
                   "given"),
     Backend("gateway-api", "Gateway API", "Gateway API HTTPRoutes / GRPCRoutes for the mesh (GAMMA: Istio, Linkerd, "
-            "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, WorkloadDestination}),
-            {EndpointsDestination: Unsupported(
-                "cannot route to {destination} of {service}: backendRefs name Kubernetes Services",
-                "fork to a host (a Service for the fork) or to a workload (meshforge renders its Service)"),
+            "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, EndpointsDestination, WorkloadDestination}),
+            {HostDestination: Unsupported(
+                "cannot route to {destination} of {service}: backendRefs name Kubernetes Services, and this host "
+                "names none",
+                "fork to a Service in the cluster (name.namespace.svc.cluster.local), to a workload, or to IP "
+                "endpoints (meshforge renders a Service for them)",
+                lambda d, model, ns: model.cluster_service(d.host, ns) is None),
+             EndpointsDestination: Unsupported(
+                "cannot route to {destination} of {service}: the Service meshforge renders for static endpoints "
+                "takes IP addresses (an EndpointSlice), and these include DNS names",
+                "give the endpoints as IP addresses, or fork to a host (a Service for the fork) or a workload",
+                lambda d, model, ns: not all(is_ip(e.address) for e in d.endpoints)),
              SubsetDestination: Unsupported(
                 "cannot route to label {destination} of {service}: backendRefs name whole Services, not subsets",
                 "fork to a workload (meshforge renders a Deployment and a Service for it) or to a host")},
@@ -161,7 +175,7 @@ def check(model: Model, backend: Backend, diags: Diagnostics, keys: Iterable[str
     for kr in routes:
         for fork in kr.forks:
             why = backend.cannot.get(type(fork.destination))
-            if why is not None:
+            if why is not None and why.refuses(fork.destination, model, model.service_by_id[fork.service].namespace):
                 what = why.message.format(destination=fork.destination.describe(), service=fork.service)
                 diags.error("MF301", f"the {backend.title} backend {what}", fork.origin, why.hint)
 

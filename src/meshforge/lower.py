@@ -14,11 +14,11 @@ render, so emitters never see it:
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import replace
 from typing import Callable
 
+from .names import derived_name
 from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, UserObject, WorkloadDestination
 
 Pass = Callable[[Model], Model]
@@ -30,13 +30,9 @@ CLUSTER_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.
 
 
 def fork_name(base: str, sandbox: str) -> str:
-    """`<base>-<sandbox>`, at most 63 characters: when longer, cut and ended with a hash of both, so two
-    long names never collide and the same inputs always give the same name."""
-    name = f"{base}-{sandbox}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(f"{base}\0{sandbox}".encode()).hexdigest()[:8]
-    return f"{name[:54].rstrip('-')}-{digest}"
+    """A workload fork's object name (`names.derived_name`): stable, at most 63 characters, and never one
+    that another sandbox's objects or the baseline's could have."""
+    return derived_name(base, sandbox)
 
 
 def _selector_key(service: dict) -> tuple[str, str] | None:

@@ -404,6 +404,18 @@ class Model:
         """A service by any name that reaches it from `namespace` (`Service.names`)."""
         return self.index.find(ref, namespace)
 
+    def cluster_service(self, host: str, namespace: str) -> tuple[str, str] | None:
+        """(name, namespace) of the Kubernetes Service a host names: `name.ns.svc.<a cluster domain of the
+        mesh>`, `name.ns.svc`, `name.ns`, or a bare `name` in `namespace`; None for anything else (a host
+        outside the cluster)."""
+        parts = host.rstrip(".").split(".")
+        if len(parts) == 1:
+            return parts[0], namespace
+        if len(parts) == 2 or len(parts) == 3 and parts[2] == "svc" or \
+                len(parts) > 3 and parts[2] == "svc" and ".".join(parts[3:]) in {s.cluster_domain for s in self.services}:
+            return parts[0], parts[1]
+        return None
+
     def destination_of(self, service_id: str, key: str | None) -> Fork | None:
         """The fork a request with `key` reaches at `service_id`, or None for the baseline."""
         if key is None:

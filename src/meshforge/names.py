@@ -6,6 +6,7 @@ expression or header match: keys reach carriers and emitters only after passing 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 
@@ -62,3 +63,13 @@ def is_ip(address: str) -> bool:
 def is_address(text: object) -> bool:
     """An IP literal or a DNS name: what a static endpoint may be."""
     return isinstance(text, str) and (is_ip(text) or dns1123_subdomain(text))
+
+
+def derived_name(base: str, owner: str, limit: int = 63) -> str:
+    """The name of an object that exists because of `owner` (a sandbox): `<base>-<owner>-<hash>`, at most
+    `limit` characters, ending with 8 hex digits of a hash of both names. The hash keeps apart pairs whose
+    words run together alike (`cart` + `x-y` and `cart-x` + `y`), and a name of this shape cannot be reached
+    by naming a sandbox after another object: the one place where such names are made."""
+    digest = hashlib.sha256(f"{base}\0{owner}".encode()).hexdigest()[:8]
+    head = f"{base}-{owner}"[: limit - len(digest) - 1].rstrip("-.")
+    return f"{head}-{digest}"

@@ -1,10 +1,12 @@
 """Gateway API backend: `Model` → gateway.networking.k8s.io/v1 HTTPRoutes and GRPCRoutes for the mesh (GAMMA).
 
-Input: the lowered model (host destinations only: the capability check refuses endpoints and subsets).
-Output: `KubeObject`s (plain dicts) and diagnostics. Per forked Service port, routes attached to the
-Service (`parentRefs: [{group: "", kind: Service, name, port}]`): one default route to the baseline
-Service, and one route per routing key and Service port whose rule matches the plain header exactly or
-the `baggage` member by regular expression and sends the request to the fork's Service. Small routes,
+Input: the lowered model (hosts that are Services of the cluster, and static IP endpoints: the capability
+check refuses other hosts, DNS endpoints and subsets). Output: `KubeObject`s (plain dicts) and diagnostics.
+Per forked Service port, routes attached to the Service (`parentRefs: [{group: "", kind: Service, name,
+port}]`): one default route to the baseline Service, and one route per routing key and Service port whose
+rule matches the plain header exactly or the `baggage` member by regular expression and sends the request
+to the fork's Service. Static endpoints get a Service of their own (no selector) and EndpointSlices, as
+Kubernetes names addresses outside the cluster; backendRefs name it. Small routes,
 stable names: one per key, well inside the CRD limits (16 rules, 64 matches per rule, 128 per route).
 
 Precedence (Gateway API): among rules attached to one parent, the one whose match has the most
@@ -37,6 +39,7 @@ from ..model import (
     UserObject,
     WorkloadDestination,
 )
+from ..names import derived_name
 from ..yamlout import dump_yaml
 from .objects import KubeObject, metadata, owner_label
 
@@ -53,40 +56,63 @@ def _header_match(name: str, value: str, regex: bool = False) -> dict:
     return {"headers": [h]}
 
 
-def service_of_host(host: str, model: Model, namespace: str) -> tuple[str, str] | None:
-    """(name, namespace) of the Kubernetes Service a host names: `name.ns.svc.<domain>`, `name.ns.svc`,
-    `name.ns` or a bare `name` in `namespace`; None for anything else (an external host)."""
-    parts = host.rstrip(".").split(".")
-    domain_ok = len(parts) == 3 and parts[2] == "svc" or \
-        len(parts) > 3 and parts[2] == "svc" and ".".join(parts[3:]) in {s.cluster_domain for s in model.services}
-    if len(parts) == 1:
-        return parts[0], namespace
-    if len(parts) == 2 or domain_ok:
-        return parts[0], parts[1]
-    return None
+def endpoints_service(svc: Service, sandbox: str) -> str:
+    """The name of the selector-less Service standing for a sandbox's static endpoints of `svc`."""
+    return derived_name(svc.name, sandbox)
 
 
-def _backend(model: Model, svc: Service, port: Port, fork: Fork | None, diags: Diagnostics) -> dict | None:
+def _backend(model: Model, svc: Service, port: Port, fork: Fork | None) -> dict:
+    """The backendRef of a key's rule (or of the default rule, `fork` None). The capability check
+    (`backends.check`) has refused what cannot be one: hosts outside the cluster, endpoints with DNS names,
+    subsets."""
     if fork is None:
         return {"name": svc.name, "port": port.number}
     match fork.destination:
         case HostDestination(host=host, port=host_port):
-            ref = service_of_host(host, model, svc.namespace)
+            ref = model.cluster_service(host, svc.namespace)
             if ref is None:
-                diags.error("MF301", f"the Gateway API backend cannot route to host {host!r}: backendRefs name "
-                            "Kubernetes Services", fork.origin,
-                            "fork to a Service in the cluster (name.namespace.svc.cluster.local) or to a workload")
-                return None
+                raise ValueError(f"{host}: a host outside the cluster reaches the Gateway API backend only past the "
+                                 "capability check (backends.check), which refuses it")
             out = {"name": ref[0], "port": host_port or port.number}
             if ref[1] != svc.namespace:
                 out["namespace"] = ref[1]
             return out
-        case EndpointsDestination() | SubsetDestination():
-            raise ValueError("endpoints and subsets reach the Gateway API backend only past the capability check")
+        case EndpointsDestination():
+            return {"name": endpoints_service(svc, fork.sandbox), "port": port.number}
+        case SubsetDestination():
+            raise ValueError("subsets reach the Gateway API backend only past the capability check")
         case WorkloadDestination():
             raise ValueError("workload forks are lowered to host forks before any backend (lower.workload_forks)")
         case other:
             assert_never(other)
+
+
+def _endpoints_objects(svc: Service, sandbox: str, dest: EndpointsDestination) -> list[KubeObject]:
+    """A sandbox's static endpoints of `svc` as Kubernetes gives static addresses a name: a Service without a
+    selector over the routable ports, and an EndpointSlice per address family and endpoint port holding them
+    (each service port reaches an endpoint at the endpoint's port, as the Istio backend's ServiceEntry)."""
+    name = endpoints_service(svc, sandbox)
+    labels = owner_label("Sandbox", sandbox)
+    ports = [{"name": p.name or f"port-{p.number}", "port": p.number, "protocol": "TCP",
+              **({} if p.undeclared else {"appProtocol": p.protocol.lower()})}  # Istio's protocol names
+             for p in svc.routable_ports]
+    service = KubeObject("Service", svc.namespace, name, {
+        "apiVersion": "v1", "kind": "Service", "metadata": metadata(name, svc.namespace, labels),
+        "spec": {"ports": ports}})
+    groups: dict[tuple[str, int], list[str]] = {}
+    for e in dest.endpoints:
+        family = "IPv6" if ":" in e.address else "IPv4"
+        groups.setdefault((family, e.port), []).append(e.address)
+    out = [service]
+    for i, ((family, target), addresses) in enumerate(sorted(groups.items())):
+        slice_name = f"{name}-{i}"
+        meta = metadata(slice_name, svc.namespace, {**labels, "kubernetes.io/service-name": name,
+                                                    "endpointslice.kubernetes.io/managed-by": "meshforge.dev"})
+        out.append(KubeObject("EndpointSlice", svc.namespace, slice_name, {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta, "addressType": family,
+            "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in sorted(set(addresses))],
+            "ports": [{"name": p["name"], "port": target, "protocol": "TCP"} for p in ports]}))
+    return out
 
 
 def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], labels: dict | None = None) -> KubeObject:
@@ -111,11 +137,9 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
         for port in svc.routable_ports:
             kind = _kind(port)
             objects.append(_route(kind, _name(svc.name, str(port.number)), svc, port,
-                                  [{"backendRefs": [_backend(model, svc, port, None, diags)]}]))
+                                  [{"backendRefs": [_backend(model, svc, port, None)]}]))
             for key, fork in forks:
-                backend = _backend(model, svc, port, fork, diags)
-                if backend is None:
-                    continue
+                backend = _backend(model, svc, port, fork)
                 if "namespace" in backend:
                     grants.setdefault(backend["namespace"], set()).add((kind, svc.namespace))
                 matches = [_header_match(routing.header, key)]
@@ -125,6 +149,10 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
                 label = owner_label(kr.owner_kind, kr.owner)
                 objects.append(_route(kind, _name(svc.name, str(port.number), key), svc, port,
                                       [{"matches": matches, "backendRefs": [backend]}], label))
+        by_sandbox = {f.sandbox: f for _, f in forks}  # a route group reaching a sandbox's fork shares its objects
+        for sandbox, f in sorted(by_sandbox.items()):
+            if isinstance(f.destination, EndpointsDestination):
+                objects.extend(_endpoints_objects(svc, sandbox, f.destination))
     for ns, sources in sorted(grants.items()):
         name = "meshforge-routes"
         objects.append(KubeObject("ReferenceGrant", ns, name, {
@@ -169,9 +197,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
     if edge.preview_domain:
         for kr in model.keys:
             fork = forks.get(kr.key)
-            backend = _backend(model, svc, port, fork, diags) if fork is not None else dict(baseline)
-            if backend is None:
-                continue
+            backend = _backend(model, svc, port, fork) if fork is not None else dict(baseline)
             value = f"{routing.baggage_key}={kr.key}"
             rules = [{"filters": modifier(set=[{"name": routing.header, "value": kr.key}],
                                           add=[{"name": "baggage", "value": value}]), "backendRefs": [backend]}]
