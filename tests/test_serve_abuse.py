@@ -206,3 +206,23 @@ def test_a_multi_line_diagnostic_is_logged_line_by_line(server):
     line = next(x for x in log.splitlines() if "error[MF201]" in x)
     assert "\\n" not in line  # the hint is on a line of its own, not an escaped newline
     assert any(x.rstrip().endswith('hint: did you mean "api"?') for x in log.splitlines())
+
+
+def test_serve_without_an_admin_address_says_what_is_missing(tmp_path):
+    import subprocess
+    import sys
+
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    p = subprocess.Popen([sys.executable, "-m", "meshforge.cli", "serve", str(d), "--xds-address", "127.0.0.1:0"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 20
+        while "admin" not in line and time.monotonic() < deadline:
+            line = p.stderr.readline()
+        assert "no --admin-address: no dashboard" in line
+    finally:
+        p.terminate()
+        p.wait(10)
