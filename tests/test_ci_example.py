@@ -216,7 +216,7 @@ def test_a_pull_request_gets_a_sandbox_a_comment_updated_in_place_and_cleanup_on
     body = yaml.safe_load((repo / "rendered" / deployments[0]).read_text())
     assert body["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert "istio/default/virtualservice-meshforge-cartservice.yaml" in files
-    assert f"istio/default/virtualservice-meshforge-edge-preview-{NAME}.yaml" in files
+    assert f"istio/default/virtualservice-meshforge.edge.preview.{NAME}.yaml" in files
     assert github.gitops_log()[0] == "meshforge: pr-7 (opened)"
     [comment] = github.github_state()["comments"]
     assert comment["issue"] == 7 and comment["body"].startswith("<!-- meshforge-sandbox -->\n")

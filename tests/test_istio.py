@@ -49,7 +49,7 @@ def test_every_object_validates_strictly_and_is_labelled(write):
     objs = istio.emit(model)
     kinds = sorted((o.kind, o.namespace, o.name) for o in objs)
     assert kinds == [("DestinationRule", "billing", "meshforge-payments"),
-                     ("ServiceEntry", "shop", "meshforge-checkout-checkout-pr-7"),
+                     ("ServiceEntry", "shop", "meshforge-checkout.checkout-pr-7"),
                      ("VirtualService", "billing", "meshforge-payments"),
                      ("VirtualService", "shop", "meshforge-cartservice"),
                      ("VirtualService", "shop", "meshforge-checkout")]
@@ -162,7 +162,7 @@ def test_render_directory_is_atomic_removes_stale_files_only(cli, write, tmp_pat
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [".meshforge-files", "README.md", "billing/destinationrule-meshforge-payments.yaml",
                      "billing/virtualservice-meshforge-payments.yaml",
-                     "shop/serviceentry-meshforge-checkout-checkout-pr-7.yaml",
+                     "shop/serviceentry-meshforge-checkout.checkout-pr-7.yaml",
                      "shop/virtualservice-meshforge-cartservice.yaml", "shop/virtualservice-meshforge-checkout.yaml"]
     # drop checkout-pr-7: its ServiceEntry and the payments objects go, nothing else is touched
     (d / "s.yaml").write_text(sandbox("cart-pr-42", ("cartservice", "cart-42.shop.svc.cluster.local"), key="k7x2m9"))

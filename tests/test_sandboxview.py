@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+from meshforge.lower import fork_name
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ci" / "gitops"
 
 
@@ -22,7 +24,7 @@ def test_show_a_workload_fork_with_its_preview_url_and_image(cli, tmp_path):
     assert data["routingKey"] == "pr-1" and data["active"] and data["expiresAt"] == "2026-11-29T00:00:00Z"
     assert data["previewURL"] == "https://pr-1.preview.example.com/"
     assert data["forks"] == [{"service": "cartservice.default", "images": ["ghcr.io/acme/cart:abc"],
-                              "destination": "host cartservice-pr-1.default.svc.cluster.local"}]
+                              "destination": f"host {fork_name('cartservice', 'pr-1')}.default.svc.cluster.local"}]
     md = cli("sandbox", "show", "pr-1", d, "--output", "markdown", "--now", "2026-11-26T01:00:00Z").stdout
     assert md.startswith("### meshforge sandbox `pr-1`") and "| preview | https://pr-1.preview.example.com/ |" in md
     assert "image `ghcr.io/acme/cart:abc`" in md and "(in 3 days)" in md

@@ -87,8 +87,8 @@ def test_total_input_size_is_bounded(tmp_path, monkeypatch):
     from meshforge.pipeline import Workspace
 
     for i in range(3):
-        (tmp_path / f"{i}.yaml").write_text("k: " + "x" * 100 + "\n")
-    monkeypatch.setattr(source, "MAX_TOTAL_BYTES", 250)
+        (tmp_path / f"{i}.yaml").write_text("kind: ConfigMap\napiVersion: v1\nk: " + "x" * 100 + "\n")
+    monkeypatch.setattr(source, "MAX_TOTAL_BYTES", 280)
     d = Diagnostics()
     source.load_paths([str(tmp_path)], d)
     assert [x.code for x in d.items] == ["MF003"]

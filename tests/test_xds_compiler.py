@@ -76,7 +76,7 @@ def test_scope_follows_depends_on(tmp_path):
     snap = XdsCompiler().compile(model)
     svc = model.services[0]
     vhosts = route_pb2.RouteConfiguration.FromString(snap.nodes[svc.id].routes[names.ROUTE_CONFIG].body).virtual_hosts
-    assert {v.name.split(":")[0] for v in vhosts} == {d.service for d in svc.depends_on}
+    assert {v.name.split(":")[0] for v in vhosts} == {d.service for d in svc.depends_on} | {"unknown-host"}
     clusters = snap.resources(svc.id)[CLUSTER_TYPE]
     assert all(any(d.service.split(".")[0] in name for d in svc.depends_on) for name in clusters)
 
@@ -170,7 +170,7 @@ def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_i
     edge = first.nodes[EDGE_NODE]
     rc = route_pb2.RouteConfiguration.FromString(edge.routes[names.EDGE_ROUTE_CONFIG].body)
     assert [list(vh.domains) for vh in rc.virtual_hosts] == [
-        ["shop.example.com"], ["cart-pr-1.preview.example.com"], ["*.preview.example.com"]]
+        ["shop.example.com"], ["cart-pr-1.preview.example.com"], ["*.preview.example.com"], ["*"]]
     assert set(edge.clusters) == {"outbound|80||web.shop.svc.cluster.local"}
     listener = first.resources(EDGE_NODE, 8443, "10.0.0.1")
     assert {r.name for r in listener["type.googleapis.com/envoy.config.listener.v3.Listener"].values()} == \
@@ -183,7 +183,8 @@ def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_i
     third = c.compile(model_of(d)).nodes[EDGE_NODE]
     rc = route_pb2.RouteConfiguration.FromString(third.routes[names.EDGE_ROUTE_CONFIG].body)
     assert [vh.domains[0] for vh in rc.virtual_hosts] == [
-        "shop.example.com", "cart-pr-1.preview.example.com", "web-pr-2.preview.example.com", "*.preview.example.com"]
+        "shop.example.com", "cart-pr-1.preview.example.com", "web-pr-2.preview.example.com", "*.preview.example.com",
+        "*"]
     assert "outbound|80|web-pr-2|web.shop.svc.cluster.local" in third.clusters
     assert XdsCompiler().compile(model_of(d)).resources(EDGE_NODE) == c.compile(model_of(d)).resources(EDGE_NODE)
 

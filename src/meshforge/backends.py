@@ -23,6 +23,7 @@ from .model import (
     SubsetDestination,
     WorkloadDestination,
 )
+from .emit.objects import Rendered
 from .names import is_ip
 from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_EDGE_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 
@@ -68,42 +69,42 @@ class Backend:
     name: str
     title: str  # in messages: "the Envoy backend cannot ..."
     summary: str
-    renderer: Callable[..., dict[str, str]]  # (model, diags, **options) -> files
+    renderer: Callable[..., list[Rendered]]  # (model, diags, **options) -> files
     destinations: frozenset[type]  # destination kinds it expresses
     cannot: dict[type, Unsupported] = field(default_factory=dict)  # the others, explained
     options: tuple[Option, ...] = ()
     empty: str = "the specs hold nothing it renders"  # why a render can come out empty, for the note that says so
 
-    def render(self, model: Model, diags: Diagnostics, **options: Any) -> dict[str, str]:
+    def render(self, model: Model, diags: Diagnostics, **options: Any) -> list[Rendered]:
         known = {o.name: o.default for o in self.options}
         return self.renderer(model, diags, **{**known, **{k: v for k, v in options.items() if k in known}})
 
 
-def _istio(model: Model, diags: Diagnostics) -> dict[str, str]:
+def _istio(model: Model, diags: Diagnostics) -> list[Rendered]:
     from .emit import istio
 
     return istio.render_files(model, diags)
 
 
-def _kubernetes(model: Model, diags: Diagnostics) -> dict[str, str]:
+def _kubernetes(model: Model, diags: Diagnostics) -> list[Rendered]:
     from .emit import kubernetes
 
     return kubernetes.render_files(model, diags)
 
 
-def _gateway_api(model: Model, diags: Diagnostics, **options: bool) -> dict[str, str]:
+def _gateway_api(model: Model, diags: Diagnostics, **options: bool) -> list[Rendered]:
     from .emit import gateway_api
 
     return gateway_api.render_files(model, diags, **options)
 
 
-def _xds(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
+def _xds(model: Model, diags: Diagnostics, **options: int) -> list[Rendered]:
     from .emit.xds.backend import render_xds
 
     return render_xds(model, diags, **options)
 
 
-def _envoy_static(model: Model, diags: Diagnostics, **options: int) -> dict[str, str]:
+def _envoy_static(model: Model, diags: Diagnostics, **options: int) -> list[Rendered]:
     from .emit.xds.backend import render_static
 
     return render_static(model, diags, **options)
@@ -181,12 +182,45 @@ def check(model: Model, backend: Backend, diags: Diagnostics, keys: Iterable[str
 
 
 def render(model: Model, name: str, diags: Diagnostics, **options: Any) -> dict[str, str]:
-    """Check, then render; nothing is rendered when the backend cannot express the model."""
+    """Check, then render: {relative path: text}. Nothing is rendered when the backend cannot express the
+    model, or when what it rendered would overwrite something (`unique`)."""
     backend = get(name)
     check(model, backend, diags)
     if diags.has_errors:
         return {}
-    return backend.render(model, diags, **options)
+    out = backend.render(model, diags, **options)
+    if diags.has_errors or not unique(out, model, backend, diags):
+        return {}
+    return {r.path: r.text for r in out}
+
+
+def unique(files: list[Rendered], model: Model, backend: Backend, diags: Diagnostics) -> bool:
+    """No two files with one path or one identity (a backend's bug: an internal error naming both inputs),
+    and no generated object with the identity of an input object (applying it would replace that object,
+    and a prune delete it): checked before anything is written. False when either was found."""
+    by_path: dict[str, Rendered] = {}
+    by_identity: dict[tuple, Rendered] = {}
+    ok = True
+    for r in files:
+        for table, key, what in ((by_path, r.path, f"file {r.path}"),
+                                 (by_identity, r.identity, f"{r.identity[1]} {r.identity[2]}/{r.identity[3]}"
+                                  if r.identity else "")):
+            if key is None:
+                continue
+            first = table.setdefault(key, r)
+            if first is not r:
+                ok = False
+                diags.error("MF309", f"internal error: the {backend.title} backend renders {what} twice, for the input "
+                            f"at {first.origin.at()} and for this one; nothing was written", r.origin,
+                            "please report it; renaming one of the two sandboxes or services avoids it")
+        if r.identity is not None and not r.is_input and r.identity in model.inputs:
+            ok = False
+            group, kind, ns, name = r.identity
+            diags.error("MF308", f"the {kind} {ns}/{name} meshforge renders for this input has the name of an object "
+                        "among the inputs: applying it would replace that object, and a prune delete it", r.origin,
+                        "rename the sandbox (or the input object); meshforge never takes over an object it did not "
+                        "make")
+    return ok
 
 
 def stream(files: dict[str, str]) -> str:

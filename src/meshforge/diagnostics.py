@@ -59,6 +59,8 @@ CODES: dict[str, str] = {
     "MF305": "edge cannot honour trusted sources (Istio, Gateway API)",
     "MF306": "user route outranks the routing-key rules",
     "MF307": "user route not readable for the precedence check",
+    "MF308": "generated object has the name of an input object",
+    "MF309": "two generated objects with one name (internal error)",
 }
 
 

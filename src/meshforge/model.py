@@ -348,6 +348,10 @@ class Model:
     user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
     generated: tuple[UserObject, ...] = ()  # objects lowering made for backends to render (workload forks)
     edge: Edge | None = None
+    # (API group, kind, namespace, name) of the objects of other systems among the inputs: no object a backend
+    # generates may take one of these identities (backends.unique)
+    inputs: frozenset[tuple[str, str, str, str]] = field(default=frozenset(), compare=False, repr=False,
+                                                         metadata={"json": False})
     revision: Revision | None = field(default=None, compare=False, repr=False, metadata={"json": False})
 
     @cached_property

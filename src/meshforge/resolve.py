@@ -97,6 +97,8 @@ class Memo:
     token: object | None = None  # the revision token of the last model
     group_keys: dict[str, KeyRoutes] = field(default_factory=dict)  # the keys route groups held in it
     groups: dict[int, tuple] = field(default_factory=dict)  # each route group's last resolution
+    objects: list | None = None  # the input objects' identities it last saw (a list, compared by identity) ...
+    inputs: frozenset = frozenset()  # ... and as a set
 
 
 def _same(a: list, b: list) -> bool:
@@ -363,8 +365,14 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         memo.token, memo.table = token, table
     revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
                         table.next_expiry())
+    if memo is not None and memo.objects is decls.objects:
+        inputs = memo.inputs  # the same declarations (an incremental compile): the same identities
+    else:
+        inputs = frozenset(decls.objects)
+        if memo is not None:
+            memo.objects, memo.inputs = decls.objects, inputs
     return Model(routing=routing, services=services, edge=edge, keys=tuple(keys.values),
-                 sandboxes=tuple(table.sandboxes.values),
+                 sandboxes=tuple(table.sandboxes.values), inputs=inputs,
                  user_objects=tuple(sorted(decls.user_objects,
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))),
                  revision=revision)

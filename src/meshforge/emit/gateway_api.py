@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from ..carriers import any_member_regex, baggage_regex
-from ..diagnostics import Diagnostics
+from ..diagnostics import Diagnostics, Span
 from ..model import (
     Edge,
     EndpointsDestination,
@@ -40,10 +40,10 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import derived_name
-from ..yamlout import dump_yaml
-from .objects import KubeObject, metadata, owner_label
+from .objects import KubeObject, Rendered, metadata, owner_label
 
 API = "gateway.networking.k8s.io/v1"
+EDGE_NAME = "meshforge.edge"  # the edge's routes: mesh routes are meshforge-<service>.<port>[.<key>]
 GROUP = "gateway.networking.k8s.io"
 
 
@@ -87,7 +87,7 @@ def _backend(model: Model, svc: Service, port: Port, fork: Fork | None) -> dict:
             assert_never(other)
 
 
-def _endpoints_objects(svc: Service, sandbox: str, dest: EndpointsDestination) -> list[KubeObject]:
+def _endpoints_objects(svc: Service, sandbox: str, dest: EndpointsDestination, origin: Span) -> list[KubeObject]:
     """A sandbox's static endpoints of `svc` as Kubernetes gives static addresses a name: a Service without a
     selector over the routable ports, and an EndpointSlice per address family and endpoint port holding them
     (each service port reaches an endpoint at the endpoint's port, as the Istio backend's ServiceEntry)."""
@@ -98,7 +98,7 @@ def _endpoints_objects(svc: Service, sandbox: str, dest: EndpointsDestination) -
              for p in svc.routable_ports]
     service = KubeObject("Service", svc.namespace, name, {
         "apiVersion": "v1", "kind": "Service", "metadata": metadata(name, svc.namespace, labels),
-        "spec": {"ports": ports}})
+        "spec": {"ports": ports}}, origin)
     groups: dict[tuple[str, int], list[str]] = {}
     for e in dest.endpoints:
         family = "IPv6" if ":" in e.address else "IPv4"
@@ -111,15 +111,16 @@ def _endpoints_objects(svc: Service, sandbox: str, dest: EndpointsDestination) -
         out.append(KubeObject("EndpointSlice", svc.namespace, slice_name, {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta, "addressType": family,
             "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in sorted(set(addresses))],
-            "ports": [{"name": p["name"], "port": target, "protocol": "TCP"} for p in ports]}))
+            "ports": [{"name": p["name"], "port": target, "protocol": "TCP"} for p in ports]}, origin))
     return out
 
 
-def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], labels: dict | None = None) -> KubeObject:
+def _route(kind: str, name: str, svc: Service, port: Port, rules: list[dict], origin: Span,
+           labels: dict | None = None) -> KubeObject:
     return KubeObject(kind, svc.namespace, name, {
         "apiVersion": API, "kind": kind, "metadata": metadata(name, svc.namespace, labels),
         "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": svc.name, "port": port.number}],
-                 "rules": rules}})
+                 "rules": rules}}, origin)
 
 
 def _name(service: str, *parts: str) -> str:
@@ -131,34 +132,36 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
     routing = model.routing
     objects: list[KubeObject] = []
     grants: dict[str, set[tuple[str, str]]] = {}  # target namespace -> {(route kind, route namespace)}
+    grant_origin: dict[str, Span] = {}
     owners = {kr.key: kr for kr in model.keys}
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
         for port in svc.routable_ports:
             kind = _kind(port)
             objects.append(_route(kind, _name(svc.name, str(port.number)), svc, port,
-                                  [{"backendRefs": [_backend(model, svc, port, None)]}]))
+                                  [{"backendRefs": [_backend(model, svc, port, None)]}], forks[0][1].origin))
             for key, fork in forks:
                 backend = _backend(model, svc, port, fork)
                 if "namespace" in backend:
                     grants.setdefault(backend["namespace"], set()).add((kind, svc.namespace))
+                    grant_origin.setdefault(backend["namespace"], fork.origin)
                 matches = [_header_match(routing.header, key)]
                 if not header_only:
                     matches.append(_header_match("baggage", baggage_regex(routing.baggage_key, key), regex=True))
                 kr = owners[key]
                 label = owner_label(kr.owner_kind, kr.owner)
                 objects.append(_route(kind, _name(svc.name, str(port.number), key), svc, port,
-                                      [{"matches": matches, "backendRefs": [backend]}], label))
+                                      [{"matches": matches, "backendRefs": [backend]}], fork.origin, label))
         by_sandbox = {f.sandbox: f for _, f in forks}  # a route group reaching a sandbox's fork shares its objects
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
-                objects.extend(_endpoints_objects(svc, sandbox, f.destination))
+                objects.extend(_endpoints_objects(svc, sandbox, f.destination, f.origin))
     for ns, sources in sorted(grants.items()):
         name = "meshforge-routes"
         objects.append(KubeObject("ReferenceGrant", ns, name, {
             "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": metadata(name, ns),
             "spec": {"from": [{"group": GROUP, "kind": k, "namespace": n} for k, n in sorted(sources)],
-                     "to": [{"group": "", "kind": "Service"}]}}))
+                     "to": [{"group": "", "kind": "Service"}]}}, grant_origin[ns]))
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags, header_only))
     _check_user_routes(model, diags)
@@ -182,7 +185,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
     def route(name: str, hostnames: list[str], rules: list[dict], labels: dict | None = None) -> KubeObject:
         return KubeObject("HTTPRoute", svc.namespace, name, {
             "apiVersion": API, "kind": "HTTPRoute", "metadata": metadata(name, svc.namespace, labels),
-            "spec": {"parentRefs": [dict(parent)], "hostnames": hostnames, "rules": rules}})
+            "spec": {"parentRefs": [dict(parent)], "hostnames": hostnames, "rules": rules}}, edge.origin)
 
     def modifier(**fields) -> list[dict]:
         return [{"type": "RequestHeaderModifier", "requestHeaderModifier": fields}]
@@ -193,7 +196,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
         if member:  # a routing-key member in baggage from outside: the whole header goes (one member cannot)
             rules.insert(0, {"matches": member, "filters": modifier(remove=[routing.header, "baggage"]),
                              "backendRefs": [dict(baseline)]})
-        out.append(route("meshforge-edge", list(edge.hosts), rules))
+        out.append(route(EDGE_NAME, list(edge.hosts), rules))
     if edge.preview_domain:
         for kr in model.keys:
             fork = forks.get(kr.key)
@@ -206,7 +209,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
                     set=[{"name": routing.header, "value": kr.key}, {"name": "baggage", "value": value}]),
                     "backendRefs": [dict(backend)]})
             label = owner_label(kr.owner_kind, kr.owner)
-            out.append(route(_name("edge", "preview", kr.key), [edge.preview_host(kr.key)], rules, label))
+            out.append(route(f"{EDGE_NAME}.preview.{kr.key}", [edge.preview_host(kr.key)], rules, label))
     if header_only:
         diags.warning("MF304", "with header-only matching the Gateway API edge cannot see a routing-key member in "
                       "callers' baggage: it passes unchanged, and reaches sandboxes", edge.origin,
@@ -278,8 +281,8 @@ def _check_rules(obj: UserObject, svc: Service, rules: list, kind: str, diags: D
                 break
 
 
-def render_files(model: Model, diags: Diagnostics, header_only: bool = False) -> dict[str, str]:
+def render_files(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Rendered]:
     objs = emit(model, diags, header_only)
     if diags.has_errors:
-        return {}
-    return {o.path: dump_yaml(o.body) for o in objs}
+        return []
+    return [o.rendered() for o in objs]

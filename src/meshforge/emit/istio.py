@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from ..carriers import any_member_regex, baggage_regex
-from ..diagnostics import Diagnostics
+from ..diagnostics import Diagnostics, Span
 from ..model import (
     Edge,
     EndpointsDestination,
@@ -28,10 +28,12 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import is_ip
-from ..yamlout import dump_yaml
-from .objects import MANAGED, SANDBOX_LABEL, KubeObject, metadata, owner_label
+from .objects import MANAGED, SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label
 
 API = "networking.istio.io/v1"
+# The edge's VirtualServices: a dot after `meshforge`, where every mesh object's name has a '-' (and names of
+# Services and sandboxes hold no dot), so a service called `edge` keeps its own
+EDGE_NAME = "meshforge.edge"
 GROUP = "networking.istio.io"
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
@@ -187,11 +189,11 @@ def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagno
                           "so those requests may reach the pods of label-subset sandboxes", vs.origin,
                           "route the VirtualService's own traffic to a subset of the baseline pods")
     spec["http"] = ours.keyed() + theirs
-    return KubeObject("VirtualService", vs.namespace, vs.name, body)
+    return KubeObject("VirtualService", vs.namespace, vs.name, body, vs.origin, is_input=True)
 
 
 def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags: Diagnostics,
-                     merged: dict[UserObject, str]) -> KubeObject | None:
+                     merged: dict[UserObject, str], origin: Span) -> KubeObject | None:
     if user and user[0] in merged:
         diags.warning("MF303", f"VirtualService {user[0].namespace}/{user[0].name} covers {merged[user[0]]} and "
                       f"{svc.fqdn}, both forked; meshforge merges routes for {merged[user[0]]} only",
@@ -201,7 +203,7 @@ def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags
         name = _object_name(svc)
         return KubeObject("VirtualService", svc.namespace, name, {
             "apiVersion": API, "kind": "VirtualService", "metadata": metadata(name, svc.namespace),
-            "spec": {"hosts": [svc.fqdn], "gateways": ["mesh"], "http": routes.all()}})
+            "spec": {"hosts": [svc.fqdn], "gateways": ["mesh"], "http": routes.all()}}, origin)
     for extra in user[1:]:
         diags.warning("MF303", f"VirtualService {extra.namespace}/{extra.name} is a second VirtualService for "
                       f"{svc.fqdn}; meshforge merges its routes into {user[0].namespace}/{user[0].name} only",
@@ -217,7 +219,8 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
     user_vs = _by_service(model)
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
-        vs = _virtual_service(svc, user_vs.get(sid, []), _routes(model, svc, forks), diags, merged)
+        origin = forks[0][1].origin
+        vs = _virtual_service(svc, user_vs.get(sid, []), _routes(model, svc, forks), diags, merged, origin)
         if vs is not None:
             objects.append(vs)
         by_sandbox = {f.sandbox: f for _, f in forks}  # one fork of a service per sandbox
@@ -227,17 +230,18 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
             subsets += [{"name": n, "labels": dict(d.labels)} for n, d in subset_forks]
             objects.append(KubeObject("DestinationRule", svc.namespace, _object_name(svc), {
                 "apiVersion": API, "kind": "DestinationRule", "metadata": metadata(_object_name(svc), svc.namespace),
-                "spec": {"host": svc.fqdn, "subsets": subsets}}))
+                "spec": {"host": svc.fqdn, "subsets": subsets}}, origin))
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
-                objects.append(_service_entry(svc, sandbox, f.destination))
+                objects.append(_service_entry(svc, sandbox, f.destination, f.origin))
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags))
     # A user's VirtualService is always in the output, as written when no fork touches its host: when the
     # last sandbox of a host goes, applying the output restores the user's own routes.
     for vs in model.user_objects_of(GROUP, "VirtualService"):
         if vs not in merged:
-            objects.append(KubeObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body)))
+            objects.append(KubeObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body), vs.origin,
+                                      is_input=True))
     return sorted(objects, key=KubeObject.sort_key)
 
 
@@ -270,10 +274,10 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
         meta["labels"].update(labels or {})
         return KubeObject("VirtualService", ns, name, {
             "apiVersion": API, "kind": "VirtualService", "metadata": meta,
-            "spec": {"hosts": hosts, "gateways": [edge.istio_gateway], "http": http}})
+            "spec": {"hosts": hosts, "gateways": [edge.istio_gateway], "http": http}}, edge.origin)
 
     if edge.hosts:
-        out.append(vs("meshforge-edge", list(edge.hosts), [
+        out.append(vs(EDGE_NAME, list(edge.hosts), [
             {"name": "meshforge-edge-outside-baggage-key", "match": [{"headers": member}],
              "headers": {"request": {"remove": [routing.header, "baggage"]}}, "route": deepcopy(baseline)},
             {"name": "meshforge-edge", "headers": {"request": {"remove": [routing.header]}},
@@ -284,33 +288,33 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
             dest = [{"destination": _destination(svc, port, fork)}] if fork is not None else baseline
             value = f"{routing.baggage_key}={kr.key}"
             label = owner_label(kr.owner_kind, kr.owner)
-            out.append(vs(f"meshforge-edge-preview-{kr.key}", [edge.preview_host(kr.key)], [
+            out.append(vs(f"{EDGE_NAME}.preview.{kr.key}", [edge.preview_host(kr.key)], [
                 {"name": f"meshforge-preview-{kr.key}-replace-baggage-key", "match": [{"headers": member}],
                  "headers": {"request": {"set": {routing.header: kr.key, "baggage": value}}}, "route": deepcopy(dest)},
                 {"name": f"meshforge-preview-{kr.key}",
                  "headers": {"request": {"set": {routing.header: kr.key}, "add": {"baggage": value}}},
                  "route": deepcopy(dest)}], label))
-        out.append(vs("meshforge-edge-unknown-preview", [f"*.{edge.preview_domain}"], [
+        out.append(vs(f"{EDGE_NAME}.unknown-preview", [f"*.{edge.preview_domain}"], [
             {"name": "meshforge-unknown-preview-host", "directResponse": {"status": 404, "body": {"string": (
                 "meshforge: no active sandbox or route group has the routing key this host names "
                 f"(<routing key>.{edge.preview_domain}); it may have expired or been deleted\n")}}}]))
     return out
 
 
-def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination) -> KubeObject:
+def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination, origin: Span) -> KubeObject:
     ports = [{"number": p.number, "name": p.name or f"{p.protocol.lower()}-{p.number}",
               **({} if p.undeclared else {"protocol": p.protocol})} for p in svc.routable_ports]
     eps = [{"address": e.address, "ports": {pp["name"]: e.port for pp in ports}} for e in dest.endpoints]
     static = all(is_ip(e.address) for e in dest.endpoints)
-    name = _object_name(svc, f"-{sandbox}")
+    name = _object_name(svc, f".{sandbox}")  # a dot: no Service or sandbox name holds one, so none collide
     meta = metadata(name, svc.namespace)
     meta["labels"][SANDBOX_LABEL] = sandbox  # exists because of this sandbox: goes with it
     return KubeObject("ServiceEntry", svc.namespace, name, {
         "apiVersion": API, "kind": "ServiceEntry", "metadata": meta,
         "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
-                 "resolution": "STATIC" if static else "DNS", "endpoints": eps}})
+                 "resolution": "STATIC" if static else "DNS", "endpoints": eps}}, origin)
 
 
-def render_files(model: Model, diags: Diagnostics) -> dict[str, str]:
-    """{relative path: YAML text}: what `render --format istio -o DIR` writes."""
-    return {o.path: dump_yaml(o.body) for o in emit(model, diags)}
+def render_files(model: Model, diags: Diagnostics) -> list[Rendered]:
+    """What `render --format istio -o DIR` writes, one file per object."""
+    return [o.rendered() for o in emit(model, diags)]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from ..diagnostics import Diagnostics
 from ..model import Model
 from ..yamlout import dump_yaml
+from .objects import Rendered
 
 
-def render_files(model: Model, diags: Diagnostics) -> dict[str, str]:
-    return {f"{o.namespace}/{o.kind.lower()}-{o.name}.yaml": dump_yaml(o.body) for o in model.generated}
+def render_files(model: Model, diags: Diagnostics) -> list[Rendered]:
+    return [Rendered(f"{o.namespace}/{o.kind.lower()}-{o.name}.yaml", dump_yaml(o.body),
+                     (o.group, o.kind, o.namespace, o.name), o.origin) for o in model.generated]

@@ -1,17 +1,37 @@
-"""What the Kubernetes-object backends (Istio, Gateway API) emit: one object, its file, its labels.
+"""What a backend emits: one file (`Rendered`), and for the Kubernetes-object backends (Istio, Gateway API,
+Kubernetes) one object (`KubeObject`) with its ownership labels.
 
-Input: nothing (a type and the ownership labels). Output: `KubeObject` — kind, namespace, name and the
-body as plain data in a fixed key order — with where `render -o DIR` writes it and its sort order, and
-`metadata()` carrying meshforge's ownership labels (CONTRACT §3.5).
+Input: nothing (types and the ownership labels). Output: `Rendered` — where `render -o DIR` writes a file,
+its text, the identity the cluster knows the object by (group, kind, namespace, name) and the input that
+made it — which `backends.render` checks before anything is written: two files with one path or one
+identity, or a generated object with the identity of an input object, are errors, never an overwrite.
+`KubeObject` is kind, namespace, name and the body as plain data in a fixed key order; `metadata()` carries
+meshforge's ownership labels (CONTRACT §3.5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..diagnostics import Span
+from ..yamlout import dump_yaml
 
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
 SANDBOX_LABEL = "meshforge.dev/sandbox"
 ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
+
+Identity = tuple[str, str, str, str]  # (API group, kind, namespace, name)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One file a backend renders."""
+
+    path: str  # relative to `render -o DIR`
+    text: str
+    identity: Identity | None  # what the cluster knows it by; None: not a Kubernetes object (an Envoy config)
+    origin: Span = field(default_factory=Span)  # the input that made it (a fork, an edge, a user's object)
+    is_input: bool = False  # an input object itself (a user's VirtualService, as written or merged)
 
 
 @dataclass(frozen=True)
@@ -20,14 +40,24 @@ class KubeObject:
     namespace: str
     name: str
     body: dict
+    origin: Span = field(default_factory=Span, compare=False)
+    is_input: bool = False  # the user's own object, as written or with meshforge's routes merged
 
     @property
     def path(self) -> str:
         """Where `render -o DIR` writes it."""
         return f"{self.namespace}/{self.kind.lower()}-{self.name}.yaml"
 
+    @property
+    def identity(self) -> Identity:
+        api = str(self.body.get("apiVersion", ""))
+        return (api.rsplit("/", 1)[0] if "/" in api else "", self.kind, self.namespace, self.name)
+
     def sort_key(self) -> tuple:
         return (self.namespace, self.kind, self.name)
+
+    def rendered(self) -> Rendered:
+        return Rendered(self.path, dump_yaml(self.body), self.identity, self.origin, self.is_input)
 
 
 def metadata(name: str, namespace: str, labels: dict | None = None) -> dict:

@@ -107,3 +107,6 @@ class Decls:
     settings: list[Settings] = field(default_factory=list)
     user_objects: list[UserObject] = field(default_factory=list)
     edges: list[EdgeDecl] = field(default_factory=list)
+    # (API group, kind, namespace, name) of every object of another system among the inputs (Services,
+    # workloads, ConfigMaps, VirtualServices, ...): what no generated object may be named as
+    objects: list[tuple[str, str, str, str]] = field(default_factory=list)

@@ -55,6 +55,7 @@ def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls
         out.settings.extend(p.settings)
         out.user_objects.extend(p.user_objects)
         out.edges.extend(p.edges)
+        out.objects.extend(p.objects)
     out.services.extend(kubernetes.import_services(k8s, diags))
     return out
 
@@ -79,6 +80,12 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
         api, kind = doc.api_version, doc.kind
         api = api if isinstance(api, str) else None
         kind = kind if isinstance(kind, str) else None
+        if api is not None and kind is not None and api.split("/")[0] != API_GROUP:
+            meta = doc.data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(name, str):
+                ns = meta.get("namespace") or DEFAULT_NAMESPACE
+                decls.objects.append((api.rsplit("/", 1)[0] if "/" in api else "", kind, str(ns), name))
         if isinstance(api, str) and api.split("/")[0] == API_GROUP:
             if kind not in KINDS or api != API_VERSION:
                 if kind not in KINDS:

@@ -21,6 +21,7 @@ from ...diagnostics import Diagnostics
 from ...model import Model
 from ...xdsapi import CLUSTER_TYPE, EDGE_NODE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 from ...yamlout import dump_yaml
+from ..objects import Rendered
 from . import names
 from .bootstrap import node_proto
 from .compiler import Snapshot, XdsCompiler
@@ -39,9 +40,9 @@ def dump(data: dict) -> str:
     return dump_yaml(data, sort_keys=True)
 
 
-def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_port: int) -> dict[str, str]:
+def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_port: int) -> list[Rendered]:
     snap = XdsCompiler(eds=True).compile(model)
-    out = {}
+    out = []
     for node in sorted(snap.nodes):
         res = snap.resources(node, edge_port if node == EDGE_NODE else outbound_port)
         doc = {"node": node, "resources": {}}
@@ -50,7 +51,7 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_por
             for name, r in sorted(res[type_url].items()):
                 items.append({"@type": type_url, **to_dict(MESSAGE[type_url].FromString(r.body))})
             doc["resources"][SECTION[type_url]] = items
-        out[names.node_file(node)] = dump(doc)
+        out.append(Rendered(names.node_file(node), dump(doc), None))
     return out
 
 
@@ -69,9 +70,9 @@ def bootstrap_static(model: Model, node: str, snap: Snapshot, port: int, admin_p
 
 
 def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin_port: int,
-                  edge_port: int) -> dict[str, str]:
+                  edge_port: int) -> list[Rendered]:
     """A bootstrap per sidecar, and `edge.yaml` for the edge proxy when the model declares an edge."""
     snap = XdsCompiler(eds=False).compile(model)
-    return {names.node_file(node): dump(to_dict(bootstrap_static(
-        model, node, snap, edge_port if node == EDGE_NODE else outbound_port, admin_port)))
-        for node in sorted(snap.nodes)}
+    return [Rendered(names.node_file(node), dump(to_dict(bootstrap_static(
+        model, node, snap, edge_port if node == EDGE_NODE else outbound_port, admin_port))), None)
+        for node in sorted(snap.nodes)]
