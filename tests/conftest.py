@@ -101,7 +101,20 @@ BAGGAGE_TABLE = [
     (["k7x2m9"], None),
     ([""], None),
     (["meshforge-routing-key="], None),
+    # names encoded as propagators decode them (percent-encoding, '+' for a blank)
+    (["meshforge%2Drouting%2Dkey=k7x2m9"], "k7x2m9"),
+    (["meshforge%2drouting%2dkey=k7x2m9"], "k7x2m9"),
+    (["userId=a,%6Deshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["meshforge-routing-key+=k7x2m9"], "k7x2m9"),
+    (["+meshforge-routing-key=k7x2m9"], "k7x2m9"),
+    (["%20meshforge-routing-key%09=k7x2m9"], "k7x2m9"),
+    (["meshforge-routing-key%3D=k7x2m9"], None),
+    (["meshforge-routing-key=k7x2m9%20"], None),
+    (["meshforge%2Drouting%2Dkey-x=k7x2m9"], None),
 ]
+# encodings only the Envoy filters and the edge patterns see as the routing-key member (rarer whitespace)
+EDGE_ONLY_ENCODINGS = ["%0Bmeshforge-routing-key=k7x2m9", "meshforge-routing-key%C2%A0=k7x2m9",
+                       "meshforge-routing-key%E3%80%80=k7x2m9", "%1Fmeshforge%2Drouting-key=k7x2m9"]
 
 
 SHOP = {

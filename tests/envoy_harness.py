@@ -58,6 +58,9 @@ def istio_style_routes(bootstrap_yaml: str, baggage_key: str = "meshforge-routin
     from meshforge.carriers import baggage_regex
 
     boot = yaml.safe_load(bootstrap_yaml)
+    # as Istio's own bootstrap does (pkg/bootstrap testdata: "re2.max_program_size.error_level": "32768"), so
+    # regexes up to the 1024 characters its validation allows load
+    boot["layered_runtime"] = {"layers": [{"name": "istio", "static_layer": {"re2.max_program_size.error_level": 32768}}]}
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "meshforge.baggage_routing_key"]
     for vh in hcm["route_config"]["virtual_hosts"]:

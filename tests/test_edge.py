@@ -21,6 +21,9 @@ from meshforge.envoyproc import Envoy, free_port
 from meshforge.explain import explain_url
 from meshforge.pipeline import compile_paths
 
+from meshforge.carriers import is_key_member, key_from_baggage
+
+from .conftest import BAGGAGE_TABLE, EDGE_ONLY_ENCODINGS
 from .envoy_harness import Backend
 from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
 
@@ -65,6 +68,16 @@ def edge_get(port: int, host: str, headers: list[tuple[str, str]] = (), source: 
         return json.loads(data)
     finally:
         conn.close()
+
+
+def otel_baggage(values: list[str]) -> str | None:
+    """The baggage an OpenTelemetry-instrumented service sends on: its propagator's extract, then inject."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    propagator = W3CBaggagePropagator()
+    out: dict[str, str] = {}
+    propagator.inject(out, propagator.extract({"baggage": ",".join(values)}))
+    return out.get("baggage")
 
 
 def hops(answer: dict) -> list[dict]:
@@ -173,6 +186,37 @@ def test_forged_key_from_outside_reaches_only_the_baseline(mesh, forged):
     assert chain(answer) == ["web-v1", "cart-v1", "pay-v1"]
     assert all(h["key"] is None for h in hops(answer))
     assert all(h["baggage"] == [] for h in hops(answer))
+
+
+# the table's members whose name is encoded (carrying k7x2m9), and the rarer ones only the edge patterns see
+ENCODED = [vs[0] for vs, carried in BAGGAGE_TABLE if len(vs) == 1 and carried == "k7x2m9"
+           and not any(m.strip(" \t").startswith("meshforge-routing-key") for m in vs[0].split(","))] + EDGE_ONLY_ENCODINGS
+
+
+@pytest.mark.parametrize("member", ENCODED)
+def test_an_encoded_routing_key_member_from_outside_is_removed(mesh, member):
+    """With OpenTelemetry's own propagator in the chain (web passes baggage on through it: it decodes member
+    names and writes them plainly), an encoded name must not get a key from outside past the edge."""
+    assert key_from_baggage([member], "meshforge-routing-key") == "k7x2m9"  # it is the routing-key member
+    forged = member.replace("k7x2m9", "pay-pr-2")
+    mesh.web.baggage_out = otel_baggage
+    try:
+        answer = mesh.get("shop.example.test", [("baggage", f"userId=7,{forged}")])
+    finally:
+        mesh.web.baggage_out = Backend("x").baggage_out
+    assert chain(answer) == ["web-v1", "cart-v1", "pay-v1"], forged
+    others = [m for m in f"userId=7,{forged}".split(",") if not is_key_member(m, "meshforge-routing-key")]
+    assert hops(answer)[0]["baggage"] == [",".join(others)]  # the caller's other members go on, as sent
+    assert not any(is_key_member(m, "meshforge-routing-key") for h in hops(answer) for v in h["baggage"]
+                   for m in v.split(","))
+    # the same through a trusted source: the key is honoured, past OpenTelemetry's re-encoding too
+    mesh.web.baggage_out = otel_baggage
+    try:
+        trusted = mesh.get("shop.example.test", [("baggage", f"userId=7,{forged}")], "127.0.0.2")
+    finally:
+        mesh.web.baggage_out = Backend("x").baggage_out
+    assert chain(trusted) == ["web-v1", "cart-v1", "pay-v2"], forged
+    assert "meshforge-routing-key=pay-pr-2" in hops(trusted)[1]["baggage"][0].split(",")  # as OpenTelemetry writes it
 
 
 def test_forged_baggage_member_is_removed_and_the_others_arrive_intact(mesh):

@@ -30,8 +30,8 @@ def test_baggage_regex_matches_exactly_one_member(values, carried):
 
 
 def test_baggage_key_with_regex_characters_is_escaped():
-    p = re2.compile(baggage_regex("a.b+c", "k"))
-    assert p.fullmatch("a.b+c=k") and not p.fullmatch("axb+c=k") and not p.fullmatch("a.bbc=k")
+    p = re2.compile(baggage_regex("a.b*c", "k"))
+    assert p.fullmatch("a.b*c=k") and not p.fullmatch("axb*c=k") and not p.fullmatch("a.bbc=k")
     with pytest.raises(ValueError):
         baggage_regex(BK, ".*")
 

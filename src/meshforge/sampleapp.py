@@ -12,6 +12,7 @@ import http.client
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -19,9 +20,13 @@ class Backend:
     """GET / → JSON {"name", "key", "baggage", "hops": [...]}; with `next_hop`, calls it through `proxy`."""
 
     def __init__(self, name: str, next_hop: str | None = None, proxy_port: int | None = None,
-                 propagate: tuple[str, ...] = ("baggage", "traceparent")):
+                 propagate: tuple[str, ...] = ("baggage", "traceparent"),
+                 baggage_out: Callable[[list[str]], str | None] | None = None):
         self.name, self.next_hop, self.proxy_port = name, next_hop, proxy_port
         self.propagate = propagate  # what it passes on, as OpenTelemetry's default propagators do
+        # the baggage it sends on, from the baggage headers it received (default: as received, joined);
+        # tests put OpenTelemetry's own propagator here
+        self.baggage_out = baggage_out or (lambda values: ",".join(values) or None)
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,7 +58,9 @@ class Backend:
             # span of the same trace). Never the routing header.
             fwd = {}
             if "baggage" in self.propagate and out["baggage"]:
-                fwd["baggage"] = ",".join(out["baggage"])
+                sent = self.baggage_out(out["baggage"])
+                if sent:
+                    fwd["baggage"] = sent
             parent = headers.get("traceparent")
             if "traceparent" in self.propagate and parent and len(parent.split("-")) == 4:
                 version, trace, _, flags = parent.split("-")

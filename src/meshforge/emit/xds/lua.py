@@ -12,24 +12,56 @@ from __future__ import annotations
 _PRELUDE = r"""local BAGGAGE_KEY = "%(baggage_key)s"
 local HEADER = "%(header)s"
 
-local function trim(s)
-  return (string.gsub(string.gsub(s, "^[ \t]+", ""), "[ \t]+$", ""))
-end
-
 local function valid(v)
   return #v >= 1 and #v <= 63 and string.find(v, "^[a-z0-9][a-z0-9%%-]*$") ~= nil and string.sub(v, -1) ~= "-"
 end
 
-local function member_key(member)
-  local eq = string.find(member, "=", 1, true)
+-- as propagators read a member's name or value (carriers.decoded): %%XX and '+' decoded, whitespace trimmed
+local SPACES = {"\t", "\n", "\v", "\f", "\r", " ", "\28", "\29", "\30", "\31", "\194\133", "\194\160",
+                "\225\154\128", "\226\128\168", "\226\128\169", "\226\128\175", "\226\129\159", "\227\128\128"}
+for c = 128, 138 do
+  SPACES[#SPACES + 1] = "\226\128" .. string.char(c)  -- U+2000 .. U+200A
+end
+
+local function strip(s)
+  local again = true
+  while again and #s > 0 do
+    again = false
+    for _, w in ipairs(SPACES) do
+      if string.sub(s, 1, #w) == w then
+        s, again = string.sub(s, #w + 1), true
+      end
+      if #s >= #w and string.sub(s, -#w) == w then
+        s, again = string.sub(s, 1, #s - #w), true
+      end
+    end
+  end
+  return s
+end
+
+local function decoded(s)
+  s = string.gsub(s, "%%+", " ")
+  s = string.gsub(s, "%%%%(%%x%%x)", function(h) return string.char(tonumber(h, 16)) end)
+  return strip(s)
+end
+
+-- a list member's name and value as written (properties after ';' left out), or nil without '='
+local function split(member)
+  local first = string.match(member, "^[^;]*")
+  local eq = string.find(first, "=", 1, true)
   if eq == nil then
     return nil
   end
-  return trim(string.sub(member, 1, eq - 1))
+  return string.sub(first, 1, eq - 1), string.sub(first, eq + 1)
 end
 
--- the first baggage member named BAGGAGE_KEY, into HEADER when its value is a routing key
--- (unless the caller sent HEADER itself: the plain header wins)
+local function is_key_member(member)
+  local name = split(member)
+  return name ~= nil and decoded(name) == BAGGAGE_KEY
+end
+
+-- the first baggage member whose decoded name is BAGGAGE_KEY decides: its value, blanks trimmed, into HEADER
+-- when it is a routing key (unless the caller sent HEADER itself: the plain header wins)
 local function lift(headers)
   if headers:get(HEADER) ~= nil then
     return
@@ -37,13 +69,9 @@ local function lift(headers)
   local n = headers:getNumValues("baggage")
   for i = 0, n - 1 do
     for member in string.gmatch(headers:getAtIndex("baggage", i), "[^,]+") do
-      if member_key(member) == BAGGAGE_KEY then
-        local v = string.sub(member, string.find(member, "=", 1, true) + 1)
-        local semi = string.find(v, ";", 1, true)
-        if semi ~= nil then
-          v = string.sub(v, 1, semi - 1)
-        end
-        v = trim(v)
+      if is_key_member(member) then
+        local _, v = split(member)
+        v = string.gsub(string.gsub(v, "^[ \t]+", ""), "[ \t]+$", "")
         if valid(v) then
           headers:replace(HEADER, v)
         end
@@ -92,7 +120,7 @@ local function other_members(headers)
   for i = 0, n - 1 do
     local value = headers:getAtIndex("baggage", i)
     for member in string.gmatch(value, "[^,]+") do
-      if member_key(member) == BAGGAGE_KEY then
+      if is_key_member(member) then
         found = true
       else
         kept[#kept + 1] = member

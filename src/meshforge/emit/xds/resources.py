@@ -261,11 +261,18 @@ def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFil
                                              clear_route_cache=wrappers_pb2.BoolValue(value=True)), wanted)
 
 
+def _baggage_may_carry_the_key(routing: Routing) -> list:
+    """Predicates for a `baggage` header that may hold the routing-key member: its name as written, or
+    anything encoded ('%', '+'), since member names are compared decoded (carriers.decoded)."""
+    return [_header_contains("baggage", routing.baggage_key), _header_contains("baggage", "%"),
+            _header_contains("baggage", "+")]
+
+
 def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
-    """The Lua filter that lifts the key out of `baggage`, skipped for requests whose `baggage` does
-    not even contain the baggage key."""
+    """The Lua filter that lifts the key out of `baggage`, skipped for requests whose `baggage` can hold no
+    routing-key member (most traffic: a test in C++ instead of a Lua call)."""
     return _lua_unless_skipped("meshforge.baggage_routing_key", lua.source(routing.baggage_key, routing.header),
-                               [_header_contains("baggage", routing.baggage_key)])
+                               _baggage_may_carry_the_key(routing))
 
 
 def _router() -> hcm_pb2.HttpFilter:
@@ -423,7 +430,7 @@ def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_p
     else:
         hcm.route_config.CopyFrom(route_config)
     _remove_early(hcm, removed)
-    wanted = [_header_contains("baggage", routing.baggage_key)]
+    wanted = _baggage_may_carry_the_key(routing)
     if edge.preview_domain:
         wanted.append(_header_contains(":authority", "." + edge.preview_domain, ignore_case=True))
     hcm.http_filters.append(_lua_unless_skipped(
