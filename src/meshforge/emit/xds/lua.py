@@ -16,7 +16,7 @@ local function valid(v)
   return #v >= 1 and #v <= 63 and string.find(v, "^[a-z0-9][a-z0-9%%-]*$") ~= nil and string.sub(v, -1) ~= "-"
 end
 
--- as propagators read a member's name or value (carriers.decoded): %%XX and '+' decoded, whitespace trimmed
+-- a member's name as propagators read it (carriers.decoded): %%XX and '+' decoded, whitespace trimmed
 local SPACES = {"\t", "\n", "\v", "\f", "\r", " ", "\28", "\29", "\30", "\31", "\194\133", "\194\160",
                 "\225\154\128", "\226\128\168", "\226\128\169", "\226\128\175", "\226\129\159", "\227\128\128"}
 for c = 128, 138 do
