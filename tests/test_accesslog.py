@@ -23,11 +23,30 @@ def entry(i: int, key: str | None, trace: str | None = None, node: str = "a.ns",
 
 
 def test_memory_is_bounded_per_key_per_number_of_keys_and_in_total():
-    log = RequestLog(per_key=5, total=50, max_keys=3)
+    log = RequestLog(per_key=5, total=50, max_keys=3, known=lambda k: k in {"k0", "k1", "k2", "k3"})
     for i in range(1000):
-        log.add(entry(i, f"k{i % 7}"))
-    assert len(log.keys()) == 3 and all(n <= 5 for n in log.keys().values())
-    assert len(log.recent(10_000)) == 50 and log.received == 1000
+        log.add(entry(i, f"k{i % 7}" if i % 3 else None))
+    assert log.rows() <= 50 and len(log.recent(10_000)) == log.rows() and log.received == 1000
+    keys = log.keys()
+    assert len([k for k in keys if k in {"k0", "k1", "k2", "k3"}]) <= 3 and all(n <= 5 for n in keys.values())
+    assert len([k for k in keys if k not in {"k0", "k1", "k2", "k3"}]) <= 1  # a tenth as many unknown keys
+
+
+def test_a_flood_of_made_up_keys_keeps_the_bound_and_the_real_key():
+    """1,000 keys x 200 entries on one stream (the attack seen): the log stays within `total` rows, and the
+    rows of the key an active sandbox has survive it."""
+    log = RequestLog(known=lambda k: k == "real")
+    t = "4bf92f3577b34da6a3ce929d0e0e4736"
+    for i in range(100):
+        log.add(entry(i, "real", t, "web.ns", "cart.ns"))
+    log.add(entry(100, None, t, "cart.ns", "pay.ns"))
+    for i in range(200_000):
+        log.add(entry(1000 + i, f"fake-{i % 1000}"))
+    assert log.rows() <= log.total and len(log.keys()) <= log.max_keys + log.max_unknown_keys
+    real = log.for_key("real")
+    assert len([r for r in real if r["key"] == "real"]) == 100
+    assert any(r["service"] == "pay.ns" and r["key"] is None for r in real)  # its trace's other hop too
+    assert sum(n for k, n in log.keys().items() if k.startswith("fake-")) <= log.limits["unknown"]
 
 
 def test_for_key_adds_the_other_hops_of_its_traces():

@@ -17,3 +17,22 @@ def test_multi_line_strings_are_literal_blocks_and_output_is_stable():
     data = {"b": "line 1\nline 2\n", "a": 1}
     assert "b: |\n  line 1\n  line 2\n" in dump_yaml(data)
     assert dump_yaml(data) == dump_yaml(dict(data))
+
+
+def test_any_text_reads_back_as_it_was():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400)
+    @given(st.text())
+    def roundtrip(value):
+        assert yaml.safe_load(dump_yaml({"v": value, "l": [value]})) == {"v": value, "l": [value]}
+
+    roundtrip()
+
+
+def test_a_next_line_character_in_an_env_value_survives_sandbox_create(cli):
+    r = cli("sandbox", "create", "x", "--fork", "cart=example/cart:1", "--env", "cart:V=a\x85b\u2028c")
+    assert r.exit_code == 0, r.output
+    [env] = yaml.safe_load(r.output)["spec"]["forks"][0]["to"]["workload"]["env"]
+    assert env == {"name": "V", "value": "a\x85b\u2028c"}

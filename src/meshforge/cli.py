@@ -274,7 +274,8 @@ def _serve_compile_fn(paths, access_logs=None):
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
         if model is None or diags.has_errors:
             return Result(None, [d.to_text() for d in diags.errors()], warnings)
-        return Result(compiler.compile(model), [], warnings, model.next_expiry, lambda: mesh_overview(model))
+        return Result(compiler.compile(model), [], warnings, model.next_expiry, lambda: mesh_overview(model),
+                      lambda key: model.key(key) is not None)
 
     compile_fn.workspace = workspace  # for tests: which way each compile took
     return compile_fn

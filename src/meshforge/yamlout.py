@@ -18,8 +18,15 @@ class _Dumper(yaml.SafeDumper):
 _ALSO_BOOLEAN = frozenset({"y", "Y", "n", "N"})
 
 
+# Characters YAML reads as line breaks (or that a literal block would not keep): a value holding one is
+# written double-quoted, with escapes, so it reads back as it was
+_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
 def _str(dumper, value: str):
-    if "\n" in value:
+    if any(c in _BREAKS or (c < " " and c not in "\n\t") or c == "\x7f" for c in value):
+        style = '"'
+    elif "\n" in value:
         style = "|"
     elif value in _ALSO_BOOLEAN:
         style = "'"

@@ -15,6 +15,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -69,54 +70,100 @@ def as_dict(row: tuple) -> dict:
 
 
 class RequestLog:
-    """Recent requests, bounded per routing key and in total. Thread-safe (admin reads from its thread)."""
+    """Recent requests in bounded memory. Thread-safe (admin reads from its thread).
 
-    def __init__(self, per_key: int = 200, total: int = 20_000, max_keys: int = MAX_KEYS):
+    Rows live in three pools, each a queue in arrival order with a bound of its own: rows whose key an
+    active sandbox or route group has (`known`, told by the server after each reload), rows without a key
+    (the other hops of traces), and rows of keys nobody has (typos, expired sandboxes, or a flood of
+    made-up keys, which then churns only its own pool). The pools' bounds add up to `total`: that many rows
+    at most, however they arrive. Per key, the newest `per_key` rows are indexed (at most `max_keys` known
+    keys and a tenth as many unknown ones, the least recently seen dropped first); the index holds rows of
+    the pools only, so it adds no rows."""
+
+    POOLS = ("known", "keyless", "unknown")
+
+    def __init__(self, per_key: int = 200, total: int = 20_000, max_keys: int = MAX_KEYS,
+                 known: Callable[[str], bool] | None = None):
         self.per_key, self.total, self.max_keys = per_key, total, max_keys
+        self.max_unknown_keys = max(1, max_keys // 10)
+        self.limits = {"known": total // 2, "keyless": total * 2 // 5}
+        self.limits["unknown"] = total - self.limits["known"] - self.limits["keyless"]
+        self.known: Callable[[str], bool] = known or (lambda key: False)
         self._lock = threading.Lock()
-        self._all: collections.deque[tuple] = collections.deque(maxlen=total)
-        self._by_key: collections.OrderedDict[str, collections.deque[tuple]] = collections.OrderedDict()
+        self._pools: dict[str, collections.deque[tuple]] = {p: collections.deque() for p in self.POOLS}
+        self._by_key: dict[str, collections.OrderedDict[str, collections.deque[tuple]]] = {
+            "known": collections.OrderedDict(), "unknown": collections.OrderedDict()}
         self.received = 0
 
     def add(self, row: tuple) -> None:
+        key = row[KEY]
+        kind = "keyless" if not key else "known" if self.known(key) else "unknown"
         with self._lock:
             self.received += 1
-            self._all.append(row)
-            key = row[KEY]
+            pool = self._pools[kind]
+            pool.append(row)
+            if len(pool) > self.limits[kind]:
+                self._unindex(pool.popleft())
             if key:
-                q = self._by_key.get(key)
+                index = self._by_key[kind]
+                q = index.get(key)
                 if q is None:
-                    if len(self._by_key) >= self.max_keys:
-                        self._by_key.popitem(last=False)
-                    q = self._by_key[key] = collections.deque(maxlen=self.per_key)
+                    other = self._by_key["unknown" if kind == "known" else "known"].pop(key, None)
+                    q = index[key] = collections.deque(other or (), maxlen=self.per_key)
+                    if len(index) > (self.max_keys if kind == "known" else self.max_unknown_keys):
+                        index.popitem(last=False)
                 else:
-                    self._by_key.move_to_end(key)
+                    index.move_to_end(key)
                 q.append(row)
+
+    def _unindex(self, row: tuple) -> None:
+        """A row left its pool: it leaves its key's index too (the oldest there, nearly always)."""
+        key = row[KEY]
+        for index in self._by_key.values():
+            q = index.get(key) if key else None
+            if q:
+                if q[0] is row:
+                    q.popleft()
+                else:
+                    for i, r in enumerate(q):
+                        if r is row:
+                            del q[i]
+                            break
+                if not q:
+                    del index[key]
+
+    def rows(self) -> int:
+        with self._lock:
+            return sum(len(p) for p in self._pools.values())
 
     def keys(self) -> dict[str, int]:
         with self._lock:
-            return {k: len(v) for k, v in self._by_key.items()}
+            return {k: len(v) for index in self._by_key.values() for k, v in index.items()}
+
+    def _all(self):
+        for p in self._pools.values():
+            yield from p
 
     def for_key(self, key: str) -> list[dict]:
         """The requests that carried `key`, and every other request of their traces (the hops where the
         key may have been lost), oldest first."""
         with self._lock:
-            own = list(self._by_key.get(key, ()))
+            own = list(self._by_key["known"].get(key) or self._by_key["unknown"].get(key) or ())
             if not own:
                 return []
             traces = {r[TRACE] for r in own if r[TRACE]}
-            related = [r for r in self._all if r[TRACE] in traces and r[KEY] != key] if traces else []
+            related = [r for r in self._all() if r[TRACE] in traces and r[KEY] != key] if traces else []
             # without trace context, what the services the key reached sent next (the doctor's heuristic)
             reached = {d["service"] for d in map(as_dict, own) if d["service"]}
             since = min(r[TIME] for r in own)
-            loose = [r for r in self._all if not r[TRACE] and r[NODE] in reached and r[TIME] >= since and
+            loose = [r for r in self._all() if not r[TRACE] and r[NODE] in reached and r[TIME] >= since and
                      r[KEY] != key]
         rows = sorted(set(own + related + loose), key=lambda r: (r[TIME], r[REQUEST_ID]))
         return [as_dict(r) for r in rows]
 
     def recent(self, limit: int = 100) -> list[dict]:
         with self._lock:
-            rows = list(self._all)[-limit:]
+            rows = sorted(self._all(), key=lambda r: r[TIME])[-limit:]
         return [as_dict(r) for r in rows]
 
 

@@ -93,6 +93,7 @@ class Result:
     # the dashboard's data (sandboxes, keys, forks, the service graph) as plain JSON, built when asked
     # for: at 10,000 services building it costs more than the reload itself
     overview: Callable[[], dict] | None = None
+    is_known: Callable[[str], bool] | None = None  # whether an active sandbox or route group has a routing key
 
 
 def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
@@ -218,6 +219,8 @@ class ControlPlane:
             self.metrics.reloads.labels("ok").inc()
             log.info("reload (%s): published snapshot %d for %d nodes in %.1f ms", reason, self.cache.generation,
                      len(result.snapshot.nodes), elapsed * 1000)
+        if result.snapshot is not None and result.is_known is not None:
+            self.requests.known = result.is_known  # the request log keeps the rows of active keys apart
         self._schedule_expiry(result.next_expiry)
         return result.snapshot is not None
 
