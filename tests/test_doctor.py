@@ -135,4 +135,105 @@ def test_without_trace_context_a_heuristic_names_the_service_and_says_so():
     assert report.exit_code == 1 and report.losses[0].callees == ("pay.shop",)
     healthy = only_keyed + [{"time": 1.1, "node": "cart.shop", "service": "pay.shop", "key": "k", "traceId": None}]
     assert diagnose("k", healthy, {"cart.shop": ["pay.shop"], "pay.shop": []}).exit_code == 0
-    assert diagnose("k", []).exit_code == 0 and "no recent requests" in render_text(diagnose("k", []))
+    nothing = diagnose("k", [])
+    assert nothing.exit_code == 3 and "nothing to judge: no recent request carried" in render_text(nothing)
+
+
+def test_nothing_to_judge_has_its_own_exit_code_and_says_why(mesh):
+    server, _ = mesh
+    r = doctor(server, "nobody-has-this")
+    assert r.returncode == 3 and "nothing to judge" in r.stdout and "no active sandbox or route group" in r.stdout
+    r = doctor(server, "pay-pr-2", "--output", "json")
+    if json.loads(r.stdout)["judged"]:  # traffic from another test of this module: still a verdict, exit 0 or 1
+        assert r.returncode in (0, 1)
+    quiet = doctor(server, "cart-lossy-not", "--output", "json")
+    data = json.loads(quiet.stdout)
+    assert quiet.returncode == 3 and not data["judged"] and "whyNothing" in data
+
+
+def test_forged_log_entries_are_dropped_marked_and_never_reach_the_terminal_raw(mesh):
+    """Without TLS anyone can stream access logs: entries for clusters the node does not hold are dropped,
+    the rest are marked unauthenticated, and control characters in what the proxies sent are escaped."""
+    import grpc
+    from envoy.config.core.v3 import base_pb2
+    from envoy.data.accesslog.v3 import accesslog_pb2
+    from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
+    server, chain = mesh
+    tid = secrets.token_hex(16)
+
+    def entry(cluster: str, key: str | None) -> accesslog_pb2.HTTPAccessLogEntry:
+        e = accesslog_pb2.HTTPAccessLogEntry()
+        e.common_properties.upstream_cluster = cluster
+        e.request.request_id = secrets.token_hex(4)
+        e.request.request_headers["traceparent"] = f"00-{tid}-00f067aa0ba902b7-01"
+        if key:
+            e.request.request_headers["x-meshforge-routing-key"] = key
+        e.response.response_code.value = 200
+        return e
+
+    def stream(node: str, *entries):
+        msg = als_pb2.StreamAccessLogsMessage(identifier=als_pb2.StreamAccessLogsMessage.Identifier(
+            node=base_pb2.Node(id=node, cluster=node), log_name="meshforge"))
+        msg.http_logs.log_entry.extend(entries)
+        with grpc.insecure_channel(f"127.0.0.1:{server.xds_port}") as ch:
+            als_pb2_grpc.AccessLogServiceStub(ch).StreamAccessLogs(iter([msg]), timeout=5)
+
+    # web.shop does not call pay.shop: an entry claiming so is dropped
+    stream("web.shop", entry("outbound|80|pay-pr-2|pay.shop.svc.cluster.local", "pay-pr-2"),
+           entry("outbound|80||cart.shop.svc.cluster.local", "pay-pr-2"))
+    stream("cart.shop\x1b[2J\x07", entry("outbound|80||pay.shop.svc.cluster.local", None))  # not a node
+    rows = wait_until(lambda: [r for r in json.loads(server.get("/api/requests?key=pay-pr-2")[1])["requests"]
+                               if r["traceId"] == tid] or None, 10, what="the forged entries arrived")
+    assert [(r["node"], r["service"], r["authenticated"]) for r in rows] == [("web.shop", "cart.shop", False)]
+    r = doctor(server, "pay-pr-2")
+    assert "unauthenticated" in r.stdout and "anyone who can reach serve's xDS port" in r.stdout
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    data = json.loads(doctor(server, "pay-pr-2", "--output", "json").stdout)
+    assert data["unauthenticatedHops"] >= 1
+
+
+def test_a_nack_message_with_terminal_escapes_is_shown_escaped_by_readyz(mesh):
+    from .serve_harness import CLUSTER, RawClient, node
+
+    server, _ = mesh
+    c = RawClient(server.xds_port)
+    try:
+        c.send(node=node("web.shop", "evil\x1b]0;pwned\x07"), type_url=CLUSTER)
+        first = c.recv()
+        from google.rpc import status_pb2
+
+        c.send(node=node("web.shop", "evil\x1b]0;pwned\x07"), type_url=CLUSTER, response_nonce=first.nonce,
+               version_info=first.version_info, error_detail=status_pb2.Status(code=3, message="bad\x1b[31m\rX"))
+        body = wait_until(lambda: "rejected" in server.get("/readyz")[1] and server.get("/readyz")[1], 10,
+                          what="the NACK shown")
+    finally:
+        c.close()
+    assert "\x1b" not in body and "\x07" not in body and "\r" not in body and "\\x1b" in body
+
+
+def test_a_malformed_access_log_stream_costs_one_line_not_a_traceback(tmp_path):
+    from .serve_harness import SPEC
+
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    with Server([d]) as server:
+        _malformed_streams(server)
+
+
+def _malformed_streams(server):
+    import grpc
+
+    before = server.log()
+    for _ in range(20):
+        with grpc.insecure_channel(f"127.0.0.1:{server.xds_port}") as ch:
+            call = ch.stream_unary("/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            try:
+                call(iter([b"\xff\xff\xff\x01garbage"]), timeout=5)
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    wait_until(lambda: "access log entries dropped" in server.log()[len(before):], 5, what="the warning")
+    new = server.log()[len(before):]
+    assert "Traceback" not in new and new.count("access log entries dropped") == 1  # one line a minute

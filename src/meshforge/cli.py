@@ -330,7 +330,8 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     from .emit.xds.resources import AccessLogs
 
     logs = AccessLogs(access_log_rate) if access_logs else None
-    cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls)
+    cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls,
+                      access_log_rate=access_log_rate if access_logs else None)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:
@@ -408,7 +409,9 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
     """Show what recent requests with KEY really reached, hop by hop, from the proxies' access logs, and
     name the service that lost the key (it received the key; its calls in the same trace carried none).
 
-    Exit codes: 0 no loss found, 1 a loss found, 2 usage error or serve unreachable.
+    Exit codes: 0 no loss found, 1 a loss found, 2 usage error or serve unreachable, 3 nothing to judge (no
+    recent request carried the key: access logs off, the key not active, no traffic yet, or the log's budget
+    spent).
 
     Example: meshforge doctor --admin-address 127.0.0.1:18080 --routing-key cart-pr-42
     """
@@ -417,7 +420,7 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
     import urllib.parse
     import urllib.request
 
-    from .doctor import diagnose
+    from .doctor import diagnose, why_nothing
     from .doctor import render_text as render
     from .names import ROUTING_KEY_HINT, valid_routing_key
     from .server.run import join_address, parse_address
@@ -444,9 +447,12 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
             sys.exit(2)
 
     data = get("/api/requests?" + urllib.parse.urlencode({"key": key}))
-    overview = get("/api/state").get("overview") or {}
+    state = get("/api/state")
+    overview = state.get("overview") or {}
     calls = {s["id"]: s.get("dependsOn") or [] for s in overview.get("services") or []}
     report = diagnose(key, data.get("requests") or [], calls)
+    if not report.requests:
+        report.why_nothing = why_nothing(key, state)
     if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .names import printable
+
 
 @dataclass(frozen=True)
 class Loss:
@@ -38,29 +40,44 @@ class Loss:
                 "heuristic": self.heuristic, "message": self.message(key)}
 
 
+NOTHING_TO_JUDGE = 3  # the exit code when no request carried the key: no verdict either way
+
+
 @dataclass
 class Report:
     key: str
     traces: list[dict] = field(default_factory=list)  # {"traceId", "hops": [{from, to, version, key, status}]}
     untraced: list[dict] = field(default_factory=list)  # hops of requests without trace context
     losses: list[Loss] = field(default_factory=list)
+    why_nothing: str = ""  # when no request carried the key: what doctor knows of why
 
     @property
     def requests(self) -> int:
         return sum(len(t["hops"]) for t in self.traces) + len(self.untraced)
 
     @property
+    def unauthenticated(self) -> int:
+        """Hops whose log came from a stream without a client certificate: anyone could have sent them."""
+        return sum(not h.get("authenticated") for t in self.traces for h in t["hops"]) + \
+            sum(not h.get("authenticated") for h in self.untraced)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.losses else 0
+        if self.losses:
+            return 1
+        return 0 if self.requests else NOTHING_TO_JUDGE
 
     def to_json(self) -> dict:
         return {"routingKey": self.key, "requests": self.requests, "traces": self.traces, "untraced": self.untraced,
-                "losses": [loss.to_json(self.key) for loss in self.losses], "ok": not self.losses}
+                "losses": [loss.to_json(self.key) for loss in self.losses], "ok": not self.losses,
+                "judged": bool(self.requests), "unauthenticatedHops": self.unauthenticated,
+                **({"whyNothing": self.why_nothing} if not self.requests else {})}
 
 
 def _hop(r: dict) -> dict:
     return {"from": r.get("node"), "to": r.get("service") or r.get("authority"), "version": r.get("version"),
-            "key": r.get("key"), "status": r.get("status"), "time": r.get("time")}
+            "key": r.get("key"), "status": r.get("status"), "time": r.get("time"),
+            "authenticated": bool(r.get("authenticated"))}
 
 
 def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None = None) -> Report:
@@ -102,22 +119,43 @@ def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None 
 
 
 def render_text(report: Report) -> str:
+    """The report for a terminal: everything that came from the proxies' logs is shown escaped."""
     key = report.key
     if not report.requests:
-        return (f"no recent requests carried routing key {key!r} (the proxies log to serve; send some traffic "
-                "with the key, then run doctor again)\n")
+        return (f"nothing to judge: no recent request carried routing key {key!r}"
+                f"{'; ' + report.why_nothing if report.why_nothing else ''}\n")
     lines = [f"routing key {key!r}: {report.requests} recent requests, {len(report.traces)} traces", ""]
     for t in report.traces[-10:]:
         chain = []
         for h in t["hops"]:
             carried = "key" if h["key"] == key else "no key"
-            chain.append(f"{h['from']} -> {h['to']} [{h['version']}, {carried}, {h['status']}]")
-        lines.append(f"trace {t['traceId'][:16]}: " + "; ".join(chain))
+            mark = "" if h.get("authenticated") else ", unauthenticated"
+            chain.append(f"{h['from']} -> {h['to']} [{h['version']}, {carried}, {h['status']}{mark}]")
+        lines.append(printable(f"trace {t['traceId'][:16]}: " + "; ".join(chain)))
     if report.untraced:
         lines.append(f"{len(report.untraced)} requests without trace context")
     lines.append("")
     if report.losses:
-        lines += [loss.message(key) for loss in report.losses]
+        lines += [printable(loss.message(key)) for loss in report.losses]
     else:
         lines.append(f"no loss: every service that received {key!r} passed it on")
+    if report.unauthenticated:
+        lines += ["", f"{report.unauthenticated} of {report.requests} hops were logged by proxies without a client "
+                  "certificate: anyone who can reach serve's xDS port could have sent them (serve --client-ca-file "
+                  "makes every proxy prove which service it is)"]
     return "\n".join(lines) + "\n"
+
+
+def why_nothing(key: str, state: dict) -> str:
+    """What serve's state (`/api/state`) tells of why no recent request carried `key`."""
+    logs = state.get("accessLogs") or {}
+    keys = {k.get("key") for k in (state.get("overview") or {}).get("keys") or []}
+    if logs.get("enabled") is False:
+        return "serve runs with --no-access-logs, so the proxies log nothing to judge by"
+    if key not in keys:
+        return (f"no active sandbox or route group has the key, so requests with it reach the baseline and "
+                f"were not told apart (active keys: {', '.join(sorted(keys)[:10]) or 'none'})")
+    rate = logs.get("ratePerSecond")
+    budget = f"; each proxy logs at most {rate} keyed or traced requests a second" if rate else ""
+    return (f"send traffic with the key (the header, the baggage member or its preview URL), then run doctor again "
+            f"(serve keeps the last {logs.get('capacity', 'few thousand')} requests{budget})")

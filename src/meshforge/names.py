@@ -73,3 +73,15 @@ def derived_name(base: str, owner: str, limit: int = 63) -> str:
     digest = hashlib.sha256(f"{base}\0{owner}".encode()).hexdigest()[:8]
     head = f"{base}-{owner}"[: limit - len(digest) - 1].rstrip("-.")
     return f"{head}-{digest}"
+
+
+# control characters (C0, DEL, C1) and the bidirectional controls that reorder what a terminal shows
+_UNSHOWABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} | \
+    {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]}
+
+
+def printable(text: object) -> str:
+    """Text from outside (a node id, a proxy's NACK message, a cluster name) made safe to show on a terminal
+    or in a text response: control and reordering characters escaped, never sent raw (no escape sequence,
+    bell or carriage return reaches the reader's terminal)."""
+    return str(text).translate(_UNSHOWABLE)

@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .names import is_ip, valid_routing_key  # noqa: F401  (the server validates keys it logs with the compiler's rule)
+from .names import dns1123_subdomain, is_ip, printable, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -40,7 +40,7 @@ MAX_PORT = 65535
 def parse_cluster(name: str) -> tuple[int, str, str] | None:
     """(port, routing key or "", FQDN) of a cluster `outbound|<port>|<key>|<fqdn>` (CONTRACT §3.2), else None."""
     parts = name.split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit() or not parts[3]:
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit() or not dns1123_subdomain(parts[3]):
         return None
     if parts[2] and not valid_routing_key(parts[2]):
         return None

@@ -11,6 +11,7 @@ routing keys are recorded as none.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -52,8 +53,9 @@ def trace_id(traceparent: str | None) -> str | None:
 
 
 # One logged request, as stored: a tuple of scalars (cheap to build, and not tracked by the garbage
-# collector), turned into a dict only when asked for.
-TIME, NODE, REQUEST_ID, TRACE, KEY, CLUSTER, AUTHORITY, PATH, STATUS, DURATION = range(10)
+# collector), turned into a dict only when asked for. AUTHENTICATED: the stream that sent it proved, with a
+# client certificate, that it is the proxy of NODE (mutual TLS); without it anyone could have sent it.
+TIME, NODE, REQUEST_ID, TRACE, KEY, CLUSTER, AUTHORITY, PATH, STATUS, DURATION, AUTHENTICATED = range(11)
 
 
 def as_dict(row: tuple) -> dict:
@@ -66,6 +68,7 @@ def as_dict(row: tuple) -> dict:
         "service": ".".join(parsed[2].split(".")[:2]) if parsed else None,  # name.namespace of the FQDN
         "version": (parsed[1] or "baseline") if parsed else None,
         "authority": row[AUTHORITY], "path": row[PATH], "status": row[STATUS], "durationMs": row[DURATION],
+        "authenticated": bool(row[AUTHENTICATED]) if len(row) > AUTHENTICATED else False,
     }
 
 
@@ -181,7 +184,7 @@ def _key(value: str | None) -> str | None:
     return value if ok else None
 
 
-def _row(node: str, e) -> tuple:
+def _row(node: str, e, authenticated: bool = False) -> tuple:
     common, req = e.common_properties, e.request
     headers = req.request_headers
     tp = headers.get(TRACEPARENT)
@@ -193,19 +196,37 @@ def _row(node: str, e) -> tuple:
     return (start.seconds + start.nanos / 1e9 or time.time(), node, req.request_id[:MAX_FIELD],
             tp[3:35].lower() if tp and len(tp) >= 35 else None, _key(key), common.upstream_cluster[:MAX_FIELD],
             req.authority[:MAX_FIELD], req.path[:MAX_FIELD], e.response.response_code.value or None,
-            round(duration.seconds * 1000 + duration.nanos / 1e6, 3))
+            round(duration.seconds * 1000 + duration.nanos / 1e6, 3), authenticated)
 
 
 class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
     """Receives the proxies' access logs into a `RequestLog`. Under mutual TLS the identifier's node must
-    be the one its certificate names (the same rule as ADS), so no proxy can log for another."""
+    be the one its certificate names (the same rule as ADS), so no proxy can log for another, and its rows
+    are marked authenticated. A row whose upstream cluster is not one of that node's clusters (`scope`: a
+    proxy claiming a call it could not have made) is dropped, and counted. A malformed entry costs one log
+    line a minute, never a traceback."""
 
-    def __init__(self, store: RequestLog, authorize=None):
+    WARN_EVERY = 60.0  # seconds between two warnings about malformed entries
+
+    def __init__(self, store: RequestLog, authorize=None, scope: Callable[[str], object] | None = None):
         self.store = store
         self._authorize = authorize
+        self._scope = scope  # node -> a container of the clusters it holds (None: no configuration for it)
+        self.dropped = collections.Counter()  # reason -> entries dropped
+        self._warned = 0.0
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        now = time.monotonic()
+        if now - self._warned >= self.WARN_EVERY:
+            self._warned = now
+            log.warning("access log entries dropped (%s so far, %s): %s",
+                        sum(self.dropped.values()), ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())),
+                        detail[:200])
 
     async def StreamAccessLogs(self, request_iterator, context):
         node = None
+        authenticated = self._authorize is not None
         try:
             async for msg in request_iterator:
                 if node is None:
@@ -215,10 +236,25 @@ class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
                     if self._authorize is not None:
                         self._authorize(_Peer(context), ident)
                     node = _short(ident.cluster or ident.id)
+                clusters = self._scope(node) if self._scope is not None else None
                 for e in msg.http_logs.log_entry:
-                    self.store.add(_row(node, e))
+                    try:
+                        row = _row(node, e, authenticated)
+                    except Exception as err:  # noqa: BLE001 - a malformed entry from a client: counted, not fatal
+                        self._drop("malformed", f"{type(err).__name__}: {err}")
+                        continue
+                    if row[CLUSTER] and (parse_cluster(row[CLUSTER]) is None or
+                                         (clusters is not None and row[CLUSTER] not in clusters)):
+                        self._drop("not the node's cluster", f"node {node!r} logged cluster {row[CLUSTER]!r}")
+                        continue
+                    self.store.add(row)
         except StreamError as e:
             await context.abort(e.code, e.message)
+        except (grpc.RpcError, grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as err:  # noqa: BLE001 - the stream is garbage: end it with one line, not a traceback
+            self._drop("malformed", f"{type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed access log message")
         return als_pb2.StreamAccessLogsResponse()
 
 

@@ -29,7 +29,7 @@ from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port, valid_routing_key
+from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port, printable, valid_routing_key
 from .dashboard import PAGE
 from .tls import may_ask_for, ssl_peer_names
 
@@ -55,6 +55,7 @@ class AdminState:
         self._overview_cache: tuple | None = None  # (the callable, its result)
         self.requests = None  # accesslog.RequestLog
         self.proxies = None  # callable: [{node, id, kind, versions, rejected}] of the connected proxies
+        self.access_log_rate: int | None = 0  # logged requests a second per listener (0: all); None: logs off
 
 
     def current_overview(self) -> dict | None:
@@ -102,8 +103,12 @@ def make_handler(state: AdminState):
                 with state.lock:
                     specs = {"valid": not state.errors, "errors": list(state.errors), "vanished": list(state.vanished),
                              "loaded": state.has_config}
+                store = state.requests
+                logs = {"enabled": state.access_log_rate is not None, "ratePerSecond": state.access_log_rate or None,
+                        "received": store.received if store else 0, "rows": store.rows() if store else 0,
+                        "capacity": store.total if store else 0}
                 return self._json({"generation": cache.generation if cache else 0, "overview": overview,
-                                   "specs": specs,
+                                   "specs": specs, "accessLogs": logs,
                                    "proxies": state.proxies() if state.proxies else [],
                                    "requestsByKey": state.requests.keys() if state.requests else {}})
             if url.path == "/api/requests":
@@ -124,10 +129,13 @@ def make_handler(state: AdminState):
                 return self._send(200, "ok\n")
             if url.path == "/readyz":
                 with state.lock:
-                    has, errors, vanished = state.has_config, list(state.errors), list(state.vanished)
+                    has, vanished = state.has_config, list(state.vanished)
+                    # a diagnostic keeps its lines; a file name or message in it shows no control character raw
+                    errors = ["\n".join(map(printable, e.splitlines())) for e in state.errors]
                 rejecting = state.rejections() if state.rejections else {}
-                notes = [f"watched path missing: {p}" for p in vanished]
-                notes += [f"proxy {n} rejected its configuration: {why}" for n, why in sorted(rejecting.items())]
+                notes = [f"watched path missing: {printable(p)}" for p in vanished]
+                notes += [f"proxy {printable(n)} rejected its configuration: {printable(why)}"
+                          for n, why in sorted(rejecting.items())]
                 if not has:
                     return self._send(503, "\n".join(["not ready: no valid configuration loaded yet", *errors,
                                                       *notes]) + "\n")

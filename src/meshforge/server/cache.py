@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..xdsapi import Snapshot
+from ..xdsapi import CLUSTER_TYPE, DEFAULT_OUTBOUND_PORT, Snapshot
 
 
 class SnapshotCache:
     def __init__(self) -> None:
         self.snapshot: Snapshot | None = None
+        self.previous: Snapshot | None = None  # the one before (proxies may still log requests made under it)
         self.generation = 0
         self.published_at = 0.0  # monotonic time of the last publish, for push latency
         self._queues: set[asyncio.Queue] = set()
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current and wake every stream (each decides what changed for its node)."""
-        self.snapshot = snapshot
+        self.previous, self.snapshot = self.snapshot, snapshot
         self.generation += 1
         self.published_at = time.monotonic()
         for q in list(self._queues):
@@ -38,5 +39,19 @@ class SnapshotCache:
             return {}
         return self.snapshot.resources(node, port, host)
 
+    def clusters_of(self, node: str) -> "_Clusters":
+        """The clusters a node holds now or held under the previous snapshot (the calls its proxy can log), as
+        a container: `name in` it looks both up, O(1)."""
+        return _Clusters([snap.resources(node, DEFAULT_OUTBOUND_PORT).get(CLUSTER_TYPE, {})
+                          for snap in (self.snapshot, self.previous) if snap is not None])
+
     def known_node(self, node: str) -> bool:
         return self.snapshot is not None and node in self.snapshot.nodes
+
+
+class _Clusters:
+    def __init__(self, maps: list) -> None:
+        self.maps = maps
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in m for m in self.maps)
