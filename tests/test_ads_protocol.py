@@ -345,3 +345,34 @@ def test_routes_name_a_new_cluster_only_after_its_endpoints_are_sent(server, cli
             assert eds_name("pr-2").encode() in body(r)
             break
     assert order.index(ENDPOINT) < order.index(ROUTE), order
+
+
+def test_subscription_keeps_the_wildcard_apart_from_names():
+    from meshforge.server.ads import Subscription
+
+    legacy = Subscription.delta([], may_be_wildcard=True)
+    assert legacy.wildcard and legacy.legacy and legacy.names == set()
+    legacy.update(["a"], [])  # names without "*" end the legacy wildcard
+    assert not legacy.wildcard and legacy.names == {"a"}
+    both = Subscription.delta(["*", "a"], may_be_wildcard=True)
+    both.update(["b"], [])  # names asked for under the wildcard are kept ...
+    assert both.wildcard and both.names == {"a", "b"}
+    both.update([], ["*"])  # ... and remain when the wildcard goes
+    assert not both.wildcard and both.names == {"a", "b"}
+    both.update(["*"], ["a"])
+    assert both.wildcard and both.names == {"b"}
+    assert not Subscription.delta([], may_be_wildcard=False).wildcard  # RDS, EDS: nothing asked for
+    assert Subscription.sotw([], True).wildcard and not Subscription.sotw(["x"], True).wildcard
+    assert Subscription.sotw(["*", "x"], True).key() == Subscription.sotw([], True).key()
+
+
+def test_delta_names_subscribed_under_the_wildcard_survive_unsubscribing_it(server, client):
+    c = client(delta=True)
+    c.send(node=node("web.shop"), type_url=CLUSTER, resource_names_subscribe=["*", eds_name("pr-1")])
+    r = c.recv()
+    assert sorted(x.name for x in r.resources) == sorted([eds_name(), eds_name("pr-1")])
+    c.send(type_url=CLUSTER, response_nonce=r.nonce, resource_names_subscribe=[])  # ACK
+    c.send(type_url=CLUSTER, resource_names_unsubscribe=["*"])
+    r2 = c.recv()
+    assert list(r2.removed_resources) == [eds_name()]  # the one asked for by name stays
+    assert all(x.name != eds_name("pr-1") for x in r2.resources)

@@ -92,10 +92,54 @@ def _port_value(value) -> object:
     return getattr(value, kind) if kind in ("string_value", "number_value", "bool_value") else kind
 
 
+class Subscription:
+    """What a stream asked for of one resource type: the wildcard apart from the names asked for by name
+    (go-control-plane's `Subscription`; the rules are the xDS protocol's, "How the client specifies what
+    resources to return"):
+    - a first request naming nothing, for a type that may be wildcard (LDS, CDS), is the legacy wildcard;
+    - the name "*" subscribes to the wildcard, and unsubscribing "*" ends it, keeping the names asked for;
+    - in the legacy wildcard, a request that subscribes names without "*" ends the wildcard (a client that
+      wants both sends "*" too);
+    - state of the world: each request is the whole subscription."""
+
+    def __init__(self, wildcard: bool = False, names: set[str] | None = None, legacy: bool = False) -> None:
+        self.wildcard, self.names, self.legacy = wildcard, set(names or ()), legacy
+
+    @classmethod
+    def sotw(cls, names, may_be_wildcard: bool) -> "Subscription":
+        names = set(names)
+        return cls(may_be_wildcard and (not names or "*" in names), names - {"*"})
+
+    @classmethod
+    def delta(cls, subscribe, may_be_wildcard: bool) -> "Subscription":
+        subscribe = set(subscribe)
+        legacy = may_be_wildcard and not subscribe
+        return cls(legacy or "*" in subscribe, subscribe - {"*"}, legacy)
+
+    def update(self, subscribe, unsubscribe) -> None:
+        subscribe, unsubscribe = list(subscribe), list(unsubscribe)
+        if self.legacy and subscribe and "*" not in subscribe:
+            self.wildcard = self.legacy = False
+        for n in subscribe:
+            if n == "*":
+                self.wildcard, self.legacy = True, False
+            else:
+                self.names.add(n)
+        for n in unsubscribe:
+            if n == "*":
+                self.wildcard = self.legacy = False
+            else:
+                self.names.discard(n)
+
+    def key(self) -> tuple:
+        """Equal for equal subscriptions (what `unchanged` compares)."""
+        return (True,) if self.wildcard else (False, frozenset(self.names))
+
+
 class _TypeState:
     def __init__(self) -> None:
         self.requested = False
-        self.names: set[str] | None = None  # None: wildcard
+        self.sub = Subscription()
         self.nonce: str | None = None  # last response's nonce
         self.awaiting = False  # that response is neither ACKed nor NACKed yet
         self.sent: dict = {}  # name -> resource, as last sent (SotW) / as the proxy has it (delta: versions)
@@ -157,10 +201,10 @@ class _Stream:
 
     def desired(self, type_url: str) -> dict:
         res = self.source(type_url)
-        st = self.types[type_url]
-        if st.names is None:
+        sub = self.types[type_url].sub
+        if sub.wildcard:
             return res
-        return {n: r for n, r in res.items() if n in st.names}
+        return {n: r for n, r in res.items() if n in sub.names}
 
     def source(self, type_url: str) -> dict:
         return self.cache.resources(self.node, self.port, self.host).get(type_url, {})
@@ -169,7 +213,7 @@ class _Stream:
         """True when this type was last sent from the very same snapshot dict under the same
         subscription: the compiler reused it, so nothing in it changed (O(1), no hashing)."""
         src = self.source(type_url)
-        key = (None if st.names is None else frozenset(st.names), keep_removed)
+        key = (st.sub.key(), keep_removed)
         if src is st.src and key == st.src_key:
             return True
         st.src, st.src_key = src, key
@@ -313,10 +357,9 @@ class SotwStream(_Stream):
                 return
             st.awaiting = False  # ACK
             self.ack(t)
-        wildcard = t in WILDCARD_TYPES and (not req.resource_names or "*" in req.resource_names)
-        names = None if wildcard else set(req.resource_names)
-        changed = not st.requested or names != st.names
-        st.requested, st.names = True, names
+        sub = Subscription.sotw(req.resource_names, t in WILDCARD_TYPES)
+        changed = not st.requested or sub.key() != st.sub.key()
+        st.requested, st.sub = True, sub
         if self.cache.snapshot is None:
             return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
@@ -358,25 +401,14 @@ class DeltaStream(_Stream):
         st = self.types.setdefault(t, _TypeState())
         if first:
             st.sent = dict(req.initial_resource_versions)  # name -> version the proxy already has
-            subs = set(req.resource_names_subscribe)
-            st.names = None if t in WILDCARD_TYPES and (not subs or "*" in subs) else subs - {"*"}
-            if t not in WILDCARD_TYPES and "*" in subs:
-                st.names = None
+            st.sub = Subscription.delta(req.resource_names_subscribe, t in WILDCARD_TYPES)
             st.requested = True
         else:
             # subscription changes apply whatever the nonce says
-            for n in req.resource_names_subscribe:
-                if n == "*":
-                    st.names = None
-                elif st.names is not None:
-                    st.names.add(n)
-                st.sent.pop(n, None)  # a (re)subscribe asks for the resource itself
-            for n in req.resource_names_unsubscribe:
-                if n == "*" and st.names is None:
-                    st.names = set()
-                elif st.names is not None:
-                    st.names.discard(n)
-                st.sent.pop(n, None)
+            st.sub.update(req.resource_names_subscribe, req.resource_names_unsubscribe)
+            for n in (*req.resource_names_subscribe, *req.resource_names_unsubscribe):
+                st.sent.pop(n, None)  # a (re)subscribe asks for the resource; an unsubscribe under the
+                # wildcard for its state again (the proxy dropped it)
         if req.response_nonce and req.response_nonce == st.nonce:
             st.awaiting = False
             if req.HasField("error_detail"):
@@ -401,7 +433,7 @@ class DeltaStream(_Stream):
             return False
         desired = self.desired(t)
         changed = {n: r for n, r in desired.items() if st.sent.get(n) != r.version}
-        removed = [n for n in st.sent if n not in desired and (st.names is None or n in st.names or t in WILDCARD_TYPES)]
+        removed = [n for n in st.sent if n not in desired]
         if t == CLUSTER_TYPE and keep_removed:
             removed = []
         if st.force:
