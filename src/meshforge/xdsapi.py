@@ -26,6 +26,23 @@ PUSH_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 WILDCARD_TYPES = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 SHORT_NAMES = {LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS", CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS"}
 
+# The modules of every message a snapshot carries, inside an Any included (filters, matchers, actions): a
+# reader that decodes resources (the admin server's /debug/config) imports these, so that what it can decode
+# does not depend on which compiler modules happen to be loaded in its process. A test decodes a compiled
+# mesh in a process that imports nothing else.
+MESSAGE_MODULES = (
+    "envoy.config.listener.v3.listener_pb2", "envoy.config.route.v3.route_pb2", "envoy.config.cluster.v3.cluster_pb2",
+    "envoy.config.endpoint.v3.endpoint_pb2", "envoy.config.accesslog.v3.accesslog_pb2",
+    "envoy.extensions.access_loggers.grpc.v3.als_pb2", "envoy.extensions.common.matching.v3.extension_matcher_pb2",
+    "envoy.extensions.filters.common.matcher.action.v3.skip_action_pb2",
+    "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",
+    "envoy.extensions.filters.http.lua.v3.lua_pb2", "envoy.extensions.filters.http.router.v3.router_pb2",
+    "envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2",
+    "envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2",
+    "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2", "envoy.type.matcher.v3.http_inputs_pb2",
+    "xds.type.matcher.v3.matcher_pb2",
+)
+
 OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming the sidecar's listener port
 LISTEN_ADDRESS_METADATA = "meshforge.listen_address"  # node metadata key: the edge's listener HOST:PORT
 EDGE_NODE = "meshforge-edge"  # node.cluster of the edge proxy (never a service id: those are name.namespace)

@@ -6,6 +6,7 @@ Runs in its own thread (http.server), reading state the event loop publishes; it
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import socket
@@ -14,26 +15,17 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-# The Envoy message types must be registered to decode what the cache holds.
-from envoy.config.cluster.v3 import cluster_pb2  # noqa: F401
-from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: F401
-from envoy.config.listener.v3 import listener_pb2  # noqa: F401
-from envoy.config.route.v3 import route_pb2  # noqa: F401
-from envoy.extensions.filters.http.lua.v3 import lua_pb2  # noqa: F401
-from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2,  # noqa: F401
-)
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
-from envoy.type.matcher.v3 import http_inputs_pb2  # noqa: F401
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..xdsapi import DEFAULT_OUTBOUND_PORT, outbound_port, printable, valid_routing_key
+from ..xdsapi import DEFAULT_OUTBOUND_PORT, MESSAGE_MODULES, outbound_port, printable, valid_routing_key
 from .dashboard import PAGE
 from .tls import may_ask_for, ssl_peer_names
 
 log = logging.getLogger("meshforge.admin")
+
+for _module in MESSAGE_MODULES:  # every message a snapshot carries, registered to be decoded (xdsapi)
+    importlib.import_module(_module)
 
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 64  # admin clients at once; more are closed at once
