@@ -33,8 +33,8 @@ hosts = st.one_of(st.lists(st.from_regex(rf"\A{LABEL}\Z"), min_size=1, max_size=
                   st.sampled_from(["a." * 126 + "b", ("x" * 63 + ".") * 3 + "y" * 61, "localhost"]))
 addresses = st.one_of(st.ip_addresses().map(str), hosts)
 ports = st.one_of(st.integers(1, 65535), st.sampled_from([1, 65535]))
-tokens = st.one_of(st.from_regex(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}\Z"),
-                   st.sampled_from(["meshforge-routing-key", "k", "a.b+c", "x'y", "%%", "`|~"]))
+tokens = st.one_of(st.from_regex(r"\A[A-Za-z0-9!#$&'*.^_`|~-]{1,64}\Z"),
+                   st.sampled_from(["meshforge-routing-key", "k", "a.b*c", "x'y", "`|~"]))
 headers = st.one_of(st.from_regex(r"\A[a-z0-9][a-z0-9-]{0,62}\Z"),
                     st.sampled_from(["x-meshforge-routing-key", "host", "te", "x" * 63, "baggage"]))
 protocols = st.sampled_from(["http", "grpc", "http2", "grpc-web", "http-api", "grpc-x"])
@@ -103,19 +103,20 @@ def specs(draw) -> dict[str, str]:
     return {"baseline.yaml": yaml.safe_dump(baseline), "sandbox.yaml": yaml.safe_dump(sandbox)}
 
 
-ACCEPTED = []
+def _accepted(files: dict[str, str], d: str):
+    for name, text in files.items():
+        (Path(d) / name).write_text(text)
+    model, _ = compile_paths([d], NOW)
+    return model
 
 
 @settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(specs())
 def test_what_validate_accepts_envoy_and_istio_accept(files):
     with tempfile.TemporaryDirectory() as d:
-        for name, text in files.items():
-            (Path(d) / name).write_text(text)
-        model, _ = compile_paths([d], NOW)
+        model = _accepted(files, d)
         if model is None:
             return  # refused with a diagnostic: fine
-        ACCEPTED.append(files)
         diags = Diagnostics()
         for text in backends.render(model, "istio", diags).values():
             doc = yaml.safe_load(text)
@@ -132,5 +133,17 @@ def test_what_validate_accepts_envoy_and_istio_accept(files):
         assert not diags.has_errors, diags.items
 
 
-def test_the_property_saw_accepted_specs():
-    assert len(ACCEPTED) >= 30, f"only {len(ACCEPTED)} generated specs were valid"
+def test_the_property_sees_accepted_specs():
+    """The generator gives specs that validate often enough for the property above to mean something
+    (counted here, on its own examples: no other test has to run first)."""
+    seen: list[bool] = []
+
+    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(specs())
+    def count(files):
+        with tempfile.TemporaryDirectory() as d:
+            seen.append(_accepted(files, d) is not None)
+
+    count()
+    assert sum(seen) >= 30, f"only {sum(seen)} of {len(seen)} generated specs were valid"

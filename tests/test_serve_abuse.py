@@ -226,3 +226,33 @@ def test_serve_without_an_admin_address_says_what_is_missing(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_the_admin_server_answers_only_to_its_own_names(tmp_path):
+    """DNS rebinding: a page on evil.example rebinds its name to 127.0.0.1 and reads the admin server; the
+    request still names evil.example, so it gets 421. IP addresses, localhost and --admin-host names pass."""
+    import http.client
+
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+
+    def get(port: int, host: str | None, path: str = "/api/state") -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.putrequest("GET", path, skip_host=True)
+            if host is not None:
+                conn.putheader("Host", host)
+            conn.endheaders()
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    with Server([d], args=("--admin-host", "meshforge.infra")) as s:
+        p = s.admin_port
+        for host in ("evil.example", f"evil.example:{p}", "127.0.0.1.nip.io", "localhost.evil.example", None, ""):
+            for path in ("/api/state", "/", "/debug/config?node=web.shop", "/readyz"):
+                assert get(p, host, path) == 421, (host, path)
+        for host in (f"127.0.0.1:{p}", "127.0.0.1", f"[::1]:{p}", "10.1.2.3", f"localhost:{p}", "LOCALHOST",
+                     "meshforge.infra", f"Meshforge.Infra:{p}"):
+            assert get(p, host) == 200, host

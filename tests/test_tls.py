@@ -32,7 +32,8 @@ def pki(tmp_path_factory):
              "server": ca.write(d, "server", "meshforge", dns=["localhost"], ips=["127.0.0.1"]),
              "web": ca.write(d, "web", "web", dns=["web.shop"]),
              "api": ca.write(d, "api", "api", uris=["spiffe://cluster.local/ns/shop/sa/api"]),
-             "forged": other.write(d, "forged", "web", dns=["web.shop"])}
+             "forged": other.write(d, "forged", "web", dns=["web.shop"]),
+             "operator": ca.write(d, "operator", "oncall", uris=["spiffe://cluster.local/ns/ops/sa/oncall"])}
     return files
 
 
@@ -42,7 +43,8 @@ def server(pki, tmp_path_factory):
     (d / "baseline.yaml").write_text(SPEC)
     admin = ssl.create_default_context(cafile=str(pki["ca"]))
     cert, key = pki["server"]
-    with Server([d], args=("--tls-cert-file", cert, "--tls-key-file", key, "--client-ca-file", pki["ca"]),
+    with Server([d], args=("--tls-cert-file", cert, "--tls-key-file", key, "--client-ca-file", pki["ca"],
+                           "--admin-operator", "spiffe://cluster.local/ns/ops/sa/oncall"),
                 admin_ssl=admin) as s:
         yield s
 
@@ -115,16 +117,25 @@ def test_access_logs_arrive_over_mutual_tls_and_the_dashboard_needs_a_client_cer
     from .envoy_harness import http_get
 
     web = XdsTls(str(pki["ca"]), str(pki["web"][0]), str(pki["web"][1]))
-    as_web = ssl.create_default_context(cafile=str(pki["ca"]))
+    as_web, as_operator = (ssl.create_default_context(cafile=str(pki["ca"])) for _ in range(2))
     as_web.load_cert_chain(*map(str, pki["web"]))
+    as_operator.load_cert_chain(*map(str, pki["operator"]))
     with Sidecar("web.shop", server, tls=web) as good:
         wait_until(lambda: "listener/meshforge_outbound" in good.dynamic_versions(), 20, what="config over mTLS")
         http_get(good.outbound, "api", {"x-meshforge-routing-key": "tls-key"})  # api's endpoint refuses: 503
 
         def logged():
-            status, body = server.get("/api/requests?key=tls-key", context=as_web)
+            status, body = server.get("/api/requests?key=tls-key", context=as_operator)
             return status == 200 and json.loads(body)["requests"]
 
         rows = wait_until(logged, 10, what="the access log over mTLS")
         assert rows[0]["node"] == "web.shop" and rows[0]["service"] == "api.shop" and rows[0]["status"] == 503
+        assert rows[0]["authenticated"] is True  # its stream proved it is web.shop's proxy
     assert server.get("/api/state")[0] == 403 and server.get("/")[0] == 403  # no client certificate
+    # any certificate the CA signed is not enough: a proxy's reads its own /debug/config, an operator's all
+    status, body = server.get("/api/state", context=as_web)
+    assert status == 403 and "--admin-operator" in body
+    assert server.get("/", context=as_operator)[0] == 200
+    assert server.get("/debug/config?node=web.shop", context=as_web)[0] == 200
+    assert server.get("/debug/config?node=api.shop", context=as_web)[0] == 403
+    assert server.get("/debug/config?node=api.shop", context=as_operator)[0] == 200

@@ -299,8 +299,15 @@ def _serve_compile_fn(paths, access_logs=None):
 @click.option("--access-log-rate", type=click.IntRange(0, 1_000_000), default=100, show_default=True,
               metavar="N", help="At most N logged requests a second per proxy listener (those carrying a routing "
               "key or a trace context); a load test beyond it costs no logging. 0: log every such request.")
+@click.option("--admin-host", "admin_hosts", multiple=True, metavar="NAME",
+              help="A host name the admin server answers to (repeatable), beside IP addresses and localhost: any "
+                   "other Host gets 421, so a web page that rebinds a DNS name to this server reads nothing.")
+@click.option("--admin-operator", "operators", multiple=True, metavar="SAN",
+              help="Mutual TLS: a client certificate SAN (DNS name or URI) that may read the dashboard, /api/ "
+                   "(doctor) and any /debug/config (repeatable). Proxies' certificates read only their own "
+                   "/debug/config.")
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
-          access_log_rate):
+          access_log_rate, admin_hosts, operators):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -316,6 +323,8 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
         raise click.UsageError("--tls-cert-file and --tls-key-file go together")
     if client_ca_file and not tls_cert_file:
         raise click.UsageError("--client-ca-file needs --tls-cert-file and --tls-key-file")
+    if operators and not client_ca_file:
+        raise click.UsageError("--admin-operator names client certificates: it needs --client-ca-file (mutual TLS)")
     tls = ServerTls(tls_cert_file, tls_key_file, client_ca_file) if tls_cert_file else None
     if tls is not None:
         try:
@@ -331,7 +340,8 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
 
     logs = AccessLogs(access_log_rate) if access_logs else None
     cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls,
-                      access_log_rate=access_log_rate if access_logs else None)
+                      access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
+                      operators=operators)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..xdsapi import DEFAULT_OUTBOUND_PORT, MESSAGE_MODULES, outbound_port, printable, valid_routing_key
+from ..xdsapi import DEFAULT_OUTBOUND_PORT, MESSAGE_MODULES, is_ip, outbound_port, printable, valid_routing_key
 from .dashboard import PAGE
 from .tls import may_ask_for, ssl_peer_names
 
@@ -48,6 +48,8 @@ class AdminState:
         self.requests = None  # accesslog.RequestLog
         self.proxies = None  # callable: [{node, id, kind, versions, rejected}] of the connected proxies
         self.access_log_rate: int | None = 0  # logged requests a second per listener (0: all); None: logs off
+        self.hosts: frozenset[str] = frozenset()  # Host names the admin server answers to, beside IPs and localhost
+        self.operators: frozenset[str] = frozenset()  # under mutual TLS: SANs that may read / and /api/
 
 
     def current_overview(self) -> dict | None:
@@ -69,6 +71,20 @@ def _decode(type_url: str, body: bytes) -> dict:
     return json.loads(json_format.MessageToJson(cls.FromString(body), preserving_proto_field_name=True))
 
 
+def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request's Host names this server: an IP address (a page that rebinds a DNS name to a local
+    address still sends its own name), localhost, or a name the operator configured (`--admin-host`)."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    name = name.rstrip(".")
+    return is_ip(name) or name == "localhost" or name in allowed
+
+
 def make_handler(state: AdminState):
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
@@ -82,10 +98,14 @@ def make_handler(state: AdminState):
         def _json(self, data) -> None:
             self._send(200, json.dumps(data, sort_keys=True), "application/json")
 
+        def _operator(self) -> bool:
+            return bool(state.operators & ssl_peer_names(self.connection.getpeercert()))
+
         def _api(self, url) -> None:
-            if state.mutual_tls and not self.connection.getpeercert():
-                return self._send(403, "forbidden: the dashboard and /api/ need a client certificate signed by "
-                                  "the client CA\n")
+            if state.mutual_tls and not self._operator():
+                return self._send(403, "forbidden: under mutual TLS the dashboard and /api/ need an operator's "
+                                  "client certificate (one whose DNS or URI SAN serve --admin-operator names); a "
+                                  "proxy's certificate reads only /debug/config of its own node\n")
             q = parse_qs(url.query)
             if url.path == "/":
                 return self._send(200, PAGE, "text/html; charset=utf-8")
@@ -115,6 +135,10 @@ def make_handler(state: AdminState):
 
         def do_GET(self):
             url = urlparse(self.path)
+            if not host_allowed(self.headers.get("host"), state.hosts):
+                return self._send(421, f"misdirected request: this admin server does not answer to host "
+                                  f"{printable(self.headers.get('host') or '')!r} (it answers to IP addresses, "
+                                  "localhost and the names serve --admin-host gives)\n")
             if url.path == "/" or url.path.startswith("/api/"):
                 return self._api(url)
             if url.path == "/healthz":
@@ -148,9 +172,10 @@ def make_handler(state: AdminState):
                     return self._send(400, f"bad port parameter: {e}\n")
                 if len(node) > 253:
                     return self._send(400, "bad node parameter: longer than 253 characters\n")
-                if state.mutual_tls and not may_ask_for(node, ssl_peer_names(self.connection.getpeercert())):
-                    return self._send(403, f"forbidden: /debug/config?node={node} needs a client certificate "
-                                      "that names that service\n")
+                if state.mutual_tls and not self._operator() and \
+                        not may_ask_for(node, ssl_peer_names(self.connection.getpeercert())):
+                    return self._send(403, f"forbidden: /debug/config?node={printable(node)} needs a client "
+                                      "certificate that names that service, or an operator's\n")
                 cache = state.cache
                 if not node or cache is None or not cache.known_node(node):
                     known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []

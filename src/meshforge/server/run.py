@@ -121,7 +121,7 @@ def join_address(host: str, port: int) -> str:
 class ControlPlane:
     def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str],
                  xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None,
-                 access_log_rate: int | None = 0):
+                 access_log_rate: int | None = 0, admin_hosts: Iterable[str] = (), operators: Iterable[str] = ()):
         self.compile_fn = compile_fn
         self.paths = paths
         self.xds_address = xds_address
@@ -139,6 +139,8 @@ class ControlPlane:
         self.access_log = AccessLogServer(self.requests, authorize if mutual else None, self.cache.clusters_of)
         self.state.requests = self.requests
         self.state.access_log_rate = access_log_rate
+        self.state.hosts = frozenset(h.lower().rstrip(".") for h in admin_hosts)
+        self.state.operators = frozenset(operators)
         self.state.proxies = self.ads.proxies
         self._expiry: asyncio.TimerHandle | None = None
         self._pending: str | None = None  # a reload asked for while one runs: run once more after it
