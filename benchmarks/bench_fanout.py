@@ -38,7 +38,7 @@ from meshforge.xdsapi import CLUSTER_TYPE as CDS  # noqa: E402
 from meshforge.xdsapi import LISTENER_TYPE as LDS  # noqa: E402
 from meshforge.xdsapi import ROUTE_TYPE as RDS  # noqa: E402
 
-PER_CHANNEL = 25
+PER_CHANNEL = 16  # serve allows 16 concurrent streams per connection (run.MAX_STREAMS)
 
 
 async def _client(stub, node: base_pb2.Node, arrivals: list, configured: list, stop: asyncio.Event) -> None:
@@ -119,7 +119,7 @@ def main() -> None:
         d = Path(tmp) / "specs"
         d.mkdir()
         (d / "baseline.yaml").write_text(spec(50, 9))
-        with Server([d], args=("--log-level", "warning")) as server:
+        with Server([d], args=("--log-level", "warning", "--max-streams-per-peer", str(args.streams + 100))) as server:
             idle = rss(server.proc.pid)
             ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
             share = -(-args.streams // args.procs)

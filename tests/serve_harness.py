@@ -212,3 +212,57 @@ def sandbox(name: str, port: int = 10) -> str:
 
 def eds_name(key: str = "") -> str:
     return f"outbound|80|{key}|api.shop.svc.cluster.local"
+
+
+class StallingClient:
+    """An ADS client that asks and never takes what it is sent: HTTP/2 by hand (the h2 library), a small
+    flow-control window it never opens again, so the server's response waits on its side of the socket."""
+
+    PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+    def __init__(self, port: int, cluster: str, window: int = 16_384):
+        import socket
+
+        import h2.config
+        import h2.connection
+        import h2.settings
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.conn.initiate_connection()
+        req = discovery_pb2.DiscoveryRequest(node=node(cluster), type_url=CLUSTER).SerializeToString()
+        self.stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(self.stream, [(":method", "POST"), (":scheme", "http"), (":path", self.PATH),
+                                             (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
+                                             ("te", "trailers")])
+        self.conn.send_data(self.stream, b"\0" + len(req).to_bytes(4, "big") + req)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def ended(self, timeout: float) -> str | None:
+        """Read frames (taking no data: no WINDOW_UPDATE) until the server ends the stream; its grpc-status."""
+        import h2.events
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            if not data:
+                return "closed"
+            for event in self.conn.receive_data(data):
+                if isinstance(event, h2.events.TrailersReceived) or \
+                        isinstance(event, h2.events.ResponseReceived) and event.stream_ended:
+                    return dict(event.headers).get("grpc-status")
+                if isinstance(event, h2.events.StreamReset):
+                    return f"reset {event.error_code}"
+            out = self.conn.data_to_send()
+            if out:
+                self.sock.sendall(out)
+        return None
+
+    def close(self) -> None:
+        self.sock.close()

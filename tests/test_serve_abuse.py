@@ -256,3 +256,70 @@ def test_the_admin_server_answers_only_to_its_own_names(tmp_path):
         for host in (f"127.0.0.1:{p}", "127.0.0.1", f"[::1]:{p}", "10.1.2.3", f"localhost:{p}", "LOCALHOST",
                      "meshforge.infra", f"Meshforge.Infra:{p}"):
             assert get(p, host) == 200, host
+
+
+def test_a_client_holds_a_bounded_number_of_streams(tmp_path):
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    with Server([d], args=("--max-streams-per-peer", "3")) as s:
+        clients = [RawClient(s.xds_port) for _ in range(4)]
+        try:
+            for c in clients[:3]:
+                c.send(node=node("web.shop"), type_url=CLUSTER)
+                assert c.recv() is not None
+            clients[3].send(node=node("web.shop"), type_url=CLUSTER)
+            assert clients[3].recv() is None and clients[3].error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "3 xDS streams from 127.0.0.1 already" in clients[3].error.details()
+            clients[0].close()
+            wait_until(lambda: s.metric("meshforge_connected_proxies") == 2, 10, what="a stream closed")
+            again = RawClient(s.xds_port)
+            clients.append(again)
+            again.send(node=node("web.shop"), type_url=CLUSTER)
+            assert again.recv() is not None  # room again
+            assert s.metric("meshforge_xds_streams_ended_total", 'reason="streams per peer"') == 1
+        finally:
+            for c in clients[1:]:
+                c.close()
+
+
+def test_a_client_that_never_takes_its_configuration_is_ended_and_bounded(tmp_path):
+    """Clients that ask for a large configuration (here ~0.8 MB of clusters) and never read it: while their
+    responses wait beyond the pending-bytes limit, new streams are refused rather than memory grown, and each
+    such stream is ended after the stall timeout (a healthy proxy is served again then)."""
+    from meshforge.synthetic import generate
+
+    from .serve_harness import StallingClient
+
+    d = generate(tmp_path / "specs", services=3000, sandboxes=0, deps=None)
+    with Server([d], args=("--stall-timeout", "4", "--max-pending-bytes", str(1 << 20))) as s:
+        healthy = RawClient(s.xds_port)  # alone, a proxy gets its 0.8 MB
+        healthy.send(node=node("svc-0002.bench"), type_url=CLUSTER)
+        assert len(healthy.recv(timeout=20).resources) == 3000
+        healthy.close()
+        stalled = [StallingClient(s.xds_port, f"svc-000{i}.bench") for i in (1, 3)]  # 1.6 MB that nobody takes
+        try:
+            wait_until(lambda: s.metric("meshforge_connected_proxies") == 2, 10, what="both stalled streams open")
+            time.sleep(0.5)
+            refused = RawClient(s.xds_port)
+            refused.send(node=node("svc-0004.bench"), type_url=CLUSTER)
+            assert refused.recv(timeout=10) is None and refused.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "bytes of responses wait for clients" in refused.error.details()
+            refused.close()
+            wait_until(lambda: s.metric("meshforge_xds_streams_ended_total", 'reason="stalled"') == 2, 20,
+                       what="the stalled streams ended")
+            assert "was not taken in 4 s" in s.log()
+            assert s.metric("meshforge_xds_streams_ended_total", 'reason="pending bytes"') == 1
+            wait_until(lambda: _served(s), 20, what="a proxy served again")
+        finally:
+            for c in stalled:
+                c.close()
+
+
+def _served(s) -> bool:
+    c = RawClient(s.xds_port)
+    try:
+        c.send(node=node("svc-0005.bench"), type_url=CLUSTER)
+        return c.recv(timeout=10) is not None
+    finally:
+        c.close()

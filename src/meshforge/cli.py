@@ -306,8 +306,15 @@ def _serve_compile_fn(paths, access_logs=None):
               help="Mutual TLS: a client certificate SAN (DNS name or URI) that may read the dashboard, /api/ "
                    "(doctor) and any /debug/config (repeatable). Proxies' certificates read only their own "
                    "/debug/config.")
+@click.option("--max-streams-per-peer", type=click.IntRange(1, 1_000_000), default=128, show_default=True,
+              metavar="N", help="ADS streams one client address may hold (a proxy holds one).")
+@click.option("--stall-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, metavar="SECONDS",
+              help="End a stream whose client has not taken a response for this long.")
+@click.option("--max-pending-bytes", type=click.IntRange(1 << 20, 1 << 40), default=128 << 20, show_default=True,
+              metavar="BYTES", help="Responses sent and not yet taken by their clients, over all streams: above it "
+              "new streams are refused until clients take theirs (or their connections close).")
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
-          access_log_rate, admin_hosts, operators):
+          access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -315,6 +322,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     """
     import asyncio
 
+    from .server.ads import Limits
     from .server.run import ControlPlane, configure_logging, parse_address
     from .server.tls import ServerTls
 
@@ -341,7 +349,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     logs = AccessLogs(access_log_rate) if access_logs else None
     cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls,
                       access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
-                      operators=operators)
+                      operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes))
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -208,8 +208,9 @@ class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
 
     WARN_EVERY = 60.0  # seconds between two warnings about malformed entries
 
-    def __init__(self, store: RequestLog, authorize=None, scope: Callable[[str], object] | None = None):
+    def __init__(self, store: RequestLog, authorize=None, scope: Callable[[str], object] | None = None, counter=None):
         self.store = store
+        self._counter = counter  # a labelled Prometheus counter of dropped entries, by reason
         self._authorize = authorize
         self._scope = scope  # node -> a container of the clusters it holds (None: no configuration for it)
         self.dropped = collections.Counter()  # reason -> entries dropped
@@ -217,6 +218,8 @@ class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
 
     def _drop(self, reason: str, detail: str) -> None:
         self.dropped[reason] += 1
+        if self._counter is not None:
+            self._counter.labels(reason).inc()
         now = time.monotonic()
         if now - self._warned >= self.WARN_EVERY:
             self._warned = now

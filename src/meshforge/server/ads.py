@@ -18,10 +18,12 @@ the xDS protocol:
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -456,12 +458,36 @@ class DeltaStream(_Stream):
         return True
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a client may hold of the server. A proxy holds one ADS stream and takes what it is sent; a client
+    that opens many, or asks for a large configuration and never reads it, would otherwise grow the server's
+    memory without end."""
+
+    streams_per_peer: int = 128  # ADS streams from one address (a proxy holds one; a NAT in front of many)
+    stall_seconds: float = 30.0  # a response not taken by its client for this long ends the stream
+    pending_bytes: int = 128 * 1024 * 1024  # responses written and not yet taken, over all streams: above it,
+    # new streams are refused until clients take theirs or their connections close
+
+
+def _peer_host(peer: str) -> str:
+    """`ipv4:10.0.0.7:51234` / `ipv6:[::1]:51234` -> the address, without the port."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:rest.find("]")]
+    return rest.rsplit(":", 1)[0] if kind == "ipv4" else peer
+
+
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None):
+    def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None, limits: Limits = Limits()):
         self.cache = cache
         self.metrics = metrics
         self.streams: set[_Stream] = set()
         self._authorize = authorize  # (stream, node) -> None, or raises StreamError (mTLS identities)
+        self.limits = limits
+        self._per_peer: dict[str, int] = {}
+        self.pending_bytes = 0  # written to clients, not yet taken by them
+        self.ended = collections.Counter()  # reason -> streams the server ended for it
 
     def authorize(self, stream: _Stream, node) -> None:
         if self._authorize is not None:
@@ -493,24 +519,65 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         "types": types, "listener": f"[{host}]:{s.port}" if ":" in host else f"{host}:{s.port}"})
         return sorted(out, key=lambda p: (p["node"], p["id"]))
 
-    async def _serve(self, stream: _Stream, request_iterator, context):
+    async def _serve(self, stream: _Stream, request_iterator, context) -> None:
+        peer = _peer_host(context.peer())
+        refuse = None
+        if self._per_peer.get(peer, 0) >= self.limits.streams_per_peer:
+            refuse = ("streams per peer", f"{self.limits.streams_per_peer} xDS streams from {peer} already")
+        elif self.pending_bytes > self.limits.pending_bytes:
+            refuse = ("pending bytes", f"{self.pending_bytes} bytes of responses wait for clients that have not taken "
+                      f"them (the limit is {self.limits.pending_bytes}); try again later")
+        if refuse is not None:
+            self._count_end(refuse[0])
+            log.warning("refusing an xDS stream from %s: %s", peer, refuse[1])
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refuse[1])
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         stream.context = context
         runner = asyncio.ensure_future(stream.run(request_iterator))
         try:
             while True:
                 resp = await stream.out.get()
-                if resp is None:
+                if resp is None or not await self._write(stream, resp, context):
                     break
-                yield resp
         finally:
             runner.cancel()
+            self._per_peer[peer] -= 1
+            if not self._per_peer[peer]:
+                del self._per_peer[peer]
         if stream.error is not None:
             await context.abort(stream.error.code, stream.error.message)
 
+    async def _write(self, stream: _Stream, resp, context) -> bool:
+        """Hand one response to the client; False when the stream ends because the client does not take it.
+        Its bytes then stay in the transport until the connection closes (serve closes every connection after
+        `MAX_CONNECTION_AGE`): they are counted until the RPC is done."""
+        size = resp.ByteSize()
+        self.pending_bytes += size
+        try:
+            await asyncio.wait_for(context.write(resp), self.limits.stall_seconds)
+        except asyncio.TimeoutError:
+            self._count_end("stalled")
+            log.warning("ending the %s stream of %s: a response of %d bytes was not taken in %g s", stream.kind,
+                        stream.node_id or stream.peer, size, self.limits.stall_seconds)
+            stream.error = StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ended by meshforge: a response was not "
+                                       f"taken in {self.limits.stall_seconds:g} s")
+            context.add_done_callback(lambda _: self._release(size))
+            return False
+        except BaseException:
+            self._release(size)
+            raise
+        self._release(size)
+        return True
+
+    def _release(self, size: int) -> None:
+        self.pending_bytes -= size
+
+    def _count_end(self, reason: str) -> None:
+        self.ended[reason] += 1
+        self.metrics.streams_ended.labels(reason).inc()
+
     async def StreamAggregatedResources(self, request_iterator, context):
-        async for resp in self._serve(SotwStream(self, context.peer()), request_iterator, context):
-            yield resp
+        await self._serve(SotwStream(self, context.peer()), request_iterator, context)
 
     async def DeltaAggregatedResources(self, request_iterator, context):
-        async for resp in self._serve(DeltaStream(self, context.peer()), request_iterator, context):
-            yield resp
+        await self._serve(DeltaStream(self, context.peer()), request_iterator, context)

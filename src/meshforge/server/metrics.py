@@ -37,3 +37,8 @@ class Metrics:
         self.compile_seconds = Histogram("meshforge_compile_seconds", "Reload: read, validate, resolve, compile.",
                                          registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.generation = Gauge("meshforge_snapshot_generation", "Snapshots published since start.", registry=r)
+        self.streams_ended = Counter("meshforge_xds_streams_ended_total", "xDS streams the server refused or ended to "
+                                     "protect itself, by reason (streams per peer, pending bytes, stalled).",
+                                     ["reason"], registry=r)
+        self.access_log_dropped = Counter("meshforge_access_log_dropped_total", "Access log entries dropped, by reason "
+                                          "(malformed, not the node's cluster).", ["reason"], registry=r)

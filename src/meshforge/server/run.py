@@ -30,12 +30,18 @@ from ..xdsapi import Snapshot
 from . import watch
 from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminState, start_admin
-from .ads import AdsServer
+from .ads import AdsServer, Limits
 from .cache import SnapshotCache
 from .metrics import Metrics
 from .tls import ServerTls, authorize
 
 log = logging.getLogger("meshforge.serve")
+
+MAX_STREAMS = 16  # concurrent gRPC streams per client connection
+# Every connection is closed after this long (GOAWAY, then closed after the grace): proxies reconnect at once
+# (istiod does the same, to rebalance), and what a client that never reads left in the transport is freed.
+MAX_CONNECTION_AGE_MS = 30 * 60 * 1000
+MAX_CONNECTION_AGE_GRACE_MS = 60 * 1000
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
@@ -121,7 +127,8 @@ def join_address(host: str, port: int) -> str:
 class ControlPlane:
     def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str],
                  xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None,
-                 access_log_rate: int | None = 0, admin_hosts: Iterable[str] = (), operators: Iterable[str] = ()):
+                 access_log_rate: int | None = 0, admin_hosts: Iterable[str] = (), operators: Iterable[str] = (),
+                 limits: Limits = Limits()):
         self.compile_fn = compile_fn
         self.paths = paths
         self.xds_address = xds_address
@@ -133,10 +140,11 @@ class ControlPlane:
         self.state.cache, self.state.metrics = self.cache, self.metrics
         self.tls = tls
         mutual = tls is not None and tls.client_ca_file is not None
-        self.ads = AdsServer(self.cache, self.metrics, authorize if mutual else None)
+        self.ads = AdsServer(self.cache, self.metrics, authorize if mutual else None, limits)
         self.state.rejections = self.ads.rejections
         self.requests = RequestLog()
-        self.access_log = AccessLogServer(self.requests, authorize if mutual else None, self.cache.clusters_of)
+        self.access_log = AccessLogServer(self.requests, authorize if mutual else None, self.cache.clusters_of,
+                                          self.metrics.access_log_dropped)
         self.state.requests = self.requests
         self.state.access_log_rate = access_log_rate
         self.state.hosts = frozenset(h.lower().rstrip(".") for h in admin_hosts)
@@ -351,7 +359,10 @@ class ControlPlane:
             check_free(*parse_address(self.admin_address))
         await self.reload("start")
         # no SO_REUSEPORT: a second serve on the same port must fail, not split the proxies between two servers
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000),
+        # a proxy opens two streams on its connection (ADS, access logs): a few more are allowed, not thousands
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", MAX_STREAMS),
+                                               ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+                                               ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
                                                ("grpc.keepalive_time_ms", 30_000),
                                                ("grpc.keepalive_permit_without_calls", 1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.server)
