@@ -138,7 +138,7 @@ def test_the_property_sees_accepted_specs():
     (counted here, on its own examples: no other test has to run first)."""
     seen: list[bool] = []
 
-    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(specs())
     def count(files):
