@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "MF221": "workload fork names no such container",
     "MF222": "edge declared twice",
     "MF223": "edge host inside the preview domain",
+    "MF224": "dependencies unknown: inference incomplete",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",

@@ -493,7 +493,8 @@ def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> Service
         deps=amend.deps if amend.declares_deps else base.deps,
         declares_deps=amend.declares_deps or base.declares_deps, span=base.span,
         cluster_domain=amend.cluster_domain or base.cluster_domain, source="Kubernetes",
-        manifest=base.manifest, workload_manifests=base.workload_manifests)
+        manifest=base.manifest, workload_manifests=base.workload_manifests,
+        inference_partial=() if amend.declares_deps else base.inference_partial)
 
 
 class _Inferred:
@@ -512,23 +513,44 @@ class _Inferred:
             if code == "MF213":
                 verb = "depends" if len(set(services)) == 1 else "depend"
                 diags.note(code, f"{who} {verb} on {what} (inferred from {detail})", span, hint)
+            elif code == "MF214":
+                diags.warning(code, f"{who}: {detail} names {what!r}, which is not a service among the inputs; "
+                              "dependencies left unknown", span, hint)
             else:
-                diags.warning(code, f"{who}: {detail} names {what!r}, which is not a known service; no dependency "
-                              "inferred", span, hint)
+                diags.note(code, f"dependencies of {what} unknown: not every call could be read ({detail}); its proxy "
+                           "is told about every service", span, hint)
+
+
+def _mesh_shaped(ref: str, names: _Names) -> bool:
+    """Whether an unresolved host could be a service of this mesh (a bare name, name.namespace of a namespace
+    the mesh has, name.namespace.svc[.domain]) rather than a host outside it (api.stripe.com)."""
+    parts = ref.split(".")
+    if len(parts) == 1:
+        return True
+    namespaces = {s.namespace for s in names.by_id.values()}
+    return len(parts) == 2 and parts[1] in namespaces or len(parts) >= 3 and parts[2] == "svc"
 
 
 def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, inferred: _Inferred) -> Service:
-    if not d.deps and not d.declares_deps:
+    """Declared dependencies (dependsOn, the annotation), or those inferred from env values. Inferred ones are
+    known only when every reference inference found could be read and resolved: a reference to a service that
+    is not among the inputs, or a ConfigMap or Secret that is not, leave the dependencies unknown (the proxy
+    is then told about every service) rather than short of a call; hosts outside the mesh are not calls it
+    routes."""
+    if not d.declares_deps and not d.deps and not d.inference_partial:
         return svc
     deps: dict[str, Dependency] = {}
+    unknown: list[str] = [] if d.declares_deps else list(d.inference_partial)
     for ref in d.deps:
         found = names.find(ref.ref, ref.namespace)
         target = found.id if found is not None else None
         if target is None:
             if ref.inferred:
-                if not ref.ref.split(".")[0].isdigit():  # an IP address is not a missing service
+                if _mesh_shaped(ref.ref, names):
                     inferred.add("MF214", ref.span, ref.ref, ref.detail, names.hint(ref.ref, ref.namespace)
-                                 or "add the Service, or ignore this if it is external", d.id)
+                                 or "add the Service to the inputs, or declare the dependencies "
+                                    "(meshforge.dev/depends-on)", d.id)
+                    unknown.append(f"{ref.detail} names {ref.ref!r}")
             else:
                 diags.error("MF201", f"unknown service {ref.ref!r} in the dependencies of {d.id}", ref.span,
                             names.hint(ref.ref, ref.namespace) or "define it in a Baseline or as a Kubernetes Service")
@@ -540,6 +562,11 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, 
                          "declare it with the meshforge.dev/depends-on annotation to make it explicit", d.id)
         if target not in deps or (deps[target].inferred and not ref.inferred):
             deps[target] = Dependency(target, ref.inferred, ref.span)
+    if unknown:
+        inferred.add("MF224", d.span, d.id, "; ".join(unknown),
+                     "declare them with the meshforge.dev/depends-on annotation (an empty value for a service "
+                     "that calls none) or dependsOn in a Baseline", d.id)
+        return svc
     return Service(svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
                    tuple(deps[k] for k in sorted(deps)), svc.workloads, svc.origin)
 

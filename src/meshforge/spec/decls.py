@@ -35,6 +35,7 @@ class ServiceDecl:
     source: str = "Baseline"  # "Baseline" or "Kubernetes"; a Baseline entry may amend a Kubernetes Service
     manifest: UserObject | None = None  # the Kubernetes Service as written (workload forks copy its ports)
     workload_manifests: tuple[UserObject, ...] = ()  # the workloads it selects, as written
+    inference_partial: tuple[str, ...] = ()  # what env inference could not read (its dependencies stay unknown)
 
     @property
     def id(self) -> str:

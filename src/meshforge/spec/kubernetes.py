@@ -25,12 +25,15 @@ WORKLOAD_KINDS = {
     ("apps/v1", "ReplicaSet"),
     ("argoproj.io/v1alpha1", "Rollout"),
 }
-KINDS = {("v1", "Service")} | WORKLOAD_KINDS
+# read, never output: the values of env vars that `envFrom` and `valueFrom` take from them
+CONFIG_KINDS = {("v1", "ConfigMap"), ("v1", "Secret")}
+KINDS = {("v1", "Service")} | WORKLOAD_KINDS | CONFIG_KINDS
 DEPENDS_ON_ANNOTATION = "meshforge.dev/depends-on"
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 # host[:port], optionally behind a scheme: cartservice:7070, http://checkout.payments:8080/x, x.ns.svc.cluster.local
-_ADDRESS = re.compile(rf"^(?:[a-z][a-z0-9+.-]*://)?(?P<host>{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?(?:/\S*)?$")
+_ADDRESS = re.compile(rf"^(?:[a-z][a-z0-9+.-]*://(?:[^@/\s]*@)?)?(?P<host>{_LABEL}(?:\.{_LABEL})*)"
+                      rf"(?::(?P<port>[0-9]{{1,5}}))?(?:[/?]\S*)?$")
 
 
 def _get(d, *path, default=None):
@@ -77,6 +80,7 @@ def _workloads(docs: list[Document], diags: Diagnostics):
 
 def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
     workloads = list(_workloads(docs, diags))
+    configs = _configs(docs)
     out: list[ServiceDecl] = []
     for doc in docs:
         if doc.kind != "Service":
@@ -126,40 +130,145 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
                 for ref in (r.strip() for r in value.split(",")):
                     if ref:
                         deps.append(DepRef(ref, ns, False, src.span(ptr)))
+        partial: list[str] = []
         if not declares:  # declared dependencies replace inference: nothing to infer, nothing to warn about
             for w, _ in selected:
-                deps.extend(_env_refs(w, ns, name))
+                found, missing = _env_refs(w, ns, name, configs)
+                deps.extend(found)
+                partial.extend(m for m in missing if m not in partial)
         out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
                                workloads=tuple(wl for _, wl in selected), deps=deps, declares_deps=declares,
                                span=doc.span("/metadata/name"), source="Kubernetes",
                                manifest=UserObject.of(doc.data, name, ns, doc.span("")),
                                workload_manifests=tuple(UserObject.of(w.data, wl.name, ns, w.span(""))
-                                                        for w, wl in selected)))
+                                                        for w, wl in selected),
+                               inference_partial=tuple(partial)))
     return out
 
 
-def _env_refs(workload: Document, ns: str, self_name: str) -> list[DepRef]:
-    """Env values that look like a service address; `resolve` keeps those that name a known service."""
-    refs = []
+# Env values that look like addresses but name no service: versions (2.1.3, v0.6.10), files (dist/x.js,
+# config.yaml), and this pod itself (localhost, loopback addresses)
+_VERSION = re.compile(r"v?[0-9]+(?:\.[0-9]+)*(?:[-+][0-9a-z.-]*)?")
+_FILE_SUFFIXES = frozenset({"js", "mjs", "css", "html", "htm", "json", "yaml", "yml", "toml", "ini", "conf", "cfg",
+                            "txt", "log", "pem", "crt", "key", "xml", "csv", "sql", "sh", "py", "jar", "war", "so",
+                            "map", "png", "svg", "ico", "jpg", "gz", "zip", "tar", "env", "properties", "lock"})
+_LOCAL = frozenset({"localhost", "0.0.0.0", "::", "::1", "ip6-localhost", "ip6-loopback"})
+# env names whose bare-word value is a host (FLAGD_HOST=flagd, with the port in FLAGD_PORT)
+_HOST_NAMES = re.compile(r".*_(?:HOST|HOSTNAME|ADDR|ADDRESS|SERVICE_HOST)")
+_VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of `$(NAME)` in env values: a variable defined before in the container (or by
+    envFrom) is substituted, `$$` is a `$`, anything else stays as written."""
+    return _VAR_REF.sub(lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]), value)
+
+
+def _not_an_address(host: str) -> bool:
+    if host in _LOCAL or host.startswith("127.") or _VERSION.fullmatch(host):
+        return True
+    labels = host.split(".")
+    return len(labels) > 1 and labels[-1] in _FILE_SUFFIXES
+
+
+def _config_values(doc: Document) -> dict[str, str]:
+    """A ConfigMap's data, or a Secret's (stringData, and data decoded), as strings."""
+    import base64
+
+    out = {str(k): str(v) for k, v in (_get(doc.data, "data", default={}) or {}).items()} \
+        if doc.kind == "ConfigMap" else {}
+    if doc.kind == "Secret":
+        for k, v in (_get(doc.data, "data", default={}) or {}).items():
+            try:
+                out[str(k)] = base64.b64decode(str(v), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+        out.update({str(k): str(v) for k, v in (_get(doc.data, "stringData", default={}) or {}).items()})
+    return out
+
+
+def _configs(docs: list[Document]) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(kind, namespace, name) -> values, of the ConfigMaps and Secrets among the inputs."""
+    out = {}
+    for doc in docs:
+        if (doc.api_version, doc.kind) in CONFIG_KINDS:
+            name = _get(doc.data, "metadata", "name")
+            ns = _get(doc.data, "metadata", "namespace", default=DEFAULT_NAMESPACE)
+            if isinstance(name, str) and isinstance(ns, str):
+                out[(doc.kind, ns, name)] = _config_values(doc)
+    return out
+
+
+def _env_refs(workload: Document, ns: str, self_name: str,
+              configs: dict[tuple[str, str, str], dict[str, str]]) -> tuple[list[DepRef], list[str]]:
+    """Env values that may name a service, as the container sees them (envFrom and valueFrom read from the
+    ConfigMaps and Secrets among the inputs, `$(VAR)` expanded), for `resolve` to bind; and what could not
+    be read (a ConfigMap or Secret that is not among the inputs): inference is partial then."""
+    refs: list[DepRef] = []
+    partial: list[str] = []
     spec = _get(workload.data, "spec", "template", "spec", default={})
     for group in ("initContainers", "containers"):
         containers = _get(spec, group, default=[])
         if not isinstance(containers, list):
             continue
         for ci, c in enumerate(containers):
-            env = _get(c, "env", default=[])
-            if not isinstance(env, list):
-                continue
-            for ei, e in enumerate(env):
+            env: dict[str, str] = {}
+            where: dict[str, tuple[str, str]] = {}  # name -> (pointer, how it was set) of what it came from
+            for fi, source in enumerate(_get(c, "envFrom", default=[]) or []):
+                if not isinstance(source, dict):
+                    continue
+                for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    ref = source.get(field)
+                    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+                        continue
+                    values = configs.get((kind, ns, ref["name"]))
+                    if values is None:
+                        if not ref.get("optional"):
+                            partial.append(f"envFrom {kind} {ref['name']} is not among the inputs")
+                        continue
+                    prefix = str(source.get("prefix") or "")
+                    for k, v in values.items():
+                        env[prefix + k] = v
+                        where[prefix + k] = (f"/spec/template/spec/{group}/{ci}/envFrom/{fi}", f"{kind} {ref['name']}")
+            for ei, e in enumerate(_get(c, "env", default=[]) or []):
+                name = _get(e, "name")
+                if not isinstance(name, str):
+                    continue
+                ptr = f"/spec/template/spec/{group}/{ci}/env/{ei}"
                 value = _get(e, "value")
-                if not isinstance(value, str):
+                if isinstance(value, str):
+                    env[name], where[name] = _expand(value, env), (ptr + "/value", "")
                     continue
-                m = _ADDRESS.match(value.strip())
-                if not m or (m.group("port") is None and "://" not in value and "." not in value):
-                    continue  # a bare word ("1", "info") is not an address
-                host = m.group("host")
-                if host.split(".")[0] == self_name:
+                for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                    ref = _get(e, "valueFrom", field)
+                    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+                        continue
+                    got = (configs.get((kind, ns, ref["name"])) or {}).get(str(ref.get("key")))
+                    if got is None:
+                        if not ref.get("optional"):
+                            partial.append(f"env {name} takes key {ref.get('key')!r} of {kind} {ref['name']}, which "
+                                           "is not among the inputs")
+                    else:
+                        env[name], where[name] = got, (ptr + "/valueFrom", f"{kind} {ref['name']}")
+            for name, value in env.items():
+                ptr, source = where[name]
+                host = _host(name, value.strip())
+                if host is None or host.split(".")[0] == self_name:
                     continue
-                ptr = f"/spec/template/spec/{group}/{ci}/env/{ei}/value"
-                refs.append(DepRef(host, ns, True, workload.span(ptr), f"env {_get(e, 'name')}={value}"))
-    return refs
+                shown = f"env {name} (from {source})" if source.startswith("Secret") else \
+                    f"env {name}={value} (from {source})" if source else f"env {name}={value}"
+                refs.append(DepRef(host, ns, True, workload.span(ptr), shown))
+    return refs, partial
+
+
+def _host(name: str, value: str) -> str | None:
+    """The host an env value names, or None when it names none: host[:port] (optionally behind a scheme), or
+    a bare word in a variable whose name says it is a host (FLAGD_HOST=flagd)."""
+    m = _ADDRESS.match(value)
+    if not m:
+        return None
+    host = m.group("host")
+    if m.group("port") is None and "://" not in value:
+        if "/" in value or "." not in value and not _HOST_NAMES.fullmatch(name):
+            return None  # a path (dist/x.js), or a bare word ("1", "info") in a variable that is no host
+    return None if _not_an_address(host) else host
