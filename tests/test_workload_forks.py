@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 from meshforge import backends
@@ -89,7 +90,7 @@ def test_every_backend_routes_the_key_to_the_forks_service(write):
         "address"] == host
     from meshforge.explain import explain
 
-    hop = next(h for h in explain(model, model.lookup("frontend"), "pr-1").hops if h.service == "cartservice.default")
+    hop = next(h for h in explain(model, model.lookup("checkoutservice"), "pr-1").hops if h.service == "cartservice.default")
     assert hop.destination == f"host {host}"
 
 
@@ -196,8 +197,57 @@ status: {readyReplicas: 5}
     assert fork["spec"]["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     assert fork["spec"]["replicas"] == 2
     labels = fork["spec"]["template"]["metadata"]["labels"]
-    assert labels["tier"] == "backend" and labels["version"] == "v1" and labels["app"] == fork_name("api", "pr-2")
+    assert labels["tier"] == "backend" and labels["app"] == fork_name("api", "pr-2")
+    assert labels["version"] == "pr-2"  # its pods run the sandbox's version: telemetry credits them to it
     import kubernetes_validate
 
     for obj in files.values():
         kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_fork_names_the_workload_to_copy_and_a_rollout_forks_into_a_deployment():
+    """golden/workload-from: a Service over reviews-v1/-v2/-v3 forks the one `from` names; a Service over an
+    Argo Rollout forks into a Deployment with the Rollout's pod template; the forks' pods carry the sandbox's
+    name in their version labels, and their Services declare the protocol meshforge routes by."""
+    from pathlib import Path
+
+    import kubernetes_validate
+
+    from meshforge.backends import render as run
+    from meshforge.diagnostics import Diagnostics
+    from meshforge.pipeline import compile_paths
+
+    model, diags = compile_paths([str(Path(__file__).resolve().parents[1] / "golden" / "workload-from" / "input")])
+    assert model is not None, [d.to_text() for d in diags.errors()]
+    files = {k: yaml.safe_load(v) for k, v in run(model, "kubernetes", Diagnostics()).items()}
+    reviews = files[f"bookinfo/deployment-{fork_name('reviews-v3', 'reviews-pr-8')}.yaml"]
+    pods = reviews["spec"]["template"]["metadata"]["labels"]
+    assert pods["version"] == "reviews-pr-8" and pods["app.kubernetes.io/version"] == "reviews-pr-8"
+    assert reviews["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/reviews:pr-8"
+    ratings = files[f"bookinfo/deployment-{fork_name('ratings', 'reviews-pr-8')}.yaml"]
+    assert ratings["apiVersion"] == "apps/v1" and ratings["kind"] == "Deployment" and "strategy" not in ratings["spec"]
+    assert ratings["spec"]["replicas"] == 1
+    svc = files[f"bookinfo/service-{fork_name('ratings', 'reviews-pr-8')}.yaml"]
+    assert svc["spec"]["ports"][0]["appProtocol"] == "http"
+    for obj in files.values():
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+@pytest.mark.parametrize("source,error", [
+    ("", "name the one to copy: to: {workload: {from: {name: reviews-v3}"),
+    ("from: {name: reviews-v4}, ", "workload reviews-v4 is not one of the workloads"),
+    ("from: {kind: StatefulSet, name: reviews-v3}, ", "StatefulSet reviews-v3 is not one of the workloads"),
+])
+def test_several_workloads_need_from_and_from_must_name_one_of_them(write, source, error):
+    from pathlib import Path
+
+    from meshforge.pipeline import compile_paths
+
+    book = (Path(__file__).resolve().parents[1] / "golden" / "workload-from" / "input" / "bookinfo.yaml").read_text()
+    d = write({"b.yaml": book, "s.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\n"
+               "metadata: {name: pr-1, namespace: bookinfo}\nspec:\n  forks:\n  - service: reviews\n"
+               f"    to: {{workload: {{{source}images: [{{image: 'x/y:1'}}]}}}}\n"})
+    model, diags = compile_paths([str(d)])
+    assert model is None
+    text = "\n".join(x.to_text() for x in diags.errors())
+    assert "MF220" in text and error in text, text

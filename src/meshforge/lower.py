@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Callable
 
 from .names import derived_name
-from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, UserObject, WorkloadDestination
+from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, Service, UserObject, WorkloadDestination
 
 Pass = Callable[[Model], Model]
 
@@ -59,7 +59,26 @@ def _apply(containers: list, dest: WorkloadDestination) -> None:
             env[at] = var  # in place: a later variable may refer to it as $(NAME)
 
 
-def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tuple[list[UserObject], str]:
+# labels that say which version a pod runs: telemetry and Kiali credit the pod to the value, so the fork's
+# pods carry the sandbox's name there instead of the baseline's version
+VERSION_LABELS = ("version", "app.kubernetes.io/version", "service.istio.io/canonical-revision")
+# what Istio reads a port's protocol from (appProtocol): set on every Service meshforge renders, so the
+# cluster sees the protocol the model routes by, whatever the port's name says
+APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "GRPC-WEB": "grpc-web", "TCP": "tcp", "TLS": "tls",
+                "HTTPS": "https", "MONGO": "mongo", "MYSQL": "mysql", "REDIS": "redis"}
+
+
+def _as_deployment(rollout: dict) -> dict:
+    """An Argo Rollout as the Deployment its fork is: the pod template, selector and replicas; the rollout
+    strategy (canary, blue-green, analysis) stays with the baseline."""
+    spec = rollout.get("spec") or {}
+    out = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": rollout.get("metadata") or {},
+           "spec": {k: spec[k] for k in ("replicas", "selector", "template", "minReadySeconds",
+                                         "revisionHistoryLimit", "progressDeadlineSeconds") if k in spec}}
+    return out
+
+
+def _objects(fork: Fork, dest: WorkloadDestination, svc: Service) -> tuple[list[UserObject], str]:
     """The fork's workload and Service, and the host that reaches the Service."""
     base, service = dest.workload, dest.service
     svc_body = service.body
@@ -69,7 +88,8 @@ def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tupl
     pod_label = {key: fork_name(value, fork.sandbox), SANDBOX_LABEL: fork.sandbox}
     svc_name = fork_name(service.name, fork.sandbox)
 
-    w = copy.deepcopy(base.body)
+    w = copy.deepcopy(base.body if base.kind != "Rollout" else _as_deployment(base.body))
+    kind = "Deployment" if base.kind == "Rollout" else base.kind
     w.pop("status", None)
     meta = w.setdefault("metadata", {})
     for f in CLUSTER_OWNED:
@@ -82,27 +102,40 @@ def _objects(fork: Fork, dest: WorkloadDestination, cluster_domain: str) -> tupl
         meta.pop("annotations", None)
     meta["name"] = fork_name(base.name, fork.sandbox)
     meta["namespace"] = ns
-    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["labels"] = {**_versioned(meta.get("labels"), fork.sandbox), **labels}
     spec = w.setdefault("spec", {})
     spec["replicas"] = dest.replicas
     spec["selector"] = {"matchLabels": dict(pod_label)}
-    if base.kind == "StatefulSet":
+    if kind == "StatefulSet":
         spec["serviceName"] = svc_name
     template = spec.setdefault("template", {})
     tmeta = template.setdefault("metadata", {})
-    tmeta["labels"] = {**(tmeta.get("labels") or {}), **pod_label}
+    tmeta["labels"] = {**_versioned(tmeta.get("labels"), fork.sandbox), **pod_label}
     _apply(template.setdefault("spec", {}).setdefault("containers", []), dest)
 
+    protocol = {p.number: p.protocol for p in svc.ports}
     ports = []
     for p in (svc_body.get("spec") or {}).get("ports") or []:
         if isinstance(p, dict):
-            ports.append({k: p[k] for k in ("name", "port", "targetPort", "protocol", "appProtocol") if k in p})
+            port = {k: p[k] for k in ("name", "port", "targetPort", "protocol", "appProtocol") if k in p}
+            if protocol.get(p.get("port")) in APP_PROTOCOL:  # the protocol meshforge routes by, declared
+                port["appProtocol"] = APP_PROTOCOL[protocol[p["port"]]]
+            ports.append(port)
     s = {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": svc_name, "namespace": ns, "labels": dict(labels)},
          "spec": {"selector": dict(pod_label), "ports": ports}}
-    objects = [UserObject(w.get("apiVersion", "apps/v1"), base.kind, meta["name"], ns, json.dumps(w), fork.origin),
+    objects = [UserObject(w.get("apiVersion", "apps/v1"), kind, meta["name"], ns, json.dumps(w), fork.origin),
                UserObject("v1", "Service", svc_name, ns, json.dumps(s), fork.origin)]
-    return objects, f"{svc_name}.{ns}.svc.{cluster_domain}"
+    return objects, f"{svc_name}.{ns}.svc.{svc.cluster_domain}"
+
+
+def _versioned(labels: dict | None, sandbox: str) -> dict:
+    """Labels with every version label that is there set to the sandbox's name."""
+    out = dict(labels or {})
+    for k in VERSION_LABELS:
+        if k in out:
+            out[k] = sandbox
+    return out
 
 
 def workload_forks(model: Model) -> Model:
@@ -113,7 +146,7 @@ def workload_forks(model: Model) -> Model:
     for sb in candidates:
         for f in sb.forks:
             if isinstance(f.destination, WorkloadDestination) and f.destination.workload is not None:
-                objects, host = _objects(f, f.destination, model.service_by_id[f.service].cluster_domain)
+                objects, host = _objects(f, f.destination, model.service_by_id[f.service])
                 hosts[(sb.name, f.service)] = HostDestination(host)
                 if not sb.expired:
                     generated.extend(objects)

@@ -218,8 +218,10 @@ class WorkloadDestination:
     images: tuple[ImageChange, ...] = ()
     env: tuple[EnvChange, ...] = ()
     replicas: int = 1
-    workload: UserObject | None = None  # the baseline Deployment or StatefulSet, as written
+    workload: UserObject | None = None  # the baseline Deployment, StatefulSet or Rollout copied, as written
     service: UserObject | None = None  # the baseline Service, as written
+    from_kind: str | None = None  # `from`: the workload to copy, when the Service selects several
+    from_name: str | None = None
 
     def describe(self) -> str:
         what = f"{self.workload.kind} {self.workload.name}" if self.workload else "the baseline workload"

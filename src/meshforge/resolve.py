@@ -632,7 +632,7 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
                    tuple(forks[k] for k in sorted(forks)), sd.span)
 
 
-FORKABLE_WORKLOADS = ("Deployment", "StatefulSet")
+FORKABLE_WORKLOADS = ("Deployment", "StatefulSet", "Rollout")
 
 
 def _containers(workload: UserObject) -> list[str]:
@@ -643,19 +643,38 @@ def _containers(workload: UserObject) -> list[str]:
 
 def _bind_workload(dest: WorkloadDestination, decl: ServiceDecl, span: Span,
                    diags: Diagnostics) -> WorkloadDestination | None:
-    """The one baseline Deployment or StatefulSet the Service selects, and containers that exist."""
-    candidates = [w for w in decl.workload_manifests if w.kind in FORKABLE_WORKLOADS]
+    """The baseline workload to copy: the one Deployment, StatefulSet or Rollout the Service selects, or the
+    one `from` names among them; and containers that exist."""
+    forkable = [w for w in decl.workload_manifests if w.kind in FORKABLE_WORKLOADS]
+    candidates = forkable
+    if dest.from_name is not None:
+        candidates = [w for w in forkable if w.name == dest.from_name and dest.from_kind in (None, w.kind)]
+        if decl.manifest is not None and len(candidates) != 1:
+            named = f"{dest.from_kind or 'workload'} {dest.from_name}"
+            have = ", ".join(f"{w.kind} {w.name}" for w in forkable) or "none"
+            diags.error("MF220", f"service {decl.id}: {named} is not "
+                        f"{'one' if not candidates else 'a single one'} of the workloads the Service selects among "
+                        f"the inputs ({have})", span,
+                        did_you_mean(dest.from_name, [w.name for w in forkable]) or
+                        "name one of them in from (and its kind when two kinds share the name)")
+            return None
     if decl.manifest is None or len(candidates) != 1:
         found = ", ".join(f"{w.kind} {w.name} ({w.origin.at()})" for w in candidates)
         others = [f"{w.kind} {w.name}" for w in decl.workload_manifests if w.kind not in FORKABLE_WORKLOADS]
         also = f" (it selects {', '.join(others)}, which meshforge does not fork)" if others else ""
-        diags.error("MF220", f"service {decl.id}: a workload fork needs exactly one Deployment or StatefulSet that "
-                    f"the Service selects among the inputs; found {found or 'none'}{also}", span,
+        diags.error("MF220", f"service {decl.id}: a workload fork needs exactly one Deployment, StatefulSet or Rollout "
+                    f"that the Service selects among the inputs; found {found or 'none'}{also}", span,
                     "fork to a host" if others and not candidates else
                     "give the Service's and its workload's manifests as inputs" if not candidates else
-                    "fork to a host, or give the Service a selector that matches one workload")
+                    f"name the one to copy: to: {{workload: {{from: {{name: {candidates[-1].name}}}, ...}}}}")
         return None
     workload = candidates[0]
+    if workload.kind == "Rollout" and not ((workload.body.get("spec") or {}).get("template")):
+        ref = ((workload.body.get("spec") or {}).get("workloadRef") or {}).get("name")
+        diags.error("MF220", f"service {decl.id}: Rollout {workload.name} takes its pod template from "
+                    f"workloadRef{f' {ref}' if ref else ''}, not its own spec", span,
+                    f"fork from the workload it refers to: from: {{kind: Deployment, name: {ref or '...'}}}")
+        return None
     names = _containers(workload)
     ok = True
     for i, change in enumerate((*dest.images, *dest.env)):

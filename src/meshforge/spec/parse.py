@@ -183,10 +183,11 @@ def _destination(to: dict) -> Destination:
     if "subset" in to:
         return SubsetDestination(_labels(to["subset"]["labels"]))
     w = to["workload"]
+    source = w.get("from") or {}
     return WorkloadDestination(
         images=tuple(ImageChange(i.get("container"), i["image"]) for i in w.get("images") or []),
         env=tuple(EnvChange(e.get("container"), e["name"], e["value"]) for e in w.get("env") or []),
-        replicas=w.get("replicas", 1))
+        replicas=w.get("replicas", 1), from_kind=source.get("kind"), from_name=source.get("name"))
 
 
 def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:
