@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshforge.carriers import baggage_regex, key_from_baggage
+from meshforge import backends
 from meshforge.diagnostics import Diagnostics
 from meshforge.emit import istio
 from meshforge.explain import explain
@@ -276,3 +277,27 @@ def test_a_second_user_virtual_service_for_a_host_is_reported(write):
     assert sorted(vss) == ["cart-a", "cart-b"]  # both in the output; only the first has meshforge's routes
     assert vss["cart-a"]["spec"]["http"][0]["name"] == "meshforge-pr-1"
     assert all(r.get("name") != "meshforge-pr-1" for r in vss["cart-b"]["spec"]["http"])
+
+
+def test_an_amended_protocol_the_cluster_does_not_know_is_reported(write):
+    """A port named tcp-*, amended to gRPC in a Baseline: Istio reads the protocol from the Service in the
+    cluster, so the routes apply only once it says so (MF225, naming the port's line); the Envoy backend,
+    which reads no Service, says nothing."""
+    from pathlib import Path
+
+    amend = Path(__file__).resolve().parents[1] / "golden" / "amend" / "input"
+    model, _ = compile_paths([str(amend)], NOW)
+    legacy_only = compile_paths([str(amend / "manifests.yaml"), str(amend / "amendments.yaml")], NOW)[0]
+    from dataclasses import replace
+
+    legacy_only = replace(legacy_only, keys=tuple(
+        replace(k, forks=tuple(f for f in k.forks if f.service == "legacy.shop")) for k in model.keys))
+    for backend, m in (("istio", model), ("gateway-api", legacy_only)):
+        diags = Diagnostics()
+        backends.render(m, backend, diags)
+        [w] = [d for d in diags.items if d.code == "MF225"]
+        assert "port 9000 of Service legacy.shop is TCP" in w.message and "manifests.yaml:" in w.message
+        assert w.span.file.endswith("amendments.yaml") and "appProtocol: grpc" in w.hint
+    diags = Diagnostics()
+    backends.render(model, "xds", diags)
+    assert not [d for d in diags.items if d.code == "MF225"]

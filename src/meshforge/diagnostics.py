@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "MF222": "edge declared twice",
     "MF223": "edge host inside the preview domain",
     "MF224": "dependencies unknown: inference incomplete",
+    "MF225": "amended protocol not in the cluster's Service",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",

@@ -46,6 +46,17 @@ class Port:
     number: int  # service port
     protocol: str  # HTTP, HTTP2, GRPC, GRPC-WEB, TCP, TLS, HTTPS, ..., UNKNOWN (Istio's names)
     origin: Span = field(default_factory=Span)  # where the port is declared (a manifest's line)
+    # when a Baseline entry amended the protocol of an imported Service's port: what that Service (the one the
+    # cluster runs, which Istio reads) says, and where
+    cluster_protocol: str | None = field(default=None, metadata={"json": "unless-default"})
+    cluster_origin: Span | None = field(default=None, metadata={"json": "unless-default"})
+
+    @property
+    def cluster_disagrees(self) -> bool:
+        """The cluster's Service declares a protocol that cannot be routed per request, and meshforge routes the
+        port by an amended one: the cluster's proxies go by the Service and ignore the routes."""
+        return self.cluster_protocol is not None and self.routable and \
+            self.cluster_protocol not in HTTP_PROTOCOLS and self.cluster_protocol != UNDECLARED
 
     @property
     def routable(self) -> bool:
@@ -446,7 +457,10 @@ def _to_data(value):
         if isinstance(value, DESTINATION_KINDS):
             out["kind"] = value.kind
         for f in fields(value):
-            if f.metadata.get("json", True):
+            keep = f.metadata.get("json", True)
+            if keep == "unless-default":
+                keep = getattr(value, f.name) != f.default
+            if keep:
                 out[f.name] = _to_data(getattr(value, f.name))
         return out
     if isinstance(value, tuple | list):

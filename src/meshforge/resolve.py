@@ -485,7 +485,10 @@ def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> Service
                         f"({', '.join(str(q.number) for q in ports)})", p.origin,
                         f"the Service is defined at {base.span.at()}; amend one of its ports")
             continue
-        ports[at] = Port(ports[at].name or p.name, p.number, p.protocol, p.origin)
+        was = ports[at]
+        ports[at] = Port(was.name or p.name, p.number, p.protocol, p.origin,
+                         was.protocol if was.protocol != p.protocol else None,
+                         was.origin if was.protocol != p.protocol else None)
     return ServiceDecl(
         name=base.name, namespace=base.namespace, ports=tuple(ports),
         endpoints=amend.endpoints if amend.endpoints is not None else base.endpoints,

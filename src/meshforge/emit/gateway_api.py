@@ -40,7 +40,7 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import derived_name
-from .objects import KubeObject, Rendered, metadata, owner_label
+from .objects import KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
 
 API = "gateway.networking.k8s.io/v1"
 EDGE_NAME = "meshforge.edge"  # the edge's routes: mesh routes are meshforge-<service>.<port>[.<key>]
@@ -165,6 +165,7 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags, header_only))
     _check_user_routes(model, diags)
+    warn_cluster_protocols(model, diags, "the Gateway API implementation")
     return sorted(objects, key=KubeObject.sort_key)
 
 

@@ -28,7 +28,7 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import is_ip
-from .objects import MANAGED, SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label
+from .objects import MANAGED, SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
 
 API = "networking.istio.io/v1"
 # The edge's VirtualServices: a dot after `meshforge`, where every mesh object's name has a '-' (and names of
@@ -236,6 +236,7 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
                 objects.append(_service_entry(svc, sandbox, f.destination, f.origin))
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags))
+    warn_cluster_protocols(model, diags, "Istio")
     # A user's VirtualService is always in the output, as written when no fork touches its host: when the
     # last sandbox of a host goes, applying the output restores the user's own routes.
     for vs in model.user_objects_of(GROUP, "VirtualService"):

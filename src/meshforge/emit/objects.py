@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..diagnostics import Span
+from ..diagnostics import Diagnostics, Span
+from ..model import Model
 from ..yamlout import dump_yaml
 
 MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
@@ -67,3 +68,20 @@ def metadata(name: str, namespace: str, labels: dict | None = None) -> dict:
 def owner_label(owner_kind: str, owner: str) -> dict:
     """The label that ties an object to the sandbox (or route group) it exists for."""
     return {SANDBOX_LABEL if owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: owner}
+
+
+def warn_cluster_protocols(model: Model, diags: Diagnostics, backend: str) -> None:
+    """Istio and the Gateway API implementations read a port's protocol from the Service in the cluster: where
+    a Baseline amended a forked port's protocol (a port named tcp-*, said to speak gRPC), routes for it apply
+    only once that Service carries the protocol too (MF225), or keyed requests reach the baseline unnoticed."""
+    for sid in model.forks_by_service:
+        svc = model.service_by_id[sid]
+        for p in svc.ports:
+            if p.cluster_disagrees:
+                where = p.cluster_origin.at() if p.cluster_origin is not None else "its manifest"
+                diags.warning("MF225", f"port {p.number} of Service {sid} is {p.cluster_protocol} in the Service the "
+                              f"cluster runs ({p.name or 'unnamed'}, at {where}); {backend} reads the protocol from "
+                              f"there, so the routes meshforge emits for it as {p.protocol} apply only once that "
+                              "Service says so", p.origin,
+                              f"set appProtocol: {p.protocol.lower()} on port {p.number} in the Service's manifest "
+                              f"(or name the port {p.protocol.lower()}-...)")
