@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from meshforge.explain import explain_url, render_text
@@ -92,3 +94,22 @@ def test_cli_explain_url_and_its_usage_errors(cli, write):
     assert cli("explain", d, "--url", "https://shop.example.com/", "--from", "web").exit_code == 2
     assert cli("explain", d, "--from", "web").exit_code == 2
     assert cli("explain", d, "--from", "web", "--routing-key", "k", "--source-address", "10.0.0.1").exit_code == 2
+
+
+def test_every_caller_of_a_forked_service_and_the_ports_that_stay_on_the_baseline(cli):
+    """golden/multiport-tcp: catalog is called by frontend and by orders, both shown reaching its fork;
+    rabbitmq's TCP ports stay on the baseline (MF226 when it is forked, and explain says so per hop)."""
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[1] / "golden" / "multiport-tcp" / "input"
+    r = cli("explain", d, "--from", "frontend", "--routing-key", "queue-pr-3", "--output", "json")
+    hops = json.loads(r.stdout)["hops"]
+    catalog = [(h["via"], h["again"]) for h in hops if h["service"] == "catalog.shop"]
+    assert sorted(catalog) == [("frontend.shop", False), ("orders.shop", True)]
+    [rabbit] = [h for h in hops if h["service"] == "rabbitmq.shop"]
+    assert rabbit["version"] == "sandbox" and rabbit["baselinePorts"] == ["5672/TCP", "4369/TCP"]
+    text = cli("explain", d, "--from", "frontend", "--routing-key", "queue-pr-3").stdout
+    assert "(ports 5672/TCP, 4369/TCP stay on the baseline)" in text and "(also reached above)" in text
+    r = cli("validate", d)
+    assert "warning[MF226]: sandbox queue-pr-3 forks rabbitmq.shop, but its ports 5672 (tcp-amqp), 4369 " \
+           "(tcp-epmd) are not HTTP" in r.output

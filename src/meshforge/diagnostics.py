@@ -54,6 +54,7 @@ CODES: dict[str, str] = {
     "MF223": "edge host inside the preview domain",
     "MF224": "dependencies unknown: inference incomplete",
     "MF225": "amended protocol not in the cluster's Service",
+    "MF226": "forked service has ports that stay on the baseline",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",

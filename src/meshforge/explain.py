@@ -25,11 +25,14 @@ class Hop:
     sandbox: str | None
     destination: str | None  # how the sandbox version is reached
     dependencies_known: bool = True
+    baseline_ports: tuple[str, ...] = ()  # a forked service's ports that stay on the baseline (not HTTP)
+    again: bool = False  # reached before from another caller: shown, its calls not walked again
 
     def to_json(self) -> dict:
         return {"service": self.service, "depth": self.depth, "via": self.via, "version": self.version,
                 "sandbox": self.sandbox, "destination": self.destination,
-                "dependenciesKnown": self.dependencies_known}
+                "dependenciesKnown": self.dependencies_known, "baselinePorts": list(self.baseline_ports),
+                "again": self.again}
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,28 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
                 status += f"\nknown keys: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}"
     hops: list[Hop] = []
     seen = {start.id}
-    frontier = [(start.id, None)]
+    frontier = [(start.id, None, False)]
     depth = 0
+
+    def hop(sid: str, via: str | None, again: bool) -> Hop:
+        fork = model.destination_of(sid, key)
+        svc = model.service_by_id[sid]
+        stays = tuple(f"{p.number}/{p.protocol}" for p in svc.ports if not p.routable) if fork else ()
+        return Hop(sid, depth, via, "sandbox" if fork else "baseline", fork.sandbox if fork else None,
+                   fork.destination.describe() if fork else None, svc.depends_on is not None, stays, again)
+
     while frontier:
         nxt = []
-        for sid, via in frontier:
-            fork = model.destination_of(sid, key)
-            svc = model.service_by_id[sid]
-            hops.append(Hop(sid, depth, via, "sandbox" if fork else "baseline",
-                            fork.sandbox if fork else None, fork.destination.describe() if fork else None,
-                            svc.depends_on is not None))
-            for callee in _callees(svc):
+        for sid, via, again in frontier:
+            hops.append(hop(sid, via, again))
+            if again:
+                continue
+            for callee in _callees(svc := model.service_by_id[sid]):
                 if callee not in seen:
                     seen.add(callee)
-                    nxt.append((callee, sid))
+                    nxt.append((callee, sid, False))
+                elif model.destination_of(callee, key) is not None:
+                    nxt.append((callee, sid, True))  # every caller of a forked service is shown reaching it
         frontier = nxt
         depth += 1
     return Explanation(start.id, key, status, kr is not None, tuple(hops))
@@ -145,7 +156,8 @@ def explain_url(model: Model, url: str, key: str | None = None, source: str | No
 
 
 def _tree_order(hops: tuple[Hop, ...]) -> list[Hop]:
-    """Each hop right under the service that calls it (hops come breadth-first)."""
+    """Each hop right under the service that calls it (hops come breadth-first); a service reached again
+    from another caller is shown there too, without its calls."""
     children: dict[str | None, list[Hop]] = {}
     for h in hops:
         children.setdefault(h.via, []).append(h)
@@ -154,7 +166,8 @@ def _tree_order(hops: tuple[Hop, ...]) -> list[Hop]:
     while stack:
         h = stack.pop()
         out.append(h)
-        stack.extend(reversed(children.get(h.service, [])))
+        if not h.again:
+            stack.extend(reversed(children.get(h.service, [])))
     return out
 
 
@@ -167,8 +180,15 @@ def render_text(e: Explanation) -> str:
     for h in _tree_order(e.hops):
         name = ("  " * h.depth + h.service).ljust(width)
         version = "baseline" if h.version == "baseline" else f"sandbox {h.sandbox} -> {h.destination}"
-        lines.append(f"{name}{version}{'' if h.dependencies_known else '  (dependencies unknown)'}")
-    unknown = [h.service for h in e.hops if not h.dependencies_known]
+        notes = []
+        if h.baseline_ports:
+            notes.append(f"ports {', '.join(h.baseline_ports)} stay on the baseline")
+        if h.again:
+            notes.append("also reached above")
+        elif not h.dependencies_known:
+            notes.append("dependencies unknown")
+        lines.append(f"{name}{version}" + "".join(f"  ({n})" for n in notes))
+    unknown = list(dict.fromkeys(h.service for h in e.hops if not h.dependencies_known and not h.again))
     if unknown:
         lines += ["", f"dependencies unknown for {', '.join(unknown)}: whom they call is not shown. Declare it with the "
                   "meshforge.dev/depends-on annotation (an empty value for a service that calls none) or dependsOn "

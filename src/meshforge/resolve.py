@@ -614,6 +614,15 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
                               f"protocol; sandbox {sd.name} forks it, and routing per request applies only if it "
                               "speaks HTTP", p.origin,
                               "name the port http-*/grpc-* or set appProtocol, or amend it in a Baseline entry")
+        tcp = [p for p in svc.ports if not p.routable]
+        if tcp:
+            which = ", ".join(f"{p.number} ({p.name or p.protocol})" for p in tcp)
+            diags.warning("MF226", f"sandbox {sd.name} forks {target}, but its port{'s' if len(tcp) > 1 else ''} {which} "
+                          f"{'are' if len(tcp) > 1 else 'is'} not HTTP: connections to "
+                          f"{'them' if len(tcp) > 1 else 'it'} stay on the baseline whatever key they carry (only "
+                          f"{', '.join(str(p.number) for p in svc.routable_ports)} routes per request)", f.ref_span,
+                          "routing per request is HTTP's: clients of those ports reach the baseline (or the fork, "
+                          "if they call its own host); amend a port's protocol in a Baseline if it does speak HTTP")
         if target in forks:
             diags.error("MF204", f"service {target} is forked twice by sandbox {sd.name}", f.ref_span,
                         f"first fork at {forks[target].origin.at()}; keep one")
