@@ -148,6 +148,9 @@ def cel_errors(schema: dict, value, path: str = "") -> list[str]:
 
 
 def errors(obj: dict) -> list[str]:
-    v = validators()[obj["kind"]]
+    """An Istio object against the CRD schema of its own API version (a user's v1alpha3 VirtualService stays
+    v1alpha3 in the output)."""
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2] or "v1"
+    v = validators(version)[obj["kind"]]
     out = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
     return out + cel_errors(v.schema, obj)

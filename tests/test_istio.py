@@ -141,7 +141,9 @@ spec:
     vss = {(o.namespace, o.name): o.body for o in objs if o.kind == "VirtualService"}
     assert ("shop", "meshforge-cartservice") not in vss and ("shop", "meshforge-checkout") not in vss
     cart = vss[("shop", "cart")]
-    assert cart["apiVersion"] == "networking.istio.io/v1" and "resourceVersion" not in cart["metadata"]
+    assert cart["apiVersion"] == "networking.istio.io/v1beta1" and "resourceVersion" not in cart["metadata"]
+    assert "labels" not in cart["metadata"]  # never claimed: no managed-by label on the user's object
+    assert cart["metadata"]["annotations"] == {"meshforge.dev/merged-routes": "2"}
     names = [r.get("name") for r in cart["spec"]["http"]]
     assert names == ["meshforge-k7x2m9", "meshforge-v2", "retries"]
     assert cart["spec"]["http"][-1]["retries"] == {"attempts": 3}
@@ -301,3 +303,56 @@ def test_an_amended_protocol_the_cluster_does_not_know_is_reported(write):
     diags = Diagnostics()
     backends.render(model, "xds", diags)
     assert not [d for d in diags.items if d.code == "MF225"]
+
+
+USER_VS = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: {name}
+  namespace: shop
+  labels: {{team: cart}}
+  annotations: {{owner: cart-team{extra}}}
+spec:
+  hosts: [{host}]
+  http:
+  - route:
+    - {{destination: {{host: {host}, subset: stable}}, weight: 90}}
+    - {{destination: {{host: {host}, subset: canary}}, weight: 10}}
+"""
+
+
+def test_user_virtual_services_are_never_claimed_and_can_be_left_alone(write):
+    """A VirtualService meshforge does not change comes out as written (its API version, labels and
+    annotations, no managed-by label); one marked meshforge.dev/ignore, or whose weights an Argo Rollout
+    manages, is left out entirely, and the fork of its host is reported (MF227)."""
+    rollout = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: checkout, namespace: shop}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  template: {metadata: {labels: {app: checkout}}, spec: {containers: [{name: c, image: x/checkout:1}]}}
+  strategy:
+    canary:
+      canaryService: checkout-canary
+      stableService: checkout
+      trafficRouting: {istio: {virtualService: {name: checkout-vs}}}
+"""
+    files = {**SHOP, "rollout.yaml": rollout,
+             "vs.yaml": "---\n".join([
+                 USER_VS.format(name="untouched", host="redis-cart", extra=""),
+                 USER_VS.format(name="cart-vs", host="cartservice", extra=", meshforge.dev/ignore: 'true'"),
+                 USER_VS.format(name="checkout-vs", host="checkout", extra="")])}
+    model = compile_dir(write(files))
+    diags = Diagnostics()
+    objs = {(o.namespace, o.name): o for o in istio.emit(model, diags)}
+    untouched = objs[("shop", "untouched")].body
+    assert untouched["apiVersion"] == "networking.istio.io/v1alpha3" and untouched["metadata"]["labels"] == {
+        "team": "cart"} and untouched["metadata"]["annotations"] == {"owner": "cart-team"}
+    assert errors(untouched) == []
+    for name in ("cart-vs", "checkout-vs", "meshforge-cartservice", "meshforge-checkout"):
+        assert ("shop", name) not in objs, name  # left alone, and no second VirtualService for the host
+    alone = {d.message.split()[1]: d.message for d in diags.items if d.code == "MF227"}
+    assert set(alone) == {"shop/cart-vs", "shop/checkout-vs"}
+    assert "meshforge.dev/ignore" in alone["shop/cart-vs"] and "Argo Rollout shop/checkout" in alone["shop/checkout-vs"]

@@ -55,6 +55,7 @@ CODES: dict[str, str] = {
     "MF224": "dependencies unknown: inference incomplete",
     "MF225": "amended protocol not in the cluster's Service",
     "MF226": "forked service has ports that stay on the baseline",
+    "MF227": "user VirtualService left alone",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",

@@ -28,7 +28,7 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import is_ip
-from .objects import MANAGED, SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
+from .objects import SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
 
 API = "networking.istio.io/v1"
 # The edge's VirtualServices: a dot after `meshforge`, where every mesh object's name has a '-' (and names of
@@ -148,11 +148,14 @@ def _by_service(model: Model) -> dict[str, list[UserObject]]:
     return out
 
 
-def _owned(vs: UserObject, body: dict) -> dict:
-    """A user's object as meshforge outputs it: cluster-owned fields dropped, meshforge's ownership label
-    added, so a GitOps prune by that label handles it like every other output object; the API version
-    is networking.istio.io/v1, which serves the same schema as v1beta1 and v1alpha3."""
-    body["apiVersion"] = API
+IGNORE_ANNOTATION = "meshforge.dev/ignore"
+MERGED_ANNOTATION = "meshforge.dev/merged-routes"
+
+
+def _as_written(vs: UserObject, body: dict) -> dict:
+    """A user's object as meshforge outputs it: as written (its API version, labels and annotations), less
+    the fields the cluster owns. It is never labelled managed-by meshforge: a prune by that label must not
+    delete it, and no tool should take it for meshforge's."""
     body.pop("status", None)
     meta = body.get("metadata")
     if not isinstance(meta, dict):
@@ -160,19 +163,41 @@ def _owned(vs: UserObject, body: dict) -> dict:
     for f in SERVER_FIELDS:
         meta.pop(f, None)
     meta.setdefault("namespace", vs.namespace)
-    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-    meta["labels"] = {**labels, **MANAGED}
     return body
+
+
+def _left_alone(model: Model) -> dict[UserObject, str]:
+    """The user's VirtualServices meshforge must not touch, and why: marked `meshforge.dev/ignore: "true"`, or
+    named by an Argo Rollout that manages its weights (writing it back would reset them on every apply)."""
+    managed: dict[tuple[str, str], str] = {}
+    for ro in model.user_objects_of("argoproj.io", "Rollout"):
+        routing = (((ro.body.get("spec") or {}).get("strategy") or {}).get("canary") or {}).get("trafficRouting") or {}
+        istio = routing.get("istio") if isinstance(routing, dict) else None
+        refs = []
+        if isinstance(istio, dict):
+            refs = [istio.get("virtualService")] + list(istio.get("virtualServices") or [])
+        for ref in refs:
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                name, _, ns = ref["name"].partition(".")
+                managed[(ns or ro.namespace, name)] = f"its weights are managed by Argo Rollout {ro.namespace}/{ro.name}"
+    out = {}
+    for vs in model.user_objects_of(GROUP, "VirtualService"):
+        ann = (vs.body.get("metadata") or {}).get("annotations") or {}
+        if isinstance(ann, dict) and str(ann.get(IGNORE_ANNOTATION, "")).lower() == "true":
+            out[vs] = f"it is marked {IGNORE_ANNOTATION}: \"true\""
+        elif (vs.namespace, vs.name) in managed:
+            out[vs] = managed[(vs.namespace, vs.name)]
+    return out
 
 
 def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagnostics) -> KubeObject:
     """The user's VirtualService with meshforge's keyed routes first. Their own routes, the defaults
     included, stay after ours: theirs already decide where key-less traffic goes, so our default
     routes are not added."""
-    body = _owned(vs, body)
+    body = _as_written(vs, body)
     meta = body["metadata"]
     ann = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
-    meta["annotations"] = {**ann, "meshforge.dev/merged-routes": str(len(ours.all()))}
+    meta["annotations"] = {**ann, MERGED_ANNOTATION: str(len(ours.keyed()))}
     spec = body.setdefault("spec", {})
     gateways = spec.get("gateways")
     if gateways is not None and "mesh" not in gateways:
@@ -193,7 +218,13 @@ def _merge(vs: UserObject, body: dict, ours: Routes, svc: Service, diags: Diagno
 
 
 def _virtual_service(svc: Service, user: list[UserObject], routes: Routes, diags: Diagnostics,
-                     merged: dict[UserObject, str], origin: Span) -> KubeObject | None:
+                     merged: dict[UserObject, str], origin: Span, alone: dict[UserObject, str]) -> KubeObject | None:
+    if user and user[0] in alone:
+        diags.warning("MF227", f"VirtualService {user[0].namespace}/{user[0].name} for {svc.fqdn} is left alone "
+                      f"({alone[user[0]]}): meshforge adds no routes to it, and a second VirtualService for the "
+                      "host would not be merged by Istio, so keyed requests to it reach no sandbox", user[0].origin,
+                      "fork a service whose VirtualService meshforge may merge into, or remove the annotation")
+        return None
     if user and user[0] in merged:
         diags.warning("MF303", f"VirtualService {user[0].namespace}/{user[0].name} covers {merged[user[0]]} and "
                       f"{svc.fqdn}, both forked; meshforge merges routes for {merged[user[0]]} only",
@@ -217,10 +248,11 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
     objects: list[KubeObject] = []
     merged: dict[UserObject, str] = {}
     user_vs = _by_service(model)
+    alone = _left_alone(model)
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
         origin = forks[0][1].origin
-        vs = _virtual_service(svc, user_vs.get(sid, []), _routes(model, svc, forks), diags, merged, origin)
+        vs = _virtual_service(svc, user_vs.get(sid, []), _routes(model, svc, forks), diags, merged, origin, alone)
         if vs is not None:
             objects.append(vs)
         by_sandbox = {f.sandbox: f for _, f in forks}  # one fork of a service per sandbox
@@ -237,11 +269,12 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags))
     warn_cluster_protocols(model, diags, "Istio")
-    # A user's VirtualService is always in the output, as written when no fork touches its host: when the
-    # last sandbox of a host goes, applying the output restores the user's own routes.
+    # A user's VirtualService is in the output as written when no fork touches its host (never claimed:
+    # no ownership label, its own API version): when the last sandbox of a host goes, applying the output
+    # restores the user's own routes. One meshforge must leave alone is not in the output at all.
     for vs in model.user_objects_of(GROUP, "VirtualService"):
-        if vs not in merged:
-            objects.append(KubeObject("VirtualService", vs.namespace, vs.name, _owned(vs, vs.body), vs.origin,
+        if vs not in merged and vs not in alone:
+            objects.append(KubeObject("VirtualService", vs.namespace, vs.name, _as_written(vs, vs.body), vs.origin,
                                       is_input=True))
     return sorted(objects, key=KubeObject.sort_key)
 

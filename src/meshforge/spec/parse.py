@@ -109,6 +109,12 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
                               "ignored", doc.span("/metadata"), "Kubernetes names are lower-case DNS names")
         elif (api, kind) in kubernetes.KINDS:
             k8s.append(doc)
+            if kind == "Rollout":  # also kept as written: the Istio backend leaves alone what it routes
+                meta = doc.data.get("metadata") or {}
+                name, ns = (meta.get("name"), meta.get("namespace") or DEFAULT_NAMESPACE) if isinstance(meta, dict) \
+                    else (None, None)
+                if dns1123_subdomain(name) and dns1123_label(ns):
+                    decls.user_objects.append(UserObject.of(doc.data, name, ns, doc.span("")))
     return decls, k8s
 
 
