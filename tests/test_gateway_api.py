@@ -269,3 +269,44 @@ spec:
     assert objs and not diags.has_errors
     assert [x.message.split(" rule")[0] for x in diags.items if x.code == "MF306"] == ["GRPCRoute shop/d"]
     assert [x.message.split(":")[0] for x in diags.items if x.code == "MF307"] == ["HTTPRoute shop/a", "GRPCRoute shop/c"]
+
+
+def test_a_users_catch_all_route_keeps_its_split_and_meshforge_adds_no_tie(write):
+    """A user's HTTPRoute with no matches on a forked Service's port (a 90/10 split) would tie with a default
+    rule of meshforge's (both without matches: the oldest route wins, then the name). meshforge adds no default
+    there and says so, at the rule's line; keyed requests still reach the fork (its rule outranks any catch-all)."""
+    d = write({**SPECS, "split.yaml": """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cart-split, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart, port: 80}]
+  rules:
+  - backendRefs: [{name: cart, port: 80, weight: 90}, {name: cart-canary, port: 80, weight: 10}]
+"""})
+    diags = Diagnostics()
+    objs = {o.name: o.body for o in gateway_api.emit(compile_dir(d), diags)}
+    assert "meshforge-cart.80" not in objs and "meshforge-cart.80.cart-pr-1" in objs
+    [note] = [x for x in diags.items if x.code == "MF310"]
+    assert "shop/cart-split rule 0" in note.message and note.span.file.endswith("split.yaml") and note.span.line == 7
+    user = list(yaml.safe_load_all((d / "split.yaml").read_text()))
+    assert route(list(objs.values()) + user, "shop", "cart", 80, {"x-meshforge-routing-key": ["cart-pr-1"]})[
+        "name"] == "cart-pr-1"
+
+
+def test_mf306_points_at_the_rule(write):
+    d = write({**SPECS, "user.yaml": """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cart-canary, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart, port: 80}]
+  rules:
+  - backendRefs: [{name: cart, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: cart-canary, port: 80}]
+"""})
+    diags = Diagnostics()
+    gateway_api.emit(compile_dir(d), diags)
+    [w] = [x for x in diags.items if x.code == "MF306"]
+    assert "rule 1" in w.message and (w.span.line, w.span.column) == (8, 5)

@@ -356,3 +356,28 @@ spec:
     alone = {d.message.split()[1]: d.message for d in diags.items if d.code == "MF227"}
     assert set(alone) == {"shop/cart-vs", "shop/checkout-vs"}
     assert "meshforge.dev/ignore" in alone["shop/cart-vs"] and "Argo Rollout shop/checkout" in alone["shop/checkout-vs"]
+
+
+def test_keys_through_the_users_own_gateway_and_the_edges_gateway_hosts_are_reported(write):
+    edge = ("apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: e, namespace: shop}\n"
+            "spec: {edge: {service: frontend, hosts: [shop.example.com], previewDomain: preview.example.com, "
+            "istioGateway: istio-system/ingressgateway}}\n")
+    gw = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: public, namespace: shop}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/ingressgateway]
+  http:
+  - match: [{uri: {prefix: /cart}}]
+    route: [{destination: {host: cartservice, port: {number: 7070}}}]
+  - route: [{destination: {host: frontend}}]
+"""
+    model = compile_dir(write({**SHOP, "edge.yaml": edge, "gw.yaml": gw}))
+    diags = Diagnostics()
+    istio.emit(model, diags)
+    codes = {d.code: d for d in diags.items if d.code in ("MF228", "MF229")}
+    assert set(codes) == {"MF228", "MF229"}
+    assert "cartservice.shop" in codes["MF228"].message and "reach the baseline" in codes["MF228"].message
+    assert "istio-system/ingressgateway for *" in codes["MF229"].message

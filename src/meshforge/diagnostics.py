@@ -56,6 +56,8 @@ CODES: dict[str, str] = {
     "MF225": "amended protocol not in the cluster's Service",
     "MF226": "forked service has ports that stay on the baseline",
     "MF227": "user VirtualService left alone",
+    "MF228": "user gateway VirtualService sends keyed requests to a baseline",
+    "MF229": "user VirtualService shares the edge's gateway hosts",
     "MF301": "backend cannot express a destination",
     "MF302": "user VirtualService routes may reach subset sandbox pods",
     "MF303": "several user VirtualServices for one host",
@@ -65,6 +67,7 @@ CODES: dict[str, str] = {
     "MF307": "user route not readable for the precedence check",
     "MF308": "generated object has the name of an input object",
     "MF309": "two generated objects with one name (internal error)",
+    "MF310": "a user route already sends key-less requests (no default route added)",
 }
 
 

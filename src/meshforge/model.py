@@ -290,11 +290,17 @@ class UserObject:
     namespace: str
     body_json: str
     origin: Span = field(default_factory=Span)
+    # where some parts are (pointer -> span: the rules of a user's route), for messages that point at them
+    spans: tuple[tuple[str, Span], ...] = field(default=(), metadata={"json": "unless-default"})
 
     @staticmethod
-    def of(data: Mapping, name: str, namespace: str, origin: Span) -> UserObject:
+    def of(data: Mapping, name: str, namespace: str, origin: Span,
+           spans: tuple[tuple[str, Span], ...] = ()) -> UserObject:
         return UserObject(str(data.get("apiVersion")), str(data.get("kind")), name, namespace,
-                          json.dumps(data, ensure_ascii=False, separators=(",", ":")), origin)
+                          json.dumps(data, ensure_ascii=False, separators=(",", ":")), origin, spans)
+
+    def span_of(self, pointer: str) -> Span:
+        return next((s for p, s in self.spans if p == pointer), self.origin)
 
     @property
     def group(self) -> str:

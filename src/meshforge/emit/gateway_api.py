@@ -134,12 +134,21 @@ def emit(model: Model, diags: Diagnostics, header_only: bool = False) -> list[Ku
     grants: dict[str, set[tuple[str, str]]] = {}  # target namespace -> {(route kind, route namespace)}
     grant_origin: dict[str, Span] = {}
     owners = {kr.key: kr for kr in model.keys}
+    catch_alls = _catch_alls(model)
     for sid, forks in model.forks_by_service.items():
         svc = model.service_by_id[sid]
         for port in svc.routable_ports:
             kind = _kind(port)
-            objects.append(_route(kind, _name(svc.name, str(port.number)), svc, port,
-                                  [{"backendRefs": [_backend(model, svc, port, None)]}], forks[0][1].origin))
+            theirs = catch_alls.get((kind, sid, port.number)) or catch_alls.get((kind, sid, None))
+            if theirs is None:
+                objects.append(_route(kind, _name(svc.name, str(port.number)), svc, port,
+                                      [{"backendRefs": [_backend(model, svc, port, None)]}], forks[0][1].origin))
+            else:  # the user's route sends key-less requests; a default of ours would tie with it
+                obj, rule = theirs
+                diags.note("MF310", f"{kind} {obj.namespace}/{obj.name} rule {rule} sends every "
+                           f"key-less request for {svc.id}:{port.number}, so meshforge adds no default route there "
+                           "(two rules without matches tie, and which one wins is not fixed); the keys' rules "
+                           "outrank it", obj.span_of(f"/spec/rules/{rule}"))
             for key, fork in forks:
                 backend = _backend(model, svc, port, fork)
                 if "namespace" in backend:
@@ -242,6 +251,41 @@ OURS = _precedence({"headers": [{}]})  # a key's rule: path prefix "/", one head
 OURS_GRPC = (False, 0, False, 1, 0)  # GRPCRoute: no method match, one header match
 
 
+def _catch_alls(model: Model) -> dict[tuple[str, str, int | None], tuple[UserObject, int]]:
+    """(kind, service id, port or None for every port) -> a user route's rule that matches every request
+    (no matches, or only the path prefix "/"): for those ports the user's route already decides where key-less
+    requests go, as meshforge's default route would, and two such rules tie (the oldest route wins, then the
+    name: which one is not fixed)."""
+    out = {}
+    for kind in ("HTTPRoute", "GRPCRoute"):
+        for obj in model.user_objects_of(GROUP, kind):
+            spec = obj.body.get("spec") if isinstance(obj.body.get("spec"), dict) else {}
+            refs, rules = spec.get("parentRefs"), spec.get("rules")
+            if not isinstance(refs, list) or not isinstance(rules, list):
+                continue
+            rule = next((i for i, r in enumerate(rules) if isinstance(r, dict) and _matches_all(r.get("matches"))),
+                        None)
+            if rule is None:
+                continue
+            for ref in refs:
+                if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") != "" or \
+                        not isinstance(ref.get("name"), str):
+                    continue
+                svc = model.lookup(f"{ref['name']}.{ref.get('namespace') or obj.namespace}")
+                port = ref.get("port") if isinstance(ref.get("port"), int) else None
+                if svc is not None:
+                    out.setdefault((kind, svc.id, port), (obj, rule))
+    return out
+
+
+def _matches_all(matches) -> bool:
+    if not matches:
+        return True
+    return isinstance(matches, list) and any(
+        isinstance(m, dict) and not {k for k in m if k != "path"} and
+        (m.get("path") in (None, {}) or m.get("path") == {"type": "PathPrefix", "value": "/"}) for m in matches)
+
+
 def _check_user_routes(model: Model, diags: Diagnostics) -> None:
     """Warn where an HTTPRoute/GRPCRoute the user gave for a forked Service would take a key's requests."""
     forked = set(model.forks_by_service)
@@ -276,7 +320,8 @@ def _check_rules(obj: UserObject, svc: Service, rules: list, kind: str, diags: D
             if prec >= (OURS if kind == "HTTPRoute" else OURS_GRPC):
                 diags.warning("MF306", f"{kind} {obj.namespace}/{obj.name} rule {i} for {svc.fqdn} is at least as "
                               "specific as meshforge's routing-key rules (path, method or header matches), so requests "
-                              "it matches reach its backends whatever routing key they carry", obj.origin,
+                              "it matches reach its backends whatever routing key they carry",
+                              obj.span_of(f"/spec/rules/{i}"),
                               "make the rule less specific, add the routing-key header match to it, or fork the "
                               "service it sends to under the same key")
                 break

@@ -269,6 +269,7 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags))
     warn_cluster_protocols(model, diags, "Istio")
+    _check_gateway_routes(model, diags, merged)
     # A user's VirtualService is in the output as written when no fork touches its host (never claimed:
     # no ownership label, its own API version): when the last sandbox of a host goes, applying the output
     # restores the user's own routes. One meshforge must leave alone is not in the output at all.
@@ -333,6 +334,45 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
                 "meshforge: no active sandbox or route group has the routing key this host names "
                 f"(<routing key>.{edge.preview_domain}); it may have expired or been deleted\n")}}}]))
     return out
+
+
+def _check_gateway_routes(model: Model, diags: Diagnostics, merged: dict[UserObject, str]) -> None:
+    """A user's VirtualService bound to a gateway decides there: sending to a forked service (through `hosts:
+    ["*"]`, say), keyed requests entering there reach its baseline (MF228); bound to the edge's gateway for
+    hosts the edge serves, Istio merges it with meshforge's edge VirtualServices in an order it does not
+    promise (MF229)."""
+    edge = model.edge
+    for vs in model.user_objects_of(GROUP, "VirtualService"):
+        spec = vs.body.get("spec") if isinstance(vs.body.get("spec"), dict) else {}
+        gateways = [g for g in spec.get("gateways") or [] if isinstance(g, str) and g != "mesh"]
+        if not gateways or vs in merged:
+            continue
+        forked = sorted({svc.id for r in spec.get("http") or [] if isinstance(r, dict)
+                         for w in r.get("route") or [] if isinstance(w, dict)
+                         for d in [w.get("destination") or {}] if isinstance(d, dict) and isinstance(d.get("host"), str)
+                         for svc in [model.lookup(d["host"], vs.namespace)]
+                         if svc is not None and svc.id in model.forks_by_service})
+        if forked:
+            diags.warning("MF228", f"VirtualService {vs.namespace}/{vs.name}, bound to gateway "
+                          f"{', '.join(gateways)}, sends to {', '.join(forked)}, forked under routing keys: at the "
+                          "gateway its own routes decide, so keyed requests entering there reach the baseline of "
+                          f"{'those services' if len(forked) > 1 else 'that service'}", vs.origin,
+                          "let outside traffic enter through meshforge's edge (a Baseline's spec.edge), or add the "
+                          "keys' header matches to its routes")
+        if edge is None:
+            continue
+        qualified = {g if "/" in g else f"{vs.namespace}/{g}" for g in gateways}
+        hosts = [h for h in spec.get("hosts") or [] if isinstance(h, str)]
+        ours = list(edge.hosts) + ([f"*.{edge.preview_domain}"] if edge.preview_domain else [])
+        shared = sorted({h for h in hosts for o in ours if h == o or h == "*" or
+                         h.startswith("*.") and o.endswith(h[1:]) or o.startswith("*.") and h.endswith(o[1:])})
+        if edge.istio_gateway in qualified and shared:
+            diags.warning("MF229", f"VirtualService {vs.namespace}/{vs.name} is bound to the edge's gateway "
+                          f"{edge.istio_gateway} for {', '.join(shared)}, as meshforge's edge VirtualServices are: "
+                          "Istio merges the VirtualServices of one gateway host in an order it does not promise, so "
+                          "its rules and the edge's may replace each other", vs.origin,
+                          "leave the edge's hosts to meshforge (move its rules to the edge service's own "
+                          "VirtualService, bound to mesh), or give the edge hosts of its own")
 
 
 def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination, origin: Span) -> KubeObject:

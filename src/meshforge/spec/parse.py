@@ -103,7 +103,10 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
             name = meta.get("name") if isinstance(meta, dict) else None
             ns = (meta.get("namespace") or DEFAULT_NAMESPACE) if isinstance(meta, dict) else None
             if dns1123_subdomain(name) and dns1123_label(ns):
-                decls.user_objects.append(UserObject.of(doc.data, name, ns, doc.span("")))
+                spec = doc.data.get("spec") if isinstance(doc.data.get("spec"), dict) else {}
+                spans = tuple((f"/spec/{part}/{i}", doc.span(f"/spec/{part}/{i}")) for part in ("rules", "http")
+                              if isinstance(spec.get(part), list) for i in range(min(len(spec[part]), 64)))
+                decls.user_objects.append(UserObject.of(doc.data, name, ns, doc.span(""), spans))
             else:
                 diags.warning("MF104", f"{kind} with an invalid name or namespace ({name!r}, {ns!r}) is "
                               "ignored", doc.span("/metadata"), "Kubernetes names are lower-case DNS names")
