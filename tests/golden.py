@@ -35,6 +35,12 @@ def extra_inputs(case: str) -> list[str]:
             if line.strip() and not line.startswith("#")]
 
 
+def namespace(case: str) -> str:
+    """The `--namespace` a case is compiled with: <case>/namespace.txt, else default."""
+    f = GOLDEN / case / "namespace.txt"
+    return f.read_text().strip() if f.is_file() else "default"
+
+
 @contextmanager
 def chdir(path: Path):
     old = os.getcwd()
@@ -72,7 +78,7 @@ def backend_outputs(model: Model) -> dict[str, str]:
 def outputs(case: str) -> dict[str, str]:
     """Every output of a case, by relative file name under expected/."""
     with chdir(GOLDEN / case):
-        model, diags = compile_paths(["input"] + extra_inputs(case), NOW)
+        model, diags = compile_paths(["input"] + extra_inputs(case), NOW, namespace(case))
         out = {"diagnostics.txt": _unshared(render_text(diags.items) or "no diagnostics\n")}
         if model is not None:
             out["model.json"] = model_json(model)

@@ -139,3 +139,23 @@ def test_a_file_with_nothing_meshforge_reads_is_named(cli, write):
     assert r.exit_code == 0
     assert "sandbox.yaml:1:1: warning[MF008]: nothing here is an object meshforge reads" in r.output
     assert "MF008" not in cli("validate", write({"b.yaml": BASELINE}, sub="only")).output
+
+
+def test_namespace_gives_namespace_less_manifests_their_namespace(cli):
+    """golden/namespace-less: helm template output names no namespace; --namespace otel is where it was
+    installed (for every command that reads specs), and a Sandbox without one lands there too."""
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[1] / "golden" / "namespace-less" / "input"
+    r = cli("explain", d, "-n", "otel", "--from", "frontend.otel", "--routing-key", "flags-pr-2", "--output", "json")
+    assert r.exit_code == 0, r.output
+    hops = {h["service"]: h["version"] for h in json.loads(r.stdout)["hops"]}
+    assert hops == {"frontend.otel": "sandbox", "flagd.otel": "sandbox", "otel-collector.otel": "baseline"}
+    out = cli("render", d, "--namespace", "otel", "--format", "kubernetes").stdout
+    assert "namespace: otel" in out and "namespace: default" not in out
+    assert "valid: 3 services" in cli("validate", d, "-n", "otel").output
+    assert cli("validate", d, "-n", "Bad_NS").exit_code == 2
+    assert "frontend.default" in cli("explain", d, "--from", "frontend", "--routing-key", "x").output
+    for command in ("validate", "explain", "render", "diff", "serve"):
+        assert "--namespace" in cli(command, "--help").output, command
+    assert "--namespace" in cli("sandbox", "show", "--help").output

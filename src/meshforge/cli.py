@@ -37,6 +37,21 @@ def _now(f):
                         help="Fix the clock for expiresAt (RFC 3339), for reproducible output.")(f)
 
 
+def _namespace(f):
+    return click.option("-n", "--namespace", "namespace", default="default", show_default=True, metavar="NS",
+                        callback=_check_namespace,
+                        help="The namespace of every input object that names none (as kubectl -n and helm "
+                             "--namespace give it to namespace-less manifests).")(f)
+
+
+def _check_namespace(ctx, param, value):
+    from .names import DNS1123_LABEL_HINT, dns1123_label
+
+    if not dns1123_label(value):
+        raise click.BadParameter(f"{value!r} is not a namespace name ({DNS1123_LABEL_HINT})")
+    return value
+
+
 def _diag_format(f):
     return click.option("--diagnostics-format", "diag_format", type=click.Choice(["text", "json"]), default="text",
                         show_default=True, help="How problems are reported.")(f)
@@ -59,9 +74,9 @@ def _emit_diagnostics(diags, fmt: str, stream, quiet: bool = False) -> None:
         stream.write(render_text(items, _color(stream)))
 
 
-def load_or_exit(paths, now, fmt="text", quiet=False):
+def load_or_exit(paths, now, fmt="text", quiet=False, namespace="default"):
     """Compile the model, print diagnostics to stderr, exit 1 on errors."""
-    model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc))
+    model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc), namespace)
     _emit_diagnostics(diags, fmt, sys.stderr, quiet)
     if model is None:
         sys.exit(1)
@@ -81,16 +96,17 @@ def main() -> None:
 @main.command(short_help="Check specs; every problem with file:line:column.")
 @_paths
 @_now
+@_namespace
 @_diag_format
 @_quiet
-def validate(paths, now, diag_format, quiet):
+def validate(paths, now, namespace, diag_format, quiet):
     """Check specs and report every problem with file:line:column.
 
     Exit 0 when valid, 1 when not. Example: meshforge validate specs/ k8s/manifests.yaml
     """
     from .diagnostics import plural
 
-    model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc))
+    model, diags = compile_paths(list(paths), now or datetime.now(timezone.utc), namespace)
     _emit_diagnostics(diags, diag_format, sys.stdout, quiet)
     if model is None:
         sys.exit(1)
@@ -110,8 +126,9 @@ def validate(paths, now, diag_format, quiet):
               help="--url: the caller's address (its own routing key is kept only from a trusted source).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_now
+@_namespace
 @_quiet
-def explain(paths, start, key, url, source_address, output, now, quiet):
+def explain(paths, start, key, url, source_address, output, now, namespace, quiet):
     """Show which version of each service a request with KEY reaches, hop by hop; or, with --url, the
     path of a request from outside through the edge.
 
@@ -136,7 +153,7 @@ def explain(paths, start, key, url, source_address, output, now, quiet):
 
     if key is not None and not valid_routing_key(key):
         raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")
-    model = load_or_exit(paths, now, quiet=quiet)
+    model = load_or_exit(paths, now, quiet=quiet, namespace=namespace)
     if url is not None:
         try:
             result = explain_url(model, url, key, source_address)
@@ -172,7 +189,7 @@ def _render_options(f):
                         help=f"Output. {formats}.")(f)
 
 
-def _render_files(paths, fmt, now, options, quiet=False):
+def _render_files(paths, fmt, now, options, quiet=False, namespace="default"):
     from .backends import all_options, get
     from .backends import render as run
     from .diagnostics import Diagnostics
@@ -182,7 +199,7 @@ def _render_files(paths, fmt, now, options, quiet=False):
     for name in given:
         if all(o.name != name for o in backend.options):
             raise click.UsageError(f"{all_options()[name].flag} does not apply to --format {fmt}")
-    model = load_or_exit(paths, now, quiet=quiet)
+    model = load_or_exit(paths, now, quiet=quiet, namespace=namespace)
     diags = Diagnostics()
     files = run(model, fmt, diags, **given)
     _emit_diagnostics(diags, "text", sys.stderr, quiet)
@@ -197,8 +214,9 @@ def _render_files(paths, fmt, now, options, quiet=False):
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Write one file per object into this directory (atomically; stale meshforge files removed).")
 @_now
+@_namespace
 @_quiet
-def render(paths, fmt, output_dir, now, quiet, **options):
+def render(paths, fmt, output_dir, now, namespace, quiet, **options):
     """Compile specs into Istio, Gateway API, Kubernetes or Envoy configuration.
 
     Example: meshforge render specs/ --format istio -o deploy/istio
@@ -208,7 +226,7 @@ def render(paths, fmt, output_dir, now, quiet, **options):
     from .backends import stream
     from .output import OutputError, write_tree
 
-    files = _render_files(paths, fmt, now, options, quiet)
+    files = _render_files(paths, fmt, now, options, quiet, namespace)
     if not files and not quiet:
         from .backends import get
 
@@ -232,8 +250,9 @@ def render(paths, fmt, output_dir, now, quiet, **options):
 @click.option("--against", type=click.Path(file_okay=False, exists=True), required=True,
               help="A directory rendered earlier (e.g. committed GitOps output).")
 @_now
+@_namespace
 @_quiet
-def diff(paths, fmt, against, now, quiet, **options):
+def diff(paths, fmt, against, now, namespace, quiet, **options):
     """Diff a rendered directory against what the specs render now; exit 1 when they differ.
 
     Example (CI): meshforge diff specs/ --format istio --against deploy/istio
@@ -242,7 +261,7 @@ def diff(paths, fmt, against, now, quiet, **options):
 
     from .output import OutputError, diff_tree
 
-    files = _render_files(paths, fmt, now, options, quiet)
+    files = _render_files(paths, fmt, now, options, quiet, namespace)
     try:
         text = diff_tree(Path(against), files, owner=fmt)
     except (OutputError, OSError) as e:
@@ -252,7 +271,7 @@ def diff(paths, fmt, against, now, quiet, **options):
         sys.exit(1)
 
 
-def _serve_compile_fn(paths, access_logs=None):
+def _serve_compile_fn(paths, access_logs=None, namespace="default"):
     """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
     from . import backends
     from .emit.xds.compiler import XdsCompiler
@@ -260,7 +279,7 @@ def _serve_compile_fn(paths, access_logs=None):
     from .pipeline import Workspace
     from .server.run import Result
 
-    workspace, compiler = Workspace(list(paths)), XdsCompiler(eds=True, access_logs=access_logs)
+    workspace, compiler = Workspace(list(paths), namespace=namespace), XdsCompiler(eds=True, access_logs=access_logs)
     xds = backends.get("xds")
     checked: list[object | None] = [None]  # the revision of the last model that passed the check whole
 
@@ -313,8 +332,9 @@ def _serve_compile_fn(paths, access_logs=None):
 @click.option("--max-pending-bytes", type=click.IntRange(1 << 20, 1 << 40), default=128 << 20, show_default=True,
               metavar="BYTES", help="Responses sent and not yet taken by their clients, over all streams: above it "
               "new streams are refused until clients take theirs (or their connections close).")
+@_namespace
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
-          access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes):
+          access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes, namespace):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -347,7 +367,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     from .emit.xds.resources import AccessLogs
 
     logs = AccessLogs(access_log_rate) if access_logs else None
-    cp = ControlPlane(_serve_compile_fn(paths, logs), list(paths), xds_address, admin_address, tls=tls,
+    cp = ControlPlane(_serve_compile_fn(paths, logs, namespace), list(paths), xds_address, admin_address, tls=tls,
                       access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
                       operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes))
     try:
@@ -546,7 +566,8 @@ def sandbox_name(branch):
 @click.option("--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="markdown: for a pull request's comment.")
 @_now
-def sandbox_show(name, paths, output, now):
+@_namespace
+def sandbox_show(name, paths, output, now, namespace):
     """Show sandbox NAME as the specs in PATHS define it: routing key, whether it is active, when it expires,
     its preview URL (with an edge that has a previewDomain) and its forks (the images of workload forks).
 
@@ -558,7 +579,7 @@ def sandbox_show(name, paths, output, now):
     from .sandboxview import describe, render_json, render_markdown, render_text
 
     when = now or datetime.now(timezone.utc)
-    model = load_or_exit(paths, when, quiet=True)
+    model = load_or_exit(paths, when, quiet=True, namespace=namespace)
     sb = model.sandbox(name)
     if sb is None:
         hint = did_you_mean(name, [s.name for s in model.sandboxes])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .diagnostics import Diagnostic, Diagnostics
 from .lower import PASSES, Pass, lower
-from .model import Model
+from .model import DEFAULT_NAMESPACE, Model
 from .resolve import Memo, resolve
 from .source import (
     MAX_FILES,
@@ -49,8 +49,9 @@ def compile_documents(docs: list[Document], diags: Diagnostics, now: datetime | 
     return build_model([decls], k8s, diags, now)
 
 
-def compile_paths(paths: list[str], now: datetime | None = None) -> tuple[Model | None, Diagnostics]:
-    return Workspace(list(paths)).compile(now)
+def compile_paths(paths: list[str], now: datetime | None = None,
+                  namespace: str = DEFAULT_NAMESPACE) -> tuple[Model | None, Diagnostics]:
+    return Workspace(list(paths), namespace=namespace).compile(now)
 
 
 @dataclass
@@ -80,9 +81,10 @@ class Workspace:
     created or removed, a Baseline, a Kubernetes manifest, a file named directly, the last compile having
     failed to read its inputs) takes the full way. Both ways give the same model (property-tested)."""
 
-    def __init__(self, paths: list[str], passes: tuple[Pass, ...] = PASSES):
+    def __init__(self, paths: list[str], passes: tuple[Pass, ...] = PASSES, namespace: str = DEFAULT_NAMESPACE):
         self.paths = list(paths)
         self.passes = passes
+        self.namespace = namespace  # of every input object that names none
         self._files: dict[str, _FileResult] = {}
         self.files_parsed = 0
         self.incremental_compiles = 0
@@ -112,7 +114,7 @@ class Workspace:
             diags.extend(fdiags.items)
             return None
         docs = parse_text(text, key, fdiags)
-        decls, k8s = parse_file(docs, fdiags)
+        decls, k8s = parse_file(docs, fdiags, self.namespace)
         self.files_parsed += 1
         result = _FileResult(stat, digest, fdiags.items, decls, k8s, len(text), sum(d.nodes for d in docs))
         self._files[key] = result

@@ -60,8 +60,11 @@ def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls
     return out
 
 
-def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Document]]:
-    """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside."""
+def parse_file(docs: list[Document], diags: Diagnostics,
+               namespace: str = DEFAULT_NAMESPACE) -> tuple[Decls, list[Document]]:
+    """Documents → meshforge declarations (independent per file), plus the Kubernetes documents set aside.
+    `namespace`: the namespace of every object that names none (`--namespace`, as `kubectl -n` and
+    `helm --namespace` give it to namespace-less manifests)."""
     decls = Decls()
     k8s: list[Document] = []
     objects = [d for d in docs if isinstance(d.data, dict) and isinstance(d.data.get("apiVersion"), str)
@@ -73,6 +76,9 @@ def parse_file(docs: list[Document], diags: Diagnostics) -> tuple[Decls, list[Do
                       "Services and workloads, VirtualServices and HTTPRoutes; is this the right file (a CI "
                       "workflow or a values file)?")
     for doc in _expand_lists(docs, diags):
+        if namespace != DEFAULT_NAMESPACE and isinstance(doc.data, dict) and isinstance(doc.data.get("metadata"), dict) \
+                and "namespace" not in doc.data["metadata"]:
+            doc.data["metadata"]["namespace"] = namespace
         if not isinstance(doc.data, dict):
             diags.error("MF005", f"document is {type(doc.data).__name__}, not an object", doc.span(""),
                         "each YAML document must be a mapping with apiVersion and kind")
