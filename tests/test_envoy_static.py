@@ -191,3 +191,38 @@ def istio_shaped():
 
     with static_sidecar(istio_style_routes) as m:
         yield m
+
+
+GRPC_CLIENT = """
+import json, sys, grpc
+port, mode = int(sys.argv[1]), sys.argv[2]
+if mode == "proxy":   # what a gRPC client does with http_proxy set: CONNECT through the sidecar
+    ch = grpc.insecure_channel("greeter:9090")
+else:                 # the README's way: dial the outbound listener, the service in the authority
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.default_authority", "greeter:9090"),
+                                                             ("grpc.enable_http_proxy", 0)])
+try:
+    r = ch.unary_unary("/meshforge.test.Who/Ask")(b"who", metadata=[("x-meshforge-routing-key", "pr-1")], timeout=5)
+    print(json.loads(r)["name"])
+except grpc.RpcError as e:
+    print("error", e.code().name)
+"""
+
+
+def test_grpc_clients_dial_the_outbound_listener_with_the_authority(mesh, tmp_path):
+    """With http_proxy (or grpc_proxy) pointing at the sidecar, a gRPC client sends CONNECT, which the
+    sidecar's HTTP listener does not take; the way the README documents works whatever the environment."""
+    import os
+    import subprocess
+    import sys
+
+    port, _ = mesh
+    env = dict(os.environ, http_proxy=f"http://127.0.0.1:{port}", grpc_proxy=f"http://127.0.0.1:{port}")
+    env.pop("no_proxy", None)
+
+    def run(mode: str) -> str:
+        return subprocess.run([sys.executable, "-c", GRPC_CLIENT, str(port), mode], env=env, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+
+    assert run("proxy").startswith("error")
+    assert run("authority") == "g2"
