@@ -9,30 +9,73 @@ server (`server/`) serves them; neither imports the other, both import this modu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Mapping
+import importlib
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from .names import dns1123_subdomain, is_ip, printable, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
 
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+@dataclass(frozen=True)
+class XdsType:
+    """One xDS resource type, as both sides see it. Everything that depends on the set of types (push order,
+    wildcard subscriptions, metric labels, `/debug/config` decoding, the sections of `render --format xds`,
+    the consistency check) is derived from `TYPES`: adding a type (SDS, say) is one row."""
 
-# Make-before-break: clusters (and their endpoints) exist before a listener or route names them.
-PUSH_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
-# Listeners and clusters are requested as wildcards (full state); routes and endpoints by name.
-WILDCARD_TYPES = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
-SHORT_NAMES = {LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS", CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS"}
+    url: str  # type URL
+    short: str  # LDS, RDS, CDS, EDS: metric labels and logs (a fixed set)
+    section: str  # its section in `render --format xds` files
+    module: str  # the module of its message
+    message: str  # the message's full name
+    wildcard: bool  # requested as a wildcard (full state), or by name
+    push_rank: int  # make-before-break: pushed after every type of a lower rank
+    render_rank: int  # its place in a rendered file (the order a reader expects: listeners first)
+    refers_to: tuple[str, ...] = ()  # short names of the types its resources name (what `consistent` checks)
+
+
+TYPES: tuple[XdsType, ...] = (
+    # clusters (and their endpoints) exist before a listener or route names them
+    XdsType("type.googleapis.com/envoy.config.cluster.v3.Cluster", "CDS", "clusters",
+            "envoy.config.cluster.v3.cluster_pb2", "envoy.config.cluster.v3.Cluster", True, 0, 2),
+    XdsType("type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "EDS", "endpoints",
+            "envoy.config.endpoint.v3.endpoint_pb2", "envoy.config.endpoint.v3.ClusterLoadAssignment", False, 1, 3,
+            ("CDS",)),
+    XdsType("type.googleapis.com/envoy.config.listener.v3.Listener", "LDS", "listeners",
+            "envoy.config.listener.v3.listener_pb2", "envoy.config.listener.v3.Listener", True, 2, 0, ("RDS", "CDS")),
+    XdsType("type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "RDS", "routes",
+            "envoy.config.route.v3.route_pb2", "envoy.config.route.v3.RouteConfiguration", False, 3, 1, ("CDS",)),
+)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What the type table gives every other place."""
+
+    by_url: dict[str, XdsType]
+    push_order: tuple[str, ...]  # make-before-break
+    render_order: tuple[str, ...]
+    wildcard: frozenset[str]
+    short_names: dict[str, str]
+
+    @staticmethod
+    def of(types: tuple[XdsType, ...]) -> "Derived":
+        return Derived({t.url: t for t in types}, tuple(t.url for t in sorted(types, key=lambda t: t.push_rank)),
+                       tuple(t.url for t in sorted(types, key=lambda t: t.render_rank)),
+                       frozenset(t.url for t in types if t.wildcard), {t.url: t.short for t in types})
+
+
+_D = Derived.of(TYPES)
+BY_URL, PUSH_ORDER, RENDER_ORDER, WILDCARD_TYPES, SHORT_NAMES = \
+    _D.by_url, _D.push_order, _D.render_order, _D.wildcard, _D.short_names
+BY_SHORT = {t.short: t for t in TYPES}
+CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE = (BY_SHORT[s].url for s in ("CDS", "EDS", "LDS", "RDS"))
 
 # The modules of every message a snapshot carries, inside an Any included (filters, matchers, actions): a
 # reader that decodes resources (the admin server's /debug/config) imports these, so that what it can decode
 # does not depend on which compiler modules happen to be loaded in its process. A test decodes a compiled
 # mesh in a process that imports nothing else.
-MESSAGE_MODULES = (
-    "envoy.config.listener.v3.listener_pb2", "envoy.config.route.v3.route_pb2", "envoy.config.cluster.v3.cluster_pb2",
-    "envoy.config.endpoint.v3.endpoint_pb2", "envoy.config.accesslog.v3.accesslog_pb2",
+MESSAGE_MODULES = tuple(t.module for t in TYPES) + (
+    "envoy.config.accesslog.v3.accesslog_pb2",
     "envoy.extensions.access_loggers.grpc.v3.als_pb2", "envoy.extensions.common.matching.v3.extension_matcher_pb2",
     "envoy.extensions.filters.common.matcher.action.v3.skip_action_pb2",
     "envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2",
@@ -140,3 +183,65 @@ class Snapshot(Protocol):
         """Type URL -> resource name -> resource for one node whose listener is on `host:port`
         (None: the node kind's default host)."""
         ...
+
+
+def message_class(type_url: str):
+    """The protobuf class of a type URL's messages (its module imported on demand)."""
+    t = BY_URL[type_url]
+    module = importlib.import_module(t.module)
+    return getattr(module, t.message.rsplit(".", 1)[1])
+
+
+def _references(msg) -> Iterator[tuple[str, str]]:
+    """(type short name, resource name) that a message names, inside Any fields too: route actions' clusters,
+    RDS route configuration names, a load assignment's cluster."""
+    from google.protobuf import any_pb2, symbol_database
+
+    name = msg.DESCRIPTOR.full_name
+    if name == "envoy.config.route.v3.RouteAction" and msg.cluster:
+        yield "CDS", msg.cluster
+    elif name == "envoy.extensions.filters.network.http_connection_manager.v3.Rds" and msg.route_config_name:
+        yield "RDS", msg.route_config_name
+    elif name == "envoy.config.endpoint.v3.ClusterLoadAssignment":
+        yield "CDS", msg.cluster_name
+    if isinstance(msg, any_pb2.Any):
+        try:
+            inner = symbol_database.Default().GetSymbol(msg.type_url.split("/", 1)[1])()
+        except KeyError:
+            return
+        inner.ParseFromString(msg.value)
+        yield from _references(inner)
+        return
+    for field, value in msg.ListFields():
+        if field.message_type is None:
+            continue
+        if field.is_repeated:
+            if field.message_type.GetOptions().map_entry:
+                values = [v for v in value.values()] if field.message_type.fields_by_name["value"].message_type \
+                    else []
+            else:
+                values = list(value)
+            for v in values:
+                yield from _references(v)
+        else:
+            yield from _references(value)
+
+
+def consistent(resources: Mapping[str, Mapping[str, Resource]]) -> list[str]:
+    """What one node's resources name and do not hold (go-control-plane's `Snapshot.Consistent`): a route to a
+    cluster that is not there, a listener's RDS name or a load assignment for no cluster. A compiler slip then
+    shows as an error instead of a 503. Empty when consistent."""
+    for module in MESSAGE_MODULES:
+        importlib.import_module(module)
+    held = {BY_URL[t].short: set(by_name) for t, by_name in resources.items() if t in BY_URL}
+    problems = []
+    for t, by_name in sorted(resources.items()):
+        xt = BY_URL.get(t)
+        if xt is None:
+            continue
+        cls = message_class(t)
+        for name, r in sorted(by_name.items()):
+            for kind, ref in _references(cls.FromString(r.body)):
+                if kind in xt.refers_to and ref not in held.get(kind, ()):
+                    problems.append(f"{xt.short} {name} names {kind} {ref}, which the node is not sent")
+    return problems

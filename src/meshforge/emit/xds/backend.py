@@ -12,23 +12,18 @@ import json
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format
 
 from ...diagnostics import Diagnostics
 from ...model import Model
-from ...xdsapi import CLUSTER_TYPE, EDGE_NODE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from ...xdsapi import BY_URL, EDGE_NODE, RENDER_ORDER, message_class
 from ...yamlout import dump_yaml
 from ..objects import Rendered
 from . import names
 from .bootstrap import node_proto
 from .compiler import Snapshot, XdsCompiler
 
-MESSAGE = {LISTENER_TYPE: listener_pb2.Listener, ROUTE_TYPE: route_pb2.RouteConfiguration,
-           CLUSTER_TYPE: cluster_pb2.Cluster, ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment}
-SECTION = {LISTENER_TYPE: "listeners", ROUTE_TYPE: "routes", CLUSTER_TYPE: "clusters", ENDPOINT_TYPE: "endpoints"}
 
 
 def to_dict(msg) -> dict:
@@ -46,11 +41,10 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_por
     for node in sorted(snap.nodes):
         res = snap.resources(node, edge_port if node == EDGE_NODE else outbound_port)
         doc = {"node": node, "resources": {}}
-        for type_url in SECTION:  # the order a reader expects: listeners first
-            items = []
-            for name, r in sorted(res[type_url].items()):
-                items.append({"@type": type_url, **to_dict(MESSAGE[type_url].FromString(r.body))})
-            doc["resources"][SECTION[type_url]] = items
+        for type_url in RENDER_ORDER:  # the order a reader expects: listeners first
+            cls = message_class(type_url)
+            items = [{"@type": type_url, **to_dict(cls.FromString(r.body))} for _, r in sorted(res[type_url].items())]
+            doc["resources"][BY_URL[type_url].section] = items
         out.append(Rendered(names.node_file(node), dump(doc), None))
     return out
 
