@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from .envoy_harness import Backend, http_get
 from meshforge.emit.xds.bootstrap import node_proto
 
+from .envoy_harness import Backend, http_get
 from .serve_harness import CLUSTER, RawClient, Server, Sidecar, wait_until
 
 SPECS = """\

@@ -15,13 +15,12 @@ from contextlib import ExitStack
 
 import pytest
 
+from meshforge.carriers import is_key_member, key_from_baggage
 from meshforge.emit.xds.backend import dump, to_dict
 from meshforge.emit.xds.bootstrap import ads_bootstrap
 from meshforge.envoyproc import Envoy, free_port
 from meshforge.explain import explain_url
 from meshforge.pipeline import compile_paths
-
-from meshforge.carriers import is_key_member, key_from_baggage
 
 from .conftest import BAGGAGE_TABLE, EDGE_ONLY_ENCODINGS
 from .envoy_harness import Backend

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshforge.carriers import baggage_regex, key_from_baggage
 from meshforge import backends
+from meshforge.carriers import baggage_regex, key_from_baggage
 from meshforge.diagnostics import Diagnostics
 from meshforge.emit import istio
 from meshforge.explain import explain

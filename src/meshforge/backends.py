@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .diagnostics import Diagnostics, did_you_mean
+from .emit.objects import Rendered
 from .model import (
     DESTINATION_KINDS,
     EndpointsDestination,
@@ -23,7 +24,6 @@ from .model import (
     SubsetDestination,
     WorkloadDestination,
 )
-from .emit.objects import Rendered
 from .names import is_ip
 from .xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_EDGE_PORT, DEFAULT_OUTBOUND_PORT, MAX_PORT
 

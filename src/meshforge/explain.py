@@ -88,7 +88,7 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
             hops.append(hop(sid, via, again))
             if again:
                 continue
-            for callee in _callees(svc := model.service_by_id[sid]):
+            for callee in _callees(model.service_by_id[sid]):
                 if callee not in seen:
                     seen.add(callee)
                     nxt.append((callee, sid, False))

@@ -18,8 +18,8 @@ import json
 from dataclasses import replace
 from typing import Callable
 
-from .names import derived_name
 from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, Service, UserObject, WorkloadDestination
+from .names import derived_name
 
 Pass = Callable[[Model], Model]
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from .names import dns1123_subdomain, is_ip, printable, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
 
+
 @dataclass(frozen=True)
 class XdsType:
     """One xDS resource type, as both sides see it. Everything that depends on the set of types (push order,

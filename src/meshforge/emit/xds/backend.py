@@ -25,7 +25,6 @@ from .bootstrap import node_proto
 from .compiler import Snapshot, XdsCompiler
 
 
-
 def to_dict(msg) -> dict:
     """Envoy's JSON mapping (proto field names), as plain dicts."""
     return json.loads(json_format.MessageToJson(msg, preserving_proto_field_name=True))

@@ -1,7 +1,8 @@
 """Small pure builders: model pieces → Envoy protobuf messages, one function per resource kind.
 
 Input: `Service`, `Fork`, `Routing`. Output: `Cluster`, `ClusterLoadAssignment`, `VirtualHost`,
-`RouteConfiguration`, `Listener` messages. Routing per request is O(1) in the number of routing keys:
+`RouteConfiguration` messages and the HTTP filters' configurations (listeners are assembled in `listeners.py`
+from the filter registry, `filters.py`). Routing per request is O(1) in the number of routing keys:
 a forked service's virtual host holds an xDS matcher tree whose `exact_match_map` is keyed by the
 routing-key header (the Lua filter fills that header from `baggage`).
 """
@@ -17,7 +18,7 @@ from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
 from envoy.config.core.v3 import extension_pb2 as core_extension_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2 as grpc_als_pb2
 from envoy.extensions.common.matching.v3 import extension_matcher_pb2
@@ -222,7 +223,7 @@ def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
     return rc
 
 
-def _header_contains(header: str, text: str, ignore_case: bool = False):
+def header_contains(header: str, text: str, ignore_case: bool = False):
     P = matcher_pb2.Matcher.MatcherList.Predicate
     return P(single_predicate=P.SinglePredicate(
         input=xds_extension_pb2.TypedExtensionConfig(
@@ -254,33 +255,46 @@ def _unless_skipped(name: str, config, wanted: list) -> hcm_pb2.HttpFilter:
             name=name, typed_config=_any(config)))))
 
 
-def _lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFilter:
+def lua_unless_skipped(name: str, source: str, wanted: list) -> hcm_pb2.HttpFilter:
     """A Lua filter that runs only for requests matching one of the `wanted` predicates (a substring test
     in C++ instead of a Lua call for the others)."""
     return _unless_skipped(name, lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=source),
                                              clear_route_cache=wrappers_pb2.BoolValue(value=True)), wanted)
 
 
-def _baggage_may_carry_the_key(routing: Routing) -> list:
+def baggage_may_carry_the_key(routing: Routing) -> list:
     """Predicates for a `baggage` header that may hold the routing-key member: its name as written, or
     anything encoded ('%', '+'), since member names are compared decoded (carriers.decoded)."""
-    return [_header_contains("baggage", routing.baggage_key), _header_contains("baggage", "%"),
-            _header_contains("baggage", "+")]
+    return [header_contains("baggage", routing.baggage_key), header_contains("baggage", "%"),
+            header_contains("baggage", "+")]
 
 
 def baggage_filter(routing: Routing) -> hcm_pb2.HttpFilter:
     """The Lua filter that lifts the key out of `baggage`, skipped for requests whose `baggage` can hold no
     routing-key member (most traffic: a test in C++ instead of a Lua call)."""
-    return _lua_unless_skipped("meshforge.baggage_routing_key", lua.source(routing.baggage_key, routing.header),
-                               _baggage_may_carry_the_key(routing))
+    return lua_unless_skipped("meshforge.baggage_routing_key", lua.source(routing.baggage_key, routing.header),
+                               baggage_may_carry_the_key(routing))
 
 
-def _router() -> hcm_pb2.HttpFilter:
+def router() -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
 
 
-def _hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.Filter:
+def hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.Filter:
     return listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))
+
+
+def remove_early(hcm: hcm_pb2.HttpConnectionManager, headers: list[str]) -> None:
+    """Headers removed from a request before any filter or route reads them."""
+    if headers:
+        hcm.early_header_mutation_extensions.append(core_extension_pb2.TypedExtensionConfig(
+            name="envoy.http.early_header_mutation.header_mutation",
+            typed_config=_any(early_header_mutation_pb2.HeaderMutation(
+                mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers]))))
+
+
+def socket_address(address: str, port: int) -> address_pb2.Address:
+    return _socket(address, port)
 
 
 ACCESS_LOG_FLUSH = duration_pb2.Duration(nanos=200_000_000)
@@ -341,49 +355,6 @@ def access_log(routing: Routing, logs: AccessLogs) -> accesslog_pb2.AccessLog:
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_any(cfg), filter=wanted)
 
 
-def _logging(hcm: hcm_pb2.HttpConnectionManager, routing: Routing, logs: AccessLogs | None,
-             removed: list[str]) -> list[hcm_pb2.HttpFilter]:
-    """Access logs on an ADS listener's connection manager; returns the HTTP filters they need (placed
-    after the filter that lifts the key out of baggage). `removed`: headers to drop from callers'
-    requests before anything reads them (the budget's marker among them)."""
-    if logs is None:
-        return []
-    hcm.access_log.append(access_log(routing, logs))
-    if not logs.rate:
-        return []
-    removed.append(UNLOGGED_HEADER)
-    return [log_budget_filter(routing, logs)]
-
-
-def _remove_early(hcm: hcm_pb2.HttpConnectionManager, headers: list[str]) -> None:
-    if headers:
-        hcm.early_header_mutation_extensions.append(core_extension_pb2.TypedExtensionConfig(
-            name="envoy.http.early_header_mutation.header_mutation",
-            typed_config=_any(early_header_mutation_pb2.HeaderMutation(
-                mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers]))))
-
-
-def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
-             route_config: route_pb2.RouteConfiguration | None = None,
-             access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
-    """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
-    inline (static bootstrap: no server to log to)."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
-    removed: list[str] = []
-    logging: list[hcm_pb2.HttpFilter] = []
-    if route_config is None:
-        hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.ROUTE_CONFIG))
-        logging = _logging(hcm, routing, access_logs, removed)
-    else:
-        hcm.route_config.CopyFrom(route_config)
-    _remove_early(hcm, removed)
-    hcm.http_filters.append(baggage_filter(routing))
-    hcm.http_filters.extend(logging)
-    hcm.http_filters.append(_router())
-    return listener_pb2.Listener(name=names.LISTENER, address=_socket(host, port),
-                                 filter_chains=[listener_components_pb2.FilterChain(filters=[_hcm_filter(hcm)])])
-
-
 # -- the edge -----------------------------------------------------------------------------------------
 
 def preview_virtual_host(host: str, key: str, cluster_name: str) -> route_components_pb2.VirtualHost:
@@ -414,49 +385,3 @@ def edge_unknown_host_virtual_host(edge: Edge) -> route_components_pb2.VirtualHo
                 status=404, body=base_pb2.DataSource(inline_string=body)))])
 
 
-def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_pb2.RouteConfiguration | None,
-              access_logs: AccessLogs | None) -> hcm_pb2.HttpConnectionManager:
-    hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=f"{names.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
-        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        use_remote_address=wrappers_pb2.BoolValue(value=True),  # outside callers: the peer is who they are
-        strip_any_host_port=True)
-    # before the route is chosen: an outside caller's routing header never selects one
-    removed = [] if trusted else [routing.header]
-    logging: list[hcm_pb2.HttpFilter] = []
-    if route_config is None:
-        hcm.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_source(), route_config_name=names.EDGE_ROUTE_CONFIG))
-        logging = _logging(hcm, routing, access_logs, removed)
-    else:
-        hcm.route_config.CopyFrom(route_config)
-    _remove_early(hcm, removed)
-    wanted = _baggage_may_carry_the_key(routing)
-    if edge.preview_domain:
-        wanted.append(_header_contains(":authority", "." + edge.preview_domain, ignore_case=True))
-    hcm.http_filters.append(_lua_unless_skipped(
-        "meshforge.edge_routing_key",
-        lua.edge_source(routing.baggage_key, routing.header, edge.preview_domain, trusted), wanted))
-    hcm.http_filters.extend(logging)
-    hcm.http_filters.append(_router())
-    return hcm
-
-
-def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
-                  route_config: route_pb2.RouteConfiguration | None = None,
-                  access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
-    """The edge's listener: callers in `trusted_sources` (matched on the connection's peer address) keep
-    their routing key; everyone else's is removed before routing."""
-    if edge is None:
-        raise ValueError("an edge listener needs the model's edge")
-    chains = []
-    if edge.trusted_sources:
-        ranges = []
-        for cidr in edge.trusted_sources:
-            prefix, _, length = cidr.partition("/")
-            ranges.append(address_pb2.CidrRange(address_prefix=prefix, prefix_len=wrappers_pb2.UInt32Value(value=int(length))))
-        chains.append(listener_components_pb2.FilterChain(
-            name="trusted", filter_chain_match=listener_components_pb2.FilterChainMatch(source_prefix_ranges=ranges),
-            filters=[_hcm_filter(_edge_hcm(routing, edge, True, route_config, access_logs))]))
-    chains.append(listener_components_pb2.FilterChain(
-        name="untrusted", filters=[_hcm_filter(_edge_hcm(routing, edge, False, route_config, access_logs))]))
-    return listener_pb2.Listener(name=names.EDGE_LISTENER, address=_socket(host, port), filter_chains=chains)
