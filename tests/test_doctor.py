@@ -139,6 +139,21 @@ def test_without_trace_context_a_heuristic_names_the_service_and_says_so():
     assert nothing.exit_code == 3 and "nothing to judge: no recent request carried" in render_text(nothing)
 
 
+def test_unauthenticated_hops_are_marked_one_by_one_only_among_authenticated_ones():
+    def hop(node, service, authenticated):
+        return {"time": 1.0, "node": node, "service": service, "version": "baseline", "key": "k", "status": 200,
+                "traceId": "a" * 32, "authenticated": authenticated}
+
+    mixed = render_text(diagnose("k", [hop("web.shop", "cart.shop", True), hop("cart.shop", "pay.shop", False)]))
+    assert "web.shop -> cart.shop [baseline, key, 200]" in mixed
+    assert "cart.shop -> pay.shop [baseline, key, 200, unauthenticated]" in mixed
+    assert "1 of 2 hops were logged by proxies without a client certificate" in mixed
+    none = render_text(diagnose("k", [hop("web.shop", "cart.shop", False), hop("cart.shop", "pay.shop", False)]))
+    assert "unauthenticated]" not in none and "all 2 hops were logged by proxies without a client certificate" in none
+    every = render_text(diagnose("k", [hop("web.shop", "cart.shop", True)]))
+    assert "without a client certificate" not in every
+
+
 def test_nothing_to_judge_has_its_own_exit_code_and_says_why(mesh):
     server, _ = mesh
     r = doctor(server, "nobody-has-this")
@@ -187,7 +202,7 @@ def test_forged_log_entries_are_dropped_marked_and_never_reach_the_terminal_raw(
                                if r["traceId"] == tid] or None, 10, what="the forged entries arrived")
     assert [(r["node"], r["service"], r["authenticated"]) for r in rows] == [("web.shop", "cart.shop", False)]
     r = doctor(server, "pay-pr-2")
-    assert "unauthenticated" in r.stdout and "anyone who can reach serve's xDS port" in r.stdout
+    assert "without a client certificate" in r.stdout and "anyone who can reach serve's xDS port" in r.stdout
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     data = json.loads(doctor(server, "pay-pr-2", "--output", "json").stdout)
     assert data["unauthenticatedHops"] >= 1

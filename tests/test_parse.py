@@ -59,7 +59,8 @@ spec: {hosts: [web]}
     assert [s.id for s in decls.services] == ["frontend.shop", "cartservice.shop", "checkout.shop",
                                               "payments.billing", "redis-cart.shop"]
     assert [g.name for g in decls.route_groups] == ["g"]
-    assert [doc.kind for doc in k8s] == ["Service"]
+    # a ConfigMap is kept: containers' environment may come from it (envFrom, valueFrom)
+    assert [doc.kind for doc in k8s] == ["Service", "ConfigMap"]
     (vs,) = decls.user_objects
     assert (vs.api_version, vs.kind, vs.namespace, vs.name) == ("networking.istio.io/v1beta1", "VirtualService",
                                                                 "shop", "vs")

@@ -125,11 +125,13 @@ def render_text(report: Report) -> str:
         return (f"nothing to judge: no recent request carried routing key {key!r}"
                 f"{'; ' + report.why_nothing if report.why_nothing else ''}\n")
     lines = [f"routing key {key!r}: {report.requests} recent requests, {len(report.traces)} traces", ""]
+    # hops are marked one by one only when some are authenticated; when none is, one line below says so
+    mixed = 0 < report.unauthenticated < report.requests
     for t in report.traces[-10:]:
         chain = []
         for h in t["hops"]:
             carried = "key" if h["key"] == key else "no key"
-            mark = "" if h.get("authenticated") else ", unauthenticated"
+            mark = ", unauthenticated" if mixed and not h.get("authenticated") else ""
             chain.append(f"{h['from']} -> {h['to']} [{h['version']}, {carried}, {h['status']}{mark}]")
         lines.append(printable(f"trace {t['traceId'][:16]}: " + "; ".join(chain)))
     if report.untraced:
@@ -140,7 +142,8 @@ def render_text(report: Report) -> str:
     else:
         lines.append(f"no loss: every service that received {key!r} passed it on")
     if report.unauthenticated:
-        lines += ["", f"{report.unauthenticated} of {report.requests} hops were logged by proxies without a client "
+        which = "all" if not mixed else f"{report.unauthenticated} of"
+        lines += ["", f"{which} {report.requests} hops were logged by proxies without a client "
                   "certificate: anyone who can reach serve's xDS port could have sent them (serve --client-ca-file "
                   "makes every proxy prove which service it is)"]
     return "\n".join(lines) + "\n"
