@@ -198,7 +198,7 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
     directories are all in play, and an edge with a preview host per key; the Baseline changes too
     (a port no longer routable, a service added, labels changed), under sandboxes kept across it."""
-    from meshforge.cli import _serve_compile_fn
+    from meshforge.session import Session
 
     d = tmp_path_factory.mktemp("specs")
     (d / "sandboxes").mkdir()
@@ -216,8 +216,8 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     (d / "groups.yaml").write_text(groups[0])
     paths = [str(d)]
     now = NOW
-    serve_fn, ws = _serve_compile_fn(paths), Workspace(paths)
-    serve_fn(now)
+    session, ws = Session(paths), Workspace(paths)
+    session.compile(now)
     ws.compile(now)
 
     def put(path, text):
@@ -249,12 +249,11 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
                                                   f"metadata: {{name: orders, namespace: shop, labels: {{tier: t{i}}}}}\n"
                                                   "spec:\n  selector: {matchL"))
             changed.append(str(d / "orders.yaml"))
-        full = _serve_compile_fn(paths)(now)
-        assert _fingerprint(serve_fn(now, changed)) == _fingerprint(full)
-        model, diags = ws.compile(now, changed)
-        full_model, full_diags = Workspace(paths).compile(now)
-        assert model == full_model
-        assert [x.to_text() for x in diags.items] == [x.to_text() for x in full_diags.items]
+        full = Session(paths).compile(now)
+        assert _fingerprint(session.compile(now, changed)) == _fingerprint(full)
+        assert session.verify() == []  # each stage: what it kept and updated is what it builds from scratch
+        ws.compile(now, changed)
+        assert ws.verify() == []
 
 
 def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
@@ -267,7 +266,7 @@ def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
     model, _ = ws.compile(NOW, [os.path.realpath(d / "s2.yaml"), os.path.realpath(d / "s1.yaml")])
     assert ws.incremental_compiles == 1 and ws.files_parsed == 4
     assert [k.key for k in model.keys] == ["pr-2"] and model.keys[0].forks[0].destination == HostDestination("c3.x")
-    assert model.revision.keys == {"pr-1", "pr-2"}  # what later stages look at
+    assert model.change.keys == {"pr-1", "pr-2"}  # what later stages look at
     (d / "b.yaml").write_text(BASELINE.replace("port: 80", "port: 81"))  # a Baseline: the full way
     ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
     assert ws.incremental_compiles == 1

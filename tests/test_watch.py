@@ -9,18 +9,21 @@ import os
 import time
 
 from meshforge.server import watch
+from meshforge.source import Inputs
 
 from .serve_harness import SPEC, Server, sandbox, wait_until
 
 
-def run_watcher(root, actions, changed: list | None = None) -> list[tuple[str, float]]:
+def run_watcher(root, actions, changed: list | None = None, watched: list | None = None) -> list[tuple[str, float]]:
     """Run `actions(path)` steps (each a callable, then a pause) under a watcher; the changes it reported
-    (and in `changed`, the files each batch named, None for a batch that names no single file)."""
+    (and in `changed`, the files each batch named, None for a batch that names no single file; in
+    `watched`, the directories it watched at the end)."""
     seen: list[tuple[str, float]] = []
     changed = [] if changed is None else changed
+    watchers = watched if watched is not None else []
 
     async def main():
-        w = watch.Watcher([str(root)], lambda p: p.endswith(".yaml") or not os.path.isfile(p),
+        w = watch.Watcher(Inputs([str(root)]),
                           lambda reason, files: (seen.append((reason, time.monotonic())), changed.append(files)))
         w.start(asyncio.get_running_loop())
         try:
@@ -28,6 +31,7 @@ def run_watcher(root, actions, changed: list | None = None) -> list[tuple[str, f
                 await asyncio.to_thread(step)
                 await asyncio.sleep(pause)
         finally:
+            watchers.append(sorted(w._dirs.values()))  # the directories watched at the end
             w.close()
 
     asyncio.run(main())
@@ -64,6 +68,23 @@ def test_renames_deletes_and_new_directories_are_reported(tmp_path):
     # each batch names its files, so the reload can read those alone; a new directory names none
     assert changed == [[str(tmp_path / "b.yaml"), str(tmp_path / "tmp~")], None, [str(tmp_path / "sub" / "c.yaml")],
                        [str(tmp_path / "b.yaml")]]
+
+
+def test_nothing_under_a_hidden_directory_is_watched_or_reported(tmp_path):
+    """git writes under .git/ all the time (objects, refs, lock files, directories made and removed): none
+    of it is an input, so the watcher neither watches those directories nor reports anything there."""
+    (tmp_path / ".git" / "objects" / "ab").mkdir(parents=True)
+    (tmp_path / "specs" / ".hidden").mkdir(parents=True)
+    changed: list = []
+    watchers: list = []
+    seen = run_watcher(tmp_path, [
+        (lambda: (tmp_path / ".git" / "objects" / "cd").mkdir(), 0.1),
+        (lambda: (tmp_path / ".git" / "index.yaml").write_text("x: 1\n"), 0.1),
+        (lambda: (tmp_path / "specs" / ".hidden" / "a.yaml").write_text("x: 1\n"), 0.1),
+        (lambda: (tmp_path / ".git" / "objects" / "ab").rmdir(), 0.1),
+        (lambda: (tmp_path / "specs" / "b.yaml").write_text("x: 1\n"), 0.1)], changed, watchers)
+    assert changed == [[str(tmp_path / "specs" / "b.yaml")]] and len(seen) == 1
+    assert watchers == [[str(tmp_path), str(tmp_path / "specs")]]
 
 
 def test_serve_never_publishes_a_file_in_the_middle_of_a_write(tmp_path):

@@ -49,7 +49,7 @@ def _without_subsets(model):
 
     keys = tuple(replace(k, forks=tuple(f for f in k.forks if not isinstance(f.destination, SubsetDestination)))
                  for k in model.keys)
-    return replace(model, keys=tuple(k for k in keys if k.forks), revision=None)
+    return replace(model, keys=tuple(k for k in keys if k.forks), change=None)
 
 
 def test_every_golden_mesh_is_consistent_on_every_node():

@@ -181,6 +181,31 @@ def check(model: Model, backend: Backend, diags: Diagnostics, keys: Iterable[str
                 diags.error("MF301", f"the {backend.title} backend {what}", fork.origin, why.hint)
 
 
+class Checker:
+    """`check` as a stage that keeps what it knows: `update(model, diags)` checks only the routing keys
+    the model's change names when the model before it passed whole (the others passed then and are the
+    very same objects), else every key; `verify(model)` checks every key and says what `update` missed."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._token: object | None = None  # the change of the last model that passed whole
+        self._found: list[str] = []  # what the last update reported
+
+    def update(self, model: Model, diags: Diagnostics) -> None:
+        change = model.change
+        sub = Diagnostics()
+        check(model, self.backend, sub, change.keys_since(self._token) if change is not None else None)
+        self._found = [d.to_text() for d in sub.items]
+        diags.extend(sub.items)
+        self._token = change.token if change is not None and not diags.has_errors else None
+
+    def verify(self, model: Model) -> list[str]:
+        sub = Diagnostics()
+        check(model, self.backend, sub)
+        missed = sorted(set(d.to_text() for d in sub.items) - set(self._found))
+        return [f"check: missed {m}" for m in missed]
+
+
 def render(model: Model, name: str, diags: Diagnostics, **options: Any) -> dict[str, str]:
     """Check, then render: {relative path: text}. Nothing is rendered when the backend cannot express the
     model, or when what it rendered would overwrite something (`unique`)."""

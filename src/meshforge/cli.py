@@ -271,35 +271,6 @@ def diff(paths, fmt, against, now, namespace, quiet, **options):
         sys.exit(1)
 
 
-def _serve_compile_fn(paths, access_logs=None, namespace="default"):
-    """Glue: the compiler stages behind the server's `compile_fn` (the server imports none of them)."""
-    from . import backends
-    from .emit.xds.compiler import XdsCompiler
-    from .explain import mesh_overview
-    from .pipeline import Workspace
-    from .server.run import Result
-
-    workspace, compiler = Workspace(list(paths), namespace=namespace), XdsCompiler(eds=True, access_logs=access_logs)
-    xds = backends.get("xds")
-    checked: list[object | None] = [None]  # the revision of the last model that passed the check whole
-
-    def compile_fn(now, changed=None):
-        model, diags = workspace.compile(now, changed)
-        if model is not None:
-            rev = model.revision
-            known = rev is not None and checked[0] is not None and rev.parent is checked[0]
-            backends.check(model, xds, diags, rev.keys if known else None)  # the other keys passed before
-            checked[0] = rev.token if rev is not None and not diags.has_errors else None
-        warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
-        if model is None or diags.has_errors:
-            return Result(None, [d.to_text() for d in diags.errors()], warnings)
-        return Result(compiler.compile(model), [], warnings, model.next_expiry, lambda: mesh_overview(model),
-                      lambda key: model.key(key) is not None)
-
-    compile_fn.workspace = workspace  # for tests: which way each compile took
-    return compile_fn
-
-
 @main.command(short_help="Serve xDS to Envoy; push every valid change.")
 @_paths
 @click.option("--xds-address", required=True, help="HOST:PORT for the ADS gRPC server (port 0: any free port).")
@@ -332,9 +303,12 @@ def _serve_compile_fn(paths, access_logs=None, namespace="default"):
 @click.option("--max-pending-bytes", type=click.IntRange(1 << 20, 1 << 40), default=128 << 20, show_default=True,
               metavar="BYTES", help="Responses sent and not yet taken by their clients, over all streams: above it "
               "new streams are refused until clients take theirs (or their connections close).")
+@click.option("--verify", is_flag=True, help="Debugging: after every reload compile everything again from scratch "
+              "and log (meshforge_reloads_total{result=\"unverified\"}) any way the incremental result differs.")
 @_namespace
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
-          access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes, namespace):
+          access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes, verify,
+          namespace):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -365,11 +339,13 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
         except ValueError as e:
             raise click.BadParameter(str(e))
     from .emit.xds.resources import AccessLogs
+    from .session import Session
 
     logs = AccessLogs(access_log_rate) if access_logs else None
-    cp = ControlPlane(_serve_compile_fn(paths, logs, namespace), list(paths), xds_address, admin_address, tls=tls,
+    cp = ControlPlane(Session(list(paths), logs, namespace), xds_address, admin_address, tls=tls,
                       access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
-                      operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes))
+                      operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes),
+                      verify=verify)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -139,7 +139,7 @@ def _versioned(labels: dict | None, sandbox: str) -> dict:
 
 
 def workload_forks(model: Model) -> Model:
-    rev = model.revision  # when resolution says which sandboxes have workload forks, look at those only
+    rev = model.change  # when resolution says which sandboxes have workload forks, look at those only
     candidates = model.sandboxes if rev is None else [model.sandbox(n) for n in sorted(rev.workload_sandboxes)]
     hosts: dict[tuple[str, str], HostDestination] = {}
     generated: list[UserObject] = []

@@ -344,18 +344,31 @@ class Edge:
 
 
 @dataclass(frozen=True, eq=False)
-class Revision:
-    """What resolution knows about a model beyond its value, so that later stages work in proportion to
-    a change instead of walking the mesh: how it differs from the model resolved before it (`parent`)
-    and two indexes. A stage that last saw `parent` need look only at `keys`: every other routing key's
-    `KeyRoutes` is the very object it was. Not part of the model's value (not compared, not in JSON)."""
+class Change:
+    """How a model differs from the model resolved before it: the one value every stage after resolution
+    takes to work in proportion to a change instead of walking the mesh. A stage that last saw the model
+    `parent` names, when `follows(its token)`, need look only at what the change names: with `services`,
+    `settings` and `edge` false, every routing key but `keys` has the very `KeyRoutes` it had and the
+    services are the very objects they were. Otherwise (`parent` None, or a stage that saw another model)
+    the stage starts from scratch. Also two indexes resolution has at hand. Not part of the model's value
+    (not compared, not in JSON); `Model.change`."""
 
     token: object  # this model's place in the line; compared by identity
     parent: object | None  # the token of the model resolved before it, None when unknown
     keys: frozenset[str]  # routing keys whose forks may differ from the parent's (added, changed, removed)
-    workload_sandboxes: frozenset[str]  # sandboxes with a workload fork (what lowering looks at)
-    group_keys: frozenset[str]  # the keys route groups hold
-    next_expiry: datetime | None  # when the next active sandbox expires
+    services: bool = True  # the services (or what they were resolved from) may differ
+    settings: bool = True  # the routing settings or the cluster domain may differ
+    edge: bool = True  # the edge may differ
+    workload_sandboxes: frozenset[str] = frozenset()  # sandboxes with a workload fork (what lowering looks at)
+    group_keys: frozenset[str] = frozenset()  # the keys route groups hold
+    next_expiry: datetime | None = None  # when the next active sandbox expires
+
+    def keys_since(self, token: object | None) -> frozenset[str] | None:
+        """The routing keys that may differ from the model `token` names when only keys changed since it;
+        None when anything else may have: the caller looks at everything."""
+        if token is None or self.parent is not token or self.services or self.settings:
+            return None
+        return self.keys
 
 
 @dataclass(frozen=True)
@@ -371,7 +384,7 @@ class Model:
     # generates may take one of these identities (backends.unique)
     inputs: frozenset[tuple[str, str, str, str]] = field(default=frozenset(), compare=False, repr=False,
                                                          metadata={"json": False})
-    revision: Revision | None = field(default=None, compare=False, repr=False, metadata={"json": False})
+    change: Change | None = field(default=None, compare=False, repr=False, metadata={"json": False})
 
     @cached_property
     def index(self) -> ServiceIndex:
@@ -415,8 +428,8 @@ class Model:
     @property
     def next_expiry(self) -> datetime | None:
         """When the next active sandbox expires: the model changes then without any input changing."""
-        if self.revision is not None:
-            return self.revision.next_expiry
+        if self.change is not None:
+            return self.change.next_expiry
         times = [s.expires_at for s in self.sandboxes if s.expires_at is not None and not s.expired]
         return min(times) if times else None
 

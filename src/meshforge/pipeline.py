@@ -4,7 +4,7 @@ Input: paths (or documents) and the clock. Output: `(Model | None, Diagnostics)`
 whenever any error was found, so nothing is ever emitted from specs that failed validation.
 `Workspace` keeps each file's parse result, so a watcher re-reads and re-validates only the files
 that changed; told which files changed, it skips listing the tree too, and resolution, lowering and
-the compiler then work on the changed sandboxes' routing keys alone (`Model.revision`).
+the compiler then work on the changed sandboxes' routing keys alone (`Model.change`).
 A one-shot command is a workspace used once.
 """
 
@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 
 from .diagnostics import Diagnostic, Diagnostics
 from .lower import PASSES, Pass, lower
@@ -26,6 +25,7 @@ from .source import (
     MAX_NODES_TOTAL,
     MAX_TOTAL_BYTES,
     Document,
+    Inputs,
     RunBudget,
     expand_paths,
     parse_text,
@@ -92,6 +92,7 @@ class Workspace:
         # what the last compile used, when it read every file it listed within the budget (else None)
         self._last: _Inputs | None = None
         self._resolved: _Inputs | None = None  # the inputs the memo last resolved (a change is relative to them)
+        self._result: tuple[datetime | None, tuple[Model | None, Diagnostics]] | None = None  # for verify()
 
     def _load(self, path: str, diags: Diagnostics, force: bool = False) -> _FileResult | None:
         key = path
@@ -124,14 +125,17 @@ class Workspace:
                 changed: Iterable[str] | None = None) -> tuple[Model | None, Diagnostics]:
         """Every input compiled. `changed`: the only files that may differ since the last compile
         (absolute or as the watcher names them; None: unknown, so look at everything)."""
+        out = None
         if changed is not None and self._last is not None:
             keys = self._keys_of(changed)
             if keys is not None:
                 out = self._compile_change(keys, now)
                 if out is not None:
                     self.incremental_compiles += 1
-                    return out
-        return self._compile_full(now)
+        if out is None:
+            out = self._compile_full(now)
+        self._result = (now, out)
+        return out
 
     def _compile_full(self, now: datetime | None) -> tuple[Model | None, Diagnostics]:
         diags = Diagnostics()
@@ -161,30 +165,32 @@ class Workspace:
         self._last = _Inputs(results, decls, merged.collected(), budget.bytes, budget.nodes) if complete else None
         return self._model(decls, diags, now), diags
 
+    def inputs(self) -> Inputs:
+        """Which paths are inputs, as of now (a symlinked spec directory may have been swapped)."""
+        return Inputs(self.paths)
+
     def _keys_of(self, changed: Iterable[str]) -> set[str] | None:
         """The names `expand_paths` gives the changed files (others are not inputs), or None when a file
         named directly changed: that takes the full way. Directories are not files: a caller that saw one
         come or go passes `changed=None`."""
-        roots = []
-        for p in self.paths:
-            real = os.path.realpath(p)
-            if not os.path.isdir(real):
-                roots.append((None, real))
-            else:
-                roots.append((os.fspath(Path(p)), real.rstrip("/") + "/"))
+        inputs = self.inputs()
         keys: set[str] = set()
         for path in changed:
-            for given, real in roots:
-                if given is None:
-                    if path == real:
-                        return None
-                    continue
-                if path.startswith(real) and path.endswith((".yaml", ".yml")):
-                    rel = path[len(real):]
-                    if any(part.startswith(".") or not part for part in rel.split("/")[:-1]):
-                        continue  # under a hidden directory, which expand_paths skips
-                    keys.add(os.path.join(given, rel))
+            if path in inputs.files:
+                return None
+            name = inputs.name(path)
+            if name is not None:
+                keys.add(name)
         return keys
+
+    def verify(self) -> list[str]:
+        """The inputs compiled again, at the last compile's clock, by a fresh workspace: how the last
+        compile's model and diagnostics differ (empty: not at all). A debugging aid; it costs a full
+        compile, and assumes the files did not change since the last compile."""
+        if self._result is None:
+            return []
+        now, got = self._result
+        return _differences(got, Workspace(self.paths, self.passes, self.namespace).compile(now))
 
     def _compile_change(self, keys: set[str], now: datetime | None) -> tuple[Model | None, Diagnostics] | None:
         """Only `keys` changed: update the sandboxes they declare; None when that does not apply."""
@@ -246,6 +252,20 @@ class Workspace:
             raise
         self._resolved = self._last
         return None if diags.has_errors else lower(model, self.passes)
+
+
+def _differences(got: tuple[Model | None, Diagnostics], want: tuple[Model | None, Diagnostics]) -> list[str]:
+    out = []
+    a, b = [d.to_text() for d in got[1].items], [d.to_text() for d in want[1].items]
+    if a != b:
+        out.append(f"workspace: diagnostics differ: {sorted(set(a) ^ set(b))[:5] or 'in order'}")
+    if (got[0] is None) != (want[0] is None):
+        out.append(f"workspace: a model {'only incrementally' if got[0] is not None else 'only from scratch'}")
+    elif got[0] is not None and got[0] != want[0]:
+        fields = [f for f in ("routing", "services", "keys", "sandboxes", "user_objects", "generated", "edge")
+                  if getattr(got[0], f) != getattr(want[0], f)]
+        out.append(f"workspace: the models differ in {', '.join(fields)}")
+    return out
 
 
 @dataclass

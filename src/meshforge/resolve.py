@@ -18,6 +18,7 @@ from typing import assert_never
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .model import (
     DEFAULT_CLUSTER_DOMAIN,
+    Change,
     Dependency,
     Edge,
     EndpointsDestination,
@@ -26,7 +27,6 @@ from .model import (
     KeyRoutes,
     Model,
     Port,
-    Revision,
     Routing,
     Sandbox,
     Service,
@@ -99,6 +99,7 @@ class Memo:
     groups: dict[int, tuple] = field(default_factory=dict)  # each route group's last resolution
     objects: list | None = None  # the input objects' identities it last saw (a list, compared by identity) ...
     inputs: frozenset = frozenset()  # ... and as a set
+    edge: Edge | None = None  # the edge of the last model
 
 
 def _same(a: list, b: list) -> bool:
@@ -296,10 +297,14 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
     routing, cluster_domain = _settings(decls, diags)
 
     table = memo.table if memo is not None else None
+    services_changed = settings_changed = True  # unless the memo shows otherwise
+    if memo is not None and memo.names is not None:
+        settings_changed = memo.settings != (routing, cluster_domain)
     again: set[str] = set()  # sandboxes to resolve again because services they found changed
     if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
             _same(memo.service_decls, decls.services) and table is not None:
         decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
+        services_changed = False
         memo.service_decls = decls.services  # the same declarations in a new list: compare by `is` next time
     else:
         decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
@@ -363,8 +368,11 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         changed |= {k for k in before.keys() | group_keys.keys() if before.get(k) is not group_keys.get(k)}
         memo.group_keys, memo.groups = group_keys, groups
         memo.token, memo.table = token, table
-    revision = Revision(token, parent, frozenset(changed), frozenset(table.workload), frozenset(group_keys),
-                        table.next_expiry())
+    edge_changed = memo is None or parent is None or memo.edge != edge
+    if memo is not None:
+        memo.edge = edge
+    change = Change(token, parent, frozenset(changed), services_changed, settings_changed, edge_changed,
+                    frozenset(table.workload), frozenset(group_keys), table.next_expiry())
     if memo is not None and memo.objects is decls.objects:
         inputs = memo.inputs  # the same declarations (an incremental compile): the same identities
     else:
@@ -375,7 +383,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
                  sandboxes=tuple(table.sandboxes.values), inputs=inputs,
                  user_objects=tuple(sorted(decls.user_objects,
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))),
-                 revision=revision)
+                 change=change)
 
 
 def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | None:

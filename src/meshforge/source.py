@@ -240,6 +240,69 @@ def parse_text(text: str, filename: str, diags: Diagnostics) -> list[Document]:
     return docs
 
 
+SPEC_SUFFIXES = (".yaml", ".yml")  # what is read under a named directory
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+class Inputs:
+    """Which paths are inputs of `expand_paths(paths)`, for a file watcher: it names paths resolved (a
+    symlinked spec directory is followed to its target), and must know both which files to report and
+    which directories to watch. One set of rules with `expand_paths`: files named directly; `*.yaml` and
+    `*.yml` under named directories, except under hidden directories (`.git`, `..data` of a ConfigMap
+    volume's previous revisions)."""
+
+    def __init__(self, paths: list[str]):
+        self.files: dict[str, str] = {}  # resolved path of a file named directly -> as named
+        self.dirs: list[tuple[str, str]] = []  # (a named directory as named, resolved with a trailing /)
+        for p in paths:
+            real = os.path.realpath(p)
+            if os.path.isdir(real):
+                self.dirs.append((os.fspath(Path(p)), real.rstrip("/") + "/"))
+            else:
+                self.files[real] = p
+        # the directories to watch: the named ones, and those holding named files
+        self.roots = sorted({d.rstrip("/") or "/" for _, d in self.dirs} | {os.path.dirname(f) for f in self.files})
+        self._roots = frozenset(self.roots)
+
+    def _under(self, path: str) -> tuple[str, str] | None:
+        """(the named directory as named, path relative to it) for a path under a named directory."""
+        for given, real in self.dirs:
+            if path.startswith(real):
+                return given, path[len(real):]
+        return None
+
+    def name(self, path: str) -> str | None:
+        """The name `expand_paths` gives the file at (resolved) `path`, or None when it is no input."""
+        if path in self.files:
+            return self.files[path]
+        hit = self._under(path)
+        if hit is None:
+            return None
+        given, rel = hit
+        parts = rel.split("/")
+        if not rel.endswith(SPEC_SUFFIXES) or any(_hidden(x) or not x for x in parts[:-1]):
+            return None
+        return os.path.join(given, rel)
+
+    def watched(self, directory: str) -> bool:
+        """Whether a directory under a root may hold inputs (one under a hidden directory cannot)."""
+        if directory.rstrip("/") in self._roots:
+            return True
+        hit = self._under(directory.rstrip("/") + "/")
+        return hit is not None and not any(_hidden(x) for x in hit[1].rstrip("/").split("/") if x)
+
+    def relevant(self, path: str) -> bool:
+        """Whether a change at `path` (a file, a directory, or something gone) may change the inputs."""
+        if self.name(path) is not None:
+            return True
+        if path in self.files or self._under(path) is None:
+            return False
+        return not os.path.isfile(path) and self.watched(path)  # a directory, or gone: it may take inputs away
+
+
 def expand_paths(paths: list[str], diags: Diagnostics) -> list[str]:
     """Files named directly, and `*.yaml`/`*.yml` under directories (recursive, sorted). Strings, not Paths:
     at 10,000 files, building Paths costs more than walking the tree."""
@@ -256,8 +319,8 @@ def expand_paths(paths: list[str], diags: Diagnostics) -> list[str]:
             continue
         if p.is_dir():
             for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(os.path.join(root, n) for n in names if n.endswith((".yaml", ".yml")))
+                dirs[:] = sorted(d for d in dirs if not _hidden(d))
+                files.extend(os.path.join(root, n) for n in names if n.endswith(SPEC_SUFFIXES))
         elif p.is_file():
             files.append(str(p))
         else:

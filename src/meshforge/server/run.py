@@ -1,7 +1,7 @@
 """`meshforge serve`: the gRPC ADS server, the admin HTTP server, the file watcher and the expiry clock.
 
-Input: a `compile_fn(now, changed) -> Result` supplied by the CLI (the server imports no compiler stage) and
-addresses. Output: a running control plane. Every valid change is published to the cache, whose
+Input: a `Compiler` (the serve session, `meshforge.session`: the server imports no compiler stage; it
+compiles, and says which paths are inputs) and addresses. Output: a running control plane. Every valid change is published to the cache, whose
 streams push only what changed for their node; an invalid change is reported (log, /readyz, metrics)
 and the last good configuration keeps serving. `expiresAt` takes effect on time, without a file change.
 """
@@ -19,8 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2_grpc
@@ -102,6 +101,18 @@ class Result:
     is_known: Callable[[str], bool] | None = None  # whether an active sandbox or route group has a routing key
 
 
+class Compiler(Protocol):
+    """What the server needs of the compiler (`session.Session`)."""
+
+    paths: list[str]
+
+    def compile(self, now: datetime, changed: frozenset[str] | None) -> Result: ...
+
+    def inputs(self) -> watch.Inputs: ...
+
+    def verify(self) -> list[str]: ...
+
+
 def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise. `listen`: an address
     to listen on (port 0: any free port); else one to connect to (port 0 is an error)."""
@@ -125,12 +136,12 @@ def join_address(host: str, port: int) -> str:
 
 
 class ControlPlane:
-    def __init__(self, compile_fn: Callable[[datetime, frozenset[str] | None], Result], paths: list[str],
-                 xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None,
+    def __init__(self, compiler: Compiler, xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None,
                  access_log_rate: int | None = 0, admin_hosts: Iterable[str] = (), operators: Iterable[str] = (),
-                 limits: Limits = Limits()):
-        self.compile_fn = compile_fn
-        self.paths = paths
+                 limits: Limits = Limits(), verify: bool = False):
+        self.compiler = compiler
+        self.paths = list(compiler.paths)
+        self.verify = verify  # after every reload, rebuild from scratch and log any difference (debugging)
         self.xds_address = xds_address
         self.admin_address = admin_address
         self.step_ms = step_ms
@@ -183,7 +194,7 @@ class ControlPlane:
         watcher = self.watcher
         writes = watcher.modifications if watcher is not None else 0
         try:
-            result = await asyncio.to_thread(self.compile_fn, datetime.now(timezone.utc), changed)
+            result = await asyncio.to_thread(self._compile, datetime.now(timezone.utc), changed)
         except Exception:  # a bug must not take the control plane down: keep serving
             log.exception("reload (%s) failed unexpectedly; keeping the last good configuration", reason)
             self.metrics.reloads.labels("crash").inc()
@@ -236,6 +247,16 @@ class ControlPlane:
         self._schedule_expiry(result.next_expiry)
         return result.snapshot is not None
 
+    def _compile(self, now: datetime, changed: frozenset[str] | None) -> Result:
+        result = self.compiler.compile(now, changed)
+        if self.verify:
+            problems = self.compiler.verify()
+            for p in problems:
+                log.error("--verify: the incremental compile differs from a fresh one: %s", p)
+            if problems:
+                self.metrics.reloads.labels("unverified").inc()
+        return result
+
     def _unchanged(self, snapshot: Snapshot) -> bool:
         """Same nodes, each with the very same config object: the compiler reused everything
         (the identity rule of `xdsapi.Snapshot`)."""
@@ -256,93 +277,47 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(delay, self.request_reload, "a sandbox expired", ())
 
-    def _roots(self) -> tuple[set[str], set[str], dict[str, tuple | None]]:
-        """(files, directories) to watch, resolved (a symlinked spec directory is followed to its
-        target), and the identity of each watched path: when one changes (a git-sync style swap of
-        `specs -> rev2`, a directory deleted and re-created) the watch is set up again."""
-        files, dirs, ident = set(), set(), {}
+    def _identity(self) -> dict[str, tuple | None]:
+        """The identity of each path named: when one changes (a git-sync style swap of `specs -> rev2`, a
+        directory deleted and re-created) the watch is set up again."""
+        ident = {}
         for p in self.paths:
             try:
                 st = os.stat(p)
                 ident[p] = (os.path.realpath(p), st.st_dev, st.st_ino)
             except OSError:
                 ident[p] = None
-                continue
-            (dirs if Path(p).is_dir() else files).add(os.path.realpath(p))
-        return files, dirs, ident
-
-    @staticmethod
-    def _relevant(files: set[str], dirs: set[str]):
-        def relevant(path: str) -> bool:
-            # what expand_paths would read: named files, and *.yaml / *.yml under named directories;
-            # also directories and vanished paths (a directory moved away takes its specs with it)
-            if path in files:
-                return True
-            if not any(path.startswith(d + "/") for d in dirs):
-                return False
-            return path.endswith((".yaml", ".yml")) or not os.path.isfile(path)
-
-        return relevant
+        return ident
 
     async def _watch(self) -> None:
         """Watch the inputs. Every second check that the watched paths are still the ones the inputs name;
         when not (a git-sync style swap of `specs -> rev2`, a directory deleted and re-created), watch again.
-        Each new watch reloads once, for changes made between the last compile and the watch being set up."""
-        if not watch.AVAILABLE:
-            return await self._watch_polling()
+        Each new watch reloads once, for changes made between the last compile and the watch being set up.
+        Elsewhere than Linux (no inotify) the inputs are compiled again every second: the workspace reads
+        only the files whose size, time or inode changed."""
         loop = asyncio.get_running_loop()
         last = None
         try:
             while True:
-                files, dirs, ident = self._roots()
+                ident = self._identity()
                 if ident != last:
                     self._set_vanished([p for p, i in ident.items() if i is None])
                     if self.watcher is not None:
                         self.watcher.close()
                         self.watcher = None
-                    roots = sorted(dirs | {os.path.dirname(f) for f in files})
-                    if roots:
-                        self.watcher = watch.Watcher(roots, self._relevant(files, dirs), self.request_reload)
+                    inputs = self.compiler.inputs()
+                    if inputs.roots and watch.AVAILABLE:
+                        self.watcher = watch.Watcher(inputs, self.request_reload)
                         self.watcher.start(loop)
                     self.request_reload("watch started" if last is None else "the watched paths changed")
                     last = ident
+                elif not watch.AVAILABLE:
+                    self.request_reload("poll", None)
                 await asyncio.sleep(1.0)
         finally:
             if self.watcher is not None:
                 self.watcher.close()
                 self.watcher = None
-
-    async def _watch_polling(self) -> None:
-        """Elsewhere than Linux: watchfiles, with a quiet period of `step_ms` after each change."""
-        import watchfiles
-
-        last = None
-        while True:
-            files, dirs, ident = self._roots()
-            if ident != last and last is not None:
-                self.request_reload("the watched paths changed")
-            if last is None or ident != last:
-                self._set_vanished([p for p, i in ident.items() if i is None])
-            last = ident
-            roots = sorted(dirs | {os.path.dirname(f) for f in files})
-            relevant = self._relevant(files, dirs)
-            try:
-                if not roots:
-                    await asyncio.sleep(1.0)
-                else:
-                    first = True
-                    async for changes in watchfiles.awatch(*roots, watch_filter=lambda _c, p: relevant(p),
-                                                           step=self.step_ms, debounce=500, recursive=True,
-                                                           rust_timeout=1000, yield_on_timeout=True,
-                                                           raise_interrupt=False):
-                        if changes or first:
-                            self.request_reload(f"{len(changes)} file change(s)" if changes else "watch started")
-                        first = False
-                        if self._roots()[2] != ident:
-                            break
-            except (FileNotFoundError, RuntimeError, OSError) as e:  # a root vanished under the watcher
-                log.warning("watching %s stopped (%s); watching again", ", ".join(roots), e)
-                await asyncio.sleep(0.2)
 
     def _set_vanished(self, paths: list[str]) -> None:
         with self.state.lock:

@@ -9,41 +9,49 @@ lost: then anything may have changed), and what the reload needs to know to publ
   while any relevant file is being written (up to `MAX_WRITE_WAIT`, then it is reported anyway);
 - `modifications` counts writes; a reload that saw it change while it was reading discards its result,
   because it may have read a file in the middle of a write (the write's close reports it again).
+Which paths are inputs, and which directories can hold them, is the compiler's to say (`source.Inputs`,
+the rules `expand_paths` reads by): directories under hidden ones (`.git`) are not watched at all.
 Why not watchfiles: it reports only "modified", not "closed after writing", so it can tell a complete
 file from a half-written one only by waiting for a quiet period (10 ms at least, on every change).
+The inotify calls are `inotify_simple`'s (a maintained binding) rather than ctypes of our own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import os
-import struct
 import sys
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 log = logging.getLogger("meshforge.watch")
 
-IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
-IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
-IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = 0x400, 0x800, 0x4000, 0x8000, 0x40000000
-IN_ONLYDIR, IN_NONBLOCK, IN_CLOEXEC = 0x01000000, 0o4000, 0o2000000
-MASK = (IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
-        | IN_MOVE_SELF | IN_ATTRIB)
-EVENT = struct.Struct("iIII")
+AVAILABLE = sys.platform.startswith("linux")
+if AVAILABLE:
+    from inotify_simple import INotify
+    from inotify_simple import flags as F
+
+    MASK = (F.MODIFY | F.CLOSE_WRITE | F.MOVED_FROM | F.MOVED_TO | F.CREATE | F.DELETE | F.DELETE_SELF
+            | F.MOVE_SELF | F.ATTRIB)
 MAX_WRITE_WAIT = 2.0  # seconds a file may stay open for writing before its changes are reported anyway
 MAX_WATCHES = 100_000  # directories watched at most (inputs are bounded too)
 
-AVAILABLE = sys.platform.startswith("linux")
+
+class Inputs(Protocol):
+    """Which paths are inputs (`source.Inputs`, the rules of `expand_paths`)."""
+
+    roots: list[str]
+
+    def relevant(self, path: str) -> bool: ...
+
+    def watched(self, directory: str) -> bool: ...
 
 
 class Watcher:
-    def __init__(self, roots: list[str], relevant: Callable[[str], bool],
-                 on_change: Callable[[str, list[str] | None], None]):
-        self.roots, self.relevant, self.on_change = roots, relevant, on_change
+    def __init__(self, inputs: Inputs, on_change: Callable[[str, list[str] | None], None]):
+        self.inputs, self.roots, self.on_change = inputs, inputs.roots, on_change
         self._whole = False  # a change in the batch names no single file: a directory, or lost events
         self.writing: dict[str, float] = {}  # relevant files open for writing -> since when
         self.modifications = 0  # relevant writes seen (IN_MODIFY): a reload reading across one discards its result
@@ -51,10 +59,8 @@ class Watcher:
         self._pending: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1: " + os.strerror(ctypes.get_errno()))
+        self._inotify = INotify(nonblocking=True)
+        self.fd = self._inotify.fileno()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -67,60 +73,64 @@ class Watcher:
             self._timer.cancel()
         if self._loop is not None:
             self._loop.remove_reader(self.fd)
-        os.close(self.fd)
+        self._inotify.close()
 
     def _add_tree(self, top: str) -> None:
+        """Watch `top` and the directories under it that may hold inputs (none under `.git`)."""
         for d, subdirs, _ in os.walk(top, followlinks=False):
+            subdirs[:] = [s for s in subdirs if self.inputs.watched(os.path.join(d, s))]
             if len(self._dirs) >= MAX_WATCHES:
                 log.warning("more than %d directories under %s: the rest are not watched", MAX_WATCHES, top)
                 return
-            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(d), MASK | IN_ONLYDIR)
-            if wd < 0:
-                err = ctypes.get_errno()
-                if err not in (errno.ENOENT, errno.ENOTDIR):  # vanished meanwhile: its parent reports that
-                    log.warning("cannot watch %s: %s", d, os.strerror(err))
+            try:
+                wd = self._inotify.add_watch(d, MASK | F.ONLYDIR)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR):  # vanished meanwhile: its parent reports that
+                    log.warning("cannot watch %s: %s", d, e.strerror)
                 continue
             self._dirs[wd] = d
 
     def _read(self) -> None:
         try:
-            data = os.read(self.fd, 1 << 16)
+            events = self._inotify.read(timeout=0)
         except BlockingIOError:
             return
         now = time.monotonic()
-        for wd, mask, _cookie, length, name in self._events(data):
-            if mask & IN_Q_OVERFLOW:
+        for wd, mask, _cookie, name in events:
+            if mask & F.Q_OVERFLOW:
                 self._pending.append("event queue overflow")
                 self._whole = True
                 continue
-            if mask & IN_IGNORED:
+            if mask & F.IGNORED:
                 self._dirs.pop(wd, None)
                 continue
             base = self._dirs.get(wd)
             if base is None:
                 continue
             path = os.path.join(base, name) if name else base
-            if mask & IN_ISDIR:
-                if mask & (IN_CREATE | IN_MOVED_TO):
+            if mask & F.ISDIR:
+                if not self.inputs.watched(path):
+                    continue  # a hidden directory (.git): nothing in it is an input
+                if mask & (F.CREATE | F.MOVED_TO):
                     self._add_tree(path)
-                if mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF):
+                if mask & (F.CREATE | F.MOVED_TO | F.MOVED_FROM | F.DELETE | F.DELETE_SELF | F.MOVE_SELF):
                     self._pending.append(path)
                     self._whole = True
                 continue
-            if mask & (IN_DELETE_SELF | IN_MOVE_SELF):  # a watched directory itself went
+            if mask & (F.DELETE_SELF | F.MOVE_SELF):  # a watched directory itself went
                 self._pending.append(path)
                 self._whole = True
                 continue
-            if not self.relevant(path):
+            if not self.inputs.relevant(path):
                 continue
-            if mask & (IN_MODIFY | IN_CREATE):
+            if mask & (F.MODIFY | F.CREATE):
                 self.writing.setdefault(path, now)
-                if mask & IN_MODIFY:
+                if mask & F.MODIFY:
                     self.modifications += 1
-            if mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE):
+            if mask & (F.CLOSE_WRITE | F.MOVED_TO | F.MOVED_FROM | F.DELETE):
                 self.writing.pop(path, None)
                 self._pending.append(path)
-            elif mask & IN_ATTRIB and path not in self.writing:
+            elif mask & F.ATTRIB and path not in self.writing:
                 self._pending.append(path)  # a chmod, or a hard link made or removed
         self._flush()
 
@@ -143,12 +153,3 @@ class Watcher:
     def _retry(self) -> None:
         self._timer = None
         self._flush()
-
-    @staticmethod
-    def _events(data: bytes):
-        i = 0
-        while i + EVENT.size <= len(data):
-            wd, mask, cookie, length = EVENT.unpack_from(data, i)
-            raw = data[i + EVENT.size:i + EVENT.size + length]
-            yield wd, mask, cookie, length, os.fsdecode(raw.split(b"\0", 1)[0])
-            i += EVENT.size + length

@@ -13,7 +13,8 @@ previous snapshot, and no `NodeConfig` or its dicts are mutated after they are h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, replace
 
 from ...model import Edge, Model, Routing, Service
 from ...sortedmap import SortedMap
@@ -72,25 +73,30 @@ class NodeConfig:
     endpoints: dict[str, Resource]
 
 
-@dataclass
+@functools.lru_cache(maxsize=1024)
+def _listener(kind: NodeKind, host: str, port: int, routing: Routing, edge: Edge | None,
+              access_logs: AccessLogs | None) -> dict[str, Resource]:
+    """A node's listener (each node picks its port and address): built once per distinct one, for every
+    snapshot that has the same settings (lru_cache is safe to call from the admin thread and the loop)."""
+    lis = kind.listener(host, port, routing, edge, None, access_logs)
+    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
+
+
+@dataclass(frozen=True)
 class Snapshot:
+    """Immutable once made: the server reads it from the event loop and the admin thread at once."""
+
     nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
     routing: Routing
     edge: Edge | None = None
     access_logs: AccessLogs | None = None  # listeners send access logs to serve (over ADS only)
-    _listeners: dict[tuple[str, str, int], dict[str, Resource]] = field(default_factory=dict)
 
     @property
     def settings(self) -> Routing:
         return self.routing
 
     def listeners(self, kind: NodeKind, port: int, host: str | None = None) -> dict[str, Resource]:
-        host = host or kind.default_host
-        key = (kind.name, host, port)
-        if key not in self._listeners:
-            lis = kind.listener(host, port, self.routing, self.edge, None, self.access_logs)
-            self._listeners[key] = {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
-        return self._listeners[key]
+        return _listener(kind, host or kind.default_host, port, self.routing, self.edge, self.access_logs)
 
     def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT,
                   host: str | None = None) -> dict[str, dict[str, Resource]]:
@@ -100,6 +106,25 @@ class Snapshot:
             return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
         return {LISTENER_TYPE: self.listeners(cfg.kind, port, host), ROUTE_TYPE: cfg.routes,
                 CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
+
+
+def differences(got: Snapshot, want: Snapshot) -> list[str]:
+    """How two snapshots differ: nodes, settings, and each resource's bytes."""
+    out = []
+    if (got.routing, got.edge, got.access_logs) != (want.routing, want.edge, want.access_logs):
+        out.append("xds: the snapshots' settings differ")
+    for node in sorted(got.nodes.keys() ^ want.nodes.keys()):
+        out.append(f"xds: node {node} only {'incrementally' if node in got.nodes else 'from scratch'}")
+    for node in sorted(got.nodes.keys() & want.nodes.keys()):
+        a, b = got.nodes[node], want.nodes[node]
+        if a.kind is not b.kind:
+            out.append(f"xds: node {node} is another kind")
+        for part in ("routes", "clusters", "endpoints"):
+            x, y = getattr(a, part), getattr(b, part)
+            diff = sorted(n for n in x.keys() | y.keys() if n not in x or n not in y or x[n].body != y[n].body)
+            if diff:
+                out.append(f"xds: node {node}: {part} {', '.join(diff[:3])}{' ...' if len(diff) > 3 else ''} differ")
+    return out
 
 
 class XdsCompiler:
@@ -134,21 +159,26 @@ class XdsCompiler:
         """A snapshot of `model`. When its services are the very objects of the last model (resolution
         reused them) only the keys whose forks changed are looked at, and only the groups whose scope
         holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
-        rev = model.revision
+        change = model.change
         changed_keys = None  # None: not known which keys changed
         if model.routing == self._routing and model.services is self._services and self._nodes is not None:
-            # resolution says which keys changed since the model compiled last: look at those alone
-            if rev is not None and self._token is not None and rev.parent is self._token:
-                changed_keys = rev.keys
+            # the change says which keys differ from the model compiled last: look at those alone
+            changed_keys = change.keys_since(self._token) if change is not None else None
             nodes, live = self._compile_changes(model, changed_keys)
         else:
             nodes, live = self._compile_all(model)
-        self._token = rev.token if rev is not None else None
+        self._token = change.token if change is not None else None
         if model.edge is not None and model.edge.service in live:
             nodes[EDGE_NODE] = self._edge_node(model, model.edge, changed_keys)
         else:
             self._edge = None
         return Snapshot(nodes, model.routing, model.edge, self.access_logs)
+
+    def verify(self, model: Model, snapshot: Snapshot) -> list[str]:
+        """`model` compiled again by a fresh compiler: how `snapshot` (this one's result for it) differs,
+        node by node and resource by resource (empty: not at all)."""
+        fresh = XdsCompiler(self.eds, self.access_logs).compile(replace(model, change=None))
+        return differences(snapshot, fresh)
 
     def _forks_of(self, sid: str) -> tuple:
         """((routing key, fork), ...) sorted by key: what the service's routing table holds."""
