@@ -119,8 +119,9 @@ def access_log_flood() -> None:
 
 def stalled_clients(n: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from meshforge.synthetic import generate
     from tests.serve_harness import Server, StallingClient
+
+    from meshforge.synthetic import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         d = generate(Path(tmp) / "specs", services=3000, sandboxes=0, deps=None)

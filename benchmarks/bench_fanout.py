@@ -38,7 +38,7 @@ from meshforge.xdsapi import CLUSTER_TYPE as CDS  # noqa: E402
 from meshforge.xdsapi import LISTENER_TYPE as LDS  # noqa: E402
 from meshforge.xdsapi import ROUTE_TYPE as RDS  # noqa: E402
 
-PER_CHANNEL = 16  # serve allows 16 concurrent streams per connection (run.MAX_STREAMS)
+PER_CHANNEL = 16  # serve allows 16 concurrent streams per connection (control.MAX_STREAMS)
 
 
 async def _client(stub, node: base_pb2.Node, arrivals: list, configured: list, stop: asyncio.Event) -> None:

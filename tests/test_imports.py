@@ -125,4 +125,4 @@ def test_only_the_session_and_the_command_line_join_the_compiler_and_the_server(
     """The serve session assembles the stages; no stage imports it, and it reaches the server only for the
     one type that crosses the boundary (`Result`)."""
     assert [s for s, ts in GRAPH.items() if "meshforge.session" in ts and s != "meshforge.cli"] == []
-    assert {t for t in GRAPH["meshforge.session"] if _is(t, "server")} == {"meshforge.server.run"}
+    assert {t for t in GRAPH["meshforge.session"] if _is(t, "server")} == {"meshforge.server.control"}

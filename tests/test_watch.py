@@ -149,9 +149,11 @@ def test_serve_reads_the_files_the_watcher_names_and_ends_where_a_fresh_start_wo
         wait_until(lambda: server.metric("meshforge_reloads_total", 'result="unchanged"') >= 1, 10, what="watching")
         for i, (step, want) in enumerate(steps):
             step()
+            if i == 6:  # refused: what is served does not change, so wait for the refusal itself
+                wait_until(lambda: "MF215" in server.log() and server.metric("meshforge_spec_valid") == 0, 10,
+                           what="the duplicate refused")
             wait_until(lambda: keys(server) == want, 10, what=f"step {i}: {sorted(want)}")
-        time.sleep(0.3)  # nothing else arrives late
+        wait_until(lambda: server.metric("meshforge_spec_valid") == 1, 10, what="the fix accepted")
         assert keys(server) == want
-        assert "MF215" in server.log()
     with Server([link]) as fresh:
         wait_until(lambda: keys(fresh) == want, 10, what="a fresh start on the same files")

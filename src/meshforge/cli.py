@@ -317,7 +317,7 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     import asyncio
 
     from .server.ads import Limits
-    from .server.run import ControlPlane, configure_logging, parse_address
+    from .server.control import ControlPlane, configure_logging, parse_address
     from .server.tls import ServerTls
 
     configure_logging(log_level)
@@ -382,7 +382,7 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
     """
     from .emit.xds.backend import dump, to_dict
     from .emit.xds.bootstrap import XdsTls, ads_bootstrap
-    from .server.run import parse_address
+    from .server.control import parse_address
     from .xdsapi import listen_address as parse_listen
 
     try:
@@ -437,7 +437,7 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
     from .doctor import diagnose, why_nothing
     from .doctor import render_text as render
     from .names import ROUTING_KEY_HINT, valid_routing_key
-    from .server.run import join_address, parse_address
+    from .server.control import join_address, parse_address
 
     if not valid_routing_key(key):
         raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")

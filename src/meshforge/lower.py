@@ -20,11 +20,10 @@ from typing import Callable
 
 from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, Service, UserObject, WorkloadDestination
 from .names import derived_name
+from .ownership import MANAGED, SANDBOX_LABEL
 
 Pass = Callable[[Model], Model]
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-SANDBOX_LABEL = "meshforge.dev/sandbox"
 CLUSTER_OWNED = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
 CLUSTER_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
 
@@ -83,7 +82,7 @@ def _objects(fork: Fork, dest: WorkloadDestination, svc: Service) -> tuple[list[
     base, service = dest.workload, dest.service
     svc_body = service.body
     ns = service.namespace
-    labels = {MANAGED_BY: "meshforge", SANDBOX_LABEL: fork.sandbox}
+    labels = {**MANAGED, SANDBOX_LABEL: fork.sandbox}
     key, value = _selector_key(svc_body) or ("app", base.name)
     pod_label = {key: fork_name(value, fork.sandbox), SANDBOX_LABEL: fork.sandbox}
     svc_name = fork_name(service.name, fork.sandbox)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from .lower import SANDBOX_LABEL
 from .model import Model, Sandbox, rfc3339
 from .names import valid_routing_key
+from .ownership import SANDBOX_LABEL
 
 
 def _images(model: Model, sandbox: str) -> dict[str, list[str]]:

@@ -2,7 +2,7 @@
 
 Files → `pipeline.Workspace` (parse what changed, resolve, lower: a `Model` carrying its `Change`) →
 `backends.Checker` (what the Envoy backend cannot express, for the keys the change names) →
-`emit.xds.compiler.XdsCompiler` (the snapshot, rebuilding what the change touched) → `server.run.Result`,
+`emit.xds.compiler.XdsCompiler` (the snapshot, rebuilding what the change touched) → `server.control.Result`,
 which is all the server sees (it imports no compiler stage). Each stage keeps its own cache and has a
 `verify()` that rebuilds from scratch and says how the two differ; `Session.verify` runs all three
 (the incremental property test does after every step; `meshforge serve --verify` after every reload).
@@ -20,7 +20,7 @@ from .emit.xds.resources import AccessLogs
 from .explain import mesh_overview
 from .model import DEFAULT_NAMESPACE, Model
 from .pipeline import Workspace
-from .server.run import Result
+from .server.control import Result
 from .source import Inputs
 
 

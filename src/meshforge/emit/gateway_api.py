@@ -40,7 +40,8 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import derived_name
-from .objects import KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
+from ..ownership import owner_label
+from .objects import KubeObject, Rendered, metadata, warn_cluster_protocols
 
 API = "gateway.networking.k8s.io/v1"
 EDGE_NAME = "meshforge.edge"  # the edge's routes: mesh routes are meshforge-<service>.<port>[.<key>]

@@ -28,7 +28,8 @@ from ..model import (
     WorkloadDestination,
 )
 from ..names import is_ip
-from .objects import SANDBOX_LABEL, KubeObject, Rendered, metadata, owner_label, warn_cluster_protocols
+from ..ownership import SANDBOX_LABEL, owner_label
+from .objects import KubeObject, Rendered, metadata, warn_cluster_protocols
 
 API = "networking.istio.io/v1"
 # The edge's VirtualServices: a dot after `meshforge`, where every mesh object's name has a '-' (and names of

@@ -6,7 +6,7 @@ its text, the identity the cluster knows the object by (group, kind, namespace, 
 made it — which `backends.render` checks before anything is written: two files with one path or one
 identity, or a generated object with the identity of an input object, are errors, never an overwrite.
 `KubeObject` is kind, namespace, name and the body as plain data in a fixed key order; `metadata()` carries
-meshforge's ownership labels (CONTRACT §3.5).
+meshforge's ownership labels (`ownership`, CONTRACT §3.5).
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostics, Span
 from ..model import Model
+from ..ownership import MANAGED
 from ..yamlout import dump_yaml
-
-MANAGED = {"app.kubernetes.io/managed-by": "meshforge"}
-SANDBOX_LABEL = "meshforge.dev/sandbox"
-ROUTE_GROUP_LABEL = "meshforge.dev/route-group"
 
 Identity = tuple[str, str, str, str]  # (API group, kind, namespace, name)
 
@@ -63,11 +60,6 @@ class KubeObject:
 
 def metadata(name: str, namespace: str, labels: dict | None = None) -> dict:
     return {"name": name, "namespace": namespace, "labels": {**MANAGED, **(labels or {})}}
-
-
-def owner_label(owner_kind: str, owner: str) -> dict:
-    """The label that ties an object to the sandbox (or route group) it exists for."""
-    return {SANDBOX_LABEL if owner_kind == "Sandbox" else ROUTE_GROUP_LABEL: owner}
 
 
 def warn_cluster_protocols(model: Model, diags: Diagnostics, backend: str) -> None:

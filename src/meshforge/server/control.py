@@ -1,4 +1,4 @@
-"""`meshforge serve`: the gRPC ADS server, the admin HTTP server, the file watcher and the expiry clock.
+"""`meshforge serve`'s control plane: the gRPC ADS server, the admin HTTP server, the file watcher and the expiry clock.
 
 Input: a `Compiler` (the serve session, `meshforge.session`: the server imports no compiler stage; it
 compiles, and says which paths are inputs) and addresses. Output: a running control plane. Every valid change is published to the cache, whose
