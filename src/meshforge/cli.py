@@ -567,6 +567,62 @@ def sandbox_show(name, paths, output, now, namespace):
     click.echo(text, nl=False)
 
 
+@main.command(short_help="Run sandboxes as environments on a Kubernetes cluster.")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The cluster to reconcile (default: $KUBECONFIG, ~/.kube/config, or in-cluster credentials).")
+@click.option("--context", default=None, help="The kubeconfig context (default: its current one).")
+@click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
+              help="Watch only this namespace (repeatable; default: every namespace).")
+@click.option("--backend", type=click.Choice(["istio", "gateway-api"]), default=None,
+              help="The routing objects to apply (default: istio; none with --xds-address, which serves routes).")
+@click.option("--xds-address", default=None, help="HOST:PORT: serve xDS to sidecars from the cluster's state "
+              "(EndpointSlices as EDS) instead of applying routing objects.")
+@click.option("--admin-address", default=None, help="HOST:PORT for the dashboard and /metrics (with --xds-address).")
+@click.option("--leader-elect", is_flag=True, help="Several replicas: only the holder of a coordination.k8s.io "
+              "Lease writes; the others take over when it stops renewing.")
+@click.option("--lease-namespace", default=None, help="Where the Lease lives (default: the pod's namespace).")
+@click.option("--lease-duration", type=click.FloatRange(1, 600), default=15.0, show_default=True, metavar="SECONDS",
+              help="How long a leader that stopped renewing keeps the lease.")
+@click.option("--lease-renew", type=click.FloatRange(0.2, 300), default=5.0, show_default=True, metavar="SECONDS",
+              help="How often the leader renews.")
+@click.option("--identity", default=None, help="This replica's name in the Lease (default: host name + random).")
+@click.option("--ready-timeout", type=click.FloatRange(1, 86400), default=300.0, show_default=True,
+              metavar="SECONDS", help="After this long without a ready endpoint a fork's status says NotReadyInTime.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def controller(kubeconfig, context, namespaces, backend, xds_address, admin_address, leader_elect, lease_namespace,
+               lease_duration, lease_renew, identity, ready_timeout, log_level):
+    """Reconcile Sandbox, RouteGroup and Baseline objects (deploy/crds/) on a cluster.
+
+    Applies each fork's workload and Service and the routing objects (server-side apply, field manager
+    meshforge), routes a key only once its forks have ready endpoints, reports status (kubectl wait
+    --for=condition=Ready sandbox/NAME) and removes everything a sandbox made when it expires or is deleted.
+    Example: meshforge controller --kubeconfig ~/.kube/config --backend istio
+    """
+    import asyncio
+
+    from .controller.main import Settings, run
+    from .controller.reconcile import Options
+    from .server.control import configure_logging, parse_address
+
+    configure_logging(log_level)
+    for a in filter(None, (xds_address, admin_address)):
+        try:
+            parse_address(a)
+        except ValueError as e:
+            raise click.BadParameter(str(e))
+    if admin_address and not xds_address:
+        raise click.UsageError("--admin-address serves the xDS side's dashboard: it needs --xds-address")
+    if backend and xds_address:
+        raise click.UsageError("--xds-address serves the routes itself: leave --backend out")
+    if lease_renew >= lease_duration:
+        raise click.UsageError("--lease-renew must be shorter than --lease-duration")
+    options = Options(backend=None if xds_address else (backend or "istio"), namespaces=tuple(namespaces),
+                      ready_timeout=ready_timeout)
+    settings = Settings(kubeconfig, context, options, xds_address, admin_address, leader_elect, lease_namespace,
+                        lease_duration=lease_duration, lease_renew=lease_renew, identity=identity)
+    sys.exit(asyncio.run(run(settings)))
+
+
 @main.command(short_help="Run it all live on this machine.")
 @click.option("--keep", is_flag=True, help="Stay up afterwards, with the dashboard and preview URLs live, until "
               "Ctrl-C.")
