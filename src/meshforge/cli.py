@@ -581,6 +581,7 @@ def sandbox_show(name, paths, output, now, namespace):
 @click.option("--leader-elect", is_flag=True, help="Several replicas: only the holder of a coordination.k8s.io "
               "Lease writes; the others take over when it stops renewing.")
 @click.option("--lease-namespace", default=None, help="Where the Lease lives (default: the pod's namespace).")
+@click.option("--lease-name", default="meshforge-controller", show_default=True, help="The Lease's name.")
 @click.option("--lease-duration", type=click.FloatRange(1, 600), default=15.0, show_default=True, metavar="SECONDS",
               help="How long a leader that stopped renewing keeps the lease.")
 @click.option("--lease-renew", type=click.FloatRange(0.2, 300), default=5.0, show_default=True, metavar="SECONDS",
@@ -590,7 +591,7 @@ def sandbox_show(name, paths, output, now, namespace):
               metavar="SECONDS", help="After this long without a ready endpoint a fork's status says NotReadyInTime.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def controller(kubeconfig, context, namespaces, backend, xds_address, admin_address, leader_elect, lease_namespace,
-               lease_duration, lease_renew, identity, ready_timeout, log_level):
+               lease_name, lease_duration, lease_renew, identity, ready_timeout, log_level):
     """Reconcile Sandbox, RouteGroup and Baseline objects (deploy/crds/) on a cluster.
 
     Applies each fork's workload and Service and the routing objects (server-side apply, field manager
@@ -619,7 +620,7 @@ def controller(kubeconfig, context, namespaces, backend, xds_address, admin_addr
     options = Options(backend=None if xds_address else (backend or "istio"), namespaces=tuple(namespaces),
                       ready_timeout=ready_timeout)
     settings = Settings(kubeconfig, context, options, xds_address, admin_address, leader_elect, lease_namespace,
-                        lease_duration=lease_duration, lease_renew=lease_renew, identity=identity)
+                        lease_name, lease_duration, lease_renew, identity)
     sys.exit(asyncio.run(run(settings)))
 
 

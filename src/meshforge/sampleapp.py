@@ -21,8 +21,9 @@ class Backend:
 
     def __init__(self, name: str, next_hop: str | None = None, proxy_port: int | None = None,
                  propagate: tuple[str, ...] = ("baggage", "traceparent"),
-                 baggage_out: Callable[[list[str]], str | None] | None = None):
+                 baggage_out: Callable[[list[str]], str | None] | None = None, host: str = "127.0.0.1"):
         self.name, self.next_hop, self.proxy_port = name, next_hop, proxy_port
+        self.host = host  # where it listens
         self.propagate = propagate  # what it passes on, as OpenTelemetry's default propagators do
         # the baggage it sends on, from the baggage headers it received (default: as received, joined);
         # tests put OpenTelemetry's own propagator here
@@ -45,7 +46,7 @@ class Backend:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

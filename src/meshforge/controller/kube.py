@@ -59,9 +59,10 @@ SERVICE_ENTRY = Kind("networking.istio.io", "v1", "ServiceEntry", "serviceentrie
 HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 GRPC_ROUTE = Kind("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
 ROLLOUT = Kind("argoproj.io", "v1alpha1", "Rollout", "rollouts")
+REFERENCE_GRANT = Kind("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", "referencegrants")
 
 KINDS = [SANDBOX, BASELINE, ROUTE_GROUP, SERVICE, CONFIG_MAP, DEPLOYMENT, STATEFUL_SET, ENDPOINT_SLICE,
-         VIRTUAL_SERVICE, DESTINATION_RULE, SERVICE_ENTRY, HTTP_ROUTE, GRPC_ROUTE, ROLLOUT]
+         VIRTUAL_SERVICE, DESTINATION_RULE, SERVICE_ENTRY, HTTP_ROUTE, GRPC_ROUTE, ROLLOUT, REFERENCE_GRANT]
 BY_KEY = {k.key: k for k in KINDS + [EVENT, LEASE]}
 
 _classes: dict[Kind, type] = {}
@@ -75,10 +76,21 @@ def resource(kind: Kind) -> type:
     return cls
 
 
-def kind_of(obj: dict) -> Kind | None:
+def _plural(kind: str) -> str:
+    low = kind.lower()
+    if low.endswith("y"):
+        return low[:-1] + "ies"
+    return low + ("es" if low.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def kind_of(obj: dict) -> Kind:
+    """The object's kind at the object's own API version (a table row's plural, or the usual English one)."""
     api = str(obj.get("apiVersion", ""))
-    group = api.rsplit("/", 1)[0] if "/" in api else ""
-    return BY_KEY.get((group, str(obj.get("kind", ""))))
+    group, version = api.rsplit("/", 1) if "/" in api else ("", api)
+    name = str(obj.get("kind", ""))
+    known = BY_KEY.get((group, name))
+    plural = known.plural if known is not None else _plural(name)
+    return Kind(group, version, name, plural, known.namespaced if known is not None else True)
 
 
 def as_dict(obj, kind: Kind | None = None) -> dict:

@@ -48,7 +48,8 @@ log = logging.getLogger("meshforge.controller")
 FINALIZER = "meshforge.dev/cleanup"
 ON_UNREADY = ("Baseline", "KeepRouting")
 ROUTING_KINDS = {"istio": (kube.VIRTUAL_SERVICE, kube.DESTINATION_RULE, kube.SERVICE_ENTRY),
-                 "gateway-api": (kube.HTTP_ROUTE, kube.GRPC_ROUTE, kube.ENDPOINT_SLICE, kube.SERVICE)}
+                 "gateway-api": (kube.HTTP_ROUTE, kube.GRPC_ROUTE, kube.REFERENCE_GRANT, kube.ENDPOINT_SLICE,
+                                 kube.SERVICE)}
 WORKLOAD_KINDS = (kube.DEPLOYMENT, kube.STATEFUL_SET, kube.SERVICE)
 
 
@@ -82,6 +83,7 @@ class Controller:
         self.slices: dict[Key, dict] = {}
         self.owned: dict[Key, dict] = {}  # objects labelled managed-by meshforge, of the kinds it writes
         self.applied: dict[Key, str] = {}  # what meshforge last applied: identity -> digest
+        self.apply_errors: dict[str, list[str]] = {}  # owner (sandbox or route group) -> what failed to apply
         self.live: set[str] = set()  # routing keys whose routes are live
         self.waiting_since: dict[tuple[Key, int], float] = {}  # (sandbox, generation) not ready -> since
         self.dirty = asyncio.Event()
@@ -90,6 +92,7 @@ class Controller:
         self.reconciles = 0
         self.model: Model | None = None  # the last model routed (gated), for xDS and tests
         self._next: float | None = None
+        self._retry = 0.0  # seconds until a failed write is tried again (doubling, up to 30)
 
     # -- watching ---------------------------------------------------------------------------
     def _store(self, kind: kube.Kind, event: str, obj: dict) -> None:
@@ -234,13 +237,16 @@ class Controller:
             if not published:
                 programmed = set()
         if self.leading:
-            ok = await self._apply(model, gated)
-            if not ok:
-                programmed = set()
+            await self._apply(model, gated)
             await self._finalizers(deleting)
         self.live = live
         await self._statuses(model, invalid, ready, programmed, deleting, refused)
         self._schedule(model.next_expiry)
+        if self.apply_errors:  # a write failed (a namespace not there yet, a webhook down): try again soon
+            self._retry = min(self._retry * 2, 30.0) if self._retry else 1.0
+            self._next = min(self._next or float("inf"), time.monotonic() + self._retry)
+        else:
+            self._retry = 0.0
 
     def _keep_routing(self, model: Model) -> set[str]:
         out = set()
@@ -274,12 +280,21 @@ class Controller:
                 out[key_of(body)] = body
         return out
 
+    def _failed(self, body: dict, why: str) -> None:
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        owner = labels.get("meshforge.dev/sandbox") or labels.get("meshforge.dev/route-group") or ""
+        self.apply_errors.setdefault(owner, []).append(f"{body.get('kind')} {key_of(body)[2]}/{key_of(body)[3]}: {why}")
+
     async def _apply(self, model: Model, gated: Model) -> bool:
         desired = self._desired(model, gated)
         order = sorted(desired, key=lambda k: (k[1] not in ("Deployment", "StatefulSet", "Service"), k))
         ok = True
+        self.apply_errors = {}
         for k in order:
             body = desired[k]
+            if self.options.namespaces and k[2] not in self.options.namespaces:
+                self._failed(body, f"namespace {k[2]} is not one the controller watches (--namespace)")
+                continue
             digest = _digest(body)
             if self.applied.get(k) == digest and k in self.owned:
                 continue
@@ -288,17 +303,17 @@ class Controller:
             try:
                 await self.cluster.apply(body)
                 self.applied[k] = digest
+                log.debug("applied %s %s/%s", k[1], k[2], k[3])
             except Exception as e:
                 ok = False
+                self._failed(body, str(e))
                 log.error("applying %s %s/%s: %s", k[1], k[2], k[3], e)
         gone = [k for k in self.owned if k not in desired]
         gone.sort(key=lambda k: (k[1] in ("Deployment", "StatefulSet", "Service"), k))  # routes first
         for k in gone:
             if not self.leading:
                 return False
-            kind = kube.BY_KEY.get((k[0], k[1]))
-            if kind is None:
-                continue
+            kind = kube.kind_of(self.owned[k])
             try:
                 await self.cluster.delete(kind, k[3], k[2])
                 self.applied.pop(k, None)
@@ -361,10 +376,13 @@ class Controller:
                 since = waiting.get((k, gen))
                 edge = model.edge if model is not None else None
                 url = f"http://{edge.preview_host(key)}/" if key and edge is not None and edge.preview_domain else None
+                # what failed for this sandbox, and what failed that no one sandbox owns (a shared ReferenceGrant)
+                failed = "; ".join(self.apply_errors.get(k[3], []) + self.apply_errors.get("", []))
                 obs = status.sandbox(gen, invalid=errs, expired=bool(sb and sb.expired), ready=bool(r and r.ok),
                                      why=r.why if r is not None else "the sandbox forks nothing the mesh routes",
-                                     live=bool(key and key in programmed), key=key, preview_url=url,
-                                     timed_out=since is not None and clock - since > self.options.ready_timeout)
+                                     live=bool(key and key in programmed) and not failed, key=key, preview_url=url,
+                                     timed_out=since is not None and clock - since > self.options.ready_timeout,
+                                     failed=failed)
             elif k[1] == "RouteGroup":
                 key = (cr.get("spec") or {}).get("routingKey") or k[3]
                 obs = status.simple(gen, errs, key)

@@ -65,7 +65,7 @@ def same(a: dict | None, b: dict) -> bool:
 
 
 def sandbox(generation: int, *, invalid: list[str], expired: bool, ready: bool | None, why: str, live: bool,
-            timed_out: bool, key: str | None, preview_url: str | None) -> Observed:
+            timed_out: bool, key: str | None, preview_url: str | None, failed: str = "") -> Observed:
     """`ready`: every fork has endpoints (None: not known, the spec is invalid)."""
     if invalid:
         message = "; ".join(invalid)
@@ -79,13 +79,16 @@ def sandbox(generation: int, *, invalid: list[str], expired: bool, ready: bool |
         return Observed(generation, conds, key, None)
     workloads = Condition("WorkloadsReady", True, "EndpointsReady", "every fork has a ready endpoint") if ready else \
         Condition("WorkloadsReady", False, "NotReadyInTime" if timed_out else "WaitingForEndpoints", why)
-    routes = Condition("RoutesProgrammed", True, "Programmed", "requests with the routing key reach the forks") \
-        if live else Condition("RoutesProgrammed", False, "WaitingForWorkloads",
-                               "routes go live once every fork has a ready endpoint; until then the key reaches "
-                               "the baseline")
+    if live:
+        routes = Condition("RoutesProgrammed", True, "Programmed", "requests with the routing key reach the forks")
+    elif failed:
+        routes = Condition("RoutesProgrammed", False, "ApplyFailed", failed)
+    else:
+        routes = Condition("RoutesProgrammed", False, "WaitingForWorkloads", "routes go live once every fork has a "
+                           "ready endpoint; until then the key reaches the baseline")
     all_ready = bool(ready) and live
     top = Condition("Ready", True, "Ready", "the sandbox is live") if all_ready else \
-        Condition("Ready", False, workloads.reason if not ready else "RoutesPending",
+        Condition("Ready", False, workloads.reason if not ready else ("ApplyFailed" if failed else "RoutesPending"),
                   why if not ready else routes.message)
     return Observed(generation, [top, workloads, routes, Condition("Expired", False, "NotExpired")], key, preview_url)
 
