@@ -295,3 +295,40 @@ def test_every_install_manifest_is_valid_kubernetes_strictly():
         kubernetes_validate.validate(d, kubernetes_validate.latest_version(), strict=True)
     assert {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
             "RoleBinding", "Deployment", "Service", "Namespace"} <= kinds
+
+
+def test_the_readmes_cluster_commands_run_as_pasted(kube, tmp_path):
+    """The "Run in a cluster" block, run by bash in a copy of the repository against the test API server; the
+    controller runs beside it (the cluster has no kubelet to run deploy/controller.yaml's pods), and the
+    EndpointSlice of the fork's pods appears as a cluster's endpoint-slice controller would write it."""
+    import os
+    import re
+    import subprocess
+    import threading
+
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Run in a cluster.*?\n```sh\n(.*?)^```", text, re.M | re.S)[1]
+    with Controller(kube, "--namespace", "shop"):
+        done = threading.Event()
+
+        def cluster_makes_endpoints():
+            while not done.is_set():
+                svc = [n for n in kube.names("service", "shop", "meshforge.dev/sandbox=pr-42")] \
+                    if kube.kubectl("get", "ns", "shop", check=False).returncode == 0 else []
+                if svc:
+                    kube.apply(endpoint_slice(svc[0], "shop", "10.1.0.42", 8080))
+                    return
+                time.sleep(0.2)
+
+        t = threading.Thread(target=cluster_makes_endpoints)
+        t.start()
+        try:
+            r = subprocess.run(["bash", "-e", "-c", section], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                               env=dict(os.environ, KUBECONFIG=str(kube.kubeconfig)))
+        finally:
+            done.set()
+            t.join()
+    assert r.returncode == 0, r.stderr
+    assert "sandbox.meshforge.dev/pr-42 condition met" in r.stdout
+    header, row = r.stdout.strip().splitlines()[-2:]
+    assert header.split() == ["NAME", "KEY", "READY", "EXPIRES", "AGE"] and row.split()[:3] == ["pr-42", "pr-42", "True"]

@@ -36,3 +36,4 @@ def test_a_next_line_character_in_an_env_value_survives_sandbox_create(cli):
     assert r.exit_code == 0, r.output
     [env] = yaml.safe_load(r.output)["spec"]["forks"][0]["to"]["workload"]["env"]
     assert env == {"name": "V", "value": "a\x85b\u2028c"}
+

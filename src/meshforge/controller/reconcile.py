@@ -33,8 +33,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import yaml
-
 from .. import backends
 from ..diagnostics import Diagnostic, Diagnostics
 from ..model import Model
@@ -197,6 +195,7 @@ class Controller:
 
     async def reconcile(self) -> None:
         self.reconciles += 1
+        t0 = time.perf_counter()
         clock = datetime.now(timezone.utc)
         deleting = {k for k, o in self.crs.items() if (o.get("metadata") or {}).get("deletionTimestamp")}
         compiled = self.inputs.compile(clock, skip=deleting)
@@ -209,6 +208,7 @@ class Controller:
             self._schedule(None)
             return
 
+        t_compile = time.perf_counter()
         eps = readiness.Endpoints(list(self.slices.values()))
         # the cluster's Services: the baseline's, and those meshforge made or is about to make (forks')
         services = {(k[2], k[3]) for k in [*self.inputs.objects, *self.owned] if k[1] == "Service" and k[0] == ""}
@@ -236,11 +236,16 @@ class Controller:
                 published = await self.xds.reload("the cluster changed")
             if not published:
                 programmed = set()
+        t_route = time.perf_counter()
         if self.leading:
             await self._apply(model, gated)
             await self._finalizers(deleting)
+        t_apply = time.perf_counter()
         self.live = live
         await self._statuses(model, invalid, ready, programmed, deleting, refused)
+        log.debug("reconcile %d: compile %.1f ms, readiness and xDS %.1f ms, render and apply %.1f ms, status %.1f ms",
+                  self.reconciles, (t_compile - t0) * 1000, (t_route - t_compile) * 1000, (t_apply - t_route) * 1000,
+                  (time.perf_counter() - t_apply) * 1000)
         self._schedule(model.next_expiry)
         if self.apply_errors:  # a write failed (a namespace not there yet, a webhook down): try again soon
             self._retry = min(self._retry * 2, 30.0) if self._retry else 1.0
@@ -273,11 +278,9 @@ class Controller:
             d = Diagnostics()
             files += backends.get(self.options.backend).render(gated, d)
         for r in files:
-            if r.is_input or r.identity is None:
+            if r.is_input or r.identity is None or not isinstance(r.body, dict):
                 continue  # a user's own object (merged routes included) is never written
-            body = yaml.safe_load(r.text)
-            if isinstance(body, dict):
-                out[key_of(body)] = body
+            out[key_of(r.body)] = r.body
         return out
 
     def _failed(self, body: dict, why: str) -> None:

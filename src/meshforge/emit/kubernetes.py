@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from ..diagnostics import Diagnostics
 from ..model import Model
-from ..yamlout import dump_yaml
 from .objects import Rendered
 
 
 def render_files(model: Model, diags: Diagnostics) -> list[Rendered]:
-    return [Rendered(f"{o.namespace}/{o.kind.lower()}-{o.name}.yaml", dump_yaml(o.body),
-                     (o.group, o.kind, o.namespace, o.name), o.origin) for o in model.generated]
+    return [Rendered(f"{o.namespace}/{o.kind.lower()}-{o.name}.yaml", None,
+                     (o.group, o.kind, o.namespace, o.name), o.origin, body=o.body) for o in model.generated]

@@ -23,13 +23,21 @@ Identity = tuple[str, str, str, str]  # (API group, kind, namespace, name)
 
 @dataclass(frozen=True)
 class Rendered:
-    """One file a backend renders."""
+    """One file a backend renders. A Kubernetes object's text is written out when first asked for (`text`):
+    the controller applies `body` and never needs it (dumping YAML costs more than rendering)."""
 
     path: str  # relative to `render -o DIR`
-    text: str
+    _text: str | None  # the file's text; None: `body`'s YAML, written when first read
     identity: Identity | None  # what the cluster knows it by; None: not a Kubernetes object (an Envoy config)
     origin: Span = field(default_factory=Span)  # the input that made it (a fork, an edge, a user's object)
     is_input: bool = False  # an input object itself (a user's VirtualService, as written or merged)
+    body: dict | None = field(default=None, compare=False, repr=False)  # the object, as plain data
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            object.__setattr__(self, "_text", dump_yaml(self.body))
+        return self._text
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class KubeObject:
         return (self.namespace, self.kind, self.name)
 
     def rendered(self) -> Rendered:
-        return Rendered(self.path, dump_yaml(self.body), self.identity, self.origin, self.is_input)
+        return Rendered(self.path, None, self.identity, self.origin, self.is_input, self.body)
 
 
 def metadata(name: str, namespace: str, labels: dict | None = None) -> dict:
