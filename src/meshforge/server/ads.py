@@ -293,7 +293,6 @@ class _Stream:
     async def run(self, requests) -> None:
         self.cache.subscribe(self.queue)
         self.server.streams.add(self)
-        self.server.metrics.connected.labels(self.kind).inc()
 
         async def reader():
             try:
@@ -330,7 +329,6 @@ class _Stream:
                 self.ack(t)
             self.cache.unsubscribe(self.queue)
             self.server.streams.discard(self)
-            self.server.metrics.connected.labels(self.kind).dec()
             await self.out.put(None)
 
     def _record_push(self, type_url: str) -> None:
@@ -532,6 +530,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             log.warning("refusing an xDS stream from %s: %s", peer, refuse[1])
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refuse[1])
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        # counted as connected exactly while it holds its peer's slot: when the gauge drops, the slot is free
+        self.metrics.connected.labels(stream.kind).inc()
         stream.context = context
         runner = asyncio.ensure_future(stream.run(request_iterator))
         try:
@@ -544,6 +544,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self._per_peer[peer] -= 1
             if not self._per_peer[peer]:
                 del self._per_peer[peer]
+            self.metrics.connected.labels(stream.kind).dec()
         if stream.error is not None:
             await context.abort(stream.error.code, stream.error.message)
 
