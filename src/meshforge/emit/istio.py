@@ -89,12 +89,23 @@ def _baseline_subset_labels(svc: Service, forks: tuple[tuple[str, Fork], ...]) -
     return {k: base[k] for k in sorted(keys) if k in base}
 
 
-def _destination(svc: Service, port: Port, fork: Fork) -> dict:
+def istio_host(model: Model, svc: Service, host: str) -> tuple[str, bool]:
+    """(the host a VirtualService destination names for a host fork, whether it is a Kubernetes Service).
+    Istio reads a dotted host literally (`name.ns` is not the Service `name` in `ns`, it is an unknown host:
+    no cluster, 503), so a cluster Service is named by its full name; a host outside the cluster is known
+    to Istio only through a ServiceEntry (`_external_entry`)."""
+    cluster = model.cluster_service(host, svc.namespace)
+    if cluster is None:
+        return host.rstrip("."), False
+    return f"{cluster[0]}.{cluster[1]}.svc.{svc.cluster_domain}", True
+
+
+def _destination(model: Model, svc: Service, port: Port, fork: Fork) -> dict:
     """Subsets and ServiceEntries are named after the sandbox that declared the fork, so a route
     group reaching the same fork shares them."""
     match fork.destination:
         case HostDestination(host=host, port=host_port):
-            return {"host": host, "port": {"number": host_port or port.number}}
+            return {"host": istio_host(model, svc, host)[0], "port": {"number": host_port or port.number}}
         case EndpointsDestination():
             return {"host": endpoints_host(svc, fork.sandbox), "port": {"number": port.number}}
         case SubsetDestination():
@@ -120,7 +131,7 @@ def _routes(model: Model, svc: Service, forks: tuple[tuple[str, Fork], ...]) -> 
             if multi:
                 header["port"] = baggage["port"] = port.number
             keyed.append({"name": f"meshforge-{key}{suffix}", "match": [header, baggage],
-                          "route": [{"destination": _destination(svc, port, fork)}]})
+                          "route": [{"destination": _destination(model, svc, port, fork)}]})
         route: dict = {"name": f"meshforge-baseline{suffix}"}
         if multi:
             route["match"] = [{"port": port.number}]
@@ -267,6 +278,8 @@ def emit(model: Model, diags: Diagnostics | None = None) -> list[KubeObject]:
         for sandbox, f in sorted(by_sandbox.items()):
             if isinstance(f.destination, EndpointsDestination):
                 objects.append(_service_entry(svc, sandbox, f.destination, f.origin))
+            elif isinstance(f.destination, HostDestination) and not istio_host(model, svc, f.destination.host)[1]:
+                objects.append(_external_entry(model, svc, sandbox, f.destination, f.origin))
     if model.edge is not None:
         objects.extend(_edge(model, model.edge, diags))
     warn_cluster_protocols(model, diags, "Istio")
@@ -321,7 +334,7 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
     if edge.preview_domain:
         for kr in model.keys:
             fork = fork_of.get(kr.key)
-            dest = [{"destination": _destination(svc, port, fork)}] if fork is not None else baseline
+            dest = [{"destination": _destination(model, svc, port, fork)}] if fork is not None else baseline
             value = f"{routing.baggage_key}={kr.key}"
             label = owner_label(kr.owner_kind, kr.owner)
             out.append(vs(f"{EDGE_NAME}.preview.{kr.key}", [edge.preview_host(kr.key)], [
@@ -388,6 +401,23 @@ def _service_entry(svc: Service, sandbox: str, dest: EndpointsDestination, origi
         "apiVersion": API, "kind": "ServiceEntry", "metadata": meta,
         "spec": {"hosts": [endpoints_host(svc, sandbox)], "location": "MESH_INTERNAL", "ports": ports,
                  "resolution": "STATIC" if static else "DNS", "endpoints": eps}}, origin)
+
+
+def _external_entry(model: Model, svc: Service, sandbox: str, dest: HostDestination, origin: Span) -> KubeObject:
+    """A host fork outside the cluster (`b.example.com`), made known to Istio: without a ServiceEntry Istio
+    builds no cluster for the host and the keyed route answers 503. Resolved by DNS, as the xDS backend does."""
+    ports = {}
+    for p in svc.routable_ports:
+        number = dest.port or p.number
+        ports.setdefault(number, {"number": number, "name": f"{p.protocol.lower()}-{number}",
+                                  **({} if p.undeclared else {"protocol": p.protocol})})
+    name = _object_name(svc, f".{sandbox}")
+    meta = metadata(name, svc.namespace)
+    meta["labels"][SANDBOX_LABEL] = sandbox
+    return KubeObject("ServiceEntry", svc.namespace, name, {
+        "apiVersion": API, "kind": "ServiceEntry", "metadata": meta,
+        "spec": {"hosts": [istio_host(model, svc, dest.host)[0]], "location": "MESH_EXTERNAL",
+                 "ports": [ports[n] for n in sorted(ports)], "resolution": "DNS"}}, origin)
 
 
 def render_files(model: Model, diags: Diagnostics) -> list[Rendered]:
