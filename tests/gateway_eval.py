@@ -34,7 +34,16 @@ def _precedence(match: dict) -> tuple:
 
 def route(objects: list[dict], namespace: str, service: str, port: int, headers: dict[str, list[str]],
           path: str = "/") -> dict | None:
-    """The backendRef a request reaches, or None when no route applies (plain Kubernetes routing)."""
+    """The backendRef a request reaches (the first of its rule's), or None when no route applies (plain
+    Kubernetes routing)."""
+    refs = backends(objects, namespace, service, port, headers, path)
+    return refs[0] if refs else None
+
+
+def backends(objects: list[dict], namespace: str, service: str, port: int, headers: dict[str, list[str]],
+             path: str = "/") -> list[dict] | None:
+    """Every backendRef of the rule a request reaches with a weight above 0 (a weighted split sends it to
+    any of them), or None when no route applies."""
     headers = {k.lower(): v for k, v in headers.items()}
     candidates = []
     for obj in objects:
@@ -54,9 +63,9 @@ def route(objects: list[dict], namespace: str, service: str, port: int, headers:
                         p["type"] == "PathPrefix" and not path.startswith(p["value"]):
                     continue
                 if all(_header_ok(h, headers) for h in m.get("headers") or []):
-                    candidates.append((_precedence(m), obj["metadata"]["name"], rule["backendRefs"][0], ns))
+                    candidates.append((_precedence(m), obj["metadata"]["name"], rule["backendRefs"], ns))
     if not candidates:
         return None
     best = max(c[0] for c in candidates)
-    _, _, backend, ns = min((c for c in candidates if c[0] == best), key=lambda c: c[1])
-    return {"namespace": ns, **backend}
+    _, _, refs, ns = min((c for c in candidates if c[0] == best), key=lambda c: c[1])
+    return [{"namespace": ns, **r} for r in refs if r.get("weight", 1) > 0]

@@ -2,7 +2,7 @@
 // as an Envoy bootstrap that a stock Envoy runs on loopback.
 //
 //	translate --proxy sidecar:SERVICE.NAMESPACE|gateway:NAME.NAMESPACE --port [SERVICE.NAMESPACE:]SERVICEPORT=HOST:PORT...
-//	          [--admin-port N] FILE...
+//	          [--admin-port N] [--output FILE] [--explain] FILE...
 //
 // The inputs are YAML files: Services, Pods, EndpointSlices, Namespaces and Gateway API objects go to the
 // fake Kubernetes client; Istio's networking objects (VirtualService, DestinationRule, ServiceEntry,
@@ -23,7 +23,15 @@
 //     resolve against it) and creation times in input order (Istio merges a host's VirtualServices oldest
 //     first);
 //   - the bootstrap carries the layered runtime Istio's own bootstrap gives every proxy (pkg/bootstrap's
-//     default runtime flags: RE2 programs up to 32768, as istio-agent would set them).
+//     default runtime flags: RE2 programs up to 32768, as istio-agent would set them);
+//   - CustomResourceDefinitions among the inputs are installed as a cluster has them, their annotations
+//     included (Istio watches GRPCRoutes only when the Gateway API CRDs carry a recent bundle version);
+//   - the proxy is a pod of the inputs: a sidecar is the first pod of its Service; a gateway the first pod of
+//     the Service NAME when there is one (a Gateway API Gateway binds to its Service's pods), else a pod
+//     labelled istio=NAME (what Istio Gateways select).
+//
+// --explain prints to standard error what Istio's Gateway API implementation generated and which services
+// the proxy is a target of.
 package main
 
 import (
@@ -51,8 +59,12 @@ import (
 	"istio.io/istio/pilot/pkg/config/kube/crd"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/constants"
+	"istio.io/istio/pkg/config/schema/gvk"
+	"istio.io/istio/pkg/kube/kclient/clienttest"
 	istiolog "istio.io/istio/pkg/log"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 type failer struct{ cleanups []func() }
@@ -82,7 +94,7 @@ func fail(format string, args ...any) {
 }
 
 // split sorts the documents of the input files: Istio networking objects, and the rest (Kubernetes).
-func split(files []string) (istio, kube string, objects []map[string]any) {
+func split(files []string) (istio, kube string, objects, crds []map[string]any) {
 	var ib, kb strings.Builder
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -97,9 +109,13 @@ func split(files []string) (istio, kube string, objects []map[string]any) {
 			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil || obj == nil {
 				continue
 			}
-			objects = append(objects, obj)
 			api, _ := obj["apiVersion"].(string)
 			kind, _ := obj["kind"].(string)
+			if kind == "CustomResourceDefinition" {
+				crds = append(crds, obj) // installed in the cluster: see installCRDs
+				continue
+			}
+			objects = append(objects, obj)
 			if strings.HasPrefix(api, "networking.istio.io/") && istioKinds[kind] {
 				ib.WriteString(doc + "\n---\n")
 			} else {
@@ -107,10 +123,67 @@ func split(files []string) (istio, kube string, objects []map[string]any) {
 			}
 		}
 	}
-	return ib.String(), kb.String(), objects
+	return ib.String(), kb.String(), objects, crds
 }
 
-// proxyFor: the pod of a service (its labels and IP) as a sidecar, or an ingress gateway's pod.
+// installCRDs: the CustomResourceDefinitions among the inputs (the Gateway API's own), installed as a cluster
+// has them. Istio watches a Gateway API kind only when its CRD carries a bundle-version annotation at or above
+// its minimum (pkg/kube/kclient/crdwatcher.go); the fake client's CRDs carry none, so without this Istio
+// ignores GRPCRoutes (and TLS/TCP routes) and every GRPCRoute would silently do nothing. Returns whether any
+// was installed (then Istio's informers start late and the caller waits for them).
+func installCRDs(t *failer, s *xds.FakeDiscoveryServer, crds []map[string]any) bool {
+	for _, o := range crds {
+		meta, _ := o["metadata"].(map[string]any)
+		spec, _ := o["spec"].(map[string]any)
+		names, _ := spec["names"].(map[string]any)
+		annotations := map[string]string{}
+		if a, ok := meta["annotations"].(map[string]any); ok {
+			for k, v := range a {
+				annotations[k] = fmt.Sprint(v)
+			}
+		}
+		versions, _ := spec["versions"].([]any)
+		for _, v := range versions {
+			vm, _ := v.(map[string]any)
+			if stored, _ := vm["storage"].(bool); stored {
+				clienttest.MakeCRDWithAnnotations(t, s.KubeClient(), schema.GroupVersionResource{
+					Group: fmt.Sprint(spec["group"]), Version: fmt.Sprint(vm["name"]), Resource: fmt.Sprint(names["plural"])},
+					annotations)
+			}
+		}
+	}
+	return len(crds) > 0
+}
+
+// settle: after CRDs came late, push until what Istio's Gateway API controller generated stops changing
+// (its informers start on the CRD event and feed the controller asynchronously).
+func settle(t *failer, s *xds.FakeDiscoveryServer) {
+	count := func() int {
+		n := 0
+		for _, kind := range []config.GroupVersionKind{gvk.VirtualService, gvk.Gateway} {
+			for _, c := range s.Env().GatewayAPIController.List(kind, "") {
+				n += len(fmt.Sprint(c.Spec)) + 1
+			}
+		}
+		return n
+	}
+	// stable for a second, synced: Istio's controller recomputes a route when a Service it names appears (until
+	// then its backend is a 500), and on a busy machine that can come late
+	last, stable := -1, 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && stable < 10; {
+		time.Sleep(100 * time.Millisecond)
+		if n := count(); n == last && s.Env().GatewayAPIController.HasSynced() {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+	}
+	s.Discovery.ConfigUpdate(&model.PushRequest{Forced: true, Reason: model.NewReasonStats(model.GlobalUpdate)})
+	s.EnsureSynced(t)
+}
+
+// proxyFor: the pod of a service (its labels and IP) as a sidecar, or an ingress gateway's pod: the first pod
+// of the Service NAME when there is one (how Gateway API Gateways bind), else a pod labelled istio=NAME.
 func proxyFor(spec string, objects []map[string]any) *model.Proxy {
 	kind, target, ok := strings.Cut(spec, ":")
 	name, ns, ok2 := strings.Cut(target, ".")
@@ -127,17 +200,24 @@ func proxyFor(spec string, objects []map[string]any) *model.Proxy {
 	}
 	p := &model.Proxy{ConfigNamespace: ns, ID: name + "-pod." + ns, Metadata: &model.NodeMetadata{
 		Namespace: ns, ClusterID: constants.DefaultClusterName, Labels: map[string]string{}}}
-	if kind == "gateway" {
+	if kind != "sidecar" && kind != "gateway" {
+		fail("--proxy: %q is neither sidecar nor gateway", kind)
+	}
+	if kind == "gateway" && selector == nil {
+		// no Service of that name: a gateway deployment selected by labels alone (Istio Gateways' selector)
 		p.Type = model.Router
+		// what selects a gateway's pods: Istio Gateways by their selector (istio: NAME here)
 		p.Labels = map[string]string{"istio": name}
 		p.Metadata.Labels = p.Labels
 		p.IPAddresses = []string{"10.255.0.1"}
 		return p
 	}
-	if kind != "sidecar" {
-		fail("--proxy: %q is neither sidecar nor gateway", kind)
-	}
+	// a sidecar, or a gateway with a Service (a Gateway API Gateway binds to the pods of its Service, the
+	// one Istio's deployment controller creates): the first pod the Service selects, its labels and IP
 	p.Type = model.SidecarProxy
+	if kind == "gateway" {
+		p.Type = model.Router
+	}
 	// the first pod the Service selects: its labels and IP are the proxy's
 	for _, o := range objects {
 		meta, _ := o["metadata"].(map[string]any)
@@ -207,6 +287,7 @@ func main() {
 	flag.Var(&listen, "port", "[SERVICE.NAMESPACE:]SERVICEPORT=HOST:PORT (repeatable): Istio's outbound routing for "+
 		"that service port (its VIP listener when Istio built one, else 0.0.0.0_PORT) on HOST:PORT")
 	flag.IntVar(&admin, "admin-port", 0, "Envoy's admin port on 127.0.0.1 (0: none)")
+	explain := flag.Bool("explain", false, "print to standard error what Istio made of the Gateway API inputs")
 	output := flag.String("output", "-", "where to write the bootstrap (JSON; -: standard output)")
 	flag.Parse()
 	logs := istiolog.DefaultOptions()
@@ -221,7 +302,7 @@ func main() {
 	if proxySpec == "" || len(listen) == 0 || flag.NArg() == 0 {
 		fail("usage: translate --proxy sidecar:SVC.NS|gateway:NAME.NS --port SERVICEPORT=HOST:PORT... FILE...")
 	}
-	istioCfg, kubeCfg, objects := split(flag.Args())
+	istioCfg, kubeCfg, objects, crds := split(flag.Args())
 	t := &failer{}
 	// Istio's configs as the Kubernetes config store gives them to pilot: with the cluster's domain (short
 	// destination hosts resolve against it) and creation times in the order of the inputs (Istio merges
@@ -241,7 +322,27 @@ func main() {
 		}
 	}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs, KubernetesObjectString: kubeCfg})
+	if installCRDs(t, s, crds) {
+		settle(t, s)
+	}
 	proxy := s.SetupProxy(proxyFor(proxySpec, objects))
+	if *explain {
+		for _, st := range proxy.ServiceTargets {
+			fmt.Fprintf(os.Stderr, "translate: the proxy is a target of %s:%d\n", st.Service.Hostname, st.Port.Port)
+		}
+		if proxy.MergedGateway != nil {
+			fmt.Fprintf(os.Stderr, "translate: the proxy runs gateway servers %v\n", proxy.MergedGateway.ServerPorts)
+		}
+	}
+	if *explain && s.Env().GatewayAPIController != nil {
+		// what Istio's Gateway API implementation made of the Gateway API inputs (VirtualServices, as istiod's
+		// debug endpoint shows them), and the status it gave each route
+		for _, kind := range []config.GroupVersionKind{gvk.VirtualService, gvk.Gateway} {
+			for _, c := range s.Env().GatewayAPIController.List(kind, "") {
+				fmt.Fprintf(os.Stderr, "translate: generated %s %s/%s %v: %v\n", kind.Kind, c.Namespace, c.Name, c.Annotations, c.Spec)
+			}
+		}
+	}
 	listeners := s.Listeners(proxy)
 	routes := map[string]*route.RouteConfiguration{}
 	for _, r := range s.RoutesFromListeners(proxy, listeners) {
