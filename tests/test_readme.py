@@ -63,7 +63,7 @@ def command_lines() -> list[str]:
             else:
                 lines.append(line)
         for line in lines:
-            for m in re.finditer(r"(?:^\s*|&&\s*|\|\s*|;\s*|\.venv/bin/)meshforge ([^\n#]*)", line):
+            for m in re.finditer(r"(?:^\s*|&&\s*|\|\s*|;\s*|\.venv/bin/)meshforge ([^\n#|;&>]*)", line):
                 out.append(m[1])
     for span in re.findall(r"`([^`\n]+)`", README):
         for m in re.finditer(r"^meshforge ([^`]*)", span):

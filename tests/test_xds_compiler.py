@@ -225,3 +225,34 @@ def test_changes_after_incremental_resolution_take_the_fast_path_and_equal_a_fre
         untouched = [n for n in snap.nodes if snap.nodes[n] is prev.nodes.get(n)]
         assert len(untouched) > len(snap.nodes) // 2, i  # most nodes keep their very objects
         prev = snap
+
+
+def test_a_transparent_sidecar_gets_the_same_routes_with_a_passthrough_catch_all(tmp_path):
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.listener.v3 import listener_pb2
+
+    from meshforge.xdsapi import LISTENER_TYPE
+
+    model = model_of(make_specs(tmp_path))
+    snap = XdsCompiler().compile(model)
+    node = next(iter(snap.nodes))
+    plain, clear = snap.resources(node), snap.resources(node, transparent=True)
+    routes = route_pb2.RouteConfiguration.FromString(clear[ROUTE_TYPE][names.TRANSPARENT_ROUTE_CONFIG].body)
+    base = route_pb2.RouteConfiguration.FromString(plain[ROUTE_TYPE][names.ROUTE_CONFIG].body)
+    assert routes.SerializeToString(deterministic=True) == clear[ROUTE_TYPE][names.TRANSPARENT_ROUTE_CONFIG].body
+    assert list(routes.virtual_hosts)[:-1] == list(base.virtual_hosts)[:-1]  # every service's routes as they are
+    assert base.virtual_hosts[-1].routes[0].direct_response.status == 404
+    assert routes.virtual_hosts[-1].domains == ["*"]
+    assert routes.virtual_hosts[-1].routes[0].route.cluster == names.PASSTHROUGH_CLUSTER
+    passthrough = cluster_pb2.Cluster.FromString(clear[CLUSTER_TYPE][names.PASSTHROUGH_CLUSTER].body)
+    assert passthrough.type == cluster_pb2.Cluster.ORIGINAL_DST
+    assert set(clear[CLUSTER_TYPE]) == set(plain[CLUSTER_TYPE]) | {names.PASSTHROUGH_CLUSTER}
+    (lis,) = clear[LISTENER_TYPE].values()
+    listener = listener_pb2.Listener.FromString(lis.body)
+    assert listener.listener_filters[0].name == "envoy.filters.listener.original_dst"
+    ports = {c.filter_chain_match.destination_port.value for c in listener.filter_chains}
+    assert ports == {p.number for s in model.services for p in s.routable_ports} | {15001}
+    assert listener.default_filter_chain.filters[0].name == "envoy.filters.network.tcp_proxy"
+    # asked twice: the very same dicts (the server's "unchanged" rule compares by identity)
+    again = snap.resources(node, transparent=True)
+    assert again[ROUTE_TYPE] is clear[ROUTE_TYPE] and again[CLUSTER_TYPE] is clear[CLUSTER_TYPE]

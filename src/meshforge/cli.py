@@ -370,14 +370,17 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
               "the proxy's machine).")
 @click.option("--tls-cert-file", default=None, help="Mutual TLS: this proxy's certificate (path on its machine).")
 @click.option("--tls-key-file", default=None, help="Mutual TLS: this proxy's private key (path on its machine).")
+@click.option("--transparent", is_flag=True, help="The sidecar sits behind `meshforge capture-rules`: its outbound "
+              "listener takes the pod's redirected connections and routes them by their original destination.")
 def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file,
-              tls_cert_file, tls_key_file):
+              tls_cert_file, tls_key_file, transparent):
     """Print an Envoy bootstrap (YAML) for one sidecar, or with --edge for the edge proxy, pointing at
     meshforge serve.
 
     \b
     Examples:
       meshforge bootstrap --service cart.shop --xds-address meshforge.infra:18000 > envoy.yaml
+      meshforge bootstrap --service cart.shop --transparent --xds-address meshforge.infra:18000 > envoy.yaml
       meshforge bootstrap --edge --listen-address 0.0.0.0:8080 --xds-address meshforge.infra:18000 > edge.yaml
     """
     from .emit.xds.backend import dump, to_dict
@@ -401,6 +404,8 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
             raise click.BadParameter(str(e), param_hint="--listen-address")
     elif not service:
         raise click.UsageError("--service is required (or --edge for the edge proxy)")
+    if transparent and edge:
+        raise click.UsageError("--transparent is for a sidecar; the edge proxy listens where --listen-address says")
     elif listen_address:
         raise click.UsageError("--listen-address is for --edge; a sidecar listens on 127.0.0.1:--outbound-port")
     if bool(tls_cert_file) != bool(tls_key_file):
@@ -409,7 +414,37 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
         raise click.UsageError("--tls-cert-file needs --tls-ca-file (the CA of serve's certificate)")
     tls = XdsTls(tls_ca_file, tls_cert_file, tls_key_file) if tls_ca_file else None
     click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls,
-                                          edge_listen=listen))), nl=False)
+                                          edge_listen=listen, transparent=transparent))), nl=False)
+
+
+@main.command("capture-rules", short_help="Print iptables rules that send a pod's outbound TCP to its sidecar.")
+@click.option("--proxy-uid", required=True, type=click.IntRange(0, 2**32 - 2),
+              help="The user id Envoy runs as: its own connections (to serve, to upstreams) are not captured.")
+@click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True,
+              help="The sidecar's outbound port (its bootstrap's --outbound-port).")
+@click.option("--exclude-cidr", multiple=True, metavar="CIDR", help="Destinations left alone (repeatable).")
+@click.option("--exclude-port", multiple=True, type=click.IntRange(1, MAX_PORT), metavar="PORT",
+              help="Destination ports left alone (repeatable).")
+@click.option("--ipv6", is_flag=True, help="Rules for ip6tables-restore instead of iptables-restore.")
+@click.option("--remove", is_flag=True, help="Rules that take the capture away again (for iptables-restore --noflush).")
+def capture_rules(proxy_uid, outbound_port, exclude_cidr, exclude_port, ipv6, remove):
+    """Print `iptables-restore` input (nat table) that redirects the outbound TCP connections of this network
+    namespace (a pod) to the sidecar's outbound listener, except the sidecar's own (--proxy-uid), loopback,
+    --exclude-cidr and --exclude-port. The sidecar's bootstrap needs --transparent.
+
+    \b
+    Examples:
+      meshforge capture-rules --proxy-uid 1337 | iptables-restore
+      meshforge capture-rules --proxy-uid 1337 --ipv6 | ip6tables-restore
+      meshforge capture-rules --proxy-uid 1337 --remove | iptables-restore --noflush
+    """
+    from .capture import Capture, rules
+
+    try:
+        capture = Capture(proxy_uid, outbound_port, tuple(exclude_cidr), tuple(exclude_port), ipv6)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--exclude-cidr")
+    click.echo(rules(capture, remove), nl=False)
 
 
 @main.command(short_help="Show where recent requests with a key went, and the hop that lost it.")

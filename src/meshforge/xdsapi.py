@@ -88,6 +88,8 @@ MESSAGE_MODULES = tuple(t.module for t in TYPES) + (
 )
 
 OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming the sidecar's listener port
+PASSTHROUGH_CLUSTER = "meshforge_passthrough"  # a transparent sidecar's traffic to destinations outside the mesh
+TRANSPARENT_METADATA = "meshforge.transparent"  # node metadata key: "true" for a sidecar behind capture rules
 LISTEN_ADDRESS_METADATA = "meshforge.listen_address"  # node metadata key: the edge's listener HOST:PORT
 EDGE_NODE = "meshforge-edge"  # node.cluster of the edge proxy (never a service id: those are name.namespace)
 DEFAULT_OUTBOUND_PORT = 15001
@@ -180,9 +182,10 @@ class Snapshot(Protocol):
         """Mesh-wide settings every node's configuration depends on; a change here changes every node."""
         ...
 
-    def resources(self, node: str, port: int, host: str | None = None) -> Mapping[str, Mapping[str, Resource]]:
+    def resources(self, node: str, port: int, host: str | None = None,
+                  transparent: bool = False) -> Mapping[str, Mapping[str, Resource]]:
         """Type URL -> resource name -> resource for one node whose listener is on `host:port`
-        (None: the node kind's default host)."""
+        (None: the node kind's default host); `transparent`: a sidecar behind capture rules."""
         ...
 
 

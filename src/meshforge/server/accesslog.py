@@ -21,7 +21,7 @@ from collections.abc import Callable
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from ..xdsapi import parse_cluster, valid_routing_key
+from ..xdsapi import PASSTHROUGH_CLUSTER, parse_cluster, valid_routing_key
 from .ads import StreamError
 
 log = logging.getLogger("meshforge.accesslog")
@@ -246,6 +246,8 @@ class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):
                     except Exception as err:  # noqa: BLE001 - a malformed entry from a client: counted, not fatal
                         self._drop("malformed", f"{type(err).__name__}: {err}")
                         continue
+                    if row[CLUSTER] == PASSTHROUGH_CLUSTER:
+                        continue  # a transparent sidecar's call outside the mesh: no hop of it
                     if row[CLUSTER] and (parse_cluster(row[CLUSTER]) is None or
                                          (clusters is not None and row[CLUSTER] not in clusters)):
                         self._drop("not the node's cluster", f"node {node!r} logged cluster {row[CLUSTER]!r}")

@@ -42,6 +42,7 @@ from ..xdsapi import (
     ROUTE_TYPE,
     SHORT_NAMES,
     SIDECAR_HOST,
+    TRANSPARENT_METADATA,
     WILDCARD_TYPES,
     listen_address,
     outbound_port,
@@ -165,6 +166,7 @@ class _Stream:
         self.node = ""  # node.cluster: the service this proxy is the sidecar of
         self.port = DEFAULT_OUTBOUND_PORT
         self.host: str | None = None  # the listener's address; None: the node kind's default
+        self.transparent = False  # behind capture rules (its bootstrap's --transparent)
         self.types: dict[str, _TypeState] = {}
         self.queue: asyncio.Queue = asyncio.Queue()
         self.out: asyncio.Queue = asyncio.Queue()
@@ -192,6 +194,14 @@ class _Stream:
             except ValueError as e:
                 raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"node {node.id!r}: metadata {LISTEN_ADDRESS_METADATA}: {e}") from None
+        meta = node.metadata.fields.get(TRANSPARENT_METADATA)
+        if meta is not None:
+            value = _port_value(meta)
+            if value not in ("true", "false"):
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"node {node.id!r}: metadata {TRANSPARENT_METADATA}: {value!r} is neither "
+                                  "true nor false")
+            self.transparent = value == "true"
         self.server.authorize(self, node)
         self.node_id, self.node = node.id, node.cluster
         if self.cache.snapshot is not None and not self.cache.known_node(self.node):
@@ -209,7 +219,7 @@ class _Stream:
         return {n: r for n, r in res.items() if n in sub.names}
 
     def source(self, type_url: str) -> dict:
-        return self.cache.resources(self.node, self.port, self.host).get(type_url, {})
+        return self.cache.resources(self.node, self.port, self.host, self.transparent).get(type_url, {})
 
     def unchanged(self, st: _TypeState, type_url: str, keep_removed: bool) -> bool:
         """True when this type was last sent from the very same snapshot dict under the same

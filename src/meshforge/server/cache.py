@@ -34,10 +34,10 @@ class SnapshotCache:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._queues.discard(q)
 
-    def resources(self, node: str, port: int, host: str | None = None) -> dict:
+    def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False) -> dict:
         if self.snapshot is None:
             return {}
-        return self.snapshot.resources(node, port, host)
+        return self.snapshot.resources(node, port, host, transparent)
 
     def clusters_of(self, node: str) -> "_Clusters":
         """The clusters a node holds now or held under the previous snapshot (the calls its proxy can log), as

@@ -33,17 +33,22 @@ from ...xdsapi import (
     EDGE_NODE,
     LISTEN_ADDRESS_METADATA,
     OUTBOUND_PORT_METADATA,
+    TRANSPARENT_METADATA,
 )
 from .names import XDS_CLUSTER
 from .resources import _h2_options, ads_source
 
 
-def node_proto(cluster: str, node_id: str, outbound_port: int, listen: tuple[str, int] | None = None) -> base_pb2.Node:
+def node_proto(cluster: str, node_id: str, outbound_port: int, listen: tuple[str, int] | None = None,
+               transparent: bool = False) -> base_pb2.Node:
     """`node.cluster` names the service (or the edge); the metadata says which port the outbound listener
-    takes, or (the edge) the address its listener binds."""
+    takes (and whether capture rules send it the pod's connections), or (the edge) the address its listener
+    binds."""
     meta = struct_pb2.Struct()
     if listen is None:
         meta.update({OUTBOUND_PORT_METADATA: str(outbound_port)})
+        if transparent:
+            meta.update({TRANSPARENT_METADATA: "true"})
     else:
         host, port = listen
         meta.update({LISTEN_ADDRESS_METADATA: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"})
@@ -83,8 +88,9 @@ def _tls_socket(tls: XdsTls, xds_host: str) -> base_pb2.TransportSocket:
 def ads_bootstrap(service: str | None, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
                   admin_port: int = DEFAULT_ADMIN_PORT, node_id: str | None = None,
                   delta: bool = False, tls: XdsTls | None = None,
-                  edge_listen: tuple[str, int] | None = None) -> bootstrap_pb2.Bootstrap:
-    """A sidecar's bootstrap (`service`), or with `edge_listen` (HOST, PORT) the edge proxy's."""
+                  edge_listen: tuple[str, int] | None = None, transparent: bool = False) -> bootstrap_pb2.Bootstrap:
+    """A sidecar's bootstrap (`service`), or with `edge_listen` (HOST, PORT) the edge proxy's; `transparent`:
+    behind capture rules."""
     if edge_listen is not None:
         cluster = EDGE_NODE
     elif service is None:
@@ -92,7 +98,7 @@ def ads_bootstrap(service: str | None, xds_host: str, xds_port: int, outbound_po
     else:
         cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
     b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}",
-                                                outbound_port, edge_listen))
+                                                outbound_port, edge_listen, transparent))
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))

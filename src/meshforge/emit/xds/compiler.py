@@ -27,7 +27,7 @@ from ...xdsapi import (
     ROUTE_TYPE,
     Resource,
 )
-from . import names, resources
+from . import listeners, names, resources
 from .nodes import EDGE, SIDECAR, NodeKind
 from .resources import AccessLogs
 
@@ -82,6 +82,32 @@ def _listener(kind: NodeKind, host: str, port: int, routing: Routing, edge: Edge
     return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
 
 
+@functools.lru_cache(maxsize=1024)
+def _transparent_listener(host: str, port: int, routing: Routing, edge: Edge | None, http_ports: frozenset[int],
+                          access_logs: AccessLogs | None) -> dict[str, Resource]:
+    lis = listeners.transparent_listener(host, port, routing, edge, http_ports, access_logs)
+    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
+
+
+_ROUTES_HEAD = _field(1, names.ROUTE_CONFIG.encode())
+_TRANSPARENT_HEAD = _field(1, names.TRANSPARENT_ROUTE_CONFIG.encode())
+_PASSTHROUGH_HOST = _field(2, _ser(resources.passthrough_virtual_host()))
+_PASSTHROUGH = Resource.of(names.PASSTHROUGH_CLUSTER, CLUSTER_TYPE, _ser(resources.passthrough_cluster()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resource]]:
+    """(routes, clusters) of a transparent sidecar of `cfg`'s scope: its routes under the transparent name with
+    the passthrough catch-all instead of the 404 (the same bytes in between), and the passthrough cluster.
+    Made on the first transparent node's request, once per scope and snapshot (NodeConfig hashes by identity)."""
+    body = cfg.routes[names.ROUTE_CONFIG].body
+    if not (body.startswith(_ROUTES_HEAD) and body.endswith(_UNKNOWN_HOST)):
+        raise ValueError("a sidecar's route configuration is not in the form _build_group writes")
+    routes = _TRANSPARENT_HEAD + body[len(_ROUTES_HEAD):len(body) - len(_UNKNOWN_HOST)] + _PASSTHROUGH_HOST
+    return ({names.TRANSPARENT_ROUTE_CONFIG: Resource.of(names.TRANSPARENT_ROUTE_CONFIG, ROUTE_TYPE, routes)},
+            dict(sorted({**cfg.clusters, names.PASSTHROUGH_CLUSTER: _PASSTHROUGH}.items())))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Immutable once made: the server reads it from the event loop and the admin thread at once."""
@@ -90,20 +116,31 @@ class Snapshot:
     routing: Routing
     edge: Edge | None = None
     access_logs: AccessLogs | None = None  # listeners send access logs to serve (over ADS only)
+    http_ports: frozenset[int] = frozenset()  # every port some service routes HTTP on (transparent listeners)
 
     @property
     def settings(self) -> Routing:
         return self.routing
 
-    def listeners(self, kind: NodeKind, port: int, host: str | None = None) -> dict[str, Resource]:
+    def listeners(self, kind: NodeKind, port: int, host: str | None = None,
+                  transparent: bool = False) -> dict[str, Resource]:
+        if transparent and kind is SIDECAR:
+            return _transparent_listener(host or kind.default_host, port, self.routing, self.edge, self.http_ports,
+                                         self.access_logs)
         return _listener(kind, host or kind.default_host, port, self.routing, self.edge, self.access_logs)
 
-    def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT,
-                  host: str | None = None) -> dict[str, dict[str, Resource]]:
-        """type URL -> name -> resource for one node; an unknown node gets an empty, valid config."""
+    def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT, host: str | None = None,
+                  transparent: bool = False) -> dict[str, dict[str, Resource]]:
+        """type URL -> name -> resource for one node; an unknown node gets an empty, valid config. A
+        transparent sidecar (its bootstrap's `--transparent`) gets the capture listener, the routes with
+        the passthrough catch-all and the passthrough cluster."""
         cfg = self.nodes.get(node)
         if cfg is None:
             return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
+        if transparent and cfg.kind is SIDECAR:
+            routes, clusters = _transparent(cfg)
+            return {LISTENER_TYPE: self.listeners(cfg.kind, port, host, True), ROUTE_TYPE: routes,
+                    CLUSTER_TYPE: clusters, ENDPOINT_TYPE: cfg.endpoints}
         return {LISTENER_TYPE: self.listeners(cfg.kind, port, host), ROUTE_TYPE: cfg.routes,
                 CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
 
@@ -154,6 +191,7 @@ class XdsCompiler:
         self._told_all: list[tuple] = []  # the group keys whose scope is every service
         self._token: object | None = None  # the revision of the model compiled last
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
+        self._http_ports: tuple[object, frozenset[int]] = (None, frozenset())  # (the services, their HTTP ports)
 
     def compile(self, model: Model) -> Snapshot:
         """A snapshot of `model`. When its services are the very objects of the last model (resolution
@@ -172,7 +210,10 @@ class XdsCompiler:
             nodes[EDGE_NODE] = self._edge_node(model, model.edge, changed_keys)
         else:
             self._edge = None
-        return Snapshot(nodes, model.routing, model.edge, self.access_logs)
+        if self._http_ports[0] is not model.services:  # the services changed: once per such compile
+            self._http_ports = (model.services,
+                                frozenset(p.number for svc in model.services for p in svc.routable_ports))
+        return Snapshot(nodes, model.routing, model.edge, self.access_logs, self._http_ports[1])
 
     def verify(self, model: Model, snapshot: Snapshot) -> list[str]:
         """`model` compiled again by a fresh compiler: how `snapshot` (this one's result for it) differs,
@@ -359,7 +400,7 @@ class XdsCompiler:
         return _ServiceArtifacts(same, other, clusters, endpoints)
 
     def _build_group(self, kind: NodeKind, namespace: str, scope: tuple[str, ...], model: Model) -> NodeConfig:
-        parts = [_field(1, names.ROUTE_CONFIG.encode())]
+        parts = [_ROUTES_HEAD]
         clusters: dict[str, Resource] = {}
         endpoints: dict[str, Resource] = {}
         for sid in scope:

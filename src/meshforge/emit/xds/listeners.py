@@ -10,15 +10,17 @@ from __future__ import annotations
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from ...model import Edge, Routing
 from . import names, resources
 from .filters import Chain, http_filters
-from .resources import AccessLogs
+from .resources import AccessLogs, _any
 
 
 def _assemble(hcm: hcm_pb2.HttpConnectionManager, chain: Chain, route_config_name: str,
@@ -44,6 +46,34 @@ def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
     _assemble(hcm, chain, names.ROUTE_CONFIG, route_config)
     return listener_pb2.Listener(name=names.LISTENER, address=resources.socket_address(host, port),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
+
+
+def transparent_listener(host: str, port: int, routing: Routing, edge: Edge | None, http_ports: frozenset[int],
+                         access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
+    """A transparent sidecar's outbound listener: the capture rules (`meshforge capture-rules`) redirect every
+    outbound TCP connection of the pod here; the original_dst filter restores where it was going. A connection
+    to a port some service of the mesh serves HTTP (HTTP/1.1, h2c, gRPC) on is routed by its Host, with the
+    same routes and key matching as the HTTP-proxy listener (a host the mesh does not know: to the original
+    destination); any other connection (outside hosts, TCP ports) passes through to its original destination
+    untouched. Connections that were not redirected (an application using the sidecar as an HTTP proxy) reach
+    the HTTP chain through the default port match too, so both modes work at once on this listener."""
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    chain = Chain("sidecar", routing, edge, ads=True, access_logs=access_logs)
+    _assemble(hcm, chain, names.TRANSPARENT_ROUTE_CONFIG, None)
+    http = resources.hcm_filter(hcm)
+    chains = [listener_components_pb2.FilterChain(
+        name=f"http-{p}", filter_chain_match=listener_components_pb2.FilterChainMatch(
+            destination_port=wrappers_pb2.UInt32Value(value=p)), filters=[http])
+        for p in sorted(http_ports | {port})]  # its own port: applications that use it as an HTTP proxy
+    passthrough = tcp_proxy_pb2.TcpProxy(stat_prefix="passthrough", cluster=names.PASSTHROUGH_CLUSTER)
+    return listener_pb2.Listener(
+        name=names.LISTENER, address=resources.socket_address(host, port),
+        listener_filters=[listener_components_pb2.ListenerFilter(
+            name="envoy.filters.listener.original_dst", typed_config=_any(original_dst_pb2.OriginalDst()))],
+        filter_chains=chains,
+        default_filter_chain=listener_components_pb2.FilterChain(
+            name="passthrough", filters=[listener_components_pb2.Filter(
+                name="envoy.filters.network.tcp_proxy", typed_config=_any(passthrough))]))
 
 
 def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_pb2.RouteConfiguration | None,

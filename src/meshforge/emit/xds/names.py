@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ...xdsapi import EDGE_NODE
+from ...xdsapi import EDGE_NODE, PASSTHROUGH_CLUSTER  # noqa: F401 - re-exported: the xDS names live here
 
 LISTENER = "meshforge_outbound"
 ROUTE_CONFIG = "meshforge_outbound"
 EDGE_LISTENER = "meshforge_edge"
 EDGE_ROUTE_CONFIG = "meshforge_edge"
+TRANSPARENT_ROUTE_CONFIG = "meshforge_transparent"  # a transparent sidecar's routes: unknown hosts pass through
 XDS_CLUSTER = "meshforge_xds"  # the bootstrap's cluster for the control plane
 
 

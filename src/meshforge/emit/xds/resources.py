@@ -217,6 +217,25 @@ def unknown_host_virtual_host() -> route_components_pb2.VirtualHost:
                 status=404, body=base_pb2.DataSource(inline_string=UNKNOWN_HOST_BODY)))])
 
 
+def passthrough_virtual_host() -> route_components_pb2.VirtualHost:
+    """The catch-all of a transparent sidecar's routes: a host the mesh does not know goes where the
+    application sent it (the connection's original destination), untouched."""
+    return route_components_pb2.VirtualHost(
+        name="passthrough", domains=["*"],
+        routes=[route_components_pb2.Route(
+            name="passthrough", match=route_components_pb2.RouteMatch(prefix="/"),
+            route=route_components_pb2.RouteAction(cluster=names.PASSTHROUGH_CLUSTER,
+                                                   timeout=duration_pb2.Duration()))])
+
+
+def passthrough_cluster() -> cluster_pb2.Cluster:
+    """Connections (and requests) to destinations the mesh does not know: to the original destination the
+    capture rules redirected (restored by the listener's original_dst filter)."""
+    return cluster_pb2.Cluster(
+        name=names.PASSTHROUGH_CLUSTER, type=cluster_pb2.Cluster.ORIGINAL_DST,
+        lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED, connect_timeout=duration_pb2.Duration(seconds=5))
+
+
 def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
     rc = route_pb2.RouteConfiguration(name=names.ROUTE_CONFIG)
     rc.virtual_hosts.extend(vhosts)

@@ -1,0 +1,173 @@
+"""Applications with no proxy settings, for the transparent-capture tests (tests/test_capture.py): run inside
+a test network namespace as a user other than the sidecar's, so that their connections are captured.
+
+    capture_app.py serve SPEC.json     # the services: HTTP/1.1 (and h2c) servers and gRPC servers, as SPEC says
+    capture_app.py call http URL [HEADER=VALUE...]       # one HTTP/1.1 GET, its JSON answer on stdout
+    capture_app.py call h2 URL [HEADER=VALUE...]         # the same over HTTP/2 without TLS (prior knowledge)
+    capture_app.py call grpc HOST:PORT [KEY=VALUE...]    # one unary gRPC call, metadata KEY=VALUE
+    capture_app.py call tcp HOST:PORT                    # a raw TCP exchange: sends "ping", prints what came back
+
+Every server answers who it is, the routing key header and the baggage it received and, when it has a next
+hop, that hop's answer: it calls the next hop by name, directly (no proxy: the capture rules take it), and
+passes the baggage on as OpenTelemetry would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import socketserver
+import sys
+import threading
+import urllib.parse
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+
+METHOD = "/meshforge.test.Echo/Who"
+
+
+def http_call(url: str, headers: dict[str, str]) -> dict:
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
+    try:
+        conn.request("GET", u.path or "/", headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        try:
+            return {"status": r.status, **json.loads(body)}
+        except ValueError:
+            return {"status": r.status, "body": body.decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+def h2_call(url: str, headers: dict[str, str]) -> dict:
+    """GET over HTTP/2 with prior knowledge (h2c), with the h2 library: no upgrade, no TLS."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    u = urllib.parse.urlsplit(url)
+    with socket.create_connection((u.hostname, u.port or 80), timeout=10) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", u.netloc),
+                              (":path", u.path or "/"), *headers.items()], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, body = None, b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return {"status": status, "http_version": "HTTP/2", **json.loads(body)}
+            sock.sendall(conn.data_to_send())
+    raise OSError("the connection closed before the response ended")
+
+
+def grpc_call(target: str, metadata: dict[str, str]) -> dict:
+    with grpc.insecure_channel(target) as ch:
+        answer = ch.unary_unary(METHOD)(b"", metadata=tuple(metadata.items()), timeout=10)
+        return json.loads(answer)
+
+
+def serve(spec: dict) -> None:
+    stop = threading.Event()
+    servers = []  # a gRPC server that is garbage collected stops
+    for s in spec["services"]:
+        if s["kind"] == "http":
+            _http_server(s)
+        elif s["kind"] == "grpc":
+            server = grpc.server(futures.ThreadPoolExecutor(4))
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("meshforge.test.Echo", {
+                "Who": grpc.unary_unary_rpc_method_handler(_grpc_who(s))})])
+            if server.add_insecure_port(f"{s['address']}:{s['port']}") == 0:
+                raise SystemExit(f"cannot listen on {s['address']}:{s['port']}")
+            server.start()
+            servers.append(server)
+        elif s["kind"] == "tcp":
+            _tcp_server(s)
+    print("ready", flush=True)
+    stop.wait()
+
+
+def _grpc_who(s: dict):
+    def who(request: bytes, context) -> bytes:
+        md = dict(context.invocation_metadata())
+        return json.dumps({"name": s["name"], "key": md.get("x-meshforge-routing-key"),
+                           "baggage": [md["baggage"]] if "baggage" in md else []}).encode()
+    return who
+
+
+def _http_server(s: dict) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms Nagle stall
+
+        def do_GET(self):
+            out = {"name": s["name"], "key": self.headers.get("x-meshforge-routing-key"),
+                   "baggage": self.headers.get_all("baggage") or []}
+            if s.get("next"):
+                fwd = {"baggage": ",".join(out["baggage"])} if out["baggage"] else {}
+                try:
+                    out["next"] = http_call(s["next"], fwd)
+                except OSError as e:
+                    out["next"] = {"status": 502, "error": str(e)}
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((s["address"], s["port"]), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def _tcp_server(s: dict) -> None:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            data = self.request.recv(100)
+            self.request.sendall(f"{s['name']}:{data.decode()}".encode())
+
+    server = socketserver.ThreadingTCPServer((s["address"], s["port"]), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "serve":
+        with open(argv[1]) as f:
+            serve(json.load(f))
+        return
+    mode, target, *pairs = argv[1:]
+    extra = dict(p.split("=", 1) for p in pairs)
+    if mode == "http":
+        out = http_call(target, extra)
+    elif mode == "h2":
+        out = h2_call(target, extra)
+    elif mode == "grpc":
+        out = grpc_call(target, extra)
+    else:
+        host, port = target.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as c:
+            c.sendall(b"ping")
+            out = {"answer": c.recv(100).decode()}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
