@@ -66,7 +66,7 @@ def command_lines() -> list[str]:
             for m in re.finditer(r"(?:^\s*|&&\s*|\|\s*|;\s*|\.venv/bin/)meshforge ([^\n#|;&>]*)", line):
                 out.append(m[1])
     for span in re.findall(r"`([^`\n]+)`", README):
-        for m in re.finditer(r"^meshforge ([^`]*)", span):
+        for m in re.finditer(r"^meshforge ([^`|;&>]*)", span):
             out.append(m[1])
     return out
 

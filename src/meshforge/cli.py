@@ -417,6 +417,50 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
                                           edge_listen=listen, transparent=transparent))), nl=False)
 
 
+@main.command(short_help="Add the transparent sidecar to workload manifests (as istioctl kube-inject).")
+@_paths
+@click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve, as the pods reach it.")
+@click.option("--image", default=None, help="The sidecar image (meshforge and Envoy: deploy/Dockerfile.sidecar).")
+@click.option("--proxy-uid", type=click.IntRange(0, 2**32 - 2), default=1337, show_default=True,
+              help="The user id the sidecar runs as (its connections are not captured).")
+@click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True)
+@click.option("--exclude-cidr", multiple=True, metavar="CIDR", help="Destinations left uncaptured (repeatable).")
+@click.option("--exclude-port", multiple=True, type=click.IntRange(1, MAX_PORT), metavar="PORT",
+              help="Destination ports left uncaptured (repeatable).")
+@_quiet
+def inject(paths, xds_address, image, proxy_uid, outbound_port, exclude_cidr, exclude_port, quiet):
+    """Print the manifests of PATHS with meshforge's sidecar in every workload's pods: an init container that
+    installs the capture rules and the Envoy sidecar (bootstrap --transparent). Other objects pass unchanged.
+
+    \b
+    Example:
+      meshforge inject k8s/ --xds-address meshforge.meshforge-system:18000 | kubectl apply -f -
+    """
+    from .capture import Capture
+    from .diagnostics import Diagnostics
+    from .inject import DEFAULT_IMAGE, Sidecar
+    from .inject import inject as run
+    from .server.control import parse_address
+    from .source import load_paths
+    from .yamlout import dump_yaml
+
+    try:
+        parse_address(xds_address, listen=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--xds-address")
+    try:
+        capture = Capture(proxy_uid, outbound_port, tuple(exclude_cidr), tuple(exclude_port))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--exclude-cidr")
+    diags = Diagnostics()
+    docs = load_paths(list(paths), diags)
+    out = [] if diags.has_errors else run(docs, Sidecar(xds_address, capture, image or DEFAULT_IMAGE), diags)
+    _emit_diagnostics(diags, "text", sys.stderr, quiet)
+    if diags.has_errors:
+        sys.exit(1)  # nothing printed: no half-injected stream to apply
+    click.echo("".join("---\n" + dump_yaml(d) for d in out if d is not None), nl=False)
+
+
 @main.command("capture-rules", short_help="Print iptables rules that send a pod's outbound TCP to its sidecar.")
 @click.option("--proxy-uid", required=True, type=click.IntRange(0, 2**32 - 2),
               help="The user id Envoy runs as: its own connections (to serve, to upstreams) are not captured.")

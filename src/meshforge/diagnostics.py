@@ -68,6 +68,9 @@ CODES: dict[str, str] = {
     "MF308": "generated object has the name of an input object",
     "MF309": "two generated objects with one name (internal error)",
     "MF310": "a user route already sends key-less requests (no default route added)",
+    "MF401": "inject: a workload's pods are selected by several Services",
+    "MF402": "inject: a workload's pods are selected by no Service",
+    "MF403": "inject: workload left alone",
 }
 
 
