@@ -461,6 +461,69 @@ def inject(paths, xds_address, image, proxy_uid, outbound_port, exclude_cidr, ex
     click.echo("".join("---\n" + dump_yaml(d) for d in out if d is not None), nl=False)
 
 
+@main.command(short_help="Send the same requests to the baseline and a sandbox; report what changed.")
+@click.option("--via", required=True, metavar="URL", help="Where requests go: the edge, or a sidecar's outbound "
+              "listener (http://HOST:PORT).")
+@click.option("--routing-key", "key", required=True, help="The sandbox's (or route group's) routing key.")
+@click.option("--cases", required=True, metavar="FILE", help="A YAML list of {name, method, path, headers, body}, "
+              "or a HAR file exported by a browser or proxy.")
+@click.option("--host", default=None, help="The Host requests carry (default: the --via authority), e.g. cart:8080.")
+@click.option("--preview-domain", default=None, help="Through the edge: send the sandbox's requests to "
+              "<key>.<preview domain> instead of carrying the key (the edge removes keys from outside callers).")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Rounds per case, each two baseline requests and one sandbox request.")
+@click.option("--output", type=click.Choice(["text", "json", "markdown", "junit"]), default="text", show_default=True)
+@click.option("--fail-on", type=click.Choice(["breaking", "changed", "added"]), default="breaking", show_default=True,
+              help="Exit 1 when a difference at or above this level is found.")
+@click.option("--keep-credentials", is_flag=True, help="Replay a HAR file's authorization and cookie headers "
+              "(dropped by default).")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True, help="Seconds per request.")
+def compare(via, key, cases, host, preview_domain, repeat, output, fail_on, keep_credentials, timeout):
+    """Send each case through --via without the routing key (twice a round: what differs between those is
+    noise) and with it, compare the answers structurally, and report breaking, changed and added differences
+    and the latency of each side. Exit 0: nothing at or above --fail-on; 1: differences at or above it;
+    2: usage, a bad cases file, or --via unreachable.
+
+    \b
+    Example:
+      meshforge compare --via http://127.0.0.1:15001 --host cart:8080 --routing-key pr-42 --cases cases.yaml
+    """
+    import json as _json
+    import urllib.parse
+
+    from .compare import CasesError, Report, Target, compare_case, load_cases
+    from .names import valid_routing_key
+
+    if not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
+                                 param_hint="--routing-key")
+    u = urllib.parse.urlsplit(via)
+    if u.scheme != "http" or not u.hostname or u.path not in ("", "/"):
+        raise click.BadParameter(f"{via!r}: an http://HOST:PORT URL (TLS is not supported here)", param_hint="--via")
+    try:
+        u.port
+    except ValueError as e:
+        raise click.BadParameter(f"{via!r}: {e}", param_hint="--via")
+    try:
+        loaded = load_cases(cases, keep_credentials)
+    except CasesError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    target = Target(via, host, key, preview_domain=preview_domain, timeout=timeout)
+    results = []
+    for case in loaded:
+        try:
+            results.append(compare_case(target, case, repeat))
+        except OSError as e:
+            click.echo(f"error: {via} unreachable (case {case.name!r}): {e}", err=True)
+            sys.exit(2)
+    report = Report(key, results, fail_on)
+    text = {"text": report.text, "markdown": report.markdown, "junit": report.junit,
+            "json": lambda: _json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"}[output]()
+    click.echo(text, nl=False)
+    sys.exit(1 if report.failing() else 0)
+
+
 @main.command("capture-rules", short_help="Print iptables rules that send a pod's outbound TCP to its sidecar.")
 @click.option("--proxy-uid", required=True, type=click.IntRange(0, 2**32 - 2),
               help="The user id Envoy runs as: its own connections (to serve, to upstreams) are not captured.")
