@@ -241,3 +241,66 @@ def test_the_readme_command_prints_the_sample(cli, tmp_path, port):
     latency = re.compile(r"latency p50 .*$")
     want = [latency.sub("", line) for line in section[2].splitlines()]
     assert [latency.sub("", line) for line in r.stdout.splitlines()] == want
+
+
+def test_cases_from_the_requests_the_proxies_logged(cli, tmp_path):
+    """--from-requests: the key-less GETs a real sidecar logged to serve (requests with a trace context, as
+    OpenTelemetry-instrumented callers send them) become the cases, by method and path, once each; the logged
+    POST is not replayed; keyed requests are not cases."""
+    import http.client
+    from contextlib import ExitStack
+
+    from meshforge.sampleapp import Backend
+
+    from .serve_harness import Server, Sidecar, wait_until
+
+    d = tmp_path / "specs"
+    d.mkdir()
+    with ExitStack() as stack:
+        v1, v2 = stack.enter_context(Backend("api-v1")), stack.enter_context(Backend("api-v2"))
+        (d / "specs.yaml").write_text(f"""\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {{name: staging, namespace: shop}}
+spec:
+  services:
+  - {{name: web, ports: [{{name: http, port: 80}}], dependsOn: [api]}}
+  - {{name: api, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {v1.port}}}]}}
+---
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {{name: pr-1, namespace: shop}}
+spec:
+  forks: [{{service: api, to: {{endpoints: [{{address: 127.0.0.1, port: {v2.port}}}]}}}}]
+""")
+        server = stack.enter_context(Server([d]))
+        port = stack.enter_context(Sidecar("web.shop", server)).outbound
+
+        def call(method, path, headers=None):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request(method, path, headers={"Host": "api", **(headers or {})})
+            status = c.getresponse().status
+            c.close()
+            return status
+
+        wait_until(lambda: call("GET", "/") == 200, 20, what="sidecar configured")
+        trace = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}  # what proxies log
+        for method, path in [("GET", "/a"), ("GET", "/a"), ("GET", "/b?q=1"), ("POST", "/order")]:
+            call(method, path, trace)
+        call("GET", "/keyed", {"x-meshforge-routing-key": "pr-1"})
+
+        def logged():
+            rows = json.loads(server.get("/api/requests?limit=1000")[1])["requests"]
+            return {(r["method"], r["path"]) for r in rows}
+        wait_until(lambda: {("GET", "/b?q=1"), ("POST", "/order"), ("GET", "/keyed")} <= logged(), 10,
+                   what="the requests logged")
+        r = cli("compare", "--via", f"http://127.0.0.1:{port}", "--host", "api", "--routing-key", "pr-1",
+                "--from-requests", f"127.0.0.1:{server.admin_port}", "--service", "api.shop", "--output", "json",
+                "--fail-on", "changed")
+        assert r.exit_code == 1, r.output  # api-v1 -> api-v2: $.name changed
+        names = {c["name"] for c in json.loads(r.stdout)["cases"]}
+        assert {"GET /a", "GET /b?q=1"} <= names and "POST /order" not in names and "GET /keyed" not in names
+        assert all(any(d["path"] == "$.name" for d in c["differences"]) for c in json.loads(r.stdout)["cases"])
+        assert cli("compare", "--via", f"http://127.0.0.1:{port}", "--routing-key", "pr-1", "--from-requests",
+                   f"127.0.0.1:{server.admin_port}", "--service", "nobody.shop").exit_code == 2
+        assert cli("compare", "--via", "http://x:1", "--routing-key", "pr-1").exit_code == 2  # neither source

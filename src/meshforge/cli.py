@@ -465,8 +465,13 @@ def inject(paths, xds_address, image, proxy_uid, outbound_port, exclude_cidr, ex
 @click.option("--via", required=True, metavar="URL", help="Where requests go: the edge, or a sidecar's outbound "
               "listener (http://HOST:PORT).")
 @click.option("--routing-key", "key", required=True, help="The sandbox's (or route group's) routing key.")
-@click.option("--cases", required=True, metavar="FILE", help="A YAML list of {name, method, path, headers, body}, "
+@click.option("--cases", default=None, metavar="FILE", help="A YAML list of {name, method, path, headers, body}, "
               "or a HAR file exported by a browser or proxy.")
+@click.option("--from-requests", "from_requests", default=None, metavar="ADMIN",
+              help="Instead of --cases: the key-less requests the proxies logged (serve's admin HOST:PORT) for "
+              "--service, replayed by method and path (no headers: never credentials).")
+@click.option("--service", default=None, metavar="NAME.NAMESPACE", help="With --from-requests: whose requests.")
+@click.option("--methods", default="GET,HEAD", show_default=True, help="With --from-requests: the methods replayed.")
 @click.option("--host", default=None, help="The Host requests carry (default: the --via authority), e.g. cart:8080.")
 @click.option("--preview-domain", default=None, help="Through the edge: send the sandbox's requests to "
               "<key>.<preview domain> instead of carrying the key (the edge removes keys from outside callers).")
@@ -478,7 +483,8 @@ def inject(paths, xds_address, image, proxy_uid, outbound_port, exclude_cidr, ex
 @click.option("--keep-credentials", is_flag=True, help="Replay a HAR file's authorization and cookie headers "
               "(dropped by default).")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True, help="Seconds per request.")
-def compare(via, key, cases, host, preview_domain, repeat, output, fail_on, keep_credentials, timeout):
+def compare(via, key, cases, from_requests, service, methods, host, preview_domain, repeat, output, fail_on,
+            keep_credentials, timeout):
     """Send each case through --via without the routing key (twice a round: what differs between those is
     noise) and with it, compare the answers structurally, and report breaking, changed and added differences
     and the latency of each side. Exit 0: nothing at or above --fail-on; 1: differences at or above it;
@@ -504,11 +510,16 @@ def compare(via, key, cases, host, preview_domain, repeat, output, fail_on, keep
         u.port
     except ValueError as e:
         raise click.BadParameter(f"{via!r}: {e}", param_hint="--via")
-    try:
-        loaded = load_cases(cases, keep_credentials)
-    except CasesError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    if (cases is None) == (from_requests is None):
+        raise click.UsageError("give --cases FILE or --from-requests ADMIN (one of them)")
+    if from_requests is not None:
+        loaded = _logged_cases(from_requests, service, methods)
+    else:
+        try:
+            loaded = load_cases(cases, keep_credentials)
+        except CasesError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
     target = Target(via, host, key, preview_domain=preview_domain, timeout=timeout)
     results = []
     for case in loaded:
@@ -522,6 +533,36 @@ def compare(via, key, cases, host, preview_domain, repeat, output, fail_on, keep
             "json": lambda: _json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"}[output]()
     click.echo(text, nl=False)
     sys.exit(1 if report.failing() else 0)
+
+
+def _logged_cases(admin: str, service: str | None, methods: str):
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    from .compare import cases_from_requests
+    from .server.control import parse_address
+
+    if not service or "." not in service:
+        raise click.UsageError("--from-requests needs --service NAME.NAMESPACE")
+    try:
+        host, port = parse_address(admin, listen=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--from-requests")
+    allowed = frozenset(m.strip().upper() for m in methods.split(",") if m.strip())
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with urllib.request.urlopen(f"http://{authority}/api/requests?limit=1000", timeout=10) as r:
+            rows = _json.loads(r.read())["requests"]
+    except (OSError, ValueError, KeyError) as e:
+        click.echo(f"error: {admin}: cannot read the logged requests (/api/requests): {e}", err=True)
+        sys.exit(2)
+    found = cases_from_requests(rows, service, allowed)
+    if not found:
+        click.echo(f"error: {admin} has logged no key-less {'/'.join(sorted(allowed))} request to {service} "
+                   "(access logs on? traffic yet?)", err=True)
+        sys.exit(2)
+    return found
 
 
 @main.command("capture-rules", short_help="Print iptables rules that send a pod's outbound TCP to its sidecar.")

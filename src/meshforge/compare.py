@@ -177,6 +177,21 @@ def _har(path: str, entries: object, keep_credentials: bool) -> list[Case]:
     return out
 
 
+def cases_from_requests(rows: list[dict], service: str, methods: frozenset[str], limit: int = 100) -> list[Case]:
+    """Cases from the requests the proxies logged (serve's /api/requests; proxies log requests that carry a
+    key or a trace context): the key-less ones that reached `service` (name.namespace), by method and path, once each, newest first. Only `methods` (GET and HEAD
+    unless asked): replaying a logged POST could repeat its effect. No header is replayed (none is logged:
+    no credentials either)."""
+    seen: dict[tuple[str, str], None] = {}
+    for r in sorted(rows, key=lambda r: r.get("time") or 0, reverse=True):
+        if r.get("key") or r.get("service") != service or not r.get("method") or r["method"] not in methods:
+            continue
+        p = str(r.get("path") or "/")
+        if p.startswith("/") and not any(ch in p for ch in "\r\n ") and len(seen) < limit:
+            seen.setdefault((r["method"], p), None)
+    return [Case(f"{m} {p}", m, p) for m, p in seen]
+
+
 # -- sending -------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

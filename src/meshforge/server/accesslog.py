@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+from envoy.config.core.v3 import base_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from ..xdsapi import PASSTHROUGH_CLUSTER, parse_cluster, valid_routing_key
@@ -55,7 +56,8 @@ def trace_id(traceparent: str | None) -> str | None:
 # One logged request, as stored: a tuple of scalars (cheap to build, and not tracked by the garbage
 # collector), turned into a dict only when asked for. AUTHENTICATED: the stream that sent it proved, with a
 # client certificate, that it is the proxy of NODE (mutual TLS); without it anyone could have sent it.
-TIME, NODE, REQUEST_ID, TRACE, KEY, CLUSTER, AUTHORITY, PATH, STATUS, DURATION, AUTHENTICATED = range(11)
+TIME, NODE, REQUEST_ID, TRACE, KEY, CLUSTER, AUTHORITY, PATH, STATUS, DURATION, AUTHENTICATED, METHOD = range(12)
+_METHODS = {v: k for k, v in base_pb2.RequestMethod.items() if k != "METHOD_UNSPECIFIED"}
 
 
 def as_dict(row: tuple) -> dict:
@@ -69,6 +71,7 @@ def as_dict(row: tuple) -> dict:
         "version": (parsed[1] or "baseline") if parsed else None,
         "authority": row[AUTHORITY], "path": row[PATH], "status": row[STATUS], "durationMs": row[DURATION],
         "authenticated": bool(row[AUTHENTICATED]) if len(row) > AUTHENTICATED else False,
+        "method": row[METHOD] if len(row) > METHOD else None,
     }
 
 
@@ -196,7 +199,7 @@ def _row(node: str, e, authenticated: bool = False) -> tuple:
     return (start.seconds + start.nanos / 1e9 or time.time(), node, req.request_id[:MAX_FIELD],
             tp[3:35].lower() if tp and len(tp) >= 35 else None, _key(key), common.upstream_cluster[:MAX_FIELD],
             req.authority[:MAX_FIELD], req.path[:MAX_FIELD], e.response.response_code.value or None,
-            round(duration.seconds * 1000 + duration.nanos / 1e6, 3), authenticated)
+            round(duration.seconds * 1000 + duration.nanos / 1e6, 3), authenticated, _METHODS.get(req.request_method))
 
 
 class AccessLogServer(als_pb2_grpc.AccessLogServiceServicer):

@@ -127,7 +127,13 @@ def make_handler(state: AdminState):
                 key = (q.get("key") or [None])[0]
                 store = state.requests
                 if key is None:
-                    return self._json({"key": None, "requests": store.recent() if store else []})
+                    try:
+                        limit = int((q.get("limit") or ["100"])[0])
+                    except ValueError:
+                        limit = 0
+                    if not 1 <= limit <= 1000:
+                        return self._send(400, "bad limit parameter: a number from 1 to 1000\n")
+                    return self._json({"key": None, "requests": store.recent(limit) if store else []})
                 if not valid_routing_key(key):
                     return self._send(400, "bad key parameter: not a routing key\n")
                 return self._json({"key": key, "requests": store.for_key(key) if store else []})
