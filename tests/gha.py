@@ -216,12 +216,14 @@ class Runner:
     directory holding a composite `action.yml`."""
 
     def __init__(self, workspace: Path, github: dict, uses: dict[str, Callable | Path], path: list[str],
-                 secrets: dict | None = None, tool_cache: Path | None = None, extra_env: dict | None = None):
+                 secrets: dict | None = None, tool_cache: Path | None = None, extra_env: dict | None = None,
+                 variables: dict | None = None):
         self.workspace = workspace
         self.github = github
         self.uses = uses
         self.path = list(path)  # PATH entries before the system's (stubs, GITHUB_PATH additions)
         self.secrets = secrets or {}
+        self.variables = variables or {}  # the repository's variables (the `vars` context)
         self.temp = Path(tempfile.mkdtemp(prefix="runner-temp-", dir=workspace.parent))
         self.tool_cache = tool_cache or self.temp / "toolcache"
         self.env: dict[str, str] = {}  # GITHUB_ENV additions
@@ -267,7 +269,7 @@ class Runner:
         wf_env = workflow.get("env") or {}
         spec = workflow["jobs"][job]
         context = {"github": self.github, "env": {}, "steps": {}, "runner": {"temp": str(self.temp), "os": "Linux"},
-                   "secrets": self.secrets, "vars": {}}
+                   "secrets": self.secrets, "vars": self.variables}
         context["env"] = {k: self.fill(v, context) for k, v in {**wf_env, **(spec.get("env") or {})}.items()}
         return self.run_steps(spec["steps"], context, dict(context["env"]))
 

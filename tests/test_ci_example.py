@@ -37,6 +37,11 @@ for a in "$@"; do [ "$a" = --password-stdin ] && cat > /dev/null; done
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$STUBS/docker.log"
 """
 
+KUBECTL = """#!/bin/sh
+# kubectl, stubbed: each call is recorded and succeeds (the fork is ready)
+python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$STUBS/kubectl.log"
+"""
+
 GH = r'''#!/usr/bin/env python3
 """gh, stubbed: the GitHub REST API calls the comment action makes, over a JSON file of comments."""
 import json, os, sys
@@ -117,7 +122,7 @@ class GitHub:
         self.seed = work
         self.stubs = root / "stubs"
         self.stubs.mkdir()
-        for name, text in (("docker", DOCKER), ("gh", GH)):
+        for name, text in (("docker", DOCKER), ("gh", GH), ("kubectl", KUBECTL)):
             (self.stubs / name).write_text(text)
             (self.stubs / name).chmod(0o755)
         self.tool_cache = tool_cache
@@ -151,7 +156,7 @@ class GitHub:
         git("checkout", "--quiet", with_["ref"], cwd=dest)
         return {}
 
-    def run(self, event: dict, extra_env: dict | None = None):
+    def run(self, event: dict, extra_env: dict | None = None, variables: dict | None = None):
         self.runs += 1
         workspace = self.root / f"run-{self.runs}" / "workspace"
         workspace.mkdir(parents=True)
@@ -163,7 +168,7 @@ class GitHub:
             "meshforge-dev/meshforge": REPO,
             "meshforge-dev/meshforge/comment": REPO / "comment",
         }, [str(self.stubs)], secrets={"GITHUB_TOKEN": "ghs_x"}, tool_cache=self.tool_cache,
-            extra_env={"STUBS": str(self.stubs), **(extra_env or {})})
+            extra_env={"STUBS": str(self.stubs), **(extra_env or {})}, variables=variables)
         result = runner.run_job(WORKFLOW, "sandbox")
         return result, runner
 
@@ -344,3 +349,33 @@ def test_the_action_installs_meshforge_once_per_version(github, tool_cache):
     meshforge = installs[0].parent / "bin" / "meshforge"
     assert meshforge.exists() and os.stat(meshforge).st_mode & stat.S_IXUSR
     assert str(meshforge.parent) in runner.path
+
+
+def test_the_pr_gate_compares_the_ready_sandbox_comments_and_fails_on_breaking(github):
+    """With MESHFORGE_COMPARE_VIA set, an opened pull request waits for its fork, runs `meshforge compare` (for
+    real, against two versions of a service behind a real Envoy sidecar whose sandbox is this pull request's),
+    posts the report as a comment of its own and fails the job on breaking differences; unset, no such step
+    runs (the other stories)."""
+    from .compare_harness import sidecar
+
+    git("checkout", "--quiet", "main", cwd=github.seed)
+    (github.seed / "compare").mkdir()
+    (github.seed / "compare" / "cases.yaml").write_text("- {name: user, path: /user}\n- {name: same, path: /same}\n")
+    git("add", "-A", cwd=github.seed)
+    git("commit", "--quiet", "-m", "compare cases", cwd=github.seed)
+    git("push", "--quiet", "origin", "main", cwd=github.seed)
+    with sidecar(NAME) as port:
+        result, _ = github.run(github.pull_request("opened"),
+                               variables={"MESHFORGE_COMPARE_VIA": f"http://127.0.0.1:{port}",
+                                          "MESHFORGE_COMPARE_HOST": "api"})
+    steps = {s.name: s for s in result.steps}
+    assert steps["compare the sandbox with the baseline"].ran and steps["compare the sandbox with the baseline"].ok, \
+        steps["compare the sandbox with the baseline"].log
+    assert not result.ok and steps["fail on breaking differences"].ran  # /user renamed a field
+    waited = [json.loads(line) for line in (github.stubs / "kubectl.log").read_text().splitlines()]
+    assert waited == [["wait", "--for=condition=Available", "deployment", "-l", f"meshforge.dev/sandbox={NAME}",
+                       "-n", "default", "--timeout=15m"]]
+    comments = github.github_state()["comments"]
+    report = next(c["body"] for c in comments if "<!-- meshforge-compare -->" in c["body"])
+    assert f"### meshforge compare: `{NAME}` against the baseline" in report and "`$.user.name`" in report
+    assert any("<!-- meshforge-sandbox -->" in c["body"] for c in comments)  # the sandbox's own comment too
