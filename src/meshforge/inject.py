@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from .capture import Capture
 from .diagnostics import Diagnostics
 from .source import Document
+from .spec.kubernetes import selects
 
 INJECT_ANNOTATION = "meshforge.dev/inject"
 SERVICE_ANNOTATION = "meshforge.dev/service"
@@ -67,7 +68,7 @@ def _service_of(doc: Document, pod: dict, services: list[Document], diags: Diagn
     chosen = sorted(
         s.data["metadata"]["name"] for s in services
         if (s.data["metadata"].get("namespace") or "default") == ns
-        and (sel := (s.data.get("spec") or {}).get("selector")) and all(labels.get(k) == v for k, v in sel.items()))
+        and selects((s.data.get("spec") or {}).get("selector"), labels if isinstance(labels, dict) else {}))
     if len(chosen) > 1:
         diags.error("MF401", f"{doc.kind} {meta.get('name')!r}: its pods are selected by several Services "
                     f"({', '.join(chosen)}): the sidecar must name one", doc.span(at + "/metadata"),

@@ -44,6 +44,15 @@ def _get(d, *path, default=None):
     return default if d is None else d
 
 
+def selects(selector: object, labels) -> bool:
+    """A Service's (equality) selector takes pods with `labels` (a mapping or (key, value) pairs): every key
+    with its value, compared as strings. An empty or malformed selector takes none (Kubernetes leaves such a
+    Service's endpoints to the user)."""
+    sel = _str_dict(selector)
+    have = _str_dict(dict(labels) if not isinstance(labels, dict) else labels)
+    return bool(sel) and all(have.get(k) == v for k, v in sel.items())
+
+
 def _str_dict(d) -> dict[str, str]:
     return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
@@ -112,7 +121,7 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
             continue
         selector = _str_dict(_get(doc.data, "spec", "selector"))
         selected = sorted(((w, wl) for w, wns, wl in workloads
-                           if wns == ns and selector and all(dict(wl.labels).get(k) == v for k, v in selector.items())),
+                           if wns == ns and selects(selector, wl.labels)),
                           key=lambda x: (x[1].kind, x[1].name, x[1].origin))
         if len(selected) > 1:
             diags.note("MF218", f"Service {name}.{ns} selects {len(selected)} workloads "
