@@ -188,3 +188,15 @@ def write(tmp_path):
         return d
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    """A real kube-apiserver (and etcd) for the module's tests (tests/kube_harness.py)."""
+    from .kube_harness import start_api_server, stop_api_server
+
+    k = start_api_server(tmp_path_factory.mktemp("kube"))
+    try:
+        yield k
+    finally:
+        stop_api_server(k)

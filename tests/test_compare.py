@@ -202,3 +202,28 @@ spec:
         assert cli("compare", "--via", f"http://127.0.0.1:{port}", "--routing-key", "pr-1", "--from-requests",
                    f"127.0.0.1:{server.admin_port}", "--service", "nobody.shop").exit_code == 2
         assert cli("compare", "--via", "http://x:1", "--routing-key", "pr-1").exit_code == 2  # neither source
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANY = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=6)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entry=_ANY, request=_ANY, headers=_ANY, case=_ANY)
+def test_malformed_cases_and_har_files_are_usage_errors_never_tracebacks(cli, tmp_path, entry, request, headers,
+                                                                         case):
+    from meshforge.compare import CasesError, load_cases
+
+    for i, data in enumerate([{"log": {"entries": [entry, {"request": request},
+                                                    {"request": {"url": "http://a/", "headers": headers}}]}},
+                              [case], {"cases": case}]):
+        f = tmp_path / f"c{i}.json"
+        f.write_text(json.dumps(data))
+        try:
+            load_cases(str(f))
+        except CasesError:
+            pass

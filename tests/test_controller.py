@@ -8,7 +8,6 @@ import json
 import signal
 import time
 
-import pytest
 import yaml
 
 from meshforge.controller.crds import all_crds
@@ -22,21 +21,10 @@ from .kube_harness import (
     host_address,
     now_plus,
     sandbox,
-    start_api_server,
-    stop_api_server,
     wait_for,
 )
 
 FORK = "cart-pr-1-"  # fork objects are <base>-<sandbox>-<hash8>
-
-
-@pytest.fixture(scope="module")
-def kube(tmp_path_factory):
-    k = start_api_server(tmp_path_factory.mktemp("kube"))
-    try:
-        yield k
-    finally:
-        stop_api_server(k)
 
 
 def shop(kube, ns: str) -> str:

@@ -5,11 +5,9 @@ as they are; a workload whose service is ambiguous is an error and nothing is pr
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from .istio_schema import kubernetes_errors
-from .kube_harness import start_api_server, stop_api_server
 
 APP = """\
 apiVersion: v1
@@ -56,15 +54,6 @@ spec:
           restartPolicy: OnFailure
           containers: [{name: report, image: "report:1"}]
 """
-
-
-@pytest.fixture(scope="module")
-def kube(tmp_path_factory):
-    k = start_api_server(tmp_path_factory.mktemp("kube"))
-    try:
-        yield k
-    finally:
-        stop_api_server(k)
 
 
 def inject(cli, tmp_path, text: str, *args: str):
@@ -167,3 +156,27 @@ def test_the_readme_inject_command_runs_as_pasted(tmp_path, kube):
     assert r.returncode == 0, r.stderr
     stored = kube.get("deployment", "cart", "readme")
     assert [c["name"] for c in pod_spec(stored)["containers"]] == ["cart", "meshforge-proxy"]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANY = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(meta=_ANY, template_meta=_ANY, spec=_ANY, containers=_ANY, init=_ANY, selector=_ANY)
+def test_malformed_workloads_are_errors_never_tracebacks(cli, tmp_path, meta, template_meta, spec, containers,
+                                                         init, selector):
+    import json as _json
+
+    docs = [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+             "spec": {"template": {"metadata": template_meta, "spec": spec}}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+             "spec": {"template": {"spec": {"containers": containers, "initContainers": init}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"selector": selector}}]
+    r = inject(cli, tmp_path, "\n---\n".join(_json.dumps(d) for d in docs))
+    assert r.exit_code in (0, 1), r.output
+    assert (r.exit_code == 1) == (r.stdout == "")  # an error prints nothing; success prints every document

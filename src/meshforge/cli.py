@@ -503,13 +503,13 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
     if not valid_routing_key(key):
         raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
                                  param_hint="--routing-key")
-    u = urllib.parse.urlsplit(via)
-    if u.scheme != "http" or not u.hostname or u.path not in ("", "/"):
-        raise click.BadParameter(f"{via!r}: an http://HOST:PORT URL (TLS is not supported here)", param_hint="--via")
     try:
-        u.port
+        u = urllib.parse.urlsplit(via)
+        u.port  # noqa: B018 - raises on a bad port
     except ValueError as e:
         raise click.BadParameter(f"{via!r}: {e}", param_hint="--via")
+    if u.scheme != "http" or not u.hostname or u.path not in ("", "/"):
+        raise click.BadParameter(f"{via!r}: an http://HOST:PORT URL (TLS is not supported here)", param_hint="--via")
     if (cases is None) == (from_requests is None):
         raise click.UsageError("give --cases FILE or --from-requests ADMIN (one of them)")
     if from_requests is not None:

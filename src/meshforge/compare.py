@@ -163,8 +163,13 @@ def _har(path: str, entries: object, keep_credentials: bool) -> list[Case]:
             raise CasesError(f"{path}: log.entries[{i}] has no request.url")
         u = urllib.parse.urlsplit(str(req["url"]))
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        raw = req.get("headers") or []
+        if not isinstance(raw, list) or not all(isinstance(h, dict) for h in raw):
+            raise CasesError(f"{path}: log.entries[{i}].request.headers is not a list of {{name, value}}")
+        if not isinstance(req.get("postData") or {}, dict):
+            raise CasesError(f"{path}: log.entries[{i}].request.postData is not an object")
         headers = {}
-        for h in req.get("headers") or []:
+        for h in raw:
             name = str(h.get("name", "")).lower()
             if not name or name.startswith(":") or name in HOP_BY_HOP or \
                     (name in CREDENTIALS and not keep_credentials):

@@ -71,6 +71,7 @@ CODES: dict[str, str] = {
     "MF401": "inject: a workload's pods are selected by several Services",
     "MF402": "inject: a workload's pods are selected by no Service",
     "MF403": "inject: workload left alone",
+    "MF404": "inject: workload not readable",
 }
 
 

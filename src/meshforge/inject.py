@@ -64,11 +64,11 @@ def _service_of(doc: Document, pod: dict, services: list[Document], diags: Diagn
     if annotations.get(SERVICE_ANNOTATION):
         name = str(annotations[SERVICE_ANNOTATION])
         return name if "." in name else f"{name}.{ns}"
-    labels = (pod.get("metadata") or {}).get("labels") or {}
+    labels = (pod.get("metadata") or {}).get("labels") or {}  # a mapping (_unreadable)
     chosen = sorted(
-        s.data["metadata"]["name"] for s in services
-        if (s.data["metadata"].get("namespace") or "default") == ns
-        and selects((s.data.get("spec") or {}).get("selector"), labels if isinstance(labels, dict) else {}))
+        str(s.data["metadata"]["name"]) for s in services
+        if (s.data["metadata"].get("namespace") or "default") == ns and isinstance(s.data.get("spec"), dict)
+        and selects(s.data["spec"].get("selector"), labels))
     if len(chosen) > 1:
         diags.error("MF401", f"{doc.kind} {meta.get('name')!r}: its pods are selected by several Services "
                     f"({', '.join(chosen)}): the sidecar must name one", doc.span(at + "/metadata"),
@@ -105,33 +105,58 @@ def _containers(sidecar: Sidecar, service: str) -> tuple[dict, dict]:
     return init, proxy
 
 
+def _unreadable(doc: Document, pod: dict, at: str) -> tuple[str, str] | None:
+    """(pointer, what is wrong) when the workload is not shaped as Kubernetes defines it, else None."""
+    def mapping(pointer: str, value) -> tuple[str, str] | None:
+        return None if value is None or isinstance(value, dict) else (pointer, "is not a mapping")
+
+    meta, pod_meta = doc.data.get("metadata"), pod.get("metadata")
+    wrong = mapping("/metadata", meta) or mapping(f"{at}/metadata", pod_meta) or mapping(f"{at}/spec", pod.get("spec"))
+    if wrong:
+        return wrong
+    for pointer, m in (("/metadata", meta or {}), (f"{at}/metadata", pod_meta or {})):
+        wrong = mapping(f"{pointer}/annotations", m.get("annotations")) or mapping(f"{pointer}/labels", m.get("labels"))
+        if wrong:
+            return wrong
+    spec = pod.get("spec") or {}
+    for name in ("containers", "initContainers"):
+        value = spec.get(name)
+        if name == "containers" and not value:
+            return f"{at}/spec/containers", "is missing or empty"
+        if value is not None and not (isinstance(value, list) and all(isinstance(c, dict) for c in value)):
+            return f"{at}/spec/{name}", "is not a list of containers"
+    return None
+
+
 def inject(docs: list[Document], sidecar: Sidecar, diags: Diagnostics) -> list[object]:
     """The documents' data, workloads injected (new objects: the inputs are not changed)."""
     services = [d for d in docs if d.kind == "Service" and d.api_version == "v1" and isinstance(d.data, dict)
                 and isinstance(d.data.get("metadata"), dict) and d.data["metadata"].get("name")]
     out: list[object] = []
     for doc in docs:
-        found = _pod(doc)
-        if found is None:
+        if _pod(doc) is None:
             out.append(doc.data)
             continue
         data = copy.deepcopy(doc.data)
-        pod, at = _pod(Document(doc.file, doc.index, data))
-        meta = pod.setdefault("metadata", {}) if at else data.setdefault("metadata", {})
-        annotations = {**((doc.data.get("metadata") or {}).get("annotations") or {}), **(meta.get("annotations") or {})}
-        spec = pod["spec"] if at else data["spec"]
-        if not isinstance(spec, dict):
+        pod, at = _pod(Document(doc.file, doc.index, data))  # for a Pod, the object itself
+        wrong = _unreadable(doc, pod, at)
+        if wrong is not None:
+            diags.error("MF404", f"{doc.kind}: {wrong[0]} {wrong[1]}: inject cannot read this workload",
+                        doc.span(wrong[0]), hint="kubectl apply --dry-run=server -f FILE says what Kubernetes expects")
             out.append(doc.data)
             continue
-        containers = spec.get("containers") or []
+        meta = pod.setdefault("metadata", {})
+        annotations = {**((doc.data.get("metadata") or {}).get("annotations") or {}), **(meta.get("annotations") or {})}
+        spec = pod["spec"]
+        containers = spec["containers"]
         opted_out = str(annotations.get(INJECT_ANNOTATION, "")).lower() in ("false", "disabled")
-        if opted_out or any(isinstance(c, dict) and c.get("name") == PROXY for c in containers):
+        if opted_out or any(c.get("name") == PROXY for c in containers):
             why = f"{INJECT_ANNOTATION}: {annotations[INJECT_ANNOTATION]}" if opted_out else "already injected"
             diags.note("MF403", f"{doc.kind} {(doc.data.get('metadata') or {}).get('name')!r} left as it is ({why})",
                        doc.span(at))
             out.append(doc.data)
             continue
-        service = _service_of(doc, pod if at else data, services, diags, at)
+        service = _service_of(doc, pod, services, diags, at)
         if service is None:
             out.append(doc.data)
             continue
