@@ -99,8 +99,7 @@ def test_workloads_get_the_capture_and_the_sidecar(cli, tmp_path, kube):
     assert "already injected" in again.stderr
 
 
-def test_a_workload_two_services_select_is_an_error_and_nothing_is_printed(cli, tmp_path):
-    two = APP + """---
+ADMIN = """---
 apiVersion: v1
 kind: Service
 metadata: {name: cart-admin, namespace: shop}
@@ -108,9 +107,36 @@ spec:
   selector: {app: cart}
   ports: [{port: 9000}]
 """
+
+
+def test_a_workload_two_services_select_is_an_error_and_nothing_is_printed(cli, tmp_path):
+    two = APP.replace("metadata: {name: cart, namespace: shop}\nspec:\n  selector",
+                      "metadata: {name: basket, namespace: shop}\nspec:\n  selector", 1) + ADMIN
     r = inject(cli, tmp_path, two)
     assert r.exit_code == 1 and r.stdout == ""
-    assert "error[MF401]" in r.stderr and "cart, cart-admin" in r.stderr and "app.yaml:" in r.stderr
+    assert "error[MF401]" in r.stderr and "basket, cart-admin" in r.stderr and "app.yaml:" in r.stderr
+
+
+def test_of_several_services_the_one_named_after_the_workload_names_the_sidecar(cli, tmp_path):
+    r = inject(cli, tmp_path, APP + ADMIN)  # cart and cart-admin select the Deployment cart
+    assert r.exit_code == 0, r.output
+    cart = next(o for o in yaml.safe_load_all(r.stdout) if o["kind"] == "Deployment" and o["metadata"]["name"] == "cart")
+    assert "--service cart.shop " in pod_spec(cart)["containers"][-1]["command"][-1]
+
+
+def test_online_boutique_is_injected_as_it_is(cli, tmp_path):
+    """A real application's manifests (frontend has an internal and an external Service; loadgenerator none)."""
+    from .conftest import SHARED
+
+    r = cli("inject", str(SHARED / "datasets" / "online-boutique"), "--xds-address", "meshforge.infra:18000")
+    assert r.exit_code == 0, r.output
+    workloads = [o for o in yaml.safe_load_all(r.stdout) if o and o["kind"] == "Deployment"]
+    assert len(workloads) >= 10
+    for w in workloads:
+        assert [c["name"] for c in pod_spec(w)["containers"]][-1] == "meshforge-proxy", w["metadata"]["name"]
+        assert kubernetes_errors(w) == [], (w["metadata"]["name"], kubernetes_errors(w))
+    frontend = next(w for w in workloads if w["metadata"]["name"] == "frontend")
+    assert "--service frontend.default " in pod_spec(frontend)["containers"][-1]["command"][-1]
 
 
 def test_workload_forks_of_an_injected_baseline_carry_the_sidecar(cli, tmp_path):

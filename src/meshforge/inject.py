@@ -10,7 +10,8 @@ same order, each workload's pod template with
   as the proxy user (`--proxy-uid`, 1337), whose connections the rules leave alone.
 Probes and resources of the application's containers are not touched: only outbound traffic is captured, so
 the kubelet's probes (inbound, to the pod's address) reach the application as before. The sidecar names the
-service whose selector takes the workload's pods (annotation `meshforge.dev/service` overrides). A workload
+service whose selector takes the workload's pods (among several, the one named after the workload or its app
+label; annotation `meshforge.dev/service` overrides). A workload
 already injected, or annotated `meshforge.dev/inject: "false"`, is left as it is.
 """
 
@@ -70,6 +71,12 @@ def _service_of(doc: Document, pod: dict, services: list[Document], diags: Diagn
         if (s.data["metadata"].get("namespace") or "default") == ns and isinstance(s.data.get("spec"), dict)
         and selects(s.data["spec"].get("selector"), labels))
     if len(chosen) > 1:
+        # an internal and an external Service over one workload (frontend, frontend-external) is common: both
+        # reach the same pods and the same dependencies, so the one named after the workload (or its app
+        # label) names the sidecar; only a choice with no such name is left to the user
+        named = [n for n in (meta.get("name"), labels.get("app"), labels.get("app.kubernetes.io/name")) if n in chosen]
+        if named:
+            return f"{named[0]}.{ns}"
         diags.error("MF401", f"{doc.kind} {meta.get('name')!r}: its pods are selected by several Services "
                     f"({', '.join(chosen)}): the sidecar must name one", doc.span(at + "/metadata"),
                     hint=f"annotate the pod template with {SERVICE_ANNOTATION}: NAME")
