@@ -5,7 +5,12 @@ a test network namespace as a user other than the sidecar's, so that their conne
     capture_app.py call http URL [HEADER=VALUE...]       # one HTTP/1.1 GET, its JSON answer on stdout
     capture_app.py call h2 URL [HEADER=VALUE...]         # the same over HTTP/2 without TLS (prior knowledge)
     capture_app.py call grpc HOST:PORT [KEY=VALUE...]    # one unary gRPC call, metadata KEY=VALUE
+    capture_app.py call proxy HOST:PORT URL [HEADER=VALUE...]   # one GET through the HTTP proxy at HOST:PORT
     capture_app.py call tcp HOST:PORT                    # a raw TCP exchange: sends "ping", prints what came back
+    capture_app.py load URL PROXY STOPFILE [HEADER=VALUE...]  # GETs one after another through the HTTP proxy
+                                                             # PROXY until STOPFILE exists: a JSON summary on stdout
+
+A server with "proxy": "HOST:PORT" calls its next hop through that HTTP proxy (a sidecar) instead of directly.
 
 Every server answers who it is, the routing key header and the baggage it received and, when it has a next
 hop, that hop's answer: it calls the next hop by name, directly (no proxy: the capture rules take it), and
@@ -29,11 +34,15 @@ import grpc
 METHOD = "/meshforge.test.Echo/Who"
 
 
-def http_call(url: str, headers: dict[str, str]) -> dict:
+def http_call(url: str, headers: dict[str, str], proxy: str | None = None) -> dict:
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
+    if proxy:
+        host, port = proxy.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
     try:
-        conn.request("GET", u.path or "/", headers=headers)
+        conn.request("GET", url if proxy else (u.path or "/"), headers=headers)
         r = conn.getresponse()
         body = r.read()
         try:
@@ -119,7 +128,7 @@ def _http_server(s: dict) -> None:
             if s.get("next"):
                 fwd = {"baggage": ",".join(out["baggage"])} if out["baggage"] else {}
                 try:
-                    out["next"] = http_call(s["next"], fwd)
+                    out["next"] = http_call(s["next"], fwd, s.get("proxy"))
                 except OSError as e:
                     out["next"] = {"status": 502, "error": str(e)}
             data = json.dumps(out).encode()
@@ -148,15 +157,45 @@ def _tcp_server(s: dict) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
+def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
+    """Requests one after another until `stopfile` exists: how many got each status, and each answer's hop names
+    in order of first appearance (with the time it first appeared, seconds since the start)."""
+    import os
+    import time
+
+    start = time.monotonic()
+    statuses: dict[str, int] = {}
+    seen: dict[str, float] = {}
+    while not os.path.exists(stopfile):
+        try:
+            answer = http_call(url, headers, proxy)
+        except OSError as e:
+            answer = {"status": f"error: {e}"}
+        statuses[str(answer.get("status"))] = statuses.get(str(answer.get("status")), 0) + 1
+        hops, a = [], answer
+        while a:
+            hops.append(a.get("name") or f"HTTP {a.get('status')}")
+            a = a.get("next")
+        seen.setdefault(">".join(hops), round(time.monotonic() - start, 3))
+    return {"statuses": statuses, "paths": seen}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "serve":
         with open(argv[1]) as f:
             serve(json.load(f))
         return
+    if argv[0] == "load":
+        url, proxy, stopfile, *pairs = argv[1:]
+        print(json.dumps(load(url, proxy, stopfile, dict(p.split("=", 1) for p in pairs))))
+        return
     mode, target, *pairs = argv[1:]
+    proxy = None
+    if mode == "proxy":  # call proxy HOST:PORT URL [HEADER=VALUE...]: through an HTTP proxy (a sidecar, the edge)
+        proxy, target, *pairs = target, *pairs
     extra = dict(p.split("=", 1) for p in pairs)
-    if mode == "http":
-        out = http_call(target, extra)
+    if mode in ("http", "proxy"):
+        out = http_call(target, extra, proxy)
     elif mode == "h2":
         out = h2_call(target, extra)
     elif mode == "grpc":

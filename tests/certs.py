@@ -1,4 +1,4 @@
-"""Certificates made in the tests: a CA, server and client certificates with DNS, URI and IP SANs."""
+"""Certificates made in the tests: a CA, server and client certificates with DNS, URI, IP and e-mail SANs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class CA:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = self._build(name, self.key, dns=(), uris=(), ips=(), ca=True, issuer=None)
 
-    def _build(self, cn, key, dns, uris, ips, ca, issuer):
+    def _build(self, cn, key, dns, uris, ips, ca, issuer, emails=()):
         now = datetime.datetime.now(datetime.timezone.utc)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
@@ -25,15 +25,15 @@ class CA:
              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
              .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         sans = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris] + \
-            [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+            [x509.IPAddress(ipaddress.ip_address(i)) for i in ips] + [x509.RFC822Name(e) for e in emails]
         if sans:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return b.sign(self.key if issuer else key, hashes.SHA256())
 
-    def issue(self, cn: str, dns=(), uris=(), ips=()) -> tuple[bytes, bytes]:
+    def issue(self, cn: str, dns=(), uris=(), ips=(), emails=()) -> tuple[bytes, bytes]:
         """(certificate PEM, key PEM) signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._build(cn, key, dns, uris, ips, False, self.cert)
+        cert = self._build(cn, key, dns, uris, ips, False, self.cert, emails)
         return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 

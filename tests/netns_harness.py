@@ -77,9 +77,10 @@ def kernel_reason() -> str | None:
 
 
 class Namespace:
-    def __init__(self, tmp: Path):
-        self.name = f"mf-cap-{os.getpid()}"
+    def __init__(self, tmp: Path, hosts: dict[str, str] = HOSTS, prefix: str = "mf-cap"):
+        self.name = f"{prefix}-{os.getpid()}"
         self.tmp = tmp
+        self.hosts = hosts
         self.procs: list[subprocess.Popen] = []
         self.etc = Path("/etc/netns") / self.name
 
@@ -95,11 +96,11 @@ class Namespace:
         self.ip("link", "set", "lo", "up")
         # the services' addresses on the namespace's loopback device (this kernel may lack dummy and veth
         # devices); the capture rules leave only 127.0.0.0/8 alone, so these are captured like any other
-        for address in HOSTS.values():
+        for address in self.hosts.values():
             self.ip("addr", "add", f"{address}/32", "dev", "lo")
         self.etc.mkdir(parents=True, exist_ok=True)  # `ip netns exec` mounts it over /etc/hosts
         (self.etc / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"{a} {n} {n}.default\n"
-                                                                          for n, a in HOSTS.items()))
+                                                                          for n, a in self.hosts.items()))
         return self
 
     def __exit__(self, *exc):

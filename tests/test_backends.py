@@ -17,12 +17,14 @@ from meshforge.model import (
     HostDestination,
     ImageChange,
     KeyRoutes,
+    LocalDestination,
     Model,
     Port,
     Routing,
     Sandbox,
     Service,
     SubsetDestination,
+    Tunnel,
     UserObject,
     Workload,
     WorkloadDestination,
@@ -43,6 +45,7 @@ SAMPLE = {
     WorkloadDestination: WorkloadDestination((ImageChange(None, "example/web:pr"),), (), 1,
                                              UserObject.of(DEPLOYMENT, "web", "shop", Span()),
                                              UserObject.of(SERVICE, "web", "shop", Span())),
+    LocalDestination: LocalDestination("alice@example.com"),
 }
 WEB = Service("web", "shop", "cluster.local", (Port("http", 80, "HTTP"),),
               workloads=(Workload("Deployment", "web", (("app", "web"), ("version", "v1"))),))
@@ -52,7 +55,8 @@ def model_with(kind: type) -> Model:
     """A lowered model (what backends are given) with one fork of this kind."""
     fork = Fork("web.shop", "pr", SAMPLE[kind], Span("s.yaml", 3, 5))
     return lower(Model(Routing(), (WEB,), (KeyRoutes("pr", "Sandbox", "pr", (fork,)),),
-                       (Sandbox("pr", "shop", "pr", (), None, False, (fork,)),)))
+                       (Sandbox("pr", "shop", "pr", (), None, False, (fork,)),),
+                       tunnel=Tunnel("meshforge-tunnel.meshforge.svc.cluster.local", 15080)))
 
 
 def test_every_destination_kind_has_a_sample():

@@ -15,6 +15,7 @@ from meshforge.model import (
     Fork,
     HostDestination,
     KeyRoutes,
+    LocalDestination,
     Model,
     Port,
     Routing,
@@ -59,13 +60,15 @@ def test_lookup_agrees_with_names_everywhere():
 
 
 def test_destination_union_is_closed_and_tagged():
-    assert set(DESTINATION_KINDS) == {HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination}
+    assert set(DESTINATION_KINDS) == {HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination,
+                                      LocalDestination}
     assert len({k.kind for k in DESTINATION_KINDS}) == len(DESTINATION_KINDS)
     assert HostDestination("h", 81).describe() == "host h:81"
     assert EndpointsDestination((Endpoint("10.0.0.1", 80),)).describe() == "endpoints 10.0.0.1:80"
     assert EndpointsDestination((Endpoint("fd00::2", 80), Endpoint("10.0.0.2", 80))).describe() == \
         "endpoints [fd00::2]:80, 10.0.0.2:80"
     assert SubsetDestination((("version", "p"),)).describe() == "subset version=p"
+    assert LocalDestination("a@example.com").describe() == "a laptop (meshforge connect) of a@example.com"
 
 
 def test_next_expiry_is_the_earliest_active_sandbox():
@@ -101,13 +104,21 @@ def test_model_round_trips_through_json(write):
                "g.yaml": route_group("grp", labels="{f: x}"),
                "e.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: e, namespace: shop}\n"
                          "spec:\n  forks:\n  - service: checkout\n    to: {endpoints: [{address: 10.0.0.9, port: 80}]}\n"
-                         "  - service: cartservice\n    to: {subset: {labels: {version: e}}}\n"})
+                         "  - service: cartservice\n    to: {subset: {labels: {version: e}}}\n",
+               "t.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: t}\n"
+                         "spec: {tunnel: {host: meshforge-tunnel.meshforge, port: 15080}}\n",
+               "l.yaml": "apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: l, namespace: shop}\n"
+                         "spec:\n  forks:\n  - service: checkout\n    to: {local: {owner: a@example.com}}\n"})
     model, diags = compile_paths([str(d)], NOW)
     assert model is not None, diags.items
     again = from_json(json.loads(json.dumps(to_json(model))))
     assert again == model
-    # what backends see: workload forks are lowered to host forks
-    assert {type(f.destination) for k in again.keys for f in k.forks} == set(DESTINATION_KINDS) - {WorkloadDestination}
+    # what backends see: workload forks and forks to laptops are lowered to host forks
+    assert {type(f.destination) for k in again.keys for f in k.forks} == \
+        set(DESTINATION_KINDS) - {WorkloadDestination, LocalDestination}
+    assert [(f.key, f.service, f.owner, f.node) for f in again.local_forks] == \
+        [("l", "checkout.shop", "a@example.com", "l.checkout.shop")]
+    assert again.tunnel.host == "meshforge-tunnel.meshforge"
     assert again.next_expiry == datetime(2026, 12, 24, 8, tzinfo=timezone.utc)
     only_envoy = Model(model.routing, model.services, tuple(
         KeyRoutes(k.key, k.owner_kind, k.owner, tuple(f for f in k.forks if not isinstance(f.destination,

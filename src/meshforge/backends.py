@@ -20,6 +20,7 @@ from .model import (
     DESTINATION_KINDS,
     EndpointsDestination,
     HostDestination,
+    LocalDestination,
     Model,
     SubsetDestination,
     WorkloadDestination,
@@ -116,15 +117,15 @@ _ENVOY_SUBSETS = Unsupported(
     "become DestinationRule subsets")
 
 # Workload forks reach every backend lowered (lower.workload_forks): as a host fork, plus objects that
-# the kubernetes backend renders.
+# the kubernetes backend renders. Forks to laptops too (lower.local_forks): as a host fork to the tunnel node.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("istio", "Istio", "Istio VirtualService / DestinationRule / ServiceEntry YAML",
             _istio,
-            frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination}),
+            frozenset({HostDestination, EndpointsDestination, SubsetDestination, WorkloadDestination, LocalDestination}),
             empty="no active sandbox or route group forks a service, no edge is declared and no VirtualService was "
                   "given"),
     Backend("gateway-api", "Gateway API", "Gateway API HTTPRoutes / GRPCRoutes for the mesh (GAMMA: Istio, Linkerd, "
-            "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, EndpointsDestination, WorkloadDestination}),
+            "Cilium, Kuma)", _gateway_api, frozenset({HostDestination, EndpointsDestination, WorkloadDestination, LocalDestination}),
             {HostDestination: Unsupported(
                 "cannot route to {destination} of {service}: backendRefs name Kubernetes Services, and this host "
                 "names none",
@@ -146,11 +147,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
                   "and no active sandbox has one"),
     Backend("xds", "Envoy", "the Envoy xDS resources `serve` pushes, per node (JSON mapping, as YAML)",
             _xds,
-            frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            frozenset({HostDestination, EndpointsDestination, WorkloadDestination, LocalDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT, EDGE_PORT)),
     Backend("envoy-static", "Envoy", "a static Envoy bootstrap per node that runs without a server",
             _envoy_static,
-            frozenset({HostDestination, EndpointsDestination, WorkloadDestination}), {SubsetDestination: _ENVOY_SUBSETS},
+            frozenset({HostDestination, EndpointsDestination, WorkloadDestination, LocalDestination}), {SubsetDestination: _ENVOY_SUBSETS},
             (OUTBOUND_PORT, ADMIN_PORT, EDGE_PORT)),
 )}
 

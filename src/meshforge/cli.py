@@ -355,11 +355,20 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
         sys.exit(2)
 
 
-@main.command(short_help="Print a sidecar's (or the edge proxy's) Envoy bootstrap for serve.")
+@main.command(short_help="Print a sidecar's (or the edge's, or the tunnel node's) Envoy bootstrap for serve.")
 @click.option("--service", default=None, help="The service this sidecar belongs to: NAME or NAME.NAMESPACE.")
 @click.option("--edge", is_flag=True, help="The edge proxy's bootstrap instead of a sidecar's (needs --listen-address).")
+@click.option("--tunnel", is_flag=True, help="The tunnel node's, which laptops running `meshforge connect` attach to "
+              "(needs --listen-address, --accept-address and the --tunnel-* files).")
 @click.option("--listen-address", default=None, metavar="HOST:PORT",
-              help="--edge: where the edge listens for outside traffic, e.g. 0.0.0.0:8080.")
+              help="--edge: where the edge listens for outside traffic, e.g. 0.0.0.0:8080. --tunnel: where sidecars "
+              "reach it (the Baseline's tunnel host and port), e.g. 0.0.0.0:15080.")
+@click.option("--accept-address", default=None, metavar="HOST:PORT",
+              help="--tunnel: where laptops dial in (TLS), e.g. 0.0.0.0:15443.")
+@click.option("--tunnel-cert-file", default=None, help="--tunnel: its certificate, which laptops check (path on its "
+              "machine).")
+@click.option("--tunnel-key-file", default=None, help="--tunnel: its private key.")
+@click.option("--tunnel-client-ca-file", default=None, help="--tunnel: the CA that signs laptops' certificates.")
 @click.option("--xds-address", required=True, help="HOST:PORT of meshforge serve.")
 @click.option("--outbound-port", type=click.IntRange(1, MAX_PORT), default=DEFAULT_OUTBOUND_PORT, show_default=True)
 @click.option("--admin-port", type=click.IntRange(0, MAX_PORT), default=DEFAULT_ADMIN_PORT, show_default=True,
@@ -372,19 +381,24 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
 @click.option("--tls-key-file", default=None, help="Mutual TLS: this proxy's private key (path on its machine).")
 @click.option("--transparent", is_flag=True, help="The sidecar sits behind `meshforge capture-rules`: its outbound "
               "listener takes the pod's redirected connections and routes them by their original destination.")
-def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file,
+def bootstrap(service, edge, tunnel, listen_address, accept_address, tunnel_cert_file, tunnel_key_file,
+              tunnel_client_ca_file, xds_address, outbound_port, admin_port, node_id, delta, tls_ca_file,
               tls_cert_file, tls_key_file, transparent):
-    """Print an Envoy bootstrap (YAML) for one sidecar, or with --edge for the edge proxy, pointing at
-    meshforge serve.
+    """Print an Envoy bootstrap (YAML) for one sidecar, or with --edge for the edge proxy, or with --tunnel for
+    the tunnel node, pointing at meshforge serve.
 
     \b
     Examples:
       meshforge bootstrap --service cart.shop --xds-address meshforge.infra:18000 > envoy.yaml
       meshforge bootstrap --service cart.shop --transparent --xds-address meshforge.infra:18000 > envoy.yaml
       meshforge bootstrap --edge --listen-address 0.0.0.0:8080 --xds-address meshforge.infra:18000 > edge.yaml
+      meshforge bootstrap --tunnel --listen-address 0.0.0.0:15080 --accept-address 0.0.0.0:15443 \\
+          --tunnel-cert-file tunnel.crt --tunnel-key-file tunnel.key --tunnel-client-ca-file laptops-ca.crt \\
+          --xds-address meshforge.infra:18000 > tunnel.yaml
     """
     from .emit.xds.backend import dump, to_dict
     from .emit.xds.bootstrap import XdsTls, ads_bootstrap
+    from .emit.xds.tunnel import TunnelFiles
     from .server.control import parse_address
     from .xdsapi import listen_address as parse_listen
 
@@ -392,29 +406,164 @@ def bootstrap(service, edge, listen_address, xds_address, outbound_port, admin_p
         host, port = parse_address(xds_address, listen=False)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--xds-address")
-    listen = None
-    if edge:
-        if service:
-            raise click.UsageError("--edge and --service exclude each other: the edge proxy is no service's sidecar")
-        if not listen_address:
-            raise click.UsageError("--edge needs --listen-address HOST:PORT (where outside traffic arrives)")
+
+    def address(value: str, option: str) -> tuple[str, int]:
         try:
-            listen = parse_listen(listen_address)
+            return parse_listen(value)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--listen-address")
-    elif not service:
-        raise click.UsageError("--service is required (or --edge for the edge proxy)")
-    if transparent and edge:
-        raise click.UsageError("--transparent is for a sidecar; the edge proxy listens where --listen-address says")
+            raise click.BadParameter(str(e), param_hint=option)
+
+    if sum((bool(service), edge, tunnel)) != 1:
+        raise click.UsageError("say whose bootstrap: --service NAME (a sidecar), --edge or --tunnel (one of them)")
+    tunnel_files = (tunnel_cert_file, tunnel_key_file, tunnel_client_ca_file)
+    if not tunnel and (accept_address or any(tunnel_files)):
+        raise click.UsageError("--accept-address and the --tunnel-* files are for --tunnel")
+    if transparent and not service:
+        raise click.UsageError("--transparent is for a sidecar; the edge and the tunnel node listen where "
+                               "--listen-address says")
+    listen = accept = files = None
+    if edge or tunnel:
+        if not listen_address:
+            raise click.UsageError(f"--{'edge' if edge else 'tunnel'} needs --listen-address HOST:PORT (where "
+                                   f"{'outside traffic arrives' if edge else 'sidecars send to it'})")
+        listen = address(listen_address, "--listen-address")
     elif listen_address:
-        raise click.UsageError("--listen-address is for --edge; a sidecar listens on 127.0.0.1:--outbound-port")
+        raise click.UsageError("--listen-address is for --edge and --tunnel; a sidecar listens on "
+                               "127.0.0.1:--outbound-port")
+    if tunnel:
+        if not accept_address or not all(tunnel_files):
+            raise click.UsageError("--tunnel needs --accept-address HOST:PORT (where laptops dial in) and "
+                                   "--tunnel-cert-file, --tunnel-key-file and --tunnel-client-ca-file (laptops "
+                                   "attach over mutual TLS only)")
+        accept = address(accept_address, "--accept-address")
+        if accept == listen:
+            raise click.UsageError("--accept-address and --listen-address must differ")
+        files = TunnelFiles(*tunnel_files)
     if bool(tls_cert_file) != bool(tls_key_file):
         raise click.UsageError("--tls-cert-file and --tls-key-file go together")
     if tls_cert_file and not tls_ca_file:
         raise click.UsageError("--tls-cert-file needs --tls-ca-file (the CA of serve's certificate)")
     tls = XdsTls(tls_ca_file, tls_cert_file, tls_key_file) if tls_ca_file else None
     click.echo(dump(to_dict(ads_bootstrap(service, host, port, outbound_port, admin_port, node_id, delta, tls,
-                                          edge_listen=listen, transparent=transparent))), nl=False)
+                                          edge_listen=listen if edge else None, transparent=transparent,
+                                          tunnel=(listen, accept, files) if tunnel else None))), nl=False)
+
+
+@main.command(short_help="Run one service on this laptop for one routing key, over a reverse tunnel.",
+              context_settings={"ignore_unknown_options": False})
+@click.argument("service")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--routing-key", "key", required=True, help="The key whose requests come to this laptop.")
+@click.option("--to", "to", default=None, metavar="HOST:PORT", help="Where the local process listens, e.g. "
+              "127.0.0.1:8080.")
+@click.option("--via", default=None, metavar="HOST:PORT", help="The tunnel node's --accept-address, as this laptop "
+              "reaches it.")
+@click.option("--tls-ca-file", default=None, help="The CA that signed the tunnel node's certificate.")
+@click.option("--tls-cert-file", default=None, help="This laptop's certificate (its subject alternative name is the "
+              "fork's owner).")
+@click.option("--tls-key-file", default=None, help="This laptop's private key.")
+@click.option("--server-name", default=None, help="The name (DNS or IP) the tunnel node's certificate carries "
+              "(default: the host of --via).")
+@click.option("--http2", is_flag=True, help="The local process speaks HTTP/2 without TLS (h2c, gRPC).")
+@click.option("--admin-port", type=click.IntRange(0, MAX_PORT), default=0, help="The laptop Envoy's admin port on "
+              "127.0.0.1 (0: a free one).")
+@click.option("--env-from", "env_from", multiple=True, metavar="PATH", help="Print the baseline workload's "
+              "environment, read from these manifests (files or directories), as shell exports; with a COMMAND "
+              "after --, run it with that environment while the tunnel is up.")
+@click.option("--container", default=None, help="--env-from: the container (default: the pod's first).")
+@_namespace
+def connect(service, command, key, to, via, tls_ca_file, tls_cert_file, tls_key_file, server_name, http2,
+            admin_port, env_from, container, namespace):
+    """Hold a reverse tunnel from this laptop to the mesh's tunnel node, so that requests with --routing-key for
+    SERVICE, anywhere in the shared environment, reach the process at --to (a Sandbox forks SERVICE for that
+    key `to: {local: {owner: ...}}`); everyone else's requests are untouched. Ctrl-C leaves: the tunnel drains,
+    and the key reaches the baseline again with no failed request.
+
+    \b
+    Examples:
+      meshforge connect cart --routing-key alice --to 127.0.0.1:8080 --via tunnel.example.com:15443 \\
+          --tls-ca-file ca.crt --tls-cert-file alice.crt --tls-key-file alice.key
+      meshforge connect cart --routing-key alice --env-from k8s/      (prints the baseline's env)
+    """
+    import os
+    import signal
+    import subprocess
+
+    from .connect import Plan, existing_file, run, service_id, shell_line
+    from .connect import env_from as read_env
+    from .emit.xds.tunnel import LaptopTls
+    from .names import valid_routing_key
+    from .server.control import parse_address
+
+    if not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
+                                 param_hint="--routing-key")
+    sid = service_id(service, namespace)
+    name, _, ns = sid.partition(".")
+    from .names import dns1123_label
+
+    if not dns1123_label(name) or not dns1123_label(ns):
+        raise click.BadParameter(f"{service!r} is not NAME or NAME.NAMESPACE (DNS labels)", param_hint="SERVICE")
+    env: list[tuple[str, str]] = []
+    if env_from:
+        try:
+            env, notes = read_env(list(env_from), sid, container, namespace)
+        except ValueError as e:
+            click.echo(f"error: --env-from: {e}", err=True)
+            sys.exit(1)
+        for n in notes:
+            click.echo(f"note: {n}", err=True)
+        if not command and to is None:  # print the environment and stop
+            for k, v in env:
+                click.echo(shell_line(k, v))
+            return
+    if to is None or via is None:
+        raise click.UsageError("connect needs --to HOST:PORT (the local process) and --via HOST:PORT (the tunnel "
+                               "node), or --env-from alone to print the baseline's environment")
+    try:
+        to_addr = parse_address(to, listen=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--to")
+    try:
+        via_addr = parse_address(via, listen=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--via")
+    if not (tls_ca_file and tls_cert_file and tls_key_file):
+        raise click.UsageError("the tunnel node takes laptops over mutual TLS only: give --tls-ca-file, "
+                               "--tls-cert-file and --tls-key-file")
+    try:
+        tls = LaptopTls(existing_file(tls_ca_file, "--tls-ca-file"), existing_file(tls_cert_file, "--tls-cert-file"),
+                        existing_file(tls_key_file, "--tls-key-file"), server_name or via_addr[0])
+    except ValueError as e:
+        raise click.BadParameter(str(e))
+    plan = Plan(sid, key, via_addr, to_addr, tls, http2, admin_port)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    child = None
+    if command:
+        child = subprocess.Popen(list(command), env={**os.environ, **dict(env)})
+
+    def should_stop() -> bool:
+        return stop["now"] or (child is not None and child.poll() is not None)
+
+    def say(line: str) -> None:
+        click.echo(f"meshforge connect: {line}", err=True)
+
+    try:
+        code = run(plan, say, should_stop)
+    finally:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    sys.exit(code if child is None or code else (child.returncode or 0))
 
 
 @main.command(short_help="Add the transparent sidecar to workload manifests (as istioctl kube-inject).")

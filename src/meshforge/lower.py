@@ -18,7 +18,19 @@ import json
 from dataclasses import replace
 from typing import Callable
 
-from .model import Fork, HostDestination, KeyRoutes, Model, Sandbox, Service, UserObject, WorkloadDestination
+from .model import (
+    Fork,
+    HostDestination,
+    KeyRoutes,
+    LocalDestination,
+    LocalFork,
+    Model,
+    Sandbox,
+    Service,
+    UserObject,
+    WorkloadDestination,
+    tunnel_node,
+)
 from .names import derived_name
 from .ownership import MANAGED, SANDBOX_LABEL
 
@@ -178,7 +190,43 @@ def workload_forks(model: Model) -> Model:
     return replace(model, keys=keys, sandboxes=sandboxes, generated=model.generated + tuple(generated))
 
 
-PASSES: tuple[Pass, ...] = (workload_forks,)
+def local_forks(model: Model) -> Model:
+    """Forks to laptops become host forks to the tunnel node (every backend routes them as it routes a fork to
+    a Service), and `model.local_forks` lists them for the tunnel node's own configuration. Looks at the
+    sandboxes with such a fork (and the route groups' keys, which may hold them) only."""
+    rev = model.change
+    if model.tunnel is None:
+        return model  # resolution refused every fork to a laptop (MF230)
+    candidates = [sb for sb in (model.sandboxes if rev is None else
+                                [model.sandbox(n) for n in sorted(rev.local_sandboxes)])
+                  if sb is not None and any(isinstance(f.destination, LocalDestination) for f in sb.forks)]
+    group_keys = frozenset(k.key for k in model.keys if k.owner_kind == "RouteGroup") if rev is None \
+        else rev.group_keys
+    if not candidates:
+        return model
+    tunnel = HostDestination(model.tunnel.host, model.tunnel.port)
+    found: list[LocalFork] = []
+
+    def lowered(f: Fork) -> Fork:
+        return replace(f, destination=tunnel) if isinstance(f.destination, LocalDestination) else f
+
+    keys_list, sandbox_list = list(model.keys), list(model.sandboxes)
+    for name in sorted({sb.key for sb in candidates} | group_keys):
+        i = model.key_index(name)
+        if i is None:
+            continue
+        k = keys_list[i]
+        local = [f for f in k.forks if isinstance(f.destination, LocalDestination)]
+        if local:
+            found.extend(LocalFork(k.key, f.service, f.destination.owner, tunnel_node(k.key, f.service)) for f in local)
+            keys_list[i] = KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin)
+    for sb in candidates:
+        sandbox_list[model.sandbox_index(sb.name)] = replace(sb, forks=tuple(map(lowered, sb.forks)))
+    found.sort(key=lambda f: (f.key, f.service))
+    return replace(model, keys=tuple(keys_list), sandboxes=tuple(sandbox_list), local_forks=tuple(found))
+
+
+PASSES: tuple[Pass, ...] = (workload_forks, local_forks)
 
 
 def lower(model: Model, passes: tuple[Pass, ...] = PASSES) -> Model:

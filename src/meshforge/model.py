@@ -239,7 +239,20 @@ class WorkloadDestination:
         return f"workload fork of {what}"
 
 
-Destination = HostDestination | EndpointsDestination | SubsetDestination | WorkloadDestination
+@dataclass(frozen=True)
+class LocalDestination:
+    """A fork on a developer's laptop: `meshforge connect` holds a reverse tunnel from the laptop to the mesh's
+    tunnel node (`Model.tunnel`). Lowering turns it into a host fork to the tunnel node, plus a `LocalFork` the
+    tunnel node's own configuration is made from, so no other emitter sees this kind."""
+
+    kind: ClassVar[str] = "local"
+    owner: str | None = None  # a subject alternative name the laptop's client certificate must carry
+
+    def describe(self) -> str:
+        return "a laptop (meshforge connect)" + (f" of {self.owner}" if self.owner else "")
+
+
+Destination = HostDestination | EndpointsDestination | SubsetDestination | WorkloadDestination | LocalDestination
 DESTINATION_KINDS: tuple[type, ...] = typing.get_args(Destination)
 
 
@@ -312,6 +325,32 @@ class UserObject:
 
 
 @dataclass(frozen=True)
+class Tunnel:
+    """The mesh's tunnel node (CONTRACT §5.4, a Baseline's `tunnel`): where sidecars send the keys of forks that
+    run on laptops. It holds the laptops' reverse tunnels (`meshforge bootstrap --tunnel`)."""
+
+    host: str  # its data listener: a Service name or an address
+    port: int
+    origin: Span = field(default_factory=Span)
+
+
+@dataclass(frozen=True)
+class LocalFork:
+    """A fork to a laptop, as the tunnel node needs it (made by lowering from a `LocalDestination`)."""
+
+    key: str  # the routing key
+    service: str  # service id
+    owner: str | None  # who may attach (a client certificate's subject alternative name); None: any the CA signed
+    node: str  # the laptop's reverse-tunnel node id: `tunnel_node(key, service)`
+
+
+def tunnel_node(key: str, service: str) -> str:
+    """The reverse-tunnel node id (and TLS server name) a laptop attaches as, for one key's fork of one service:
+    `<key>.<name>.<namespace>`, a DNS name (each part is a DNS label), so it is also the SNI the laptop sends."""
+    return f"{key}.{service}"
+
+
+@dataclass(frozen=True)
 class Edge:
     """Where traffic from outside the mesh enters (CONTRACT §2.1 `edge`), and whom it trusts with a routing key.
 
@@ -360,6 +399,7 @@ class Change:
     settings: bool = True  # the routing settings or the cluster domain may differ
     edge: bool = True  # the edge may differ
     workload_sandboxes: frozenset[str] = frozenset()  # sandboxes with a workload fork (what lowering looks at)
+    local_sandboxes: frozenset[str] = frozenset()  # sandboxes with a fork to a laptop (ditto)
     group_keys: frozenset[str] = frozenset()  # the keys route groups hold
     next_expiry: datetime | None = None  # when the next active sandbox expires
 
@@ -380,6 +420,9 @@ class Model:
     user_objects: tuple[UserObject, ...] = ()  # sorted by (group, kind, namespace, name, origin)
     generated: tuple[UserObject, ...] = ()  # objects lowering made for backends to render (workload forks)
     edge: Edge | None = None
+    tunnel: Tunnel | None = field(default=None, metadata={"json": "unless-default"})
+    # set by lowering: the forks to laptops, sorted by (key, service)
+    local_forks: tuple[LocalFork, ...] = field(default=(), metadata={"json": "unless-default"})
     # (API group, kind, namespace, name) of the objects of other systems among the inputs: no object a backend
     # generates may take one of these identities (backends.unique)
     inputs: frozenset[tuple[str, str, str, str]] = field(default=frozenset(), compare=False, repr=False,

@@ -68,7 +68,7 @@ class _FileResult:
     def sandboxes_only(self) -> bool:
         """Declares sandboxes and nothing else (what a change can update without merging the rest again)."""
         d = self.decls
-        return not (self.k8s or d.services or d.route_groups or d.settings or d.user_objects or d.edges or d.objects)
+        return not (self.k8s or d.services or d.route_groups or d.settings or d.user_objects or d.edges or d.tunnels or d.objects)
 
 
 class Workspace:

@@ -25,6 +25,7 @@ from .model import (
     Fork,
     HostDestination,
     KeyRoutes,
+    LocalDestination,
     Model,
     Port,
     Routing,
@@ -32,13 +33,14 @@ from .model import (
     Service,
     ServiceIndex,
     SubsetDestination,
+    Tunnel,
     UserObject,
     WorkloadDestination,
     rfc3339,
 )
 from .names import ROUTING_KEY_HINT, valid_routing_key
 from .sortedmap import SortedMap
-from .spec.decls import Decls, EdgeDecl, RouteGroupDecl, SandboxDecl, ServiceDecl
+from .spec.decls import Decls, EdgeDecl, RouteGroupDecl, SandboxDecl, ServiceDecl, TunnelDecl
 
 
 def parse_time(value: str) -> datetime:
@@ -100,6 +102,7 @@ class Memo:
     objects: list | None = None  # the input objects' identities it last saw (a list, compared by identity) ...
     inputs: frozenset = frozenset()  # ... and as a set
     edge: Edge | None = None  # the edge of the last model
+    tunnel: Tunnel | None = None  # the tunnel of the last model
 
 
 def _same(a: list, b: list) -> bool:
@@ -147,6 +150,7 @@ class _SandboxTable:
         self.touched: dict[str, tuple] = {}  # what the last update changed: name -> (Sandbox before, after)
         self._expiry_heap: list[tuple[datetime, str]] = []  # (when, name), soonest first; stale entries skipped
         self.workload: set[str] = set()  # sandboxes with a workload fork
+        self.local: set[str] = set()  # sandboxes with a fork to a laptop
 
     def rebind(self, names: _Names, decl_by_id: dict[str, ServiceDecl], before: _Names,
                before_decls: dict[str, ServiceDecl]) -> set[str]:
@@ -227,6 +231,7 @@ class _SandboxTable:
                 self._noise(old_decl)
         self.expiring.pop(name, None)
         self.workload.discard(name)
+        self.local.discard(name)
         for i in self.uses.pop(name, ()):
             self.users[i].discard(name)
         sb = None
@@ -246,6 +251,8 @@ class _SandboxTable:
                 heapq.heappush(self._expiry_heap, (sb.expires_at, name))
             if any(isinstance(f.destination, WorkloadDestination) for f in sb.forks):
                 self.workload.add(name)
+            if any(isinstance(f.destination, LocalDestination) for f in sb.forks):
+                self.local.add(name)
             self._noise(holder)
         self.sandboxes.set(name, sb)
         if sb is None:
@@ -369,21 +376,45 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         memo.group_keys, memo.groups = group_keys, groups
         memo.token, memo.table = token, table
     edge_changed = memo is None or parent is None or memo.edge != edge
+    tunnel = _tunnel(decls.tunnels, table, diags)
     if memo is not None:
-        memo.edge = edge
+        if memo.tunnel != tunnel:  # every fork to a laptop goes to the tunnel: their keys change with it
+            changed |= {sb.key for n in table.local if (sb := table.sandbox_by_name.get(n)) is not None}
+            changed |= group_keys.keys()
+        memo.edge, memo.tunnel = edge, tunnel
     change = Change(token, parent, frozenset(changed), services_changed, settings_changed, edge_changed,
-                    frozenset(table.workload), frozenset(group_keys), table.next_expiry())
+                    workload_sandboxes=frozenset(table.workload), local_sandboxes=frozenset(table.local),
+                    group_keys=frozenset(group_keys), next_expiry=table.next_expiry())
     if memo is not None and memo.objects is decls.objects:
         inputs = memo.inputs  # the same declarations (an incremental compile): the same identities
     else:
         inputs = frozenset(decls.objects)
         if memo is not None:
             memo.objects, memo.inputs = decls.objects, inputs
-    return Model(routing=routing, services=services, edge=edge, keys=tuple(keys.values),
+    return Model(routing=routing, services=services, edge=edge, tunnel=tunnel, keys=tuple(keys.values),
                  sandboxes=tuple(table.sandboxes.values), inputs=inputs,
                  user_objects=tuple(sorted(decls.user_objects,
                                            key=lambda o: (o.group, o.kind, o.namespace, o.name, o.origin))),
                  change=change)
+
+
+def _tunnel(decls: list[TunnelDecl], table: _SandboxTable, diags: Diagnostics) -> Tunnel | None:
+    """The one tunnel node of the mesh; without one, every fork to a laptop is an error (MF230)."""
+    if decls:
+        first, *others = sorted(decls, key=lambda t: t.span)
+        for t in others:
+            diags.error("MF231", f"a second tunnel is declared (the first at {first.span.at()})", t.span,
+                        "the tunnel node is mesh-wide: declare it in one Baseline")
+        return Tunnel(first.host, first.port, first.span)
+    for name in sorted(table.local):
+        sb = table.sandbox_by_name.get(name)
+        for f in sb.forks if sb is not None else ():
+            if isinstance(f.destination, LocalDestination):
+                diags.error("MF230", f"sandbox {sb.name} forks {f.service} to a laptop, but no Baseline declares the "
+                            "tunnel node that laptops connect to", f.origin,
+                            "add `tunnel: {host: meshforge-tunnel.meshforge, port: 15080}` to the Baseline (where "
+                            "sidecars reach `meshforge bootstrap --tunnel`'s listener)")
+    return None
 
 
 def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | None:
@@ -643,7 +674,7 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
                 dest = _bind_workload(dest, decl_by_id[target], f.span, diags)
                 if dest is None:
                     continue
-            case HostDestination() | EndpointsDestination():
+            case HostDestination() | EndpointsDestination() | LocalDestination():
                 pass
             case other:
                 assert_never(other)

@@ -91,6 +91,10 @@ OUTBOUND_PORT_METADATA = "meshforge.outbound_port"  # node metadata key naming t
 PASSTHROUGH_CLUSTER = "meshforge_passthrough"  # a transparent sidecar's traffic to destinations outside the mesh
 TRANSPARENT_METADATA = "meshforge.transparent"  # node metadata key: "true" for a sidecar behind capture rules
 LISTEN_ADDRESS_METADATA = "meshforge.listen_address"  # node metadata key: the edge's listener HOST:PORT
+TUNNEL_NODE = "meshforge-tunnel"  # node.cluster of the tunnel node (CONTRACT §5.4)
+DEFAULT_TUNNEL_PORT = 15080  # the tunnel node's data listener (render's; its bootstrap chooses)
+DEFAULT_TUNNEL_ACCEPT_PORT = 15443  # where it takes laptops' reverse tunnels (ditto)
+TUNNEL_ACCEPT_METADATA = "meshforge.tunnel_accept_address"  # node metadata key: where the tunnel node takes laptops
 EDGE_NODE = "meshforge-edge"  # node.cluster of the edge proxy (never a service id: those are name.namespace)
 DEFAULT_OUTBOUND_PORT = 15001
 DEFAULT_EDGE_PORT = 8080
@@ -182,10 +186,11 @@ class Snapshot(Protocol):
         """Mesh-wide settings every node's configuration depends on; a change here changes every node."""
         ...
 
-    def resources(self, node: str, port: int, host: str | None = None,
-                  transparent: bool = False) -> Mapping[str, Mapping[str, Resource]]:
+    def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False,
+                  accept: tuple[str, int] | None = None) -> Mapping[str, Mapping[str, Resource]]:
         """Type URL -> resource name -> resource for one node whose listener is on `host:port`
-        (None: the node kind's default host); `transparent`: a sidecar behind capture rules."""
+        (None: the node kind's default host); `transparent`: a sidecar behind capture rules; `accept`: where
+        the tunnel node takes laptops."""
         ...
 
 

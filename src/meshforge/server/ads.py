@@ -43,6 +43,7 @@ from ..xdsapi import (
     SHORT_NAMES,
     SIDECAR_HOST,
     TRANSPARENT_METADATA,
+    TUNNEL_ACCEPT_METADATA,
     WILDCARD_TYPES,
     listen_address,
     outbound_port,
@@ -167,6 +168,7 @@ class _Stream:
         self.port = DEFAULT_OUTBOUND_PORT
         self.host: str | None = None  # the listener's address; None: the node kind's default
         self.transparent = False  # behind capture rules (its bootstrap's --transparent)
+        self.accept: tuple[str, int] | None = None  # the tunnel node: where it takes laptops
         self.types: dict[str, _TypeState] = {}
         self.queue: asyncio.Queue = asyncio.Queue()
         self.out: asyncio.Queue = asyncio.Queue()
@@ -194,6 +196,13 @@ class _Stream:
             except ValueError as e:
                 raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"node {node.id!r}: metadata {LISTEN_ADDRESS_METADATA}: {e}") from None
+        meta = node.metadata.fields.get(TUNNEL_ACCEPT_METADATA)
+        if meta is not None:
+            try:
+                self.accept = listen_address(_port_value(meta))
+            except ValueError as e:
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"node {node.id!r}: metadata {TUNNEL_ACCEPT_METADATA}: {e}") from None
         meta = node.metadata.fields.get(TRANSPARENT_METADATA)
         if meta is not None:
             value = _port_value(meta)
@@ -219,7 +228,7 @@ class _Stream:
         return {n: r for n, r in res.items() if n in sub.names}
 
     def source(self, type_url: str) -> dict:
-        return self.cache.resources(self.node, self.port, self.host, self.transparent).get(type_url, {})
+        return self.cache.resources(self.node, self.port, self.host, self.transparent, self.accept).get(type_url, {})
 
     def unchanged(self, st: _TypeState, type_url: str, keep_removed: bool) -> bool:
         """True when this type was last sent from the very same snapshot dict under the same

@@ -34,10 +34,11 @@ class SnapshotCache:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._queues.discard(q)
 
-    def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False) -> dict:
+    def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False,
+                  accept: tuple[str, int] | None = None) -> dict:
         if self.snapshot is None:
             return {}
-        return self.snapshot.resources(node, port, host, transparent)
+        return self.snapshot.resources(node, port, host, transparent, accept)
 
     def clusters_of(self, node: str) -> "_Clusters":
         """The clusters a node holds now or held under the previous snapshot (the calls its proxy can log), as

@@ -101,6 +101,15 @@ class EdgeDecl:
 
 
 @dataclass
+class TunnelDecl:
+    """A Baseline's `tunnel` block as written."""
+
+    host: str
+    port: int
+    span: Span  # the `tunnel` block
+
+
+@dataclass
 class Decls:
     services: list[ServiceDecl] = field(default_factory=list)
     sandboxes: list[SandboxDecl] = field(default_factory=list)
@@ -108,6 +117,7 @@ class Decls:
     settings: list[Settings] = field(default_factory=list)
     user_objects: list[UserObject] = field(default_factory=list)
     edges: list[EdgeDecl] = field(default_factory=list)
+    tunnels: list[TunnelDecl] = field(default_factory=list)
     # (API group, kind, namespace, name) of every object of another system among the inputs (Services,
     # workloads, ConfigMaps, VirtualServices, ...): what no generated object may be named as
     objects: list[tuple[str, str, str, str]] = field(default_factory=list)

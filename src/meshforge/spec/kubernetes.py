@@ -67,7 +67,7 @@ def _namespace(doc: Document, diags: Diagnostics, what: str) -> str | None:
     return None
 
 
-def _pod_labels(doc: Document, diags: Diagnostics) -> dict[str, str]:
+def pod_labels(doc: Document, diags: Diagnostics) -> dict[str, str]:
     labels = _str_dict(_get(doc.data, "spec", "template", "metadata", "labels"))
     bad = sorted(k for k, v in labels.items() if not (label_key(k) and label_value(v)))
     for k in bad:
@@ -84,12 +84,12 @@ def _workloads(docs: list[Document], diags: Diagnostics):
             name = _get(doc.data, "metadata", "name")
             if ns is not None:
                 yield doc, ns, Workload(doc.kind, name if isinstance(name, str) else "",
-                                        tuple(sorted(_pod_labels(doc, diags).items())), doc.span("/metadata/name"))
+                                        tuple(sorted(pod_labels(doc, diags).items())), doc.span("/metadata/name"))
 
 
 def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDecl]:
     workloads = list(_workloads(docs, diags))
-    configs = _configs(docs)
+    found_configs = configs(docs)
     out: list[ServiceDecl] = []
     for doc in docs:
         if doc.kind != "Service":
@@ -142,7 +142,7 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
         partial: list[str] = []
         if not declares:  # declared dependencies replace inference: nothing to infer, nothing to warn about
             for w, _ in selected:
-                found, missing = _env_refs(w, ns, name, configs)
+                found, missing = _env_refs(w, ns, name, found_configs)
                 deps.extend(found)
                 partial.extend(m for m in missing if m not in partial)
         out.append(ServiceDecl(name=name, namespace=ns, ports=tuple(ports), endpoints=(),
@@ -196,7 +196,7 @@ def _config_values(doc: Document) -> dict[str, str]:
     return out
 
 
-def _configs(docs: list[Document]) -> dict[tuple[str, str, str], dict[str, str]]:
+def configs(docs: list[Document]) -> dict[tuple[str, str, str], dict[str, str]]:
     """(kind, namespace, name) -> values, of the ConfigMaps and Secrets among the inputs."""
     out = {}
     for doc in docs:
@@ -208,65 +208,80 @@ def _configs(docs: list[Document]) -> dict[tuple[str, str, str], dict[str, str]]
     return out
 
 
-def _env_refs(workload: Document, ns: str, self_name: str,
-              configs: dict[tuple[str, str, str], dict[str, str]]) -> tuple[list[DepRef], list[str]]:
-    """Env values that may name a service, as the container sees them (envFrom and valueFrom read from the
-    ConfigMaps and Secrets among the inputs, `$(VAR)` expanded), for `resolve` to bind; and what could not
-    be read (a ConfigMap or Secret that is not among the inputs): inference is partial then."""
-    refs: list[DepRef] = []
+def container_env(c: dict, base: str, ns: str, configs: dict[tuple[str, str, str], dict[str, str]]):
+    """A container's environment as it sees it (envFrom and valueFrom read from the ConfigMaps and Secrets among
+    the inputs, `$(VAR)` expanded): (name -> value, name -> (pointer, where from: "", "ConfigMap X", "Secret X"),
+    what could not be read). `base` is the container's JSON pointer."""
+    env: dict[str, str] = {}
+    where: dict[str, tuple[str, str]] = {}
     partial: list[str] = []
+    for fi, source in enumerate(_get(c, "envFrom", default=[]) or []):
+        if not isinstance(source, dict):
+            continue
+        for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = source.get(field)
+            if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+                continue
+            values = configs.get((kind, ns, ref["name"]))
+            if values is None:
+                if not ref.get("optional"):
+                    partial.append(f"envFrom {kind} {ref['name']} is not among the inputs")
+                continue
+            prefix = str(source.get("prefix") or "")
+            for k, v in values.items():
+                env[prefix + k] = v
+                where[prefix + k] = (f"{base}/envFrom/{fi}", f"{kind} {ref['name']}")
+    for ei, e in enumerate(_get(c, "env", default=[]) or []):
+        name = _get(e, "name")
+        if not isinstance(name, str):
+            continue
+        ptr = f"{base}/env/{ei}"
+        value = _get(e, "value")
+        if isinstance(value, str):
+            env[name], where[name] = _expand(value, env), (ptr + "/value", "")
+            continue
+        for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+            ref = _get(e, "valueFrom", field)
+            if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+                continue
+            got = (configs.get((kind, ns, ref["name"])) or {}).get(str(ref.get("key")))
+            if got is None:
+                if not ref.get("optional"):
+                    partial.append(f"env {name} takes key {ref.get('key')!r} of {kind} {ref['name']}, which "
+                                   "is not among the inputs")
+            else:
+                env[name], where[name] = got, (ptr + "/valueFrom", f"{kind} {ref['name']}")
+    return env, where, partial
+
+
+def containers(workload: Document):
+    """(JSON pointer, container) of a workload's pod template: init containers first."""
     spec = _get(workload.data, "spec", "template", "spec", default={})
     for group in ("initContainers", "containers"):
-        containers = _get(spec, group, default=[])
-        if not isinstance(containers, list):
-            continue
-        for ci, c in enumerate(containers):
-            env: dict[str, str] = {}
-            where: dict[str, tuple[str, str]] = {}  # name -> (pointer, how it was set) of what it came from
-            for fi, source in enumerate(_get(c, "envFrom", default=[]) or []):
-                if not isinstance(source, dict):
-                    continue
-                for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    ref = source.get(field)
-                    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-                        continue
-                    values = configs.get((kind, ns, ref["name"]))
-                    if values is None:
-                        if not ref.get("optional"):
-                            partial.append(f"envFrom {kind} {ref['name']} is not among the inputs")
-                        continue
-                    prefix = str(source.get("prefix") or "")
-                    for k, v in values.items():
-                        env[prefix + k] = v
-                        where[prefix + k] = (f"/spec/template/spec/{group}/{ci}/envFrom/{fi}", f"{kind} {ref['name']}")
-            for ei, e in enumerate(_get(c, "env", default=[]) or []):
-                name = _get(e, "name")
-                if not isinstance(name, str):
-                    continue
-                ptr = f"/spec/template/spec/{group}/{ci}/env/{ei}"
-                value = _get(e, "value")
-                if isinstance(value, str):
-                    env[name], where[name] = _expand(value, env), (ptr + "/value", "")
-                    continue
-                for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
-                    ref = _get(e, "valueFrom", field)
-                    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-                        continue
-                    got = (configs.get((kind, ns, ref["name"])) or {}).get(str(ref.get("key")))
-                    if got is None:
-                        if not ref.get("optional"):
-                            partial.append(f"env {name} takes key {ref.get('key')!r} of {kind} {ref['name']}, which "
-                                           "is not among the inputs")
-                    else:
-                        env[name], where[name] = got, (ptr + "/valueFrom", f"{kind} {ref['name']}")
-            for name, value in env.items():
-                ptr, source = where[name]
-                host = _host(name, value.strip())
-                if host is None or host.split(".")[0] == self_name:
-                    continue
-                shown = f"env {name} (from {source})" if source.startswith("Secret") else \
-                    f"env {name}={value} (from {source})" if source else f"env {name}={value}"
-                refs.append(DepRef(host, ns, True, workload.span(ptr), shown))
+        items = _get(spec, group, default=[])
+        if isinstance(items, list):
+            for ci, c in enumerate(items):
+                if isinstance(c, dict):
+                    yield f"/spec/template/spec/{group}/{ci}", c
+
+
+def _env_refs(workload: Document, ns: str, self_name: str,
+              configs: dict[tuple[str, str, str], dict[str, str]]) -> tuple[list[DepRef], list[str]]:
+    """Env values that may name a service, as the container sees them (`container_env`), for `resolve` to bind;
+    and what could not be read (a ConfigMap or Secret that is not among the inputs): inference is partial then."""
+    refs: list[DepRef] = []
+    partial: list[str] = []
+    for base, c in containers(workload):
+        env, where, missing = container_env(c, base, ns, configs)
+        partial.extend(missing)
+        for name, value in env.items():
+            ptr, source = where[name]
+            host = _host(name, value.strip())
+            if host is None or host.split(".")[0] == self_name:
+                continue
+            shown = f"env {name} (from {source})" if source.startswith("Secret") else \
+                f"env {name}={value} (from {source})" if source else f"env {name}={value}"
+            refs.append(DepRef(host, ns, True, workload.span(ptr), shown))
     return refs, partial
 
 

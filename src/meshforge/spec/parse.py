@@ -15,6 +15,7 @@ from ..model import (
     EnvChange,
     HostDestination,
     ImageChange,
+    LocalDestination,
     Port,
     SubsetDestination,
     UserObject,
@@ -33,6 +34,7 @@ from .decls import (
     SandboxDecl,
     ServiceDecl,
     Settings,
+    TunnelDecl,
 )
 from .ports import port_protocol
 from .schema import KINDS, validate_document
@@ -55,6 +57,7 @@ def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls
         out.settings.extend(p.settings)
         out.user_objects.extend(p.user_objects)
         out.edges.extend(p.edges)
+        out.tunnels.extend(p.tunnels)
         out.objects.extend(p.objects)
     out.services.extend(kubernetes.import_services(k8s, diags))
     return out
@@ -170,6 +173,9 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
             tuple((src, doc.span(f"/spec/edge/trustedSources/{j}")) for j, src in enumerate(e.get("trustedSources") or ())),
             e.get("istioGateway"), e.get("gateway"), doc.span("/spec/edge", key=True), doc.span("/spec/edge/service"),
             doc.span("/spec/edge/port")))
+    if "tunnel" in spec:
+        t = spec["tunnel"]
+        decls.tunnels.append(TunnelDecl(t["host"], t["port"], doc.span("/spec/tunnel", key=True)))
     for i, svc in enumerate(spec.get("services") or []):
         base = f"/spec/services/{i}"
         ns = svc.get("namespace", default_ns)
@@ -197,6 +203,8 @@ def _destination(to: dict) -> Destination:
         return EndpointsDestination(tuple(Endpoint(e["address"], e["port"]) for e in to["endpoints"]))
     if "subset" in to:
         return SubsetDestination(_labels(to["subset"]["labels"]))
+    if "local" in to:
+        return LocalDestination(to["local"].get("owner"))
     w = to["workload"]
     source = w.get("from") or {}
     return WorkloadDestination(

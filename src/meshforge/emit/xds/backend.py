@@ -17,12 +17,21 @@ from google.protobuf import json_format
 
 from ...diagnostics import Diagnostics
 from ...model import Model
-from ...xdsapi import BY_URL, EDGE_NODE, RENDER_ORDER, message_class
+from ...xdsapi import (
+    BY_URL,
+    DEFAULT_TUNNEL_ACCEPT_PORT,
+    DEFAULT_TUNNEL_PORT,
+    EDGE_NODE,
+    RENDER_ORDER,
+    TUNNEL_NODE,
+    message_class,
+)
 from ...yamlout import dump_yaml
 from ..objects import Rendered
 from . import names
 from .bootstrap import node_proto
 from .compiler import Snapshot, XdsCompiler
+from .nodes import TUNNEL
 
 
 def to_dict(msg) -> dict:
@@ -38,7 +47,10 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_por
     snap = XdsCompiler(eds=True).compile(model)
     out = []
     for node in sorted(snap.nodes):
-        res = snap.resources(node, edge_port if node == EDGE_NODE else outbound_port)
+        if node == TUNNEL_NODE:  # at the addresses `bootstrap --tunnel` takes by default
+            res = snap.resources(node, DEFAULT_TUNNEL_PORT, None, False, (TUNNEL.default_host, DEFAULT_TUNNEL_ACCEPT_PORT))
+        else:
+            res = snap.resources(node, edge_port if node == EDGE_NODE else outbound_port)
         doc = {"node": node, "resources": {}}
         for type_url in RENDER_ORDER:  # the order a reader expects: listeners first
             cls = message_class(type_url)
@@ -66,6 +78,10 @@ def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin
                   edge_port: int) -> list[Rendered]:
     """A bootstrap per sidecar, and `edge.yaml` for the edge proxy when the model declares an edge."""
     snap = XdsCompiler(eds=False).compile(model)
+    if model.tunnel is not None:
+        diags.warning("MF311", "the tunnel node is not rendered as a static bootstrap: laptops attach and leave while "
+                      "it runs, so `meshforge serve` (or the controller) configures it", model.tunnel.origin,
+                      "run the tunnel node with `meshforge bootstrap --tunnel` against `meshforge serve`")
     return [Rendered(names.node_file(node), dump(to_dict(bootstrap_static(
         model, node, snap, edge_port if node == EDGE_NODE else outbound_port, admin_port))), None)
-        for node in sorted(snap.nodes)]
+        for node in sorted(snap.nodes) if node != TUNNEL_NODE]

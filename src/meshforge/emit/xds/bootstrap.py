@@ -34,24 +34,33 @@ from ...xdsapi import (
     LISTEN_ADDRESS_METADATA,
     OUTBOUND_PORT_METADATA,
     TRANSPARENT_METADATA,
+    TUNNEL_ACCEPT_METADATA,
+    TUNNEL_NODE,
 )
 from .names import XDS_CLUSTER
 from .resources import _h2_options, ads_source
+from .tunnel import TunnelFiles, tunnel_bootstrap_extras
+
+
+def _host_port(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def node_proto(cluster: str, node_id: str, outbound_port: int, listen: tuple[str, int] | None = None,
-               transparent: bool = False) -> base_pb2.Node:
-    """`node.cluster` names the service (or the edge); the metadata says which port the outbound listener
-    takes (and whether capture rules send it the pod's connections), or (the edge) the address its listener
-    binds."""
+               transparent: bool = False, accept: tuple[str, int] | None = None) -> base_pb2.Node:
+    """`node.cluster` names the service (or the edge, or the tunnel node); the metadata says which port the
+    outbound listener takes (and whether capture rules send it the pod's connections), or (the edge, the
+    tunnel node) the address its listener binds, and (the tunnel node) where it takes laptops."""
     meta = struct_pb2.Struct()
     if listen is None:
         meta.update({OUTBOUND_PORT_METADATA: str(outbound_port)})
         if transparent:
             meta.update({TRANSPARENT_METADATA: "true"})
     else:
-        host, port = listen
-        meta.update({LISTEN_ADDRESS_METADATA: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"})
+        meta.update({LISTEN_ADDRESS_METADATA: _host_port(listen)})
+    if accept is not None:
+        meta.update({TUNNEL_ACCEPT_METADATA: _host_port(accept)})
     return base_pb2.Node(id=node_id, cluster=cluster, metadata=meta)
 
 
@@ -88,17 +97,23 @@ def _tls_socket(tls: XdsTls, xds_host: str) -> base_pb2.TransportSocket:
 def ads_bootstrap(service: str | None, xds_host: str, xds_port: int, outbound_port: int = DEFAULT_OUTBOUND_PORT,
                   admin_port: int = DEFAULT_ADMIN_PORT, node_id: str | None = None,
                   delta: bool = False, tls: XdsTls | None = None,
-                  edge_listen: tuple[str, int] | None = None, transparent: bool = False) -> bootstrap_pb2.Bootstrap:
-    """A sidecar's bootstrap (`service`), or with `edge_listen` (HOST, PORT) the edge proxy's; `transparent`:
-    behind capture rules."""
-    if edge_listen is not None:
+                  edge_listen: tuple[str, int] | None = None, transparent: bool = False,
+                  tunnel: tuple[tuple[str, int], tuple[str, int], TunnelFiles] | None = None) -> bootstrap_pb2.Bootstrap:
+    """A sidecar's bootstrap (`service`), or with `edge_listen` (HOST, PORT) the edge proxy's, or with `tunnel`
+    ((data listener), (accept listener), its files) the tunnel node's; `transparent`: behind capture rules."""
+    accept = None
+    if tunnel is not None:
+        cluster, (edge_listen, accept, _) = TUNNEL_NODE, tunnel
+    elif edge_listen is not None:
         cluster = EDGE_NODE
     elif service is None:
         raise ValueError("a sidecar bootstrap needs its service")
     else:
         cluster = service if "." in service else f"{service}.{DEFAULT_NAMESPACE}"
     b = bootstrap_pb2.Bootstrap(node=node_proto(cluster, node_id or f"{cluster}~{socket.gethostname()}",
-                                                outbound_port, edge_listen, transparent))
+                                                outbound_port, edge_listen, transparent, accept))
+    if tunnel is not None:
+        tunnel_bootstrap_extras(b, tunnel[2])
     if admin_port:
         b.admin.address.CopyFrom(address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from ...model import Edge, Model, Routing, Service
+from ...model import Edge, LocalFork, Model, Routing, Service
 from ...sortedmap import SortedMap
 from ...xdsapi import (
     CLUSTER_TYPE,
@@ -25,10 +25,11 @@ from ...xdsapi import (
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    TUNNEL_NODE,
     Resource,
 )
-from . import listeners, names, resources
-from .nodes import EDGE, SIDECAR, NodeKind
+from . import listeners, names, resources, tunnel
+from .nodes import EDGE, SIDECAR, TUNNEL, NodeKind
 from .resources import AccessLogs
 
 
@@ -71,6 +72,7 @@ class NodeConfig:
     routes: dict[str, Resource]
     clusters: dict[str, Resource]
     endpoints: dict[str, Resource]
+    local_forks: tuple[LocalFork, ...] = ()  # the tunnel node's: who may attach (its accept listener)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -87,6 +89,17 @@ def _transparent_listener(host: str, port: int, routing: Routing, edge: Edge | N
                           access_logs: AccessLogs | None) -> dict[str, Resource]:
     lis = listeners.transparent_listener(host, port, routing, edge, http_ports, access_logs)
     return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
+
+
+@functools.lru_cache(maxsize=64)
+def _tunnel_listeners(cfg: NodeConfig, data: tuple[str, int], accept: tuple[str, int] | None,
+                      routing: Routing, edge: Edge | None) -> dict[str, Resource]:
+    """The tunnel node's listeners: data (where sidecars send), the internal hop and, when its bootstrap names
+    an address for laptops and some fork goes to a laptop, the accept listener."""
+    out = [listeners.tunnel_listener(*data, routing, edge), tunnel.internal_listener()]
+    if accept is not None and (lis := tunnel.accept_listener(*accept, cfg.local_forks)) is not None:
+        out.append(lis)
+    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis)) for lis in sorted(out, key=lambda x: x.name)}
 
 
 _ROUTES_HEAD = _field(1, names.ROUTE_CONFIG.encode())
@@ -130,13 +143,17 @@ class Snapshot:
         return _listener(kind, host or kind.default_host, port, self.routing, self.edge, self.access_logs)
 
     def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT, host: str | None = None,
-                  transparent: bool = False) -> dict[str, dict[str, Resource]]:
+                  transparent: bool = False, accept: tuple[str, int] | None = None) -> dict[str, dict[str, Resource]]:
         """type URL -> name -> resource for one node; an unknown node gets an empty, valid config. A
         transparent sidecar (its bootstrap's `--transparent`) gets the capture listener, the routes with
-        the passthrough catch-all and the passthrough cluster."""
+        the passthrough catch-all and the passthrough cluster; the tunnel node, its listener for laptops at
+        `accept`."""
         cfg = self.nodes.get(node)
         if cfg is None:
             return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
+        if cfg.kind is TUNNEL:
+            lis = _tunnel_listeners(cfg, (host or TUNNEL.default_host, port), accept, self.routing, self.edge)
+            return {LISTENER_TYPE: lis, ROUTE_TYPE: cfg.routes, CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
         if transparent and cfg.kind is SIDECAR:
             routes, clusters = _transparent(cfg)
             return {LISTENER_TYPE: self.listeners(cfg.kind, port, host, True), ROUTE_TYPE: routes,
@@ -156,6 +173,8 @@ def differences(got: Snapshot, want: Snapshot) -> list[str]:
         a, b = got.nodes[node], want.nodes[node]
         if a.kind is not b.kind:
             out.append(f"xds: node {node} is another kind")
+        if a.local_forks != b.local_forks:
+            out.append(f"xds: node {node}: the forks to laptops differ")
         for part in ("routes", "clusters", "endpoints"):
             x, y = getattr(a, part), getattr(b, part)
             diff = sorted(n for n in x.keys() | y.keys() if n not in x or n not in y or x[n].body != y[n].body)
@@ -175,6 +194,7 @@ class XdsCompiler:
         self._groups: dict[tuple, NodeConfig] = {}
         self._routing: Routing | None = None
         self._edge: tuple | None = None  # (signature, NodeConfig) of the edge node
+        self._tunnel: tuple | None = None  # (signature, NodeConfig) of the tunnel node
         self._previews: dict[tuple[str, str], bytes] = {}  # (key, cluster) -> preview virtual host, as a field
         self._preview_parts: SortedMap[bytes] = SortedMap()  # key -> its preview virtual host, in key order
         self._edge_frame: tuple[bytes, bytes] = (b"", b"")  # the edge route config's bytes before and after them
@@ -210,6 +230,8 @@ class XdsCompiler:
             nodes[EDGE_NODE] = self._edge_node(model, model.edge, changed_keys)
         else:
             self._edge = None
+        if model.tunnel is not None:
+            nodes[TUNNEL_NODE] = self._tunnel_node(model)
         if self._http_ports[0] is not model.services:  # the services changed: once per such compile
             self._http_ports = (model.services,
                                 frozenset(p.number for svc in model.services for p in svc.routable_ports))
@@ -381,6 +403,26 @@ class XdsCompiler:
                          {r.name: r for r in sorted(art.endpoints, key=lambda r: r.name)})
         self._edge = (base, cfg)
         self.stats["groups_rebuilt"] += 1
+        return cfg
+
+    def _tunnel_node(self, model: Model) -> NodeConfig:
+        """The tunnel node's configuration: rebuilt when the forks to laptops, the services they fork or the
+        routing settings differ (a few resources: each fork to a laptop is one route and one cluster)."""
+        forks = model.local_forks
+        by_id = self._by_id or model.service_by_id
+        services = {sid: by_id[sid] for sid in sorted({f.service for f in forks})}
+        sig = (forks, tuple(services.values()), model.routing)
+        if self._tunnel is not None and self._tunnel[0] == sig:
+            return self._tunnel[1]
+        rc = tunnel.route_configuration(forks, services, model.routing)
+        clusters, endpoints = {}, {}
+        for c, cla in tunnel.clusters(forks, services, self.eds):
+            clusters[c.name] = Resource.of(c.name, CLUSTER_TYPE, _ser(c))
+            if cla is not None:
+                endpoints[cla.cluster_name] = Resource.of(cla.cluster_name, ENDPOINT_TYPE, _ser(cla))
+        cfg = NodeConfig(TUNNEL, {rc.name: Resource.of(rc.name, ROUTE_TYPE, _ser(rc))}, dict(sorted(clusters.items())),
+                         dict(sorted(endpoints.items())), forks)
+        self._tunnel = (sig, cfg)
         return cfg
 
     def _build_service(self, svc: Service, forks, model: Model) -> _ServiceArtifacts:

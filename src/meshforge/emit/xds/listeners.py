@@ -48,6 +48,18 @@ def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
 
 
+def tunnel_listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
+                    route_config: route_pb2.RouteConfiguration | None = None,
+                    access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
+    """The tunnel node's data listener, where every backend sends the keys of forks to laptops: a sidecar's chain
+    (the key read from baggage as a sidecar reads it) in front of the tunnel node's routes (`tunnel.py`)."""
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.TUNNEL_LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    chain = Chain("sidecar", routing, edge, ads=route_config is None, access_logs=None)
+    _assemble(hcm, chain, names.TUNNEL_ROUTE_CONFIG, route_config)
+    return listener_pb2.Listener(name=names.TUNNEL_LISTENER, address=resources.socket_address(host, port),
+                                 filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
+
+
 def transparent_listener(host: str, port: int, routing: Routing, edge: Edge | None, http_ports: frozenset[int],
                          access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """A transparent sidecar's outbound listener: the capture rules (`meshforge capture-rules`) redirect every

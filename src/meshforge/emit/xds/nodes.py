@@ -43,3 +43,4 @@ class NodeKind:
 
 SIDECAR = NodeKind("sidecar", listeners.listener, names.ROUTE_CONFIG, SIDECAR_HOST)
 EDGE = NodeKind("edge", listeners.edge_listener, names.EDGE_ROUTE_CONFIG, EDGE_HOST)
+TUNNEL = NodeKind("tunnel", listeners.tunnel_listener, names.TUNNEL_ROUTE_CONFIG, EDGE_HOST)

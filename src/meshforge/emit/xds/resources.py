@@ -190,11 +190,16 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
         vh.routes.append(baseline)
         return vh
     tree = matcher_pb2.Matcher.MatcherTree(input=xds_extension_pb2.TypedExtensionConfig(
-        name="routing-key", typed_config=_any(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=routing.header))))
+        name="routing-key", typed_config=_any(routing_key_input(routing))))
     for key, _ in keyed:
         tree.exact_match_map.map[key].CopyFrom(_action(_route(names.cluster(port.number, svc.fqdn, key), key), key))
     vh.matcher.CopyFrom(matcher_pb2.Matcher(matcher_tree=tree, on_no_match=_action(baseline, "baseline")))
     return vh
+
+
+def routing_key_input(routing: Routing) -> http_inputs_pb2.HttpRequestHeaderMatchInput:
+    """What a virtual host's matcher tree is keyed by: the routing-key header (the carrier filters fill it)."""
+    return http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=routing.header)
 
 
 UNKNOWN_HOST_BODY = (
