@@ -48,8 +48,11 @@ cidrs = st.one_of(st.builds(lambda a, n: str(ipaddress.ip_network(f"{a}/{n % (33
                                                                    strict=False)),
                             st.ip_addresses(), st.integers(0, 128)),
                   st.ip_addresses().map(str))
+owners = st.one_of(st.from_regex(r"\A[A-Za-z0-9][-A-Za-z0-9._~:/@+=]{0,80}\Z"),
+                   st.sampled_from(["spiffe://example.com/ns/dev/sa/alice", "alice@example.com", "alice.laptop.test",
+                                    "a" * 253, "a:b", "x@y:z"]))
 FIELDS = ("namespace", "name", "service-namespace", "cluster-domain", "header", "baggage-key", "port", "host",
-          "address", "sandbox", "key", "edge-host", "preview-domain", "trusted")
+          "address", "sandbox", "key", "edge-host", "preview-domain", "trusted", "tunnel-host", "owner")
 
 
 @st.composite
@@ -88,14 +91,17 @@ def specs(draw) -> dict[str, str]:
         if draw(st.booleans()):
             edge["trustedSources"] = [pick("trusted", cidrs)]
         spec["edge"] = edge
+    if draw(st.integers(0, 3)):
+        spec["tunnel"] = {"host": pick("tunnel-host", hosts), "port": pick("port", ports)}
     baseline = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Baseline",
                 "metadata": {"name": "staging", "namespace": ns}, "spec": spec}
     forks = []
     for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True)):
-        kind = draw(st.sampled_from(["host", "host-port", "endpoints"]))
+        kind = draw(st.sampled_from(["host", "host-port", "endpoints", "local", "local"]))
         to = {"host": pick("host", hosts)} if kind == "host" else \
             {"host": pick("host", hosts), "port": pick("port", ports)} if kind == "host-port" else \
-            {"endpoints": [{"address": pick("address", addresses), "port": pick("port", ports)}]}
+            {"endpoints": [{"address": pick("address", addresses), "port": pick("port", ports)}]} if kind == "endpoints" \
+            else {"local": {"owner": pick("owner", owners)} if draw(st.booleans()) else {}}
         forks.append({"service": name, "to": to})
     sandbox = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Sandbox",
                "metadata": {"name": pick("sandbox", labels), "namespace": ns},
@@ -131,19 +137,72 @@ def test_what_validate_accepts_envoy_and_istio_accept(files):
             result = validate_config(path)
             assert result.returncode == 0, (files, name, result.stdout[-2000:], result.stderr[-2000:])
         assert not diags.has_errors, diags.items
+        if model.tunnel is not None:  # the tunnel node, as serve configures it, with its bootstrap's extras
+            path = Path(d) / "out-tunnel.yaml"
+            path.write_text(tunnel_bootstrap(model, Path(d)))
+            result = validate_config(path)
+            assert result.returncode == 0, (files, result.stdout[-2000:], result.stderr[-2000:])
+
+
+def tunnel_bootstrap(model, d: Path) -> str:
+    """What `meshforge bootstrap --tunnel` gives, with what serve sends the tunnel node inline: one static file
+    that `envoy --mode validate` checks."""
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.route.v3 import route_pb2
+
+    from meshforge.emit.xds import listeners, tunnel
+    from meshforge.emit.xds.backend import dump, to_dict
+    from meshforge.emit.xds.bootstrap import ads_bootstrap
+    from meshforge.emit.xds.compiler import XdsCompiler
+    from meshforge.emit.xds.names import TUNNEL_ROUTE_CONFIG
+    from meshforge.xdsapi import TUNNEL_NODE
+
+    from .certs import CA
+
+    ca = CA()
+    (d / "ca.crt").write_bytes(ca.pem())
+    cert, key = ca.write(d, "tunnel", "tunnel", dns=("tunnel.test",))
+    cfg = XdsCompiler(eds=False).compile(model).nodes[TUNNEL_NODE]
+    b = ads_bootstrap(None, "127.0.0.1", 18000, tunnel=(("127.0.0.1", 15080), ("127.0.0.1", 15443),
+                                                      tunnel.TunnelFiles(str(cert), str(key), str(d / "ca.crt"))))
+    b.ClearField("dynamic_resources")
+    rc = route_pb2.RouteConfiguration.FromString(cfg.routes[TUNNEL_ROUTE_CONFIG].body)
+    b.static_resources.listeners.append(listeners.tunnel_listener("127.0.0.1", 15080, model.routing, model.edge, rc))
+    b.static_resources.listeners.append(tunnel.internal_listener())
+    accept = tunnel.accept_listener("127.0.0.1", 15443, cfg.local_forks)
+    if accept is not None:
+        b.static_resources.listeners.append(accept)
+    b.static_resources.clusters.extend(cluster_pb2.Cluster.FromString(r.body) for r in cfg.clusters.values())
+    return dump(to_dict(b))
 
 
 def test_the_property_sees_accepted_specs():
     """The generator gives specs that validate often enough for the property above to mean something
     (counted here, on its own examples: no other test has to run first)."""
     seen: list[bool] = []
+    laptops: list[bool] = []
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(specs())
     def count(files):
         with tempfile.TemporaryDirectory() as d:
-            seen.append(_accepted(files, d) is not None)
+            model = _accepted(files, d)
+            seen.append(model is not None)
+            laptops.append(model is not None and bool(model.local_forks))
 
     count()
     assert sum(seen) >= 30, f"only {sum(seen)} of {len(seen)} generated specs were valid"
+    # few (forks name services the generator often puts elsewhere): the golden case below checks one more
+    assert sum(laptops) >= 3, f"only {sum(laptops)} valid specs with a fork to a laptop (the tunnel node's check)"
+
+
+def test_the_tunnel_node_of_the_laptops_golden_case_is_valid_envoy(tmp_path):
+    """Three forks to laptops (an HTTP and a gRPC port, with and without owners) and a host fork: the tunnel node's
+    configuration passes a real Envoy's --mode validate."""
+    model, diags = compile_paths([str(Path(__file__).resolve().parents[1] / "golden" / "laptops" / "input")], NOW)
+    assert model is not None and len(model.local_forks) == 3, diags.items
+    path = tmp_path / "tunnel.yaml"
+    path.write_text(tunnel_bootstrap(model, tmp_path))
+    result = validate_config(path)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])

@@ -141,7 +141,8 @@ spec:
 _FORKS = {"cart": "  - service: cartservice\n    to: {host: cart-%s.example}\n",
           "checkout": "  - service: checkout\n    to: {endpoints: [{address: 10.0.0.%d, port: 8080}]}\n",
           "orders": "  - service: orders\n    to: {workload: {images: [{image: 'example/orders:%s'}]}}\n",
-          "unknown": "  - service: nope\n    to: {host: x.example}\n"}
+          "unknown": "  - service: nope\n    to: {host: x.example}\n",
+          "laptop": "  - service: cartservice\n    to: {local: {owner: dev%d@example.com}}\n"}
 
 
 @st.composite
@@ -160,7 +161,7 @@ def _sandbox_text(draw) -> str:
     lines.append("  forks:")
     text = "\n".join(lines) + "\n"
     v = draw(st.integers(1, 9))
-    forks = ["cart", "cart", "checkout", "checkout", "orders", "cart", "checkout", "unknown"]
+    forks = ["cart", "cart", "checkout", "checkout", "orders", "cart", "checkout", "unknown", "laptop"]
     for fork in draw(st.lists(st.sampled_from(forks), min_size=1, max_size=3, unique=True)):
         text += _FORKS[fork] % (v,) if "%" in _FORKS[fork] else _FORKS[fork]
     return text
@@ -175,7 +176,7 @@ _STEP = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
-    st.tuples(st.just("baseline"), st.integers(0, 3), st.none()),  # services change under the sandboxes
+    st.tuples(st.just("baseline"), st.integers(0, 5), st.none()),  # services (or the tunnel) change under the sandboxes
     st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
 )
 
@@ -185,6 +186,7 @@ def _fingerprint(result) -> tuple:
     if result.snapshot is not None:
         for node, cfg in result.snapshot.nodes.items():
             nodes[node] = [{n: r.version for n, r in part.items()} for part in (cfg.routes, cfg.clusters, cfg.endpoints)]
+            nodes[node].append(cfg.local_forks)  # the tunnel node: who may attach
     return result.errors, result.warnings, result.next_expiry, nodes
 
 
@@ -196,19 +198,23 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     workspace told the same) must give exactly what a fresh compile of every file gives: the same model,
     diagnostics, snapshot versions and next expiry. Conflicting names and keys, invalid keys, unknown
     services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
-    directories are all in play, and an edge with a preview host per key; the Baseline changes too
-    (a port no longer routable, a service added, labels changed), under sandboxes kept across it."""
+    directories are all in play, and an edge with a preview host per key, forks to laptops and the tunnel node;
+    the Baseline changes too (a port no longer routable, a service added, labels changed, the tunnel gone or
+    moved), under sandboxes kept across it."""
     from meshforge.session import Session
 
     d = tmp_path_factory.mktemp("specs")
     (d / "sandboxes").mkdir()
     (d / ".git").mkdir()
-    edge = "  edge: {service: frontend, hosts: [shop.example.test], previewDomain: preview.example.test}\n"
+    edge = "  edge: {service: frontend, hosts: [shop.example.test], previewDomain: preview.example.test}\n" \
+        "  tunnel: {host: meshforge-tunnel.infra, port: 15080}\n"
     baseline = BASELINE.replace("spec:\n", "spec:\n" + edge, 1) + "  - name: orders\n    dependsOn: [checkout]\n"
     baselines = [baseline,
                  baseline.replace("name: http-api", "name: tcp-api"),  # checkout no longer routable (MF202)
                  baseline + "  - name: nope\n    ports:\n    - {name: http, port: 80}\n",  # forks of nope resolve
-                 baseline.replace("version: v1", "version: v2")]  # cartservice's labels change
+                 baseline.replace("version: v1", "version: v2"),  # cartservice's labels change
+                 baseline.replace("  tunnel: {host: meshforge-tunnel.infra, port: 15080}\n", ""),  # MF230
+                 baseline.replace("port: 15080}", "port: 15081}")]  # every fork to a laptop goes elsewhere
     (d / "baseline.yaml").write_text(baseline)
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),
