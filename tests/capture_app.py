@@ -8,7 +8,8 @@ a test network namespace as a user other than the sidecar's, so that their conne
     capture_app.py call proxy HOST:PORT URL [HEADER=VALUE...]   # one GET through the HTTP proxy at HOST:PORT
     capture_app.py call tcp HOST:PORT                    # a raw TCP exchange: sends "ping", prints what came back
     capture_app.py load URL PROXY STOPFILE [HEADER=VALUE...]  # GETs one after another through the HTTP proxy
-                                                             # PROXY until STOPFILE exists: a JSON summary on stdout
+                                                             # PROXY until STOPFILE exists: a JSON summary
+                                                             # (statuses, hop paths, p50/p90/p99 ms) on stdout
 
 A server with "proxy": "HOST:PORT" calls its next hop through that HTTP proxy (a sidecar) instead of directly.
 
@@ -166,18 +167,23 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
     start = time.monotonic()
     statuses: dict[str, int] = {}
     seen: dict[str, float] = {}
+    took: list[float] = []
     while not os.path.exists(stopfile):
+        t0 = time.perf_counter()
         try:
             answer = http_call(url, headers, proxy)
         except OSError as e:
             answer = {"status": f"error: {e}"}
+        took.append((time.perf_counter() - t0) * 1000)
         statuses[str(answer.get("status"))] = statuses.get(str(answer.get("status")), 0) + 1
         hops, a = [], answer
         while a:
             hops.append(a.get("name") or f"HTTP {a.get('status')}")
             a = a.get("next")
         seen.setdefault(">".join(hops), round(time.monotonic() - start, 3))
-    return {"statuses": statuses, "paths": seen}
+    took.sort()
+    at = {q: round(took[min(len(took) - 1, int(q / 100 * len(took)))], 3) if took else None for q in (50, 90, 99)}
+    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at}
 
 
 def main(argv: list[str]) -> None:

@@ -26,7 +26,7 @@ from tests.netns_harness import APP, Namespace, kernel_reason, names  # noqa: F4
 
 LAPTOP_UIDS = {"alice": 4251, "bob": 4252}
 HOSTS = {"web": "10.79.0.1", "cart": "10.79.0.2", "pay": "10.79.0.3", "alice-laptop": "10.79.0.50",
-         "bob-laptop": "10.79.0.51"}
+         "bob-laptop": "10.79.0.51", "cart-pr": "10.79.0.52"}
 PORTS = {"serve": 18000, "serve-admin": 18001, "edge": 18080, "web-sidecar": 15001, "cart-sidecar": 15002,
          "tunnel": 15080, "tunnel-accept": 15443}
 OWNERS = {"alice": "spiffe://dev.example/alice", "bob": "bob@example.com"}
@@ -65,6 +65,14 @@ spec:
   forks:
   - service: cart
     to: {{local: {{owner: "{OWNERS['bob']}"}}}}
+---
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {{name: pr}}
+spec:
+  forks:
+  - service: cart
+    to: {{endpoints: [{{address: {HOSTS['cart-pr']}, port: 8080}}]}}
 """
 
 
@@ -74,7 +82,9 @@ def services(proxies: dict[str, str]) -> dict:
          "proxy": proxies["web"]},
         {"kind": "http", "name": "cart", "address": HOSTS["cart"], "port": 8080, "next": "http://pay:8080/",
          "proxy": proxies["cart"]},
-        {"kind": "http", "name": "pay", "address": HOSTS["pay"], "port": 8080}]}
+        {"kind": "http", "name": "pay", "address": HOSTS["pay"], "port": 8080},
+        # the same application as a laptop's, as an in-cluster fork (what the tunnel's latency is measured against)
+        {"kind": "http", "name": "cart@pr", "address": HOSTS["cart-pr"], "port": 8080, "next": f"http://{HOSTS['pay']}:8080/"}]}
 
 
 def laptop_app(who: str) -> dict:
