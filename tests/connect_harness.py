@@ -73,6 +73,14 @@ spec:
   forks:
   - service: cart
     to: {{endpoints: [{{address: {HOSTS['cart-pr']}, port: 8080}}]}}
+---
+apiVersion: meshforge.dev/v1alpha1
+kind: Sandbox
+metadata: {{name: carol}}
+spec:
+  forks:
+  - service: cart
+    to: {{local: {{otherwise: {{endpoints: [{{address: {HOSTS['cart-pr']}, port: 8080}}]}}}}}}
 """
 
 

@@ -72,13 +72,25 @@ def test_another_developers_certificate_cannot_take_a_key(env):
 
 
 def test_a_key_without_a_fork_to_a_laptop_cannot_attach(env):
-    """No Sandbox forks cart to a laptop for key carol: the tunnel node has no place for her laptop."""
-    p = env.connect("alice", "carol")
+    """No Sandbox forks cart to a laptop for key dave: the tunnel node has no place for his laptop."""
+    p = env.connect("alice", "dave")
     time.sleep(4)
-    assert "attached:" not in env.connect_log("alice", "carol")
-    assert env.edge(key="carol") == ["HTTP 404"]  # the edge knows no key carol: nothing routes it
+    assert "attached:" not in env.connect_log("alice", "dave")
+    assert env.edge(key="dave") == ["HTTP 404"]  # the edge knows no key dave: nothing routes it
     p.send_signal(signal.SIGINT)
     assert p.wait(20) == 0
+
+
+def test_without_its_laptop_a_key_reaches_the_sandboxs_in_cluster_fork(env):
+    """carol's fork to a laptop says `otherwise: {endpoints: ...}`: her key reaches that in-cluster fork until a
+    laptop attaches (any certificate of the CA: her fork names no owner), the laptop while it is attached, and the
+    in-cluster fork again once it left."""
+    assert env.edge(key="carol") == ["web", "cart@pr", "pay"]
+    p = env.connect("alice", "carol")
+    _attached(env, "alice", "carol")
+    env.wait_edge(ALICE, "carol")
+    assert env.interrupt(p) == 0
+    assert env.edge(key="carol") == ["web", "cart@pr", "pay"]
 
 
 def test_killing_the_laptops_envoy_fails_no_request(env):

@@ -80,7 +80,7 @@ def explain(model: Model, start: Service, key: str) -> Explanation:
         svc = model.service_by_id[sid]
         stays = tuple(f"{p.number}/{p.protocol}" for p in svc.ports if not p.routable) if fork else ()
         return Hop(sid, depth, via, "sandbox" if fork else "baseline", fork.sandbox if fork else None,
-                   fork.destination.describe() if fork else None, svc.depends_on is not None, stays, again)
+                   model.describe_fork(fork, key) if fork else None, svc.depends_on is not None, stays, again)
 
     while frontier:
         nxt = []
@@ -199,18 +199,18 @@ def render_text(e: Explanation) -> str:
 def mesh_overview(model: Model) -> dict:
     """The mesh as plain JSON data (the dashboard's): services and whom they call, every routing key with
     its owner and forks, sandboxes with their expiry, the edge's hosts."""
-    def forks(fs) -> list[dict]:
-        return [{"service": f.service, "sandbox": f.sandbox, "destination": f.destination.describe()} for f in fs]
+    def forks(fs, key: str) -> list[dict]:
+        return [{"service": f.service, "sandbox": f.sandbox, "destination": model.describe_fork(f, key)} for f in fs]
 
     edge = model.edge
     return {
         "services": [{"id": s.id, "dependsOn": None if s.depends_on is None else [d.service for d in s.depends_on]}
                      for s in model.services],
-        "keys": [{"key": k.key, "ownerKind": k.owner_kind, "owner": k.owner, "forks": forks(k.forks),
+        "keys": [{"key": k.key, "ownerKind": k.owner_kind, "owner": k.owner, "forks": forks(k.forks, k.key),
                   "previewHost": edge.preview_host(k.key) if edge and edge.preview_domain else None}
                  for k in model.keys],
         "sandboxes": [{"name": s.name, "key": s.key, "expired": s.expired,
-                       "expiresAt": rfc3339(s.expires_at) if s.expires_at else None, "forks": forks(s.forks)}
+                       "expiresAt": rfc3339(s.expires_at) if s.expires_at else None, "forks": forks(s.forks, s.key)}
                       for s in model.sandboxes],
         "edge": None if edge is None else {"service": edge.service, "hosts": list(edge.hosts),
                                            "previewDomain": edge.preview_domain},

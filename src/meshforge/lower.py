@@ -218,7 +218,8 @@ def local_forks(model: Model) -> Model:
         k = keys_list[i]
         local = [f for f in k.forks if isinstance(f.destination, LocalDestination)]
         if local:
-            found.extend(LocalFork(k.key, f.service, f.destination.owner, tunnel_node(k.key, f.service)) for f in local)
+            found.extend(LocalFork(k.key, f.service, f.destination.owner, tunnel_node(k.key, f.service),
+                                   f.destination.otherwise) for f in local)
             keys_list[i] = KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin)
     for sb in candidates:
         sandbox_list[model.sandbox_index(sb.name)] = replace(sb, forks=tuple(map(lowered, sb.forks)))

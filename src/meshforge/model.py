@@ -247,9 +247,11 @@ class LocalDestination:
 
     kind: ClassVar[str] = "local"
     owner: str | None = None  # a subject alternative name the laptop's client certificate must carry
+    otherwise: HostDestination | EndpointsDestination | None = None  # while no laptop is attached (None: baseline)
 
     def describe(self) -> str:
-        return "a laptop (meshforge connect)" + (f" of {self.owner}" if self.owner else "")
+        return "a laptop (meshforge connect)" + (f" of {self.owner}" if self.owner else "") + \
+            (f", otherwise {self.otherwise.describe()}" if self.otherwise else "")
 
 
 Destination = HostDestination | EndpointsDestination | SubsetDestination | WorkloadDestination | LocalDestination
@@ -342,6 +344,7 @@ class LocalFork:
     service: str  # service id
     owner: str | None  # who may attach (a client certificate's subject alternative name); None: any the CA signed
     node: str  # the laptop's reverse-tunnel node id: `tunnel_node(key, service)`
+    otherwise: HostDestination | EndpointsDestination | None = None  # while no laptop is attached (None: baseline)
 
 
 def tunnel_node(key: str, service: str) -> str:
@@ -436,6 +439,18 @@ class Model:
     @cached_property
     def service_by_id(self) -> dict[str, Service]:
         return {s.id: s for s in self.services}
+
+    @cached_property
+    def _local_by_fork(self) -> dict[tuple[str, str], LocalFork]:
+        return {(f.key, f.service): f for f in self.local_forks}
+
+    def describe_fork(self, fork: Fork, key: str) -> str:
+        """Where a fork runs, in words: what was written, for a fork lowering turned into a host fork to the
+        tunnel node (a laptop's), else its destination."""
+        local = self._local_by_fork.get((key, fork.service))
+        if local is not None:
+            return LocalDestination(local.owner, local.otherwise).describe()
+        return fork.destination.describe()
 
     @cached_property
     def key_by_name(self) -> dict[str, KeyRoutes]:

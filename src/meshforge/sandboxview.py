@@ -41,7 +41,7 @@ def describe(model: Model, sb: Sandbox) -> dict:
     if edge is not None and edge.preview_domain and valid_routing_key(sb.key) and active:
         preview = f"https://{edge.preview_host(sb.key)}/"
     images = _images(model, sb.name)
-    forks = [{"service": f.service, "destination": f.destination.describe(),
+    forks = [{"service": f.service, "destination": model.describe_fork(f, sb.key),
               "images": images.get(getattr(f.destination, "host", None), [])} for f in sb.forks]
     group = [k.key for k in model.keys if k.owner_kind == "RouteGroup" and any(f.sandbox == sb.name for f in k.forks)]
     return {"name": sb.name, "namespace": sb.namespace, "routingKey": sb.key, "active": active,

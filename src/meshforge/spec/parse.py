@@ -204,7 +204,8 @@ def _destination(to: dict) -> Destination:
     if "subset" in to:
         return SubsetDestination(_labels(to["subset"]["labels"]))
     if "local" in to:
-        return LocalDestination(to["local"].get("owner"))
+        other = to["local"].get("otherwise")
+        return LocalDestination(to["local"].get("owner"), _destination(other) if other is not None else None)
     w = to["workload"]
     source = w.get("from") or {}
     return WorkloadDestination(
@@ -218,6 +219,8 @@ def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:
     key_ptr = "/spec/routingKey" if "routingKey" in spec else "/metadata/name"
     for i, f in enumerate(spec["forks"]):
         _check_addresses(doc, f"/spec/forks/{i}/to/endpoints", f["to"].get("endpoints") or [], diags)
+        other = (f["to"].get("local") or {}).get("otherwise") or {}
+        _check_addresses(doc, f"/spec/forks/{i}/to/local/otherwise/endpoints", other.get("endpoints") or [], diags)
     forks = [ForkDecl(f["service"], doc.span(f"/spec/forks/{i}/service"), _destination(f["to"]),
                       doc.span(f"/spec/forks/{i}"))
              for i, f in enumerate(spec["forks"])]

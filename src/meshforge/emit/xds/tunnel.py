@@ -51,7 +51,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
-from ...model import LocalFork, Port, Routing, Service
+from ...model import Fork, LocalFork, Port, Routing, Service
 from ...names import is_ip
 from . import names, resources
 from .resources import _any
@@ -166,16 +166,22 @@ def _aggregate(name: str, baseline: str) -> cluster_pb2.Cluster:
 
 def clusters(forks: tuple[LocalFork, ...], services: dict[str, Service], eds: bool):
     """(cluster, load assignment or None) of the tunnel node: the internal and reverse clusters, and per forked
-    service port its baseline and, per key, the aggregate of laptop-then-baseline."""
+    service port its baseline and, per key, the aggregate of the laptop, then where the key goes without it
+    (the fork's `otherwise`, as the sidecars would send it, or the baseline)."""
     out = [(_internal_cluster(), None), (_reverse_cluster(), None)]
     for sid in sorted({f.service for f in forks}):
         svc = services[sid]
         for port in svc.routable_ports:
             out.extend(resources.clusters_for(svc, port, (), eds))
             for f in forks:
-                if f.service == sid:
-                    out.append((_aggregate(names.laptop_cluster(port.number, svc.fqdn, f.key),
-                                           names.cluster(port.number, svc.fqdn)), None))
+                if f.service != sid:
+                    continue
+                otherwise = names.cluster(port.number, svc.fqdn)
+                if f.otherwise is not None:
+                    otherwise = names.cluster(port.number, svc.fqdn, f.key)
+                    fork = ((f.key, Fork(sid, "", f.otherwise)),)
+                    out.extend(resources.clusters_for(svc, port, fork, eds)[1:])  # as a sidecar's, for the key
+                out.append((_aggregate(names.laptop_cluster(port.number, svc.fqdn, f.key), otherwise), None))
     return out
 
 
