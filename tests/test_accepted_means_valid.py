@@ -198,10 +198,10 @@ def test_the_property_sees_accepted_specs():
 
 
 def test_the_tunnel_node_of_the_laptops_golden_case_is_valid_envoy(tmp_path):
-    """Three forks to laptops (an HTTP and a gRPC port, with and without owners) and a host fork: the tunnel node's
+    """Five forks to laptops (HTTP and gRPC ports, with and without owners and otherwise) and a host fork: the tunnel node's
     configuration passes a real Envoy's --mode validate."""
     model, diags = compile_paths([str(Path(__file__).resolve().parents[1] / "golden" / "laptops" / "input")], NOW)
-    assert model is not None and len(model.local_forks) == 3, diags.items
+    assert model is not None and len(model.local_forks) == 5, diags.items
     path = tmp_path / "tunnel.yaml"
     path.write_text(tunnel_bootstrap(model, tmp_path))
     result = validate_config(path)
