@@ -58,7 +58,7 @@ def validators(version: str = "v1") -> dict:
     out = {}
     with open(ISTIO_CRDS) as f:
         for crd in yaml.safe_load_all(f):
-            if not crd or crd["spec"]["group"] != "networking.istio.io":
+            if not crd or crd["spec"]["group"] not in ("networking.istio.io", "security.istio.io"):
                 continue
             for v in crd["spec"]["versions"]:
                 if v["name"] == version:

@@ -51,8 +51,18 @@ cidrs = st.one_of(st.builds(lambda a, n: str(ipaddress.ip_network(f"{a}/{n % (33
 owners = st.one_of(st.from_regex(r"\A[A-Za-z0-9][-A-Za-z0-9._~:/@+=]{0,80}\Z"),
                    st.sampled_from(["spiffe://example.com/ns/dev/sa/alice", "alice@example.com", "alice.laptop.test",
                                     "a" * 253, "a:b", "x@y:z"]))
+def _pem(seed: int) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.derive_private_key(seed, ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+preview_keys = st.lists(st.sampled_from([_pem(3), _pem(5), _pem(7)]), min_size=1, max_size=3, unique=True)
 FIELDS = ("namespace", "name", "service-namespace", "cluster-domain", "header", "baggage-key", "port", "host",
-          "address", "sandbox", "key", "edge-host", "preview-domain", "trusted", "tunnel-host", "owner")
+          "address", "sandbox", "key", "edge-host", "preview-domain", "trusted", "tunnel-host", "owner",
+          "preview-keys", "not-before")
 
 
 @st.composite
@@ -90,6 +100,10 @@ def specs(draw) -> dict[str, str]:
             edge["previewDomain"] = pick("preview-domain", preview_domains)
         if draw(st.booleans()):
             edge["trustedSources"] = [pick("trusted", cidrs)]
+        if draw(st.integers(0, 2)) == 0:
+            edge["previewAuth"] = {"mode": "signed", "publicKeys": pick("preview-keys", preview_keys),
+                                   **({"maxTTL": draw(st.sampled_from(["1s", "8h", "30d", "9999d"]))}
+                                      if draw(st.booleans()) else {})}
         spec["edge"] = edge
     if draw(st.integers(0, 3)):
         spec["tunnel"] = {"host": pick("tunnel-host", hosts), "port": pick("port", ports)}
@@ -105,7 +119,10 @@ def specs(draw) -> dict[str, str]:
         forks.append({"service": name, "to": to})
     sandbox = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Sandbox",
                "metadata": {"name": pick("sandbox", labels), "namespace": ns},
-               "spec": {"forks": forks, **({"routingKey": pick("key", labels)} if draw(st.booleans()) else {})}}
+               "spec": {"forks": forks, **({"routingKey": pick("key", labels)} if draw(st.booleans()) else {}),
+                        **({"notBefore": pick("not-before", st.sampled_from(["2026-01-01T00:00:00Z",
+                                                                              "2099-12-31T23:59:59.5+14:00"]))}
+                           if draw(st.booleans()) else {})}}
     return {"baseline.yaml": yaml.safe_dump(baseline), "sandbox.yaml": yaml.safe_dump(sandbox)}
 
 
@@ -181,6 +198,7 @@ def test_the_property_sees_accepted_specs():
     (counted here, on its own examples: no other test has to run first)."""
     seen: list[bool] = []
     laptops: list[bool] = []
+    signed: list[bool] = []
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -190,9 +208,11 @@ def test_the_property_sees_accepted_specs():
             model = _accepted(files, d)
             seen.append(model is not None)
             laptops.append(model is not None and bool(model.local_forks))
+            signed.append(model is not None and model.edge is not None and model.edge.preview_auth is not None)
 
     count()
     assert sum(seen) >= 30, f"only {sum(seen)} of {len(seen)} generated specs were valid"
+    assert sum(signed) >= 5, f"only {sum(signed)} valid specs with signed preview links"
     # few (forks name services the generator often puts elsewhere): the golden case below checks one more
     assert sum(laptops) >= 3, f"only {sum(laptops)} valid specs with a fork to a laptop (the tunnel node's check)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from datetime import timedelta
 
@@ -138,6 +139,8 @@ spec:
     spec: {containers: [{name: orders, image: example/orders:v1}]}
 """
 
+_PEM = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPtETt4g7TFkGODedsMIc2hZ0LtAl\n"
+        "UEi/QzOR03S8IdGQmSCazMTIoiTIQ6+k9MaKCQ0E2l6Yidri+O786Co3QA==\n-----END PUBLIC KEY-----\n")
 _FORKS = {"cart": "  - service: cartservice\n    to: {host: cart-%s.example}\n",
           "checkout": "  - service: checkout\n    to: {endpoints: [{address: 10.0.0.%d, port: 8080}]}\n",
           "orders": "  - service: orders\n    to: {workload: {images: [{image: 'example/orders:%s'}]}}\n",
@@ -158,6 +161,9 @@ def _sandbox_text(draw) -> str:
     expiry = draw(st.sampled_from([None, "2026-11-25T00:00:00Z", "2026-11-26T00:20:00Z", "2026-11-26T01:00:00Z"]))
     if expiry:
         lines.append(f'  expiresAt: "{expiry}"')
+    not_before = draw(st.sampled_from([None, None, "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"]))
+    if not_before:
+        lines.append(f'  notBefore: "{not_before}"')
     lines.append("  forks:")
     text = "\n".join(lines) + "\n"
     v = draw(st.integers(1, 9))
@@ -176,7 +182,7 @@ _STEP = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
-    st.tuples(st.just("baseline"), st.integers(0, 5), st.none()),  # services (or the tunnel) change under the sandboxes
+    st.tuples(st.just("baseline"), st.integers(0, 6), st.none()),  # services (or the tunnel) change under the sandboxes
     st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
 )
 
@@ -214,7 +220,9 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
                  baseline + "  - name: nope\n    ports:\n    - {name: http, port: 80}\n",  # forks of nope resolve
                  baseline.replace("version: v1", "version: v2"),  # cartservice's labels change
                  baseline.replace("  tunnel: {host: meshforge-tunnel.infra, port: 15080}\n", ""),  # MF230
-                 baseline.replace("port: 15080}", "port: 15081}")]  # every fork to a laptop goes elsewhere
+                 baseline.replace("port: 15080}", "port: 15081}"),  # every fork to a laptop goes elsewhere
+                 baseline.replace("previewDomain: preview.example.test}", "previewDomain: preview.example.test, "
+                                  f"previewAuth: {{mode: signed, publicKeys: [{json.dumps(_PEM)}]}}}}")]  # signed links
     (d / "baseline.yaml").write_text(baseline)
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),

@@ -806,6 +806,76 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
     sys.exit(report.exit_code)
 
 
+@main.group(short_help="Signed preview links (the edge's previewAuth).")
+def preview() -> None:
+    """Links to a sandbox's preview host that are safe to share: signed, scoped to one routing key, expiring."""
+
+
+@preview.command("link", short_help="Print a signed link to a routing key's preview host.")
+@click.option("--routing-key", "key", required=True, help="The key whose preview host the link opens.")
+@click.option("--ttl", default="8h", show_default=True, help="How long the link works: 30m, 8h, 7d (at most the "
+              "Baseline's previewAuth.maxTTL, default 30d).")
+@click.option("--signing-key", required=True, type=click.Path(dir_okay=False), help="The EC P-256 private key (PEM) "
+              "whose public key is in the Baseline's previewAuth.publicKeys.")
+@click.option("--base-url", default=None, help="The preview URL to open, e.g. https://pr-42.preview.example.com/cart.")
+@click.option("--preview-domain", default=None, help="Or the edge's previewDomain: the link opens "
+              "https://KEY.DOMAIN/.")
+@_now
+def preview_link(key, ttl, signing_key, base_url, preview_domain, now):
+    """Print a URL that opens KEY's preview host for --ttl: the token in it is an ES256 JWT for that key only,
+    checked by the edge's Envoy. The first visit turns it into a cookie for that host and redirects to the URL
+    without it; API clients may send the token as `Authorization: Bearer`. Rotating the Baseline's public keys
+    revokes every link; a Sandbox's (or RouteGroup's) notBefore revokes its key's.
+
+    \b
+    Example:
+      meshforge preview link --routing-key pr-42 --ttl 8h --signing-key preview.key \\
+          --base-url https://pr-42.preview.example.com/
+    """
+    import urllib.parse
+
+    from .names import valid_routing_key
+    from .preview import link, load_private_key, parse_ttl, sign
+
+    if not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
+                                 param_hint="--routing-key")
+    try:
+        seconds = parse_ttl(ttl)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--ttl")
+    if (base_url is None) == (preview_domain is None):
+        raise click.UsageError("give --base-url URL or --preview-domain DOMAIN (one of them)")
+    if base_url is None:
+        from .names import dns1123_subdomain
+
+        if not dns1123_subdomain(preview_domain):
+            raise click.BadParameter(f"{preview_domain!r} is not a DNS name", param_hint="--preview-domain")
+        base_url = f"https://{key}.{preview_domain}/"
+    else:
+        try:
+            u = urllib.parse.urlsplit(base_url)
+            u.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise click.BadParameter(f"{base_url!r}: {e}", param_hint="--base-url")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise click.BadParameter(f"{base_url!r} is not an http(s) URL", param_hint="--base-url")
+        if not u.hostname.startswith(f"{key}."):
+            click.echo(f"warning: {u.hostname} is not {key}'s preview host (<key>.<previewDomain>): the edge admits "
+                       "this link there only", err=True)
+        if not u.path:
+            base_url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/", u.query, u.fragment))
+    try:
+        with open(signing_key, "rb") as f:
+            pem = f.read(65536)
+        private = load_private_key(pem)
+    except OSError as e:
+        raise click.BadParameter(f"{signing_key}: {e.strerror}", param_hint="--signing-key")
+    except ValueError as e:
+        raise click.BadParameter(f"{signing_key}: {e}", param_hint="--signing-key")
+    click.echo(link(base_url, sign(private, key, seconds, now)))
+
+
 @main.group(short_help="Create sandboxes for CI pipelines.")
 def sandbox() -> None:
     """Sandboxes for CI pipelines."""

@@ -169,7 +169,7 @@ def workload_forks(model: Model) -> Model:
         return replace(f, destination=h) if h is not None and isinstance(f.destination, WorkloadDestination) else f
 
     def lower_key(k: KeyRoutes) -> KeyRoutes:
-        return KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin)
+        return replace(k, forks=tuple(map(lowered, k.forks)))
 
     def lower_sandbox(sb: Sandbox) -> Sandbox:
         return replace(sb, forks=tuple(map(lowered, sb.forks)))
@@ -220,7 +220,7 @@ def local_forks(model: Model) -> Model:
         if local:
             found.extend(LocalFork(k.key, f.service, f.destination.owner, tunnel_node(k.key, f.service),
                                    f.destination.otherwise) for f in local)
-            keys_list[i] = KeyRoutes(k.key, k.owner_kind, k.owner, tuple(map(lowered, k.forks)), k.origin)
+            keys_list[i] = replace(k, forks=tuple(map(lowered, k.forks)))
     for sb in candidates:
         sandbox_list[model.sandbox_index(sb.name)] = replace(sb, forks=tuple(map(lowered, sb.forks)))
     found.sort(key=lambda f: (f.key, f.service))

@@ -275,6 +275,8 @@ class KeyRoutes:
     owner: str  # its metadata.name
     forks: tuple[Fork, ...]
     origin: Span = field(default_factory=Span)
+    # signed preview links of this key issued before it are refused (the edge's previewAuth)
+    not_before: datetime | None = field(default=None, metadata={"json": "unless-default"})
 
     @cached_property
     def by_service(self) -> dict[str, Fork]:
@@ -291,6 +293,7 @@ class Sandbox:
     expired: bool
     forks: tuple[Fork, ...]
     origin: Span = field(default_factory=Span)
+    not_before: datetime | None = field(default=None, metadata={"json": "unless-default"})  # of its preview links
 
 
 @dataclass(frozen=True)
@@ -354,6 +357,16 @@ def tunnel_node(key: str, service: str) -> str:
 
 
 @dataclass(frozen=True)
+class PreviewAuth:
+    """`edge.previewAuth: {mode: signed}` (CONTRACT §5.5): a preview host needs a token signed by one of these
+    keys, whose audience names the host's routing key (`preview.audience`), with an expiry at most `max_ttl`
+    seconds after its issue."""
+
+    jwks: str  # the public keys as a JSON Web Key Set (canonical JSON), each with its RFC 7638 thumbprint as kid
+    max_ttl: int  # seconds
+
+
+@dataclass(frozen=True)
 class Edge:
     """Where traffic from outside the mesh enters (CONTRACT §2.1 `edge`), and whom it trusts with a routing key.
 
@@ -369,6 +382,7 @@ class Edge:
     istio_gateway: str  # namespace/name of the Istio Gateway (Istio output)
     gateway: str  # namespace/name of the Gateway API Gateway (Gateway API output)
     origin: Span
+    preview_auth: PreviewAuth | None = field(default=None, metadata={"json": "unless-default"})
 
     def preview_host(self, key: str) -> str:
         return f"{key}.{self.preview_domain}"

@@ -28,6 +28,7 @@ from .model import (
     LocalDestination,
     Model,
     Port,
+    PreviewAuth,
     Routing,
     Sandbox,
     Service,
@@ -279,8 +280,9 @@ class _SandboxTable:
             sb = self.resolved[id(first)][0]
             if not sb.expired and sb.forks:
                 kr = self.keys.get(key)
-                if kr is None or kr.forks is not sb.forks or kr.owner != sb.name or kr.origin != first.span:
-                    kr = KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, first.span)
+                if kr is None or kr.forks is not sb.forks or kr.owner != sb.name or kr.origin != first.span or \
+                        kr.not_before != sb.not_before:
+                    kr = KeyRoutes(sb.key, "Sandbox", sb.name, sb.forks, first.span, sb.not_before)
         self.keys.set(key, kr)
 
     def _noise(self, sd: SandboxDecl) -> None:
@@ -478,15 +480,50 @@ def _edge(decls: list[EdgeDecl], names: _Names, diags: Diagnostics) -> Edge | No
             diags.error("MF104", f"trusted source {text!r} is not a CIDR: {err}", span, hint)
             continue
         sources.append(net)
+    auth = _preview_auth(e, diags)
+    if auth is False:
+        ok = False
     if not ok or svc is None or port is None:
         return None
+
     def qualified(ref: str) -> str:
         return ref if "/" in ref else f"{svc.namespace}/{ref}"
 
     istio_gateway = qualified(e.istio_gateway or "istio-system/ingressgateway")
     return Edge(svc.id, port.number, tuple(sorted(h for h, _ in e.hosts)), e.preview_domain,
                 tuple(str(n) for n in sorted(set(sources), key=lambda n: (n.version, n.network_address, n.prefixlen))),
-                istio_gateway, qualified(e.gateway) if e.gateway else istio_gateway, e.span)
+                istio_gateway, qualified(e.gateway) if e.gateway else istio_gateway, e.span, auth or None)
+
+
+def _preview_auth(e: EdgeDecl, diags: Diagnostics) -> PreviewAuth | None | bool:
+    """The edge's previewAuth: None when off, False when it is wrong (reported)."""
+    from .preview import DEFAULT_MAX_TTL, jwks, parse_ttl, public_jwk
+
+    pa = e.preview_auth
+    if not pa or pa.get("mode") != "signed":
+        return None
+    if e.preview_domain is None:
+        diags.error("MF232", "previewAuth signs preview links, but the edge has no previewDomain", e.preview_auth_span,
+                    "add previewDomain: preview.example.com, or drop previewAuth")
+        return False
+    keys, bad = [], False
+    for i, pem in enumerate(pa.get("publicKeys") or ()):
+        try:
+            keys.append(public_jwk(pem))
+        except ValueError as err:
+            bad = True
+            diags.error("MF232", f"previewAuth.publicKeys[{i}] is {err}", e.preview_auth_span,
+                        "paste the output of `openssl ec -in preview.key -pubout` (-----BEGIN PUBLIC KEY-----)")
+    max_ttl = DEFAULT_MAX_TTL
+    if pa.get("maxTTL"):
+        try:
+            max_ttl = parse_ttl(pa["maxTTL"])
+        except ValueError as err:
+            bad = True
+            diags.error("MF104", f"previewAuth.maxTTL: {err}", e.preview_auth_span, "write it like 30d or 12h")
+    if bad or not keys:
+        return False
+    return PreviewAuth(jwks(keys), max_ttl)
 
 
 def _services(decls: list[ServiceDecl], diags: Diagnostics) -> dict[str, ServiceDecl]:
@@ -631,6 +668,7 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
     if expired:
         diags.warning("MF209", f"sandbox {sd.name} expired at {sd.expires_at}; it routes nothing", sd.expires_span,
                       "extend expiresAt or delete the sandbox")
+    not_before = _not_before(sd.not_before, sd.not_before_span, diags)
     forks: dict[str, Fork] = {}
     for f in sd.forks:
         svc = names.find(f.ref, sd.namespace)
@@ -680,7 +718,17 @@ def _sandbox(sd: SandboxDecl, names: _Names, now: datetime, diags: Diagnostics,
                 assert_never(other)
         forks[target] = Fork(target, sd.name, dest, f.span)
     return Sandbox(sd.name, sd.namespace, sd.key, sd.labels, expires_at, expired,
-                   tuple(forks[k] for k in sorted(forks)), sd.span)
+                   tuple(forks[k] for k in sorted(forks)), sd.span, not_before)
+
+
+def _not_before(text: str | None, span: Span, diags: Diagnostics) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        diags.error("MF104", f"notBefore {text!r} is not an RFC 3339 time: {e}", span, 'write it like "2026-12-01T00:00:00Z"')
+        return None
 
 
 FORKABLE_WORKLOADS = ("Deployment", "StatefulSet", "Rollout")
@@ -811,4 +859,5 @@ def _route_group(rg: RouteGroupDecl, sandboxes: dict[str, Sandbox], diags: Diagn
             forks[f.service] = f
     if not forks:
         return None
-    return KeyRoutes(rg.key, "RouteGroup", rg.name, tuple(forks[k] for k in sorted(forks)), rg.span)
+    return KeyRoutes(rg.key, "RouteGroup", rg.name, tuple(forks[k] for k in sorted(forks)), rg.span,
+                     _not_before(rg.not_before, rg.not_before_span, diags))

@@ -114,5 +114,5 @@ def bind_endpoints(model: Model, eps: Endpoints, services: set[tuple[str, str]])
                     return replace(f, destination=EndpointsDestination(found))
         return f
 
-    keys = tuple(KeyRoutes(kr.key, kr.owner_kind, kr.owner, tuple(map(fork, kr.forks)), kr.origin) for kr in model.keys)
+    keys = tuple(replace(kr, forks=tuple(map(fork, kr.forks))) for kr in model.keys)
     return replace(model, services=tuple(map(bound, model.services)), keys=keys, change=None)

@@ -208,7 +208,13 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics, header_only: bool) -> li
             rules.insert(0, {"matches": member, "filters": modifier(remove=[routing.header, "baggage"]),
                              "backendRefs": [dict(baseline)]})
         out.append(route(EDGE_NAME, list(edge.hosts), rules))
-    if edge.preview_domain:
+    if edge.preview_domain and edge.preview_auth is not None:
+        diags.warning("MF312", "previewAuth is signed, and the Gateway API has no way to require a token: the preview "
+                      f"hosts (<routing key>.{edge.preview_domain}) are left out of this output, so they stay closed",
+                      edge.origin, "check the links with your implementation's own policy on the Gateway (Istio: "
+                      "--format istio renders a RequestAuthentication and an AuthorizationPolicy; Envoy Gateway: a "
+                      "SecurityPolicy with jwt), or use the Envoy edge (meshforge bootstrap --edge)")
+    elif edge.preview_domain:
         for kr in model.keys:
             fork = forks.get(kr.key)
             backend = _backend(model, svc, port, fork) if fork is not None else dict(baseline)

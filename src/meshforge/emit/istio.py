@@ -347,7 +347,47 @@ def _edge(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
             {"name": "meshforge-unknown-preview-host", "directResponse": {"status": 404, "body": {"string": (
                 "meshforge: no active sandbox or route group has the routing key this host names "
                 f"(<routing key>.{edge.preview_domain}); it may have expired or been deleted\n")}}}]))
+        if edge.preview_auth is not None:
+            out.extend(_preview_auth(model, edge, diags))
     return out
+
+
+SECURITY_API = "security.istio.io/v1"
+
+
+def _preview_auth(model: Model, edge: Edge, diags: Diagnostics) -> list[KubeObject]:
+    """previewAuth on the Istio ingress gateway (the pods labelled istio=<the Gateway's name>): a
+    RequestAuthentication that checks the links' tokens (header, link parameter or cookie), and a DENY
+    AuthorizationPolicy: a preview host without a valid token, or with one whose audience is not its key."""
+    from ..preview import COOKIE, ISSUER, TOKEN_PARAM, audience
+
+    ns, gw = edge.istio_gateway.split("/", 1)
+    selector = {"matchLabels": {"istio": gw}}
+    diags.warning("MF313", "the Istio edge checks a preview link's signature, expiry and key, but not previewAuth.maxTTL "
+                  "nor a key's notBefore (an AuthorizationPolicy cannot compare times), and cannot turn a link into a "
+                  "cookie (a VirtualService cannot copy a query parameter into Set-Cookie): a browser needs the "
+                  "token on every request there", edge.origin,
+                  "revoke links by rotating previewAuth.publicKeys; for browsers and notBefore, use the Envoy edge "
+                  "(meshforge bootstrap --edge)")
+    auth = KubeObject("RequestAuthentication", ns, "meshforge-preview", {
+        "apiVersion": SECURITY_API, "kind": "RequestAuthentication", "metadata": metadata("meshforge-preview", ns),
+        "spec": {"selector": selector, "jwtRules": [{
+            "issuer": ISSUER, "jwks": edge.preview_auth.jwks,
+            "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}],
+            "fromParams": [TOKEN_PARAM], "fromCookies": [COOKIE], "forwardOriginalToken": True}]}}, edge.origin)
+    domain = edge.preview_domain
+
+    def hosts(h: str) -> list[str]:
+        return [h, f"{h}:*"]
+
+    rules = [{"from": [{"source": {"notRequestPrincipals": ["*"]}}], "to": [{"operation": {"hosts": hosts(f"*.{domain}")}}]}]
+    for kr in model.keys:
+        rules.append({"to": [{"operation": {"hosts": hosts(edge.preview_host(kr.key))}}],
+                      "when": [{"key": "request.auth.audiences", "notValues": [audience(kr.key)]}]})
+    deny = KubeObject("AuthorizationPolicy", ns, "meshforge-preview", {
+        "apiVersion": SECURITY_API, "kind": "AuthorizationPolicy", "metadata": metadata("meshforge-preview", ns),
+        "spec": {"selector": selector, "action": "DENY", "rules": rules}}, edge.origin)
+    return [auth, deny]
 
 
 def _check_gateway_routes(model: Model, diags: Diagnostics, merged: dict[UserObject, str]) -> None:

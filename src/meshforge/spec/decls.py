@@ -61,6 +61,8 @@ class SandboxDecl:
     expires_span: Span
     forks: list[ForkDecl]
     span: Span
+    not_before: str | None = None  # as written
+    not_before_span: Span = field(default_factory=Span)
 
 
 @dataclass
@@ -71,6 +73,8 @@ class RouteGroupDecl:
     members: list[tuple[str, Span]] | None  # by name
     labels: tuple[tuple[str, str], ...] | None  # or by label selector
     span: Span
+    not_before: str | None = None  # as written
+    not_before_span: Span = field(default_factory=Span)
 
 
 @dataclass
@@ -98,6 +102,8 @@ class EdgeDecl:
     span: Span  # the `edge` block
     service_span: Span
     port_span: Span
+    preview_auth: dict | None = None  # as written (the schema checked its shape)
+    preview_auth_span: Span = field(default_factory=Span)
 
 
 @dataclass

@@ -172,7 +172,7 @@ def _baseline(doc: Document, decls: Decls, diags: Diagnostics) -> None:
             e.get("previewDomain"),
             tuple((src, doc.span(f"/spec/edge/trustedSources/{j}")) for j, src in enumerate(e.get("trustedSources") or ())),
             e.get("istioGateway"), e.get("gateway"), doc.span("/spec/edge", key=True), doc.span("/spec/edge/service"),
-            doc.span("/spec/edge/port")))
+            doc.span("/spec/edge/port"), e.get("previewAuth"), doc.span("/spec/edge/previewAuth", key=True)))
     if "tunnel" in spec:
         t = spec["tunnel"]
         decls.tunnels.append(TunnelDecl(t["host"], t["port"], doc.span("/spec/tunnel", key=True)))
@@ -228,7 +228,8 @@ def _sandbox(doc: Document, decls: Decls, diags: Diagnostics) -> None:
         name=meta["name"], namespace=meta.get("namespace", DEFAULT_NAMESPACE),
         key=spec.get("routingKey", meta["name"]), key_span=doc.span(key_ptr),
         labels=_labels(meta.get("labels")), expires_at=spec.get("expiresAt"),
-        expires_span=doc.span("/spec/expiresAt"), forks=forks, span=doc.span("/metadata/name")))
+        expires_span=doc.span("/spec/expiresAt"), forks=forks, span=doc.span("/metadata/name"),
+        not_before=spec.get("notBefore"), not_before_span=doc.span("/spec/notBefore")))
 
 
 def _route_group(doc: Document, decls: Decls, diags: Diagnostics) -> None:
@@ -241,5 +242,5 @@ def _route_group(doc: Document, decls: Decls, diags: Diagnostics) -> None:
     decls.route_groups.append(RouteGroupDecl(
         name=meta["name"], key=spec.get("routingKey", meta["name"]), key_span=doc.span(key_ptr),
         members=members, labels=_labels(match["labels"]) if "labels" in match else None,
-        span=doc.span("/metadata/name")))
+        span=doc.span("/metadata/name"), not_before=spec.get("notBefore"), not_before_span=doc.span("/spec/notBefore")))
 

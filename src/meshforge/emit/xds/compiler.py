@@ -28,7 +28,7 @@ from ...xdsapi import (
     TUNNEL_NODE,
     Resource,
 )
-from . import listeners, names, resources, tunnel
+from . import listeners, names, preview_auth, resources, tunnel
 from .nodes import EDGE, SIDECAR, TUNNEL, NodeKind
 from .resources import AccessLogs
 
@@ -363,12 +363,16 @@ class XdsCompiler:
         port = next(p for p in svc.ports if p.number == edge.port)
         forked = self._fbs.get(edge.service, {})
 
+        signed = edge.preview_auth is not None
+
         def part(key: str) -> bytes:
             cluster = names.cluster(port.number, svc.fqdn, key if key in forked else "")
-            vh = self._previews.get((key, cluster))
+            not_before = model.key(key).not_before if signed else None
+            vh = self._previews.get((key, cluster, not_before))
             if vh is None:
-                vh = _field(2, _ser(resources.preview_virtual_host(edge.preview_host(key), key, cluster)))
-                self._previews[(key, cluster)] = vh
+                vh = resources.preview_virtual_host(edge.preview_host(key), key, cluster)
+                vh = _field(2, _ser(preview_auth.signed(vh, key, not_before) if signed else vh))
+                self._previews[(key, cluster, not_before)] = vh
             return vh
 
         base = (edge, art)
@@ -377,7 +381,10 @@ class XdsCompiler:
             if edge.hosts:
                 head.append(_field(2, _ser(resources.virtual_host(
                     svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
-            tail = (_field(2, _ser(resources.unknown_preview_virtual_host(edge))) if edge.preview_domain else b"") + \
+            unknown = resources.unknown_preview_virtual_host(edge) if edge.preview_domain else None
+            if unknown is not None and signed:
+                preview_auth.signed(unknown, None)
+            tail = (_field(2, _ser(unknown)) if unknown is not None else b"") + \
                 _field(2, _ser(resources.edge_unknown_host_virtual_host(edge)))
             self._edge_frame = (b"".join(head), tail)
             if self._edge is None or self._edge[0][0] != edge:
@@ -392,8 +399,8 @@ class XdsCompiler:
                     self._preview_parts.set(key, part(key))
                 elif self._preview_parts.get(key) is not None:
                     self._preview_parts.set(key, None)
-                    for cluster in (names.cluster(port.number, svc.fqdn, key), names.cluster(port.number, svc.fqdn)):
-                        self._previews.pop((key, cluster), None)  # what the cache held for the key goes with it
+                    for cached in [k for k in self._previews if k[0] == key]:
+                        del self._previews[cached]  # what the cache held for the key goes with it
         head, tail = self._edge_frame
         body = b"".join((head, *self._preview_parts.values, tail))
         if self._edge is not None and self._edge[0] == base and self._edge[1].routes[names.EDGE_ROUTE_CONFIG].body == body:

@@ -17,7 +17,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from ...model import Edge, Routing
-from . import lua, resources
+from . import lua, preview_auth, resources
 from .resources import AccessLogs
 
 
@@ -39,6 +39,7 @@ class Patch:
 
     removed: list[str] = field(default_factory=list)  # request headers removed before anything reads them
     access_logs: list = field(default_factory=list)  # AccessLog entries
+    local_replies: list = field(default_factory=list)  # ResponseMappers of the connection manager's local replies
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,20 @@ def _edge(chain: Chain, patch: Patch) -> hcm_pb2.HttpFilter:
                                                         chain.trusted), wanted)
 
 
+def _preview_jwt(chain: Chain, patch: Patch) -> hcm_pb2.HttpFilter | None:
+    auth = chain.edge.preview_auth if chain.edge is not None else None
+    if auth is None:
+        return None
+    patch.local_replies.append(preview_auth.refused_mapper())
+    return preview_auth.jwt_filter(auth)
+
+
+def _preview_rbac(chain: Chain, patch: Patch) -> hcm_pb2.HttpFilter | None:
+    if chain.edge is None or chain.edge.preview_auth is None:
+        return None
+    return preview_auth.rbac_filter()
+
+
 def _log_budget(chain: Chain, patch: Patch) -> hcm_pb2.HttpFilter | None:
     logs = chain.access_logs
     if not chain.ads or logs is None:
@@ -82,6 +97,11 @@ def _router(chain: Chain, patch: Patch) -> hcm_pb2.HttpFilter:
 
 
 FILTERS: tuple[Filter, ...] = (
+    Filter("envoy.filters.http.jwt_authn", 4, "checks a preview host's signed link (previewAuth) before any filter "
+           "reads the request, so an outsider without one reaches nothing", frozenset({"edge"}), _preview_jwt),
+    Filter("envoy.filters.http.rbac", 5, "right after the JWT filter, whose payload it reads: the token's audience "
+           "must be this preview host's key (and its issue not before the key's notBefore)", frozenset({"edge"}),
+           _preview_rbac),
     Filter("meshforge.baggage_routing_key", 10, "lifts the routing key out of baggage into the header the virtual "
            "hosts' matcher tree reads: before the router chooses a route, and before the log budget counts requests "
            "that carry a key", frozenset({"sidecar"}), _baggage),

@@ -31,6 +31,8 @@ def _assemble(hcm: hcm_pb2.HttpConnectionManager, chain: Chain, route_config_nam
         hcm.route_config.CopyFrom(route_config)
     filters, patch = http_filters(chain)
     hcm.access_log.extend(patch.access_logs)
+    if patch.local_replies:  # (touching local_reply_config would make it present, empty)
+        hcm.local_reply_config.mappers.extend(patch.local_replies)
     resources.remove_early(hcm, patch.removed)
     hcm.http_filters.extend(filters)
     return hcm

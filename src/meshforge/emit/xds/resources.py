@@ -382,7 +382,8 @@ def access_log(routing: Routing, logs: AccessLogs) -> accesslog_pb2.AccessLog:
 # -- the edge -----------------------------------------------------------------------------------------
 
 def preview_virtual_host(host: str, key: str, cluster_name: str) -> route_components_pb2.VirtualHost:
-    """`<key>.<previewDomain>`: one exact domain (looked up by hash), one route to the key's version."""
+    """`<key>.<previewDomain>`: one exact domain (looked up by hash), one route to the key's version (with
+    previewAuth, `preview_auth.signed` adds what checks the link)."""
     return route_components_pb2.VirtualHost(name=f"preview:{key}", domains=[host], routes=[_route(cluster_name, key)])
 
 
