@@ -258,3 +258,35 @@ def test_a_signing_key_that_is_not_p256_is_refused(tmp_path):
     r = subprocess.run([MESHFORGE, "preview", "link", "--routing-key", "pr-1", "--preview-domain", "p.test",
                         "--signing-key", str(tmp_path / "k.key")], capture_output=True, text=True)
     assert r.returncode == 2 and "not an EC P-256 private key" in r.stderr
+
+
+def test_the_readme_commands_make_a_key_and_a_link_it_verifies(tmp_path):
+    """The README's two lines, as pasted: openssl makes the key pair, `preview link` a token that the printed
+    public key verifies, for that key only, expiring in 8 hours."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed (Debian: openssl; .ci/run installs it)")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("#### Preview links that are safe to share", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)[1].strip().splitlines()
+    assert block[0].startswith("openssl ") and block[1].startswith("meshforge preview link ")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    pub = subprocess.run(block[0], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert pub.returncode == 0 and pub.stdout.startswith("-----BEGIN PUBLIC KEY-----"), pub.stderr
+    out = subprocess.run(block[1], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    url = out.stdout.strip()
+    assert url.startswith(f"https://cart-pr-42.preview.example.com/?{TOKEN_PARAM}=")
+    head, payload, sig = url.split("=", 1)[1].split(".")
+    key = serialization.load_pem_public_key(pub.stdout.encode())
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    key.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+               f"{head}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))  # raises when it does not verify
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] == "meshforge-preview:cart-pr-42" and claims["exp"] - claims["iat"] == 8 * 3600

@@ -42,6 +42,7 @@ PROVIDER = "meshforge"
 REQUIREMENT = "preview"
 PAYLOAD = "jwt_payload"
 CLOCK_SKEW_SECONDS = 5
+JWT_CACHE_SIZE = 1024  # verified tokens each worker keeps
 _JWT_SHAPE = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"  # what the link's parameter must look like
 REFUSED_BODY = ("meshforge: this preview needs a signed link. Ask whoever shared it for a link made with "
                 "`meshforge preview link`; a link that expired or was revoked needs a new one.\n")
@@ -54,7 +55,9 @@ def jwt_filter(auth: PreviewAuth) -> hcm_pb2.HttpFilter:
         from_params=[TOKEN_PARAM], from_cookies=[COOKIE],
         forward=True,  # the link's route copies the parameter into the cookie: it must stay in the request
         payload_in_metadata=PAYLOAD, clock_skew_seconds=CLOCK_SKEW_SECONDS, require_expiration=True,
-        max_lifetime=duration_pb2.Duration(seconds=auth.max_ttl + CLOCK_SKEW_SECONDS))
+        max_lifetime=duration_pb2.Duration(seconds=auth.max_ttl + CLOCK_SKEW_SECONDS),
+        # a token verified once is not verified again (per worker; its expiry still applies): ES256 costs ~1 ms
+        jwt_cache_config=jwt_pb2.JwtCacheConfig(jwt_cache_size=JWT_CACHE_SIZE))
     config = jwt_pb2.JwtAuthentication(
         providers={PROVIDER: provider},
         requirement_map={REQUIREMENT: jwt_pb2.JwtRequirement(provider_name=PROVIDER)})
