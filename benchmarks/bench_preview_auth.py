@@ -20,14 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from tests.envoy_harness import Backend  # noqa: E402
+from tests.serve_harness import Server, wait_until  # noqa: E402
+from tests.test_preview_auth import BASELINE, _block, request  # noqa: E402
 
 from meshforge.emit.xds.backend import dump, to_dict  # noqa: E402
 from meshforge.emit.xds.bootstrap import ads_bootstrap  # noqa: E402
 from meshforge.envoyproc import Envoy, free_port  # noqa: E402
 from meshforge.preview import COOKIE, sign  # noqa: E402
-from tests.envoy_harness import Backend  # noqa: E402
-from tests.serve_harness import Server, wait_until  # noqa: E402
-from tests.test_preview_auth import BASELINE, _block, request  # noqa: E402
 
 KEYS = 1000
 

@@ -131,6 +131,9 @@ def explain_url(model: Model, url: str, key: str | None = None, source: str | No
         else:
             note = ""
         inner = explain(model, start, preview)
+        if edge.preview_auth is not None:
+            note += ("; previewAuth is signed: without a valid link for this key (meshforge preview link) the edge "
+                     "answers 401")
         if not inner.active:
             why = inner.status.replace(": every hop reaches the baseline", "")
             return Explanation(start.id, preview, f"{host}: preview host of routing key {preview!r}; the edge answers "

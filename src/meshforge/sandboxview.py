@@ -44,7 +44,9 @@ def describe(model: Model, sb: Sandbox) -> dict:
     forks = [{"service": f.service, "destination": model.describe_fork(f, sb.key),
               "images": images.get(getattr(f.destination, "host", None), [])} for f in sb.forks]
     group = [k.key for k in model.keys if k.owner_kind == "RouteGroup" and any(f.sandbox == sb.name for f in k.forks)]
+    signed = edge is not None and edge.preview_auth is not None
     return {"name": sb.name, "namespace": sb.namespace, "routingKey": sb.key, "active": active,
+            "previewSigned": signed and preview is not None,
             "expired": sb.expired, "expiresAt": rfc3339(sb.expires_at) if sb.expires_at else None,
             "previewURL": preview, "forks": forks, "routeGroupKeys": group,
             "header": model.routing.header, "baggage": f"{model.routing.baggage_key}={sb.key}"}
@@ -67,7 +69,8 @@ def render_text(d: dict, now: datetime) -> str:
     lines = [f"sandbox {d['name']} ({d['namespace']}): {state}", f"routing key  {d['routingKey']}",
              f"expires      {_until(d['expiresAt'], now)}"]
     if d["previewURL"]:
-        lines.append(f"preview      {d['previewURL']}")
+        lines.append(f"preview      {d['previewURL']}" + ("  (signed links only: meshforge preview link "
+                                                         f"--routing-key {d['routingKey']} ...)" if d["previewSigned"] else ""))
     for f in d["forks"]:
         lines.append(f"fork         {f['service']} -> {f['destination']}" +
                      (f" ({', '.join(f['images'])})" if f["images"] else ""))
@@ -85,7 +88,8 @@ def render_markdown(d: dict, now: datetime) -> str:
     state = "active" if d["active"] else "**expired**: it routes nothing" if d["expired"] else "routes nothing"
     rows = [("state", state), ("routing key", code(d["routingKey"])), ("expires", _until(d["expiresAt"], now))]
     if d["previewURL"]:
-        rows.append(("preview", d["previewURL"]))
+        rows.append(("preview", d["previewURL"] + (" (signed links only: `meshforge preview link`)"
+                                                   if d["previewSigned"] else "")))
     for f in d["forks"]:
         what = code(f["destination"]) + ("".join(f"<br>image {code(i)}" for i in f["images"]))
         rows.append((f"fork {code(f['service'])}", what))
