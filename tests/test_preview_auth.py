@@ -290,3 +290,11 @@ def test_the_readme_commands_make_a_key_and_a_link_it_verifies(tmp_path):
                f"{head}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))  # raises when it does not verify
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["aud"] == "meshforge-preview:cart-pr-42" and claims["exp"] - claims["iat"] == 8 * 3600
+
+
+def test_signed_without_public_keys_is_an_error_at_its_place(tmp_path):
+    (tmp_path / "b.yaml").write_text(BASELINE.format(keys="", web=8080).replace("      publicKeys:\n\n", "\n"))
+    r = subprocess.run([MESHFORGE, "validate", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "MF232" in r.stdout + r.stderr and "names no publicKeys" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr

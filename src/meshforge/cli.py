@@ -37,6 +37,15 @@ def _now(f):
                         help="Fix the clock for expiresAt (RFC 3339), for reproducible output.")(f)
 
 
+def _check_routing_key(key: str) -> None:
+    """A --routing-key as the specs take it, or a usage error."""
+    from .names import valid_routing_key
+
+    if not valid_routing_key(key):
+        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
+                                 param_hint="--routing-key")
+
+
 def _namespace(f):
     return click.option("-n", "--namespace", "namespace", default="default", show_default=True, metavar="NS",
                         callback=_check_namespace,
@@ -492,12 +501,9 @@ def connect(service, command, key, to, via, tls_ca_file, tls_cert_file, tls_key_
     from .connect import Plan, existing_file, run, service_id, shell_line
     from .connect import env_from as read_env
     from .emit.xds.tunnel import LaptopTls
-    from .names import valid_routing_key
     from .server.control import parse_address
 
-    if not valid_routing_key(key):
-        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
-                                 param_hint="--routing-key")
+    _check_routing_key(key)
     sid = service_id(service, namespace)
     name, _, ns = sid.partition(".")
     from .names import dns1123_label
@@ -647,11 +653,8 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
     import urllib.parse
 
     from .compare import CasesError, Report, Target, compare_case, load_cases
-    from .names import valid_routing_key
 
-    if not valid_routing_key(key):
-        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
-                                 param_hint="--routing-key")
+    _check_routing_key(key)
     try:
         u = urllib.parse.urlsplit(via)
         u.port  # noqa: B018 - raises on a bad port
@@ -834,12 +837,9 @@ def preview_link(key, ttl, signing_key, base_url, preview_domain, now):
     """
     import urllib.parse
 
-    from .names import valid_routing_key
     from .preview import link, load_private_key, parse_ttl, sign
 
-    if not valid_routing_key(key):
-        raise click.BadParameter(f"{key!r} is not a routing key (lower-case letters, digits and '-', at most 63)",
-                                 param_hint="--routing-key")
+    _check_routing_key(key)
     try:
         seconds = parse_ttl(ttl)
     except ValueError as e:

@@ -521,6 +521,9 @@ def _preview_auth(e: EdgeDecl, diags: Diagnostics) -> PreviewAuth | None | bool:
         except ValueError as err:
             bad = True
             diags.error("MF104", f"previewAuth.maxTTL: {err}", e.preview_auth_span, "write it like 30d or 12h")
+    if not keys and not bad:
+        diags.error("MF232", "previewAuth is signed but names no publicKeys", e.preview_auth_span,
+                    "add publicKeys: [the output of `openssl ec -in preview.key -pubout`]")
     if bad or not keys:
         return False
     return PreviewAuth(jwks(keys), max_ttl)
