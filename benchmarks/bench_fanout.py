@@ -82,7 +82,9 @@ def _worker(port: int, first: int, count: int, ready, go, out, per_channel: int 
         chans, tasks, logs, flags = [], [], [], []
         for i in range(first, first + count):
             if (i - first) % per_channel == 0:
-                chans.append(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
+                # a connection of its own (channels to one target share one by default, and serve takes 16
+                # streams per connection)
+                chans.append(grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]))
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(chans[-1])
             arrivals, configured = [], [False, 0]
             logs.append(arrivals)

@@ -186,11 +186,16 @@ class Workspace:
     def verify(self) -> list[str]:
         """The inputs compiled again, at the last compile's clock, by a fresh workspace: how the last
         compile's model and diagnostics differ (empty: not at all). A debugging aid; it costs a full
-        compile, and assumes the files did not change since the last compile."""
+        compile. When the files are no longer those the last compile read (a change under way: its own
+        reload follows), there is nothing to compare: empty too."""
         if self._result is None:
             return []
         now, got = self._result
-        return _differences(got, Workspace(self.paths, self.passes, self.namespace).compile(now))
+        fresh = Workspace(self.paths, self.passes, self.namespace)
+        want = fresh.compile(now)
+        if {p: r.digest for p, r in fresh._files.items()} != {p: r.digest for p, r in self._files.items()}:
+            return []
+        return _differences(got, want)
 
     def _compile_change(self, keys: set[str], now: datetime | None) -> tuple[Model | None, Diagnostics] | None:
         """Only `keys` changed: update the sandboxes they declare; None when that does not apply."""

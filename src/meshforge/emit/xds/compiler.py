@@ -17,6 +17,7 @@ import functools
 from dataclasses import dataclass, replace
 
 from ...model import Edge, LocalFork, Model, Routing, Service
+from ...protowire import field
 from ...sortedmap import SortedMap
 from ...xdsapi import (
     CLUSTER_TYPE,
@@ -37,23 +38,7 @@ def _ser(msg) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-_UNKNOWN_HOST = _field(2, _ser(resources.unknown_host_virtual_host()))  # the catch-all, last (matched by '*')
+_UNKNOWN_HOST = field(2, _ser(resources.unknown_host_virtual_host()))  # the catch-all, last (matched by '*')
 
 
 @dataclass
@@ -102,9 +87,9 @@ def _tunnel_listeners(cfg: NodeConfig, data: tuple[str, int], accept: tuple[str,
     return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis)) for lis in sorted(out, key=lambda x: x.name)}
 
 
-_ROUTES_HEAD = _field(1, names.ROUTE_CONFIG.encode())
-_TRANSPARENT_HEAD = _field(1, names.TRANSPARENT_ROUTE_CONFIG.encode())
-_PASSTHROUGH_HOST = _field(2, _ser(resources.passthrough_virtual_host()))
+_ROUTES_HEAD = field(1, names.ROUTE_CONFIG.encode())
+_TRANSPARENT_HEAD = field(1, names.TRANSPARENT_ROUTE_CONFIG.encode())
+_PASSTHROUGH_HOST = field(2, _ser(resources.passthrough_virtual_host()))
 _PASSTHROUGH = Resource.of(names.PASSTHROUGH_CLUSTER, CLUSTER_TYPE, _ser(resources.passthrough_cluster()))
 
 
@@ -371,21 +356,21 @@ class XdsCompiler:
             vh = self._previews.get((key, cluster, not_before))
             if vh is None:
                 vh = resources.preview_virtual_host(edge.preview_host(key), key, cluster)
-                vh = _field(2, _ser(preview_auth.signed(vh, key, not_before) if signed else vh))
+                vh = field(2, _ser(preview_auth.signed(vh, key, not_before) if signed else vh))
                 self._previews[(key, cluster, not_before)] = vh
             return vh
 
         base = (edge, art)
         if self._edge is None or self._edge[0] != base or keys is None:
-            head = [_field(1, names.EDGE_ROUTE_CONFIG.encode())]
+            head = [field(1, names.EDGE_ROUTE_CONFIG.encode())]
             if edge.hosts:
-                head.append(_field(2, _ser(resources.virtual_host(
+                head.append(field(2, _ser(resources.virtual_host(
                     svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
             unknown = resources.unknown_preview_virtual_host(edge) if edge.preview_domain else None
             if unknown is not None and signed:
                 preview_auth.signed(unknown, None)
-            tail = (_field(2, _ser(unknown)) if unknown is not None else b"") + \
-                _field(2, _ser(resources.edge_unknown_host_virtual_host(edge)))
+            tail = (field(2, _ser(unknown)) if unknown is not None else b"") + \
+                field(2, _ser(resources.edge_unknown_host_virtual_host(edge)))
             self._edge_frame = (b"".join(head), tail)
             if self._edge is None or self._edge[0][0] != edge:
                 self._previews = {}  # the hosts they name may differ
@@ -455,7 +440,7 @@ class XdsCompiler:
         for sid in scope:
             art = self._artifacts[sid]
             same_ns = (self._by_id.get(sid) or model.service_by_id[sid]).namespace == namespace
-            parts.extend(_field(2, vh) for vh in (art.vhosts_same if same_ns else art.vhosts_other))
+            parts.extend(field(2, vh) for vh in (art.vhosts_same if same_ns else art.vhosts_other))
             for r in art.clusters:
                 clusters[r.name] = r
             for r in art.endpoints:
