@@ -60,6 +60,21 @@ def is_ip(address: str) -> bool:
         return False
 
 
+def split_host_port(text: str) -> tuple[str, str]:
+    """HOST:PORT or [IPv6]:PORT -> (host, port as written); ValueError when the brackets or the colon are wrong.
+    The one parser of addresses that flags and node metadata give (the callers check the host and the port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(f"{text!r}: brackets are for IPv6 addresses")
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:18000")
+    return host, port
+
+
 def is_address(text: object) -> bool:
     """An IP literal or a DNS name: what a static endpoint may be."""
     return isinstance(text, str) and (is_ip(text) or dns1123_subdomain(text))

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .names import dns1123_subdomain, is_ip, printable, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
+from .names import dns1123_subdomain, is_ip, printable, split_host_port, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,7 @@ def listen_address(value: object) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [ADDR]:PORT) from node metadata; ValueError when it is not one."""
     if not isinstance(value, str) or not 3 <= len(value) <= 300:
         raise ValueError(f"{value!r} is not HOST:PORT")
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{value!r}: write an IPv6 host in brackets, [ADDR]:PORT")
+    host, port = split_host_port(value)
     if not is_ip(host):
         raise ValueError(f"{value!r}: the listen host must be an IP address")
     return host, outbound_port(port)

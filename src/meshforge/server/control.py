@@ -25,7 +25,7 @@ import grpc
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from ..xdsapi import Snapshot
+from ..xdsapi import Snapshot, split_host_port
 from . import watch
 from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminState, start_admin
@@ -116,13 +116,9 @@ class Compiler(Protocol):
 def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise. `listen`: an address
     to listen on (port 0: any free port); else one to connect to (port 0 is an error)."""
-    host, _, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if ":" not in host:
-            raise ValueError(f"{text!r}: brackets are for IPv6 addresses")
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:18000")
+    host, sep, port = text.rpartition(":")
+    if sep and host:
+        host, port = split_host_port(text)  # an IPv6 address without brackets, or brackets around no IPv6, raise
     if not host or not port.isdigit() or not (0 if listen else 1) <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT " +
                          ("(a port 0-65535; 0 picks a free one)" if listen else "(a port 1-65535)"))
