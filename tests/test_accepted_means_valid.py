@@ -171,7 +171,7 @@ def tunnel_bootstrap(model, d: Path) -> str:
     from meshforge.emit.xds.backend import dump, to_dict
     from meshforge.emit.xds.bootstrap import ads_bootstrap
     from meshforge.emit.xds.compiler import XdsCompiler
-    from meshforge.emit.xds.names import TUNNEL_ROUTE_CONFIG
+    from meshforge.emit.xds.naming import TUNNEL_ROUTE_CONFIG
     from meshforge.xdsapi import TUNNEL_NODE
 
     from .certs import CA

@@ -5,7 +5,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import config_source_pb2
 
 from meshforge.emit.xds.bootstrap import ads_bootstrap, node_proto
-from meshforge.emit.xds.names import XDS_CLUSTER
+from meshforge.emit.xds.naming import XDS_CLUSTER
 from meshforge.xdsapi import DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, OUTBOUND_PORT_METADATA
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshforge.emit.xds import names
+from meshforge.emit.xds import naming
 from meshforge.emit.xds.resources import H2_OPTIONS_KEY, clusters_for, domains, virtual_host
 from meshforge.model import (
     Endpoint,
@@ -32,8 +32,8 @@ def test_domains_are_the_names_that_reach_the_service():
 
 def test_a_cluster_per_key_and_the_baseline():
     out = clusters_for(WEB, GRPC, FORKS, eds=True)
-    assert [c.name for c, _ in out] == [names.cluster(9090, WEB.fqdn), names.cluster(9090, WEB.fqdn, "k1"),
-                                        names.cluster(9090, WEB.fqdn, "k2")]
+    assert [c.name for c, _ in out] == [naming.cluster(9090, WEB.fqdn), naming.cluster(9090, WEB.fqdn, "k1"),
+                                        naming.cluster(9090, WEB.fqdn, "k2")]
     (base, none1), (host, none2), (eps, cla) = out
     assert none1 is None and none2 is None and cla.cluster_name == eps.name
     assert host.type == host.STRICT_DNS
@@ -57,4 +57,4 @@ def test_virtual_host_maps_each_key_exactly_and_defaults_to_the_baseline():
     assert sorted(tree.exact_match_map.map) == ["k1", "k2"]
     assert not vh.routes
     plain = virtual_host(WEB, HTTP, (), Routing(), True, True)
-    assert not plain.HasField("matcher") and plain.routes[0].route.cluster == names.cluster(80, WEB.fqdn)
+    assert not plain.HasField("matcher") and plain.routes[0].route.cluster == naming.cluster(80, WEB.fqdn)

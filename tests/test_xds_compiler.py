@@ -6,7 +6,7 @@ import random
 
 from envoy.config.route.v3 import route_pb2
 
-from meshforge.emit.xds import names
+from meshforge.emit.xds import naming
 from meshforge.emit.xds.compiler import XdsCompiler
 from meshforge.pipeline import compile_paths
 from meshforge.xdsapi import CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE
@@ -30,10 +30,10 @@ def test_concatenated_route_configuration_equals_protobuf_serialization(tmp_path
     model = model_of(make_specs(tmp_path))
     snap = XdsCompiler().compile(model)
     for node in list(snap.nodes)[:10]:
-        body = snap.nodes[node].routes[names.ROUTE_CONFIG].body
+        body = snap.nodes[node].routes[naming.ROUTE_CONFIG].body
         msg = route_pb2.RouteConfiguration.FromString(body)
         assert msg.SerializeToString(deterministic=True) == body
-        assert msg.name == names.ROUTE_CONFIG and len(msg.virtual_hosts) >= 1
+        assert msg.name == naming.ROUTE_CONFIG and len(msg.virtual_hosts) >= 1
 
 
 def test_versions_are_content_hashes_identical_across_compilers(tmp_path):
@@ -60,7 +60,7 @@ def test_one_sandbox_change_rebuilds_only_what_it_touches(tmp_path):
     assert c.stats["services_rebuilt"] - rebuilt_services <= 10
     assert c.stats["groups_rebuilt"] - rebuilt_groups <= 60
     changed_nodes = [n for n in after.nodes
-                     if after.nodes[n].routes[names.ROUTE_CONFIG].version != before.nodes[n].routes[names.ROUTE_CONFIG].version]
+                     if after.nodes[n].routes[naming.ROUTE_CONFIG].version != before.nodes[n].routes[naming.ROUTE_CONFIG].version]
     assert 0 < len(changed_nodes) < 60
     unchanged = [n for n in after.nodes if n not in changed_nodes]
     assert all(after.nodes[n] is before.nodes[n] or
@@ -75,7 +75,7 @@ def test_scope_follows_depends_on(tmp_path):
     model = model_of(make_specs(tmp_path, services=10, sandboxes=5))
     snap = XdsCompiler().compile(model)
     svc = model.services[0]
-    vhosts = route_pb2.RouteConfiguration.FromString(snap.nodes[svc.id].routes[names.ROUTE_CONFIG].body).virtual_hosts
+    vhosts = route_pb2.RouteConfiguration.FromString(snap.nodes[svc.id].routes[naming.ROUTE_CONFIG].body).virtual_hosts
     assert {v.name.split(":")[0] for v in vhosts} == {d.service for d in svc.depends_on} | {"unknown-host"}
     clusters = snap.resources(svc.id)[CLUSTER_TYPE]
     assert all(any(d.service.split(".")[0] in name for d in svc.depends_on) for name in clusters)
@@ -97,7 +97,7 @@ def test_endpoint_changes_never_churn_clusters(write):
     before = c.compile(model_of(d)).resources("frontend.shop")
     (d / "s.yaml").write_text(sb.format(n=2))
     after = c.compile(model_of(d)).resources("frontend.shop")
-    name = names.cluster(7070, "cartservice.shop.svc.cluster.local", "p")
+    name = naming.cluster(7070, "cartservice.shop.svc.cluster.local", "p")
     assert after[CLUSTER_TYPE] == before[CLUSTER_TYPE]  # same bytes, same versions: no CDS push
     assert after[ENDPOINT_TYPE][name].version != before[ENDPOINT_TYPE][name].version
 
@@ -168,20 +168,20 @@ def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_i
     c = XdsCompiler()
     first = c.compile(model_of(d))
     edge = first.nodes[EDGE_NODE]
-    rc = route_pb2.RouteConfiguration.FromString(edge.routes[names.EDGE_ROUTE_CONFIG].body)
+    rc = route_pb2.RouteConfiguration.FromString(edge.routes[naming.EDGE_ROUTE_CONFIG].body)
     assert [list(vh.domains) for vh in rc.virtual_hosts] == [
         ["shop.example.com"], ["cart-pr-1.preview.example.com"], ["*.preview.example.com"], ["*"]]
     assert set(edge.clusters) == {"outbound|80||web.shop.svc.cluster.local"}
     listener = first.resources(EDGE_NODE, 8443, "10.0.0.1")
     assert {r.name for r in listener["type.googleapis.com/envoy.config.listener.v3.Listener"].values()} == \
-        {names.EDGE_LISTENER}
+        {naming.EDGE_LISTENER}
     # another key's fork moves: same keys, same edge service -> the very same edge configuration
     (d / "a.yaml").write_text(_sandbox("cart-pr-1", "cart", "cart-v3"))
     assert c.compile(model_of(d)).nodes[EDGE_NODE] is edge
     # a new key: its preview host appears; a fork of the edge service: its cluster appears
     (d / "b.yaml").write_text(_sandbox("web-pr-2", "web", "web-v2"))
     third = c.compile(model_of(d)).nodes[EDGE_NODE]
-    rc = route_pb2.RouteConfiguration.FromString(third.routes[names.EDGE_ROUTE_CONFIG].body)
+    rc = route_pb2.RouteConfiguration.FromString(third.routes[naming.EDGE_ROUTE_CONFIG].body)
     assert [vh.domains[0] for vh in rc.virtual_hosts] == [
         "shop.example.com", "cart-pr-1.preview.example.com", "web-pr-2.preview.example.com", "*.preview.example.com",
         "*"]
@@ -237,16 +237,16 @@ def test_a_transparent_sidecar_gets_the_same_routes_with_a_passthrough_catch_all
     snap = XdsCompiler().compile(model)
     node = next(iter(snap.nodes))
     plain, clear = snap.resources(node), snap.resources(node, transparent=True)
-    routes = route_pb2.RouteConfiguration.FromString(clear[ROUTE_TYPE][names.TRANSPARENT_ROUTE_CONFIG].body)
-    base = route_pb2.RouteConfiguration.FromString(plain[ROUTE_TYPE][names.ROUTE_CONFIG].body)
-    assert routes.SerializeToString(deterministic=True) == clear[ROUTE_TYPE][names.TRANSPARENT_ROUTE_CONFIG].body
+    routes = route_pb2.RouteConfiguration.FromString(clear[ROUTE_TYPE][naming.TRANSPARENT_ROUTE_CONFIG].body)
+    base = route_pb2.RouteConfiguration.FromString(plain[ROUTE_TYPE][naming.ROUTE_CONFIG].body)
+    assert routes.SerializeToString(deterministic=True) == clear[ROUTE_TYPE][naming.TRANSPARENT_ROUTE_CONFIG].body
     assert list(routes.virtual_hosts)[:-1] == list(base.virtual_hosts)[:-1]  # every service's routes as they are
     assert base.virtual_hosts[-1].routes[0].direct_response.status == 404
     assert routes.virtual_hosts[-1].domains == ["*"]
-    assert routes.virtual_hosts[-1].routes[0].route.cluster == names.PASSTHROUGH_CLUSTER
-    passthrough = cluster_pb2.Cluster.FromString(clear[CLUSTER_TYPE][names.PASSTHROUGH_CLUSTER].body)
+    assert routes.virtual_hosts[-1].routes[0].route.cluster == naming.PASSTHROUGH_CLUSTER
+    passthrough = cluster_pb2.Cluster.FromString(clear[CLUSTER_TYPE][naming.PASSTHROUGH_CLUSTER].body)
     assert passthrough.type == cluster_pb2.Cluster.ORIGINAL_DST
-    assert set(clear[CLUSTER_TYPE]) == set(plain[CLUSTER_TYPE]) | {names.PASSTHROUGH_CLUSTER}
+    assert set(clear[CLUSTER_TYPE]) == set(plain[CLUSTER_TYPE]) | {naming.PASSTHROUGH_CLUSTER}
     (lis,) = clear[LISTENER_TYPE].values()
     listener = listener_pb2.Listener.FromString(lis.body)
     assert listener.listener_filters[0].name == "envoy.filters.listener.original_dst"

@@ -28,7 +28,7 @@ from ...xdsapi import (
 )
 from ...yamlout import dump_yaml
 from ..objects import Rendered
-from . import names
+from . import naming
 from .bootstrap import node_proto
 from .compiler import Snapshot, XdsCompiler
 from .nodes import TUNNEL
@@ -56,7 +56,7 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_por
             cls = message_class(type_url)
             items = [{"@type": type_url, **to_dict(cls.FromString(r.body))} for _, r in sorted(res[type_url].items())]
             doc["resources"][BY_URL[type_url].section] = items
-        out.append(Rendered(names.node_file(node), dump(doc), None))
+        out.append(Rendered(naming.node_file(node), dump(doc), None))
     return out
 
 
@@ -82,6 +82,6 @@ def render_static(model: Model, diags: Diagnostics, *, outbound_port: int, admin
         diags.warning("MF311", "the tunnel node is not rendered as a static bootstrap: laptops attach and leave while "
                       "it runs, so `meshforge serve` (or the controller) configures it", model.tunnel.origin,
                       "run the tunnel node with `meshforge bootstrap --tunnel` against `meshforge serve`")
-    return [Rendered(names.node_file(node), dump(to_dict(bootstrap_static(
+    return [Rendered(naming.node_file(node), dump(to_dict(bootstrap_static(
         model, node, snap, edge_port if node == EDGE_NODE else outbound_port, admin_port))), None)
         for node in sorted(snap.nodes) if node != TUNNEL_NODE]

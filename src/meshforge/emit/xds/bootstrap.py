@@ -37,7 +37,7 @@ from ...xdsapi import (
     TUNNEL_ACCEPT_METADATA,
     TUNNEL_NODE,
 )
-from .names import XDS_CLUSTER
+from .naming import XDS_CLUSTER
 from .resources import _h2_options, ads_source
 from .tunnel import TunnelFiles, tunnel_bootstrap_extras
 

@@ -29,7 +29,7 @@ from ...xdsapi import (
     TUNNEL_NODE,
     Resource,
 )
-from . import listeners, names, preview_auth, resources, tunnel
+from . import listeners, naming, preview_auth, resources, tunnel
 from .nodes import EDGE, SIDECAR, TUNNEL, NodeKind
 from .resources import AccessLogs
 
@@ -87,10 +87,10 @@ def _tunnel_listeners(cfg: NodeConfig, data: tuple[str, int], accept: tuple[str,
     return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis)) for lis in sorted(out, key=lambda x: x.name)}
 
 
-_ROUTES_HEAD = field(1, names.ROUTE_CONFIG.encode())
-_TRANSPARENT_HEAD = field(1, names.TRANSPARENT_ROUTE_CONFIG.encode())
+_ROUTES_HEAD = field(1, naming.ROUTE_CONFIG.encode())
+_TRANSPARENT_HEAD = field(1, naming.TRANSPARENT_ROUTE_CONFIG.encode())
 _PASSTHROUGH_HOST = field(2, _ser(resources.passthrough_virtual_host()))
-_PASSTHROUGH = Resource.of(names.PASSTHROUGH_CLUSTER, CLUSTER_TYPE, _ser(resources.passthrough_cluster()))
+_PASSTHROUGH = Resource.of(naming.PASSTHROUGH_CLUSTER, CLUSTER_TYPE, _ser(resources.passthrough_cluster()))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -98,12 +98,12 @@ def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resour
     """(routes, clusters) of a transparent sidecar of `cfg`'s scope: its routes under the transparent name with
     the passthrough catch-all instead of the 404 (the same bytes in between), and the passthrough cluster.
     Made on the first transparent node's request, once per scope and snapshot (NodeConfig hashes by identity)."""
-    body = cfg.routes[names.ROUTE_CONFIG].body
+    body = cfg.routes[naming.ROUTE_CONFIG].body
     if not (body.startswith(_ROUTES_HEAD) and body.endswith(_UNKNOWN_HOST)):
         raise ValueError("a sidecar's route configuration is not in the form _build_group writes")
     routes = _TRANSPARENT_HEAD + body[len(_ROUTES_HEAD):len(body) - len(_UNKNOWN_HOST)] + _PASSTHROUGH_HOST
-    return ({names.TRANSPARENT_ROUTE_CONFIG: Resource.of(names.TRANSPARENT_ROUTE_CONFIG, ROUTE_TYPE, routes)},
-            dict(sorted({**cfg.clusters, names.PASSTHROUGH_CLUSTER: _PASSTHROUGH}.items())))
+    return ({naming.TRANSPARENT_ROUTE_CONFIG: Resource.of(naming.TRANSPARENT_ROUTE_CONFIG, ROUTE_TYPE, routes)},
+            dict(sorted({**cfg.clusters, naming.PASSTHROUGH_CLUSTER: _PASSTHROUGH}.items())))
 
 
 @dataclass(frozen=True)
@@ -351,7 +351,7 @@ class XdsCompiler:
         signed = edge.preview_auth is not None
 
         def part(key: str) -> bytes:
-            cluster = names.cluster(port.number, svc.fqdn, key if key in forked else "")
+            cluster = naming.cluster(port.number, svc.fqdn, key if key in forked else "")
             not_before = model.key(key).not_before if signed else None
             vh = self._previews.get((key, cluster, not_before))
             if vh is None:
@@ -362,7 +362,7 @@ class XdsCompiler:
 
         base = (edge, art)
         if self._edge is None or self._edge[0] != base or keys is None:
-            head = [field(1, names.EDGE_ROUTE_CONFIG.encode())]
+            head = [field(1, naming.EDGE_ROUTE_CONFIG.encode())]
             if edge.hosts:
                 head.append(field(2, _ser(resources.virtual_host(
                     svc, port, self._forks_of(edge.service), model.routing, True, True, list(edge.hosts)))))
@@ -388,10 +388,10 @@ class XdsCompiler:
                         del self._previews[cached]  # what the cache held for the key goes with it
         head, tail = self._edge_frame
         body = b"".join((head, *self._preview_parts.values, tail))
-        if self._edge is not None and self._edge[0] == base and self._edge[1].routes[names.EDGE_ROUTE_CONFIG].body == body:
+        if self._edge is not None and self._edge[0] == base and self._edge[1].routes[naming.EDGE_ROUTE_CONFIG].body == body:
             return self._edge[1]
-        route = Resource.of(names.EDGE_ROUTE_CONFIG, ROUTE_TYPE, body)
-        cfg = NodeConfig(EDGE, {names.EDGE_ROUTE_CONFIG: route}, {r.name: r for r in sorted(art.clusters, key=lambda r: r.name)},
+        route = Resource.of(naming.EDGE_ROUTE_CONFIG, ROUTE_TYPE, body)
+        cfg = NodeConfig(EDGE, {naming.EDGE_ROUTE_CONFIG: route}, {r.name: r for r in sorted(art.clusters, key=lambda r: r.name)},
                          {r.name: r for r in sorted(art.endpoints, key=lambda r: r.name)})
         self._edge = (base, cfg)
         self.stats["groups_rebuilt"] += 1
@@ -446,6 +446,6 @@ class XdsCompiler:
             for r in art.endpoints:
                 endpoints[r.name] = r
         parts.append(_UNKNOWN_HOST)
-        route = Resource.of(names.ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
-        return NodeConfig(kind, {names.ROUTE_CONFIG: route}, dict(sorted(clusters.items())),
+        route = Resource.of(naming.ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
+        return NodeConfig(kind, {naming.ROUTE_CONFIG: route}, dict(sorted(clusters.items())),
                           dict(sorted(endpoints.items())))

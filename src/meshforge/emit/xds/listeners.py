@@ -18,7 +18,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from ...model import Edge, Routing
-from . import names, resources
+from . import naming, resources
 from .filters import Chain, http_filters
 from .resources import AccessLogs, _any
 
@@ -43,10 +43,10 @@ def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
              access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
     inline (static bootstrap: no server to log to)."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=naming.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     chain = Chain("sidecar", routing, edge, ads=route_config is None, access_logs=access_logs)
-    _assemble(hcm, chain, names.ROUTE_CONFIG, route_config)
-    return listener_pb2.Listener(name=names.LISTENER, address=resources.socket_address(host, port),
+    _assemble(hcm, chain, naming.ROUTE_CONFIG, route_config)
+    return listener_pb2.Listener(name=naming.LISTENER, address=resources.socket_address(host, port),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
 
 
@@ -55,10 +55,10 @@ def tunnel_listener(host: str, port: int, routing: Routing, edge: Edge | None = 
                     access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """The tunnel node's data listener, where every backend sends the keys of forks to laptops: a sidecar's chain
     (the key read from baggage as a sidecar reads it) in front of the tunnel node's routes (`tunnel.py`)."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.TUNNEL_LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=naming.TUNNEL_LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     chain = Chain("sidecar", routing, edge, ads=route_config is None, access_logs=None)
-    _assemble(hcm, chain, names.TUNNEL_ROUTE_CONFIG, route_config)
-    return listener_pb2.Listener(name=names.TUNNEL_LISTENER, address=resources.socket_address(host, port),
+    _assemble(hcm, chain, naming.TUNNEL_ROUTE_CONFIG, route_config)
+    return listener_pb2.Listener(name=naming.TUNNEL_LISTENER, address=resources.socket_address(host, port),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
 
 
@@ -71,17 +71,17 @@ def transparent_listener(host: str, port: int, routing: Routing, edge: Edge | No
     destination); any other connection (outside hosts, TCP ports) passes through to its original destination
     untouched. Connections that were not redirected (an application using the sidecar as an HTTP proxy) reach
     the HTTP chain through the default port match too, so both modes work at once on this listener."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=names.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=naming.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     chain = Chain("sidecar", routing, edge, ads=True, access_logs=access_logs)
-    _assemble(hcm, chain, names.TRANSPARENT_ROUTE_CONFIG, None)
+    _assemble(hcm, chain, naming.TRANSPARENT_ROUTE_CONFIG, None)
     http = resources.hcm_filter(hcm)
     chains = [listener_components_pb2.FilterChain(
         name=f"http-{p}", filter_chain_match=listener_components_pb2.FilterChainMatch(
             destination_port=wrappers_pb2.UInt32Value(value=p)), filters=[http])
         for p in sorted(http_ports | {port})]  # its own port: applications that use it as an HTTP proxy
-    passthrough = tcp_proxy_pb2.TcpProxy(stat_prefix="passthrough", cluster=names.PASSTHROUGH_CLUSTER)
+    passthrough = tcp_proxy_pb2.TcpProxy(stat_prefix="passthrough", cluster=naming.PASSTHROUGH_CLUSTER)
     return listener_pb2.Listener(
-        name=names.LISTENER, address=resources.socket_address(host, port),
+        name=naming.LISTENER, address=resources.socket_address(host, port),
         listener_filters=[listener_components_pb2.ListenerFilter(
             name="envoy.filters.listener.original_dst", typed_config=_any(original_dst_pb2.OriginalDst()))],
         filter_chains=chains,
@@ -93,12 +93,12 @@ def transparent_listener(host: str, port: int, routing: Routing, edge: Edge | No
 def _edge_hcm(routing: Routing, edge: Edge, trusted: bool, route_config: route_pb2.RouteConfiguration | None,
               access_logs: AccessLogs | None) -> hcm_pb2.HttpConnectionManager:
     hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=f"{names.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
+        stat_prefix=f"{naming.EDGE_LISTENER}_{'trusted' if trusted else 'untrusted'}",
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         use_remote_address=wrappers_pb2.BoolValue(value=True),  # outside callers: the peer is who they are
         strip_any_host_port=True)
     chain = Chain("edge", routing, edge, trusted, ads=route_config is None, access_logs=access_logs)
-    return _assemble(hcm, chain, names.EDGE_ROUTE_CONFIG, route_config)
+    return _assemble(hcm, chain, naming.EDGE_ROUTE_CONFIG, route_config)
 
 
 def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
@@ -119,5 +119,5 @@ def edge_listener(host: str, port: int, routing: Routing, edge: Edge | None,
             filters=[resources.hcm_filter(_edge_hcm(routing, edge, True, route_config, access_logs))]))
     chains.append(listener_components_pb2.FilterChain(
         name="untrusted", filters=[resources.hcm_filter(_edge_hcm(routing, edge, False, route_config, access_logs))]))
-    return listener_pb2.Listener(name=names.EDGE_LISTENER, address=resources.socket_address(host, port),
+    return listener_pb2.Listener(name=naming.EDGE_LISTENER, address=resources.socket_address(host, port),
                                  filter_chains=chains)

@@ -17,7 +17,7 @@ from envoy.config.route.v3 import route_pb2
 
 from ...model import Edge, Routing, Service
 from ...xdsapi import EDGE_HOST, SIDECAR_HOST
-from . import listeners, names, resources
+from . import listeners, naming, resources
 
 # (host, port, routing, the mesh's edge, inline route configuration or None for RDS, access logs to serve or None)
 ListenerBuilder = Callable[[str, int, Routing, "Edge | None", "route_pb2.RouteConfiguration | None",
@@ -41,6 +41,6 @@ class NodeKind:
         return (self.name, svc.namespace, scope), scope
 
 
-SIDECAR = NodeKind("sidecar", listeners.listener, names.ROUTE_CONFIG, SIDECAR_HOST)
-EDGE = NodeKind("edge", listeners.edge_listener, names.EDGE_ROUTE_CONFIG, EDGE_HOST)
-TUNNEL = NodeKind("tunnel", listeners.tunnel_listener, names.TUNNEL_ROUTE_CONFIG, EDGE_HOST)
+SIDECAR = NodeKind("sidecar", listeners.listener, naming.ROUTE_CONFIG, SIDECAR_HOST)
+EDGE = NodeKind("edge", listeners.edge_listener, naming.EDGE_ROUTE_CONFIG, EDGE_HOST)
+TUNNEL = NodeKind("tunnel", listeners.tunnel_listener, naming.TUNNEL_ROUTE_CONFIG, EDGE_HOST)

@@ -51,7 +51,7 @@ from ...model import (
     WorkloadDestination,
 )
 from ...names import is_ip
-from . import lua, names
+from . import lua, naming
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=2)
 H2_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -132,13 +132,13 @@ def clusters_for(svc: Service, port: Port, forks, eds: bool) -> list[tuple[clust
     Returns (cluster, load assignment served by EDS or None).
     """
     out = []
-    base = names.cluster(port.number, svc.fqdn)
+    base = naming.cluster(port.number, svc.fqdn)
     if svc.endpoints:
         out.append((cluster(base, port, endpoints=svc.endpoints, eds=eds), load_assignment(base, svc.endpoints) if eds else None))
     else:
         out.append((cluster(base, port, host=svc.fqdn), None))
     for key, fork in forks:
-        name = names.cluster(port.number, svc.fqdn, key)
+        name = naming.cluster(port.number, svc.fqdn, key)
         match fork.destination:
             case HostDestination(host=host, port=host_port):
                 out.append((cluster(name, port, host=host, host_port=host_port), None))
@@ -182,9 +182,9 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
     """The routing table of one service port: the baseline, and per routing key its fork (O(1) lookup).
     `hosts` replaces the service's own names (the edge's public hosts)."""
     vh = route_components_pb2.VirtualHost(
-        name=names.virtual_host(svc.id, port.number) if hosts is None else f"public:{svc.id}:{port.number}",
+        name=naming.virtual_host(svc.id, port.number) if hosts is None else f"public:{svc.id}:{port.number}",
         domains=domains(svc, port, same_namespace, default_port) if hosts is None else hosts)
-    baseline = _route(names.cluster(port.number, svc.fqdn), "baseline")
+    baseline = _route(naming.cluster(port.number, svc.fqdn), "baseline")
     keyed = list(forks)  # every fork has a cluster (clusters_for)
     if not keyed:
         vh.routes.append(baseline)
@@ -192,7 +192,7 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
     tree = matcher_pb2.Matcher.MatcherTree(input=xds_extension_pb2.TypedExtensionConfig(
         name="routing-key", typed_config=_any(routing_key_input(routing))))
     for key, _ in keyed:
-        tree.exact_match_map.map[key].CopyFrom(_action(_route(names.cluster(port.number, svc.fqdn, key), key), key))
+        tree.exact_match_map.map[key].CopyFrom(_action(_route(naming.cluster(port.number, svc.fqdn, key), key), key))
     vh.matcher.CopyFrom(matcher_pb2.Matcher(matcher_tree=tree, on_no_match=_action(baseline, "baseline")))
     return vh
 
@@ -229,7 +229,7 @@ def passthrough_virtual_host() -> route_components_pb2.VirtualHost:
         name="passthrough", domains=["*"],
         routes=[route_components_pb2.Route(
             name="passthrough", match=route_components_pb2.RouteMatch(prefix="/"),
-            route=route_components_pb2.RouteAction(cluster=names.PASSTHROUGH_CLUSTER,
+            route=route_components_pb2.RouteAction(cluster=naming.PASSTHROUGH_CLUSTER,
                                                    timeout=duration_pb2.Duration()))])
 
 
@@ -237,12 +237,12 @@ def passthrough_cluster() -> cluster_pb2.Cluster:
     """Connections (and requests) to destinations the mesh does not know: to the original destination the
     capture rules redirected (restored by the listener's original_dst filter)."""
     return cluster_pb2.Cluster(
-        name=names.PASSTHROUGH_CLUSTER, type=cluster_pb2.Cluster.ORIGINAL_DST,
+        name=naming.PASSTHROUGH_CLUSTER, type=cluster_pb2.Cluster.ORIGINAL_DST,
         lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED, connect_timeout=duration_pb2.Duration(seconds=5))
 
 
 def route_configuration(vhosts) -> route_pb2.RouteConfiguration:
-    rc = route_pb2.RouteConfiguration(name=names.ROUTE_CONFIG)
+    rc = route_pb2.RouteConfiguration(name=naming.ROUTE_CONFIG)
     rc.virtual_hosts.extend(vhosts)
     return rc
 
@@ -365,7 +365,7 @@ def access_log(routing: Routing, logs: AccessLogs) -> accesslog_pb2.AccessLog:
         common_config=grpc_als_pb2.CommonGrpcAccessLogConfig(
             log_name="meshforge", transport_api_version=config_source_pb2.V3,
             grpc_service=grpc_service_pb2.GrpcService(
-                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER)),
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=naming.XDS_CLUSTER)),
             buffer_flush_interval=ACCESS_LOG_FLUSH, buffer_size_bytes=wrappers_pb2.UInt32Value(value=ACCESS_LOG_BUFFER)),
         additional_request_headers_to_log=_logged(routing))
     F = accesslog_pb2.AccessLogFilter

@@ -53,7 +53,7 @@ from xds.type.matcher.v3 import matcher_pb2
 
 from ...model import Fork, LocalFork, Port, Routing, Service
 from ...names import is_ip
-from . import names, resources
+from . import naming, resources
 from .resources import _any
 
 NODE_HEADER = "x-meshforge-tunnel-node"  # which laptop: set by the tunnel node's route, read by the reverse cluster
@@ -92,13 +92,13 @@ def _laptop_route(fork: LocalFork, port: Port, svc: Service) -> route_components
         request_headers_to_add=[base_pb2.HeaderValueOption(
             header=base_pb2.HeaderValue(key=NODE_HEADER, value=fork.node),
             append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)],
-        route=route_components_pb2.RouteAction(cluster=names.laptop_cluster(port.number, svc.fqdn, fork.key),
+        route=route_components_pb2.RouteAction(cluster=naming.laptop_cluster(port.number, svc.fqdn, fork.key),
                                                timeout=duration_pb2.Duration(), retry_policy=_retry_to_baseline()))
 
 
 def _virtual_host(svc: Service, port: Port, forks: list[LocalFork], routing: Routing, bare_names: bool,
                   default_port: bool) -> route_components_pb2.VirtualHost:
-    vh = route_components_pb2.VirtualHost(name=names.virtual_host(svc.id, port.number),
+    vh = route_components_pb2.VirtualHost(name=naming.virtual_host(svc.id, port.number),
                                           domains=resources.domains(svc, port, bare_names, default_port))
     tree = matcher_pb2.Matcher.MatcherTree(input=xds_extension_pb2.TypedExtensionConfig(
         name="routing-key", typed_config=_any(resources.routing_key_input(routing))))
@@ -107,7 +107,7 @@ def _virtual_host(svc: Service, port: Port, forks: list[LocalFork], routing: Rou
             name=f.key, typed_config=_any(_laptop_route(f, port, svc)))))
     baseline = route_components_pb2.Route(
         name="baseline", match=route_components_pb2.RouteMatch(prefix="/"),
-        route=route_components_pb2.RouteAction(cluster=names.cluster(port.number, svc.fqdn),
+        route=route_components_pb2.RouteAction(cluster=naming.cluster(port.number, svc.fqdn),
                                                timeout=duration_pb2.Duration()))
     vh.matcher.CopyFrom(matcher_pb2.Matcher(matcher_tree=tree, on_no_match=matcher_pb2.Matcher.OnMatch(
         action=xds_extension_pb2.TypedExtensionConfig(name="baseline", typed_config=_any(baseline)))))
@@ -124,7 +124,7 @@ def route_configuration(forks: tuple[LocalFork, ...], services: dict[str, Servic
     names_used: dict[str, int] = {}
     for sid in by_service:
         names_used[services[sid].name] = names_used.get(services[sid].name, 0) + 1
-    rc = route_pb2.RouteConfiguration(name=names.TUNNEL_ROUTE_CONFIG)
+    rc = route_pb2.RouteConfiguration(name=naming.TUNNEL_ROUTE_CONFIG)
     for sid in sorted(by_service):
         svc = services[sid]
         for i, port in enumerate(svc.routable_ports):
@@ -135,11 +135,11 @@ def route_configuration(forks: tuple[LocalFork, ...], services: dict[str, Servic
 
 def _internal_cluster() -> cluster_pb2.Cluster:
     """To the internal listener that holds the reverse-tunnel hop: a real host, so the aggregate cluster counts it."""
-    c = cluster_pb2.Cluster(name=names.TUNNEL_INTERNAL, connect_timeout=resources.CONNECT_TIMEOUT,
+    c = cluster_pb2.Cluster(name=naming.TUNNEL_INTERNAL, connect_timeout=resources.CONNECT_TIMEOUT,
                             type=cluster_pb2.Cluster.STATIC)
-    c.load_assignment.cluster_name = names.TUNNEL_INTERNAL
+    c.load_assignment.cluster_name = naming.TUNNEL_INTERNAL
     c.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(address_pb2.Address(
-        envoy_internal_address=address_pb2.EnvoyInternalAddress(server_listener_name=names.TUNNEL_INTERNAL)))
+        envoy_internal_address=address_pb2.EnvoyInternalAddress(server_listener_name=naming.TUNNEL_INTERNAL)))
     c.typed_extension_protocol_options[resources.H2_OPTIONS_KEY].CopyFrom(resources._CALLER_OPTIONS)
     return c
 
@@ -147,7 +147,7 @@ def _internal_cluster() -> cluster_pb2.Cluster:
 def _reverse_cluster() -> cluster_pb2.Cluster:
     """Requests over the reverse tunnel of the laptop their `x-meshforge-tunnel-node` names (HTTP/2 only)."""
     c = cluster_pb2.Cluster(
-        name=names.TUNNEL_REVERSE, connect_timeout=resources.CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
+        name=naming.TUNNEL_REVERSE, connect_timeout=resources.CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         cluster_type=cluster_pb2.Cluster.CustomClusterType(
             name="envoy.clusters.reverse_connection",
             typed_config=_any(reverse_connection_pb2.ReverseConnectionClusterConfig(
@@ -161,7 +161,7 @@ def _aggregate(name: str, baseline: str) -> cluster_pb2.Cluster:
         name=name, connect_timeout=resources.CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         cluster_type=cluster_pb2.Cluster.CustomClusterType(
             name="envoy.clusters.aggregate",
-            typed_config=_any(aggregate_pb2.ClusterConfig(clusters=[names.TUNNEL_INTERNAL, baseline]))))
+            typed_config=_any(aggregate_pb2.ClusterConfig(clusters=[naming.TUNNEL_INTERNAL, baseline]))))
 
 
 def clusters(forks: tuple[LocalFork, ...], services: dict[str, Service], eds: bool):
@@ -176,12 +176,12 @@ def clusters(forks: tuple[LocalFork, ...], services: dict[str, Service], eds: bo
             for f in forks:
                 if f.service != sid:
                     continue
-                otherwise = names.cluster(port.number, svc.fqdn)
+                otherwise = naming.cluster(port.number, svc.fqdn)
                 if f.otherwise is not None:
-                    otherwise = names.cluster(port.number, svc.fqdn, f.key)
+                    otherwise = naming.cluster(port.number, svc.fqdn, f.key)
                     fork = ((f.key, Fork(sid, "", f.otherwise)),)
                     out.extend(resources.clusters_for(svc, port, fork, eds)[1:])  # as a sidecar's, for the key
-                out.append((_aggregate(names.laptop_cluster(port.number, svc.fqdn, f.key), otherwise), None))
+                out.append((_aggregate(naming.laptop_cluster(port.number, svc.fqdn, f.key), otherwise), None))
     return out
 
 
@@ -192,17 +192,17 @@ def internal_listener() -> listener_pb2.Listener:
     retries on; a laptop's response never carries the marker (it is removed from every upstream response)."""
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix="meshforge_tunnel_internal", codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     rc = hcm.route_config
-    rc.name = names.TUNNEL_INTERNAL
+    rc.name = naming.TUNNEL_INTERNAL
     rc.response_headers_to_remove.append(DOWN_HEADER)
     rc.virtual_hosts.append(route_components_pb2.VirtualHost(name="laptops", domains=["*"], routes=[
         route_components_pb2.Route(match=route_components_pb2.RouteMatch(prefix="/"), route=route_components_pb2.RouteAction(
-            cluster=names.TUNNEL_REVERSE, timeout=duration_pb2.Duration()))]))
+            cluster=naming.TUNNEL_REVERSE, timeout=duration_pb2.Duration()))]))
     hcm.local_reply_config.mappers.append(hcm_pb2.ResponseMapper(
         filter=accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=_UNREACHABLE_FLAGS)),
         headers_to_add=[base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=DOWN_HEADER, value=DOWN_VALUE),
                                                    append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)]))
     hcm.http_filters.append(resources.router())
-    return listener_pb2.Listener(name=names.TUNNEL_INTERNAL, internal_listener=listener_pb2.Listener.InternalListenerConfig(),
+    return listener_pb2.Listener(name=naming.TUNNEL_INTERNAL, internal_listener=listener_pb2.Listener.InternalListenerConfig(),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
 
 
@@ -221,10 +221,10 @@ def _accept_chain(fork: LocalFork) -> listener_components_pb2.FilterChain:
         require_client_certificate=wrappers_pb2.BoolValue(value=True),
         common_tls_context=tls_pb2.CommonTlsContext(
             alpn_protocols=["h2"],
-            tls_certificate_sds_secret_configs=[secret_pb2.SdsSecretConfig(name=names.TUNNEL_CERT_SECRET)],
+            tls_certificate_sds_secret_configs=[secret_pb2.SdsSecretConfig(name=naming.TUNNEL_CERT_SECRET)],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=validation,
-                validation_context_sds_secret_config=secret_pb2.SdsSecretConfig(name=names.TUNNEL_CA_SECRET))))
+                validation_context_sds_secret_config=secret_pb2.SdsSecretConfig(name=naming.TUNNEL_CA_SECRET))))
     handshake = reverse_tunnel_pb2.ReverseTunnel(
         ping_interval=duration_pb2.Duration(seconds=PING_INTERVAL_SECONDS),
         validation=reverse_tunnel_pb2.Validation(node_id_format=fork.node, cluster_id_format=fork.node))
@@ -239,7 +239,7 @@ def accept_listener(host: str, port: int, forks: tuple[LocalFork, ...]) -> liste
     if not forks:
         return None
     return listener_pb2.Listener(
-        name=names.TUNNEL_ACCEPT, address=resources.socket_address(host, port),
+        name=naming.TUNNEL_ACCEPT, address=resources.socket_address(host, port),
         listener_filters=[listener_components_pb2.ListenerFilter(
             name="envoy.filters.listener.tls_inspector", typed_config=_any(tls_inspector_pb2.TlsInspector()))],
         filter_chains=[_accept_chain(f) for f in forks])
@@ -265,11 +265,11 @@ def tunnel_bootstrap_extras(b: bootstrap_pb2.Bootstrap, files: TunnelFiles) -> N
             stat_prefix="meshforge_tunnel", ping_failure_threshold=wrappers_pb2.UInt32Value(value=PING_FAILURES)))))
     b.bootstrap_extensions.append(extension_pb2.TypedExtensionConfig(
         name="envoy.bootstrap.internal_listener", typed_config=_any(internal_listener_pb2.InternalListener())))
-    b.static_resources.secrets.append(secret_pb2.Secret(name=names.TUNNEL_CERT_SECRET, tls_certificate=common_tls_pb2.TlsCertificate(
+    b.static_resources.secrets.append(secret_pb2.Secret(name=naming.TUNNEL_CERT_SECRET, tls_certificate=common_tls_pb2.TlsCertificate(
         certificate_chain=base_pb2.DataSource(filename=files.cert_file),
         private_key=base_pb2.DataSource(filename=files.key_file))))
     b.static_resources.secrets.append(secret_pb2.Secret(
-        name=names.TUNNEL_CA_SECRET, validation_context=common_tls_pb2.CertificateValidationContext(
+        name=naming.TUNNEL_CA_SECRET, validation_context=common_tls_pb2.CertificateValidationContext(
             trusted_ca=base_pb2.DataSource(filename=files.client_ca_file))))
 
 
@@ -304,14 +304,14 @@ def laptop_bootstrap(node: str, via: tuple[str, int], to: tuple[str, int], tls: 
     hcm.http_filters.append(resources.router())
     b.static_resources.listeners.append(listener_pb2.Listener(
         name="meshforge_laptop", address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
-            address=f"rc://{node}:{node}:{TENANT}@{names.TUNNEL_UPSTREAM}:{connections}", port_value=0,
+            address=f"rc://{node}:{node}:{TENANT}@{naming.TUNNEL_UPSTREAM}:{connections}", port_value=0,
             resolver_name="envoy.resolvers.reverse_connection")),
         filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])]))
     local = _static_cluster("local", *to)
     if http2:
         local.typed_extension_protocol_options[resources.H2_OPTIONS_KEY].CopyFrom(resources._H2_OPTIONS)
     b.static_resources.clusters.append(local)
-    up = _static_cluster(names.TUNNEL_UPSTREAM, *via)
+    up = _static_cluster(naming.TUNNEL_UPSTREAM, *via)
     san = common_tls_pb2.SubjectAltNameMatcher(
         san_type=common_tls_pb2.SubjectAltNameMatcher.IP_ADDRESS if is_ip(tls.server_name)
         else common_tls_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=tls.server_name))
