@@ -168,6 +168,7 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
     statuses: dict[str, int] = {}
     seen: dict[str, float] = {}
     took: list[float] = []
+    failures: list[dict] = []
     while not os.path.exists(stopfile):
         t0 = time.perf_counter()
         try:
@@ -176,6 +177,8 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
             answer = {"status": f"error: {e}"}
         took.append((time.perf_counter() - t0) * 1000)
         statuses[str(answer.get("status"))] = statuses.get(str(answer.get("status")), 0) + 1
+        if answer.get("status") != 200 and len(failures) < 5:  # what answered otherwise, for the test's message
+            failures.append({"at": round(time.monotonic() - start, 3), "answer": str(answer)[:300]})
         hops, a = [], answer
         while a:
             hops.append(a.get("name") or f"HTTP {a.get('status')}")
@@ -183,7 +186,7 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
         seen.setdefault(">".join(hops), round(time.monotonic() - start, 3))
     took.sort()
     at = {q: round(took[min(len(took) - 1, int(q / 100 * len(took)))], 3) if took else None for q in (50, 90, 99)}
-    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at}
+    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at, "failures": failures}
 
 
 def main(argv: list[str]) -> None:

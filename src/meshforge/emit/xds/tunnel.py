@@ -62,8 +62,9 @@ DOWN_VALUE = "unavailable"
 TENANT = "meshforge"  # the tenant part of a laptop's reverse-tunnel identity
 PING_INTERVAL_SECONDS = 2  # the tunnel node pings each tunnel ...
 PING_FAILURES = 3  # ... and drops it after this many unanswered pings: a silently lost laptop costs at most 6 s
-# the internal listener's upstream failed before answering: the laptop is not there (or went away mid-request)
-_UNREACHABLE_FLAGS = ("UF", "UH", "NC", "URX", "UC", "UR")
+# the internal listener's upstream failed before answering: the laptop is not there (or went away mid-request,
+# or its tunnel broke while HTTP/2 started on it: a protocol error, an overflow)
+_UNREACHABLE_FLAGS = ("UF", "UH", "NC", "URX", "UC", "UR", "UPE", "UO")
 
 
 def _tls_any(msg) -> base_pb2.TransportSocket:
@@ -73,10 +74,11 @@ def _tls_any(msg) -> base_pb2.TransportSocket:
 # -- the tunnel node: routes and clusters ----------------------------------------------------------------------
 
 def _retry_to_baseline() -> route_components_pb2.RetryPolicy:
-    """One retry, on the internal listener's "no laptop" answer only (a laptop's own 503 is its answer), on the
-    aggregate cluster's next priority: the baseline; at once (the default back-off would add up to 25 ms)."""
+    """One retry, on the aggregate cluster's next priority (the fork's `otherwise`, or the baseline), at once (the
+    default back-off would add up to 25 ms): on the internal listener's "no laptop" answer, or when the hop to it
+    was reset before an answer (the laptop went away under a request). A laptop's own 5xx is its answer."""
     return route_components_pb2.RetryPolicy(
-        retry_on="retriable-headers", num_retries=wrappers_pb2.UInt32Value(value=1),
+        retry_on="retriable-headers,reset,connect-failure", num_retries=wrappers_pb2.UInt32Value(value=1),
         retriable_headers=[route_components_pb2.HeaderMatcher(
             name=DOWN_HEADER, string_match=string_pb2.StringMatcher(exact=DOWN_VALUE))],
         retry_priority=route_components_pb2.RetryPolicy.RetryPriority(
