@@ -38,7 +38,7 @@ from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 from meshforge.emit.xds.compiler import XdsCompiler  # noqa: E402
 from meshforge.envoyproc import Envoy, free_port  # noqa: E402
 from meshforge.pipeline import compile_paths  # noqa: E402
-from meshforge.sampleapp import Backend  # noqa: E402
+from meshforge.sampleapp import SampleApp  # noqa: E402
 from meshforge.xdsapi import CLUSTER_TYPE as CDS  # noqa: E402
 from meshforge.xdsapi import ENDPOINT_TYPE as EDS  # noqa: E402
 from meshforge.xdsapi import LISTENER_TYPE as LDS  # noqa: E402
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args()
     times = {("meshforge", "add"): [], ("meshforge", "delete"): [], ("floor", "add"): [], ("floor", "delete"): []}
-    with Backend("baseline") as base, Backend("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
+    with SampleApp("baseline") as base, SampleApp("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
         base.answer = lambda headers: "baseline"
         sb.answer = lambda headers: "sandbox"
         d = Path(tmp) / "specs"

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from tests.envoy_harness import Backend  # noqa: E402
+from tests.envoy_harness import SampleApp  # noqa: E402
 from tests.serve_harness import Server, wait_until  # noqa: E402
 from tests.test_preview_auth import BASELINE, _block, request  # noqa: E402
 
@@ -32,7 +32,7 @@ from meshforge.preview import COOKIE, sign  # noqa: E402
 KEYS = 1000
 
 
-def setup(stack: ExitStack, d: Path, web: Backend, fork: Backend, pem: str | None) -> int:
+def setup(stack: ExitStack, d: Path, web: SampleApp, fork: SampleApp, pem: str | None) -> int:
     d.mkdir()
     text = BASELINE.format(keys=_block([pem]) if pem else "", web=web.port)
     if pem is None:
@@ -82,7 +82,7 @@ def main() -> int:
     rows: dict[str, list] = {"previewAuth off": [], "signed (cookie)": []}
     try:
         with ExitStack() as stack:
-            web, fork = stack.enter_context(Backend("web-v1")), stack.enter_context(Backend("web-pr"))
+            web, fork = stack.enter_context(SampleApp("web-v1")), stack.enter_context(SampleApp("web-pr"))
             ports = {"previewAuth off": setup(stack, tmp / "off", web, fork, None),
                      "signed (cookie)": setup(stack, tmp / "signed", web, fork, pem)}
             headers = {"previewAuth off": {}, "signed (cookie)": {"Cookie": f"{COOKIE}={token}"}}

@@ -32,7 +32,7 @@ from procstat import pct, rss
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 
-from meshforge.sampleapp import Backend  # noqa: E402
+from meshforge.sampleapp import SampleApp  # noqa: E402
 from meshforge.xdsapi import CLUSTER_TYPE as CDS
 from meshforge.xdsapi import LISTENER_TYPE as LDS
 from meshforge.xdsapi import ROUTE_TYPE as RDS
@@ -70,7 +70,7 @@ def who(port: int, key: str) -> str:
         c.close()
 
 
-def propagation(d: Path, server: Server, rounds: int, base: Backend, sb: Backend) -> None:
+def propagation(d: Path, server: Server, rounds: int, base: SampleApp, sb: SampleApp) -> None:
     with Sidecar("s0.default", server) as sc:
         wait_until(lambda: '"baseline"' in who(sc.outbound, "x"), 20)
         add, remove = [], []
@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--only-streams", action="store_true", help="only the memory measurement")
     args = ap.parse_args()
-    with Backend("baseline") as base, Backend("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
+    with SampleApp("baseline") as base, SampleApp("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "specs"
         d.mkdir()
         (d / "baseline.yaml").write_text(spec(50, base.port))

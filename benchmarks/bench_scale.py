@@ -29,7 +29,7 @@ from procstat import pct, rss
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_harness import Server, Sidecar, wait_until  # noqa: E402
 
-from meshforge.sampleapp import Backend  # noqa: E402
+from meshforge.sampleapp import SampleApp  # noqa: E402
 from meshforge.synthetic import generate  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--sandboxes", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Backend("sandbox") as sb:
+    with tempfile.TemporaryDirectory() as tmp, SampleApp("sandbox") as sb:
         d = generate(Path(tmp) / "specs", args.services, args.sandboxes, deps=2)
         # a node whose first dependency speaks HTTP/1.1 (the test backend does; every third service is gRPC)
         first = next(s for s in yaml.safe_load((d / "baseline-000.yaml").read_text())["spec"]["services"]

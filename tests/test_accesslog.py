@@ -11,7 +11,7 @@ import pytest
 from meshforge.emit.xds.resources import UNLOGGED_HEADER
 from meshforge.server.accesslog import RequestLog, trace_id
 
-from .envoy_harness import Backend, http_get
+from .envoy_harness import SampleApp, http_get
 from .serve_harness import Server, Sidecar, wait_until
 
 
@@ -88,7 +88,7 @@ def test_a_proxy_logs_at_most_its_budget_and_a_caller_cannot_opt_out(tmp_path, r
     d = tmp_path / "specs"
     d.mkdir()
     with ExitStack() as stack:
-        api = stack.enter_context(Backend("api-v1"))
+        api = stack.enter_context(SampleApp("api-v1"))
         (d / "specs.yaml").write_text(BUDGET_SPECS.format(api=api.port))
         server = stack.enter_context(Server([d], args=("--access-log-rate", str(rate))))
         port = stack.enter_context(Sidecar("web.shop", server)).outbound

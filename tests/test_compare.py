@@ -148,14 +148,14 @@ def test_cases_from_the_requests_the_proxies_logged(cli, tmp_path):
     import http.client
     from contextlib import ExitStack
 
-    from meshforge.sampleapp import Backend
+    from meshforge.sampleapp import SampleApp
 
     from .serve_harness import Server, Sidecar, wait_until
 
     d = tmp_path / "specs"
     d.mkdir()
     with ExitStack() as stack:
-        v1, v2 = stack.enter_context(Backend("api-v1")), stack.enter_context(Backend("api-v2"))
+        v1, v2 = stack.enter_context(SampleApp("api-v1")), stack.enter_context(SampleApp("api-v2"))
         (d / "specs.yaml").write_text(f"""\
 apiVersion: meshforge.dev/v1alpha1
 kind: Baseline

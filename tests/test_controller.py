@@ -217,13 +217,13 @@ def test_xds_mode_real_envoys_reach_the_fork_only_once_ready_and_no_request_fail
     import threading
     from types import SimpleNamespace
 
-    from .envoy_harness import Backend, free_port, http_get
+    from .envoy_harness import SampleApp, free_port, http_get
     from .serve_harness import Sidecar
 
     ns = shop(kube, "xds")
     port = free_port()
     here = host_address()
-    with Backend("cart-v1", host=here) as base, Backend("cart-pr-1", host=here) as fork, \
+    with SampleApp("cart-v1", host=here) as base, SampleApp("cart-pr-1", host=here) as fork, \
             Controller(kube, "--namespace", ns, "--xds-address", f"127.0.0.1:{port}") as c:
         kube.apply(endpoint_slice("cart", ns, here, base.port))
         wait_for(lambda: f"127.0.0.1:{port}" in c.log() or "serving xDS" in c.log(), what="xDS served")

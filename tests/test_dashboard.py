@@ -14,7 +14,7 @@ import pytest
 
 from meshforge.emit.xds.bootstrap import node_proto
 
-from .envoy_harness import Backend, http_get
+from .envoy_harness import SampleApp, http_get
 from .serve_harness import CLUSTER, RawClient, Server, Sidecar, wait_until
 
 SPECS = """\
@@ -100,7 +100,7 @@ EDGE_PORT = 8443  # the edge proxy's listener, as its node metadata says: previe
 def served(tmp_path_factory):
     d = tmp_path_factory.mktemp("dash") / "specs"
     d.mkdir()
-    with Backend("cart-v1") as cart, Backend("cart-v2") as cart2:
+    with SampleApp("cart-v1") as cart, SampleApp("cart-v2") as cart2:
         (d / "specs.yaml").write_text(SPECS.format(cart=cart.port, cart2=cart2.port))
         with Server([d]) as server, Sidecar("web.shop", server) as web:
             wait_until(lambda: http_get(web.outbound, "cart", {"baggage": "meshforge-routing-key=cart-pr-1"})

@@ -17,7 +17,7 @@ import pytest
 
 from meshforge.doctor import diagnose, render_text
 
-from .envoy_harness import Backend, http_get
+from .envoy_harness import SampleApp, http_get
 from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
 
 BASELINE = """\
@@ -41,10 +41,10 @@ def mesh(tmp_path_factory):
     d = tmp_path_factory.mktemp("doctor") / "specs"
     d.mkdir()
     with ExitStack() as stack:
-        pay, pay2 = stack.enter_context(Backend("pay-v1")), stack.enter_context(Backend("pay-v2"))
-        cart = stack.enter_context(Backend("cart-v1", next_hop="pay"))
-        lossy = stack.enter_context(Backend("cart-lossy", next_hop="pay", propagate=("traceparent",)))
-        web = stack.enter_context(Backend("web-v1", next_hop="cart"))
+        pay, pay2 = stack.enter_context(SampleApp("pay-v1")), stack.enter_context(SampleApp("pay-v2"))
+        cart = stack.enter_context(SampleApp("cart-v1", next_hop="pay"))
+        lossy = stack.enter_context(SampleApp("cart-lossy", next_hop="pay", propagate=("traceparent",)))
+        web = stack.enter_context(SampleApp("web-v1", next_hop="cart"))
         (d / "baseline.yaml").write_text(BASELINE.format(web=web.port, cart=cart.port, pay=pay.port))
         (d / "cart-lossy.yaml").write_text(endpoint_sandbox("cart-lossy", {"cart": lossy.port}))
         (d / "pay-pr-2.yaml").write_text(endpoint_sandbox("pay-pr-2", {"pay": pay2.port}))

@@ -23,7 +23,7 @@ from meshforge.explain import explain_url
 from meshforge.pipeline import compile_paths
 
 from .conftest import BAGGAGE_TABLE, EDGE_ONLY_ENCODINGS
-from .envoy_harness import Backend
+from .envoy_harness import SampleApp
 from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
 
 BASELINE = """\
@@ -96,12 +96,12 @@ class EdgeMesh:
         self.stack = ExitStack()
         self.dir = tmp_path / "specs"
         self.dir.mkdir()
-        self.pay = self.stack.enter_context(Backend("pay-v1"))
-        self.pay2 = self.stack.enter_context(Backend("pay-v2"))
-        self.cart = Backend("cart-v1", next_hop="pay")
-        self.cart2 = Backend("cart-v2", next_hop="pay")
-        self.web = Backend("web-v1", next_hop="cart")
-        self.web2 = Backend("web-v2", next_hop="cart")
+        self.pay = self.stack.enter_context(SampleApp("pay-v1"))
+        self.pay2 = self.stack.enter_context(SampleApp("pay-v2"))
+        self.cart = SampleApp("cart-v1", next_hop="pay")
+        self.cart2 = SampleApp("cart-v2", next_hop="pay")
+        self.web = SampleApp("web-v1", next_hop="cart")
+        self.web2 = SampleApp("web-v2", next_hop="cart")
         for b in (self.cart, self.cart2, self.web, self.web2):
             self.stack.enter_context(b)
         (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
@@ -202,7 +202,7 @@ def test_an_encoded_routing_key_member_from_outside_is_removed(mesh, member):
     try:
         answer = mesh.get("shop.example.test", [("baggage", f"userId=7,{forged}")])
     finally:
-        mesh.web.baggage_out = Backend("x").baggage_out
+        mesh.web.baggage_out = SampleApp("x").baggage_out
     assert chain(answer) == ["web-v1", "cart-v1", "pay-v1"], forged
     others = [m for m in f"userId=7,{forged}".split(",") if not is_key_member(m, "meshforge-routing-key")]
     assert hops(answer)[0]["baggage"] == [",".join(others)]  # the caller's other members go on, as sent
@@ -213,7 +213,7 @@ def test_an_encoded_routing_key_member_from_outside_is_removed(mesh, member):
     try:
         trusted = mesh.get("shop.example.test", [("baggage", f"userId=7,{forged}")], "127.0.0.2")
     finally:
-        mesh.web.baggage_out = Backend("x").baggage_out
+        mesh.web.baggage_out = SampleApp("x").baggage_out
     assert chain(trusted) == ["web-v1", "cart-v1", "pay-v2"], forged
     assert "meshforge-routing-key=pay-pr-2" in hops(trusted)[1]["baggage"][0].split(",")  # as OpenTelemetry writes it
 

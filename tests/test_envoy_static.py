@@ -16,9 +16,9 @@ from meshforge.pipeline import compile_paths
 
 from .conftest import BAGGAGE_TABLE, NOW
 from .envoy_harness import (
-    Backend,
     Envoy,
     GrpcBackend,
+    SampleApp,
     free_port,
     grpc_ask,
     http_get,
@@ -92,7 +92,7 @@ spec:
 @contextmanager
 def static_sidecar(transform=lambda config: config):
     """The backends of SPEC, and a real Envoy running the client's static bootstrap (after `transform`)."""
-    with Backend("v1") as v1, Backend("v2") as v2, Backend("v3") as v3, Backend("v4") as v4, \
+    with SampleApp("v1") as v1, SampleApp("v2") as v2, SampleApp("v3") as v3, SampleApp("v4") as v4, \
             GrpcBackend("g1") as g1, GrpcBackend("g2") as g2, tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(SPEC.format(v1=v1.port, v2=v2.port, v3=v3.port, v4=v4.port, g1=g1.port, g2=g2.port))

@@ -24,7 +24,7 @@ from meshforge.emit.xds.bootstrap import ads_bootstrap
 from meshforge.envoyproc import Envoy, free_port
 from meshforge.preview import COOKIE, TOKEN_PARAM
 
-from .envoy_harness import Backend
+from .envoy_harness import SampleApp
 from .serve_harness import Server, endpoint_sandbox, wait_until
 
 MESHFORGE = os.path.join(os.path.dirname(sys.executable), "meshforge")
@@ -86,9 +86,9 @@ class Preview:
         self.dir.mkdir()
         self.keys = tmp_path
         self.pems = {n: _keypair(tmp_path, n) for n in ("k1", "k2", "rogue")}
-        self.web = self.stack.enter_context(Backend("web-v1"))
-        self.web1 = self.stack.enter_context(Backend("web-pr-1"))
-        self.web2 = self.stack.enter_context(Backend("web-pr-2"))
+        self.web = self.stack.enter_context(SampleApp("web-v1"))
+        self.web1 = self.stack.enter_context(SampleApp("web-pr-1"))
+        self.web2 = self.stack.enter_context(SampleApp("web-pr-2"))
         self.write_baseline(["k1"])
         (self.dir / "pr-1.yaml").write_text(endpoint_sandbox("pr-1", {"web": self.web1.port}))
         (self.dir / "pr-2.yaml").write_text(endpoint_sandbox("pr-2", {"web": self.web2.port}))

@@ -17,7 +17,7 @@ import pytest
 
 from meshforge.cli import main
 from meshforge.envoyproc import free_port
-from meshforge.sampleapp import Backend
+from meshforge.sampleapp import SampleApp
 
 from .serve_harness import wait_until
 
@@ -177,7 +177,7 @@ def run_recipe(cwd: Path, script: str) -> tuple[int, str, str]:
 def test_the_try_it_locally_recipe_runs_as_pasted_and_again(tmp_path):
     import json
 
-    with Backend("api-v1") as v1, Backend("api-new") as new:
+    with SampleApp("api-v1") as v1, SampleApp("api-new") as new:
         ports = {p: free_port() for p in RECIPE_PORTS} | {9090: v1.port, 9091: new.port}
         script = recipe(ports)
         assert "mkdir -p specs" in script and "until curl" in script

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from .envoy_harness import Backend, http_get
+from .envoy_harness import SampleApp, http_get
 from .serve_harness import (
     CLUSTER,
     LISTENER,
@@ -58,12 +58,12 @@ class Mesh:
         self.dir = tmp_path / "specs"
         self.dir.mkdir()
         self.delta = delta
-        self.pay = self.stack.enter_context(Backend("pay-v1"))
-        self.pay2 = self.stack.enter_context(Backend("pay-v2"))
+        self.pay = self.stack.enter_context(SampleApp("pay-v1"))
+        self.pay2 = self.stack.enter_context(SampleApp("pay-v2"))
         # apps call their next hop through their own sidecar: proxy ports are known once sidecars exist
-        self.cart = Backend("cart-v1", next_hop="pay")
-        self.cart2 = Backend("cart-v2", next_hop="pay")
-        self.web = Backend("web-v1", next_hop="cart")
+        self.cart = SampleApp("cart-v1", next_hop="pay")
+        self.cart2 = SampleApp("cart-v2", next_hop="pay")
+        self.web = SampleApp("web-v1", next_hop="cart")
         for b in (self.cart, self.cart2, self.web):
             self.stack.enter_context(b)
         (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))

