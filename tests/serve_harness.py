@@ -48,18 +48,34 @@ class Server:
         self.paths = [str(p) for p in paths]
         self.args = [str(a) for a in args]
         self.admin_ssl = admin_ssl  # an ssl.SSLContext when the admin server speaks TLS
+        self._picked = xds_port is None and admin_port is None  # ports chosen here may be picked again
         self.xds_port = xds_port or free_port()
         self.admin_port = admin_port or free_port()
         self.log_path = Path(tempfile.mkstemp(prefix="meshforge-serve-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
+        """Start serve; when the ports were picked here (free_port) and another process took one before serve
+        bound it (the suite runs on several workers), pick others and start again (serve refuses a taken
+        address with exit 2 and says so)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address", f"127.0.0.1:{self.xds_port}",
-             "--admin-address", f"127.0.0.1:{self.admin_port}", *self.args],
-            stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_until(lambda: self.proc.poll() is None and self.get("/healthz")[0] == 200, 30, what="serve healthy")
+        for attempt in range(3):  # noqa: B007 - read below
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address",
+                 f"127.0.0.1:{self.xds_port}", "--admin-address", f"127.0.0.1:{self.admin_port}", *self.args],
+                stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if self.get("/healthz")[0] == 200:
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.02)
+            taken = self.proc.poll() == 2 and "already in use" in self.log()
+            if not (taken and self._picked and attempt < 2):
+                raise TimeoutError(f"serve not healthy (exit {self.proc.poll()}): {self.log()[-2000:]}")
+            self.xds_port, self.admin_port = free_port(), free_port()
         return self
 
     def get(self, path: str, context=None) -> tuple[int, str]:

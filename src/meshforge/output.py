@@ -54,7 +54,7 @@ class OutputError(Exception):
 
 
 @dataclass
-class Result:
+class WriteResult:
     written: int = 0
     unchanged: int = 0
     removed: int = 0
@@ -332,7 +332,7 @@ def _lock(root: int) -> None:
         raise OutputError("another meshforge render is writing this directory") from None
 
 
-def write_tree(out: Path, files: dict[str, str], owner: str | None = None) -> Result:
+def write_tree(out: Path, files: dict[str, str], owner: str | None = None) -> WriteResult:
     """Make `out` hold `files` (and remove what meshforge wrote there before and no longer produces).
     `owner` (the output format) lets several formats share one directory: a render manages only the
     files its own format wrote, and refuses a path another format wrote."""
@@ -346,7 +346,7 @@ def write_tree(out: Path, files: dict[str, str], owner: str | None = None) -> Re
         os.close(root)
 
 
-def _render(root: int, files: dict[str, str], owner: str | None = None) -> Result:
+def _render(root: int, files: dict[str, str], owner: str | None = None) -> WriteResult:
     data = _read(root, MANIFEST)
     listed = _entries(data.decode("utf-8", "replace")) if data is not None else {}
     previous = {rel: digest for rel, (digest, o) in listed.items() if _ours(owner, o)}
@@ -357,7 +357,7 @@ def _render(root: int, files: dict[str, str], owner: str | None = None) -> Resul
         raise OutputError(f"{len(others)} file(s) in the output directory were written by another format "
                           f"(--format {entries[others[0]][1]}): {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}; "
                           "render each format into a directory of its own")
-    result = Result()
+    result = WriteResult()
     puts: list[tuple[str, bytes]] = []
     refused: list[str] = []
     for rel in sorted(files):

@@ -30,7 +30,7 @@ from ...yamlout import dump_yaml
 from ..objects import Rendered
 from . import naming
 from .bootstrap import node_proto
-from .compiler import Snapshot, XdsCompiler
+from .compiler import CompiledSnapshot, XdsCompiler
 from .nodes import TUNNEL
 
 
@@ -60,7 +60,7 @@ def render_xds(model: Model, diags: Diagnostics, *, outbound_port: int, edge_por
     return out
 
 
-def bootstrap_static(model: Model, node: str, snap: Snapshot, port: int, admin_port: int) -> bootstrap_pb2.Bootstrap:
+def bootstrap_static(model: Model, node: str, snap: CompiledSnapshot, port: int, admin_port: int) -> bootstrap_pb2.Bootstrap:
     """A node's whole configuration inline: `envoy -c FILE` runs it with no server. `port` is the sidecar's
     outbound port, or the edge's listener port."""
     cfg = snap.nodes[node]

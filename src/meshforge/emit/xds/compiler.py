@@ -1,7 +1,7 @@
 """Incremental xDS compiler: `Model` → per-node snapshots of serialized resources.
 
 Input: successive (lowered) models, whose destinations the Envoy backend can express (the backend
-capability check in `backends.py` runs first). Output: `Snapshot` (the `xdsapi.Snapshot` protocol) =
+capability check in `backends.py` runs first). Output: `CompiledSnapshot` (the `xdsapi.Snapshot` protocol) =
 for each node, its route configuration, clusters and load assignments as deterministic protobuf
 bytes with content-hash versions, plus its listener (per port). Work grows with what changed:
 - a service's virtual hosts and clusters are rebuilt only when its ports, endpoints or forks change;
@@ -107,7 +107,7 @@ def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resour
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class CompiledSnapshot:
     """Immutable once made: the server reads it from the event loop and the admin thread at once."""
 
     nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
@@ -147,7 +147,7 @@ class Snapshot:
                 CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
 
 
-def differences(got: Snapshot, want: Snapshot) -> list[str]:
+def differences(got: CompiledSnapshot, want: CompiledSnapshot) -> list[str]:
     """How two snapshots differ: nodes, settings, and each resource's bytes."""
     out = []
     if (got.routing, got.edge, got.access_logs) != (want.routing, want.edge, want.access_logs):
@@ -198,7 +198,7 @@ class XdsCompiler:
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
         self._http_ports: tuple[object, frozenset[int]] = (None, frozenset())  # (the services, their HTTP ports)
 
-    def compile(self, model: Model) -> Snapshot:
+    def compile(self, model: Model) -> CompiledSnapshot:
         """A snapshot of `model`. When its services are the very objects of the last model (resolution
         reused them) only the keys whose forks changed are looked at, and only the groups whose scope
         holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
@@ -220,9 +220,9 @@ class XdsCompiler:
         if self._http_ports[0] is not model.services:  # the services changed: once per such compile
             self._http_ports = (model.services,
                                 frozenset(p.number for svc in model.services for p in svc.routable_ports))
-        return Snapshot(nodes, model.routing, model.edge, self.access_logs, self._http_ports[1])
+        return CompiledSnapshot(nodes, model.routing, model.edge, self.access_logs, self._http_ports[1])
 
-    def verify(self, model: Model, snapshot: Snapshot) -> list[str]:
+    def verify(self, model: Model, snapshot: CompiledSnapshot) -> list[str]:
         """`model` compiled again by a fresh compiler: how `snapshot` (this one's result for it) differs,
         node by node and resource by resource (empty: not at all)."""
         fresh = XdsCompiler(self.eds, self.access_logs).compile(replace(model, change=None))
