@@ -40,13 +40,15 @@ def _assemble(hcm: hcm_pb2.HttpConnectionManager, chain: Chain, route_config_nam
 
 def listener(host: str, port: int, routing: Routing, edge: Edge | None = None,
              route_config: route_pb2.RouteConfiguration | None = None,
-             access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
+             access_logs: AccessLogs | None = None, name: str = naming.LISTENER,
+             route_config_name: str = naming.ROUTE_CONFIG) -> listener_pb2.Listener:
     """A sidecar's outbound listener; RDS over ADS (with access logs to `serve`), or the route configuration
-    inline (static bootstrap: no server to log to)."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=naming.LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    inline (static bootstrap: no server to log to). `name`, `route_config_name`: another node's listener with the
+    sidecar's chain (the tunnel node's)."""
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=name, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     chain = Chain("sidecar", routing, edge, ads=route_config is None, access_logs=access_logs)
-    _assemble(hcm, chain, naming.ROUTE_CONFIG, route_config)
-    return listener_pb2.Listener(name=naming.LISTENER, address=resources.socket_address(host, port),
+    _assemble(hcm, chain, route_config_name, route_config)
+    return listener_pb2.Listener(name=name, address=resources.socket_address(host, port),
                                  filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
 
 
@@ -54,12 +56,9 @@ def tunnel_listener(host: str, port: int, routing: Routing, edge: Edge | None = 
                     route_config: route_pb2.RouteConfiguration | None = None,
                     access_logs: AccessLogs | None = None) -> listener_pb2.Listener:
     """The tunnel node's data listener, where every backend sends the keys of forks to laptops: a sidecar's chain
-    (the key read from baggage as a sidecar reads it) in front of the tunnel node's routes (`tunnel.py`)."""
-    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=naming.TUNNEL_LISTENER, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
-    chain = Chain("sidecar", routing, edge, ads=route_config is None, access_logs=None)
-    _assemble(hcm, chain, naming.TUNNEL_ROUTE_CONFIG, route_config)
-    return listener_pb2.Listener(name=naming.TUNNEL_LISTENER, address=resources.socket_address(host, port),
-                                 filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])])
+    (the key read from baggage as a sidecar reads it) in front of the tunnel node's routes (`tunnel.py`); it logs
+    nothing to serve."""
+    return listener(host, port, routing, edge, route_config, None, naming.TUNNEL_LISTENER, naming.TUNNEL_ROUTE_CONFIG)
 
 
 def transparent_listener(host: str, port: int, routing: Routing, edge: Edge | None, http_ports: frozenset[int],

@@ -26,7 +26,6 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.bootstrap.internal_listener.v3 import internal_listener_pb2
@@ -51,7 +50,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
-from ...model import Fork, LocalFork, Port, Routing, Service
+from ...model import Endpoint, Fork, LocalFork, Port, Routing, Service
 from ...names import is_ip
 from . import naming, resources
 from .resources import _any
@@ -309,11 +308,10 @@ def laptop_bootstrap(node: str, via: tuple[str, int], to: tuple[str, int], tls: 
             address=f"rc://{node}:{node}:{TENANT}@{naming.TUNNEL_UPSTREAM}:{connections}", port_value=0,
             resolver_name="envoy.resolvers.reverse_connection")),
         filter_chains=[listener_components_pb2.FilterChain(filters=[resources.hcm_filter(hcm)])]))
-    local = _static_cluster("local", *to)
-    if http2:
-        local.typed_extension_protocol_options[resources.H2_OPTIONS_KEY].CopyFrom(resources._H2_OPTIONS)
+    local = resources.cluster("local", Port("", to[1], "HTTP2" if http2 else "HTTP"), endpoints=(Endpoint(*to),),
+                              eds=False)
     b.static_resources.clusters.append(local)
-    up = _static_cluster(naming.TUNNEL_UPSTREAM, *via)
+    up = resources.cluster(naming.TUNNEL_UPSTREAM, Port("", via[1], "HTTP"), endpoints=(Endpoint(*via),), eds=False)
     san = common_tls_pb2.SubjectAltNameMatcher(
         san_type=common_tls_pb2.SubjectAltNameMatcher.IP_ADDRESS if is_ip(tls.server_name)
         else common_tls_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=tls.server_name))
@@ -326,13 +324,3 @@ def laptop_bootstrap(node: str, via: tuple[str, int], to: tuple[str, int], tls: 
     up.typed_extension_protocol_options[resources.H2_OPTIONS_KEY].CopyFrom(resources._H2_OPTIONS)
     b.static_resources.clusters.append(up)
     return b
-
-
-def _static_cluster(name: str, host: str, port: int) -> cluster_pb2.Cluster:
-    c = cluster_pb2.Cluster(name=name, connect_timeout=duration_pb2.Duration(seconds=2),
-                            type=cluster_pb2.Cluster.STATIC if is_ip(host) else cluster_pb2.Cluster.STRICT_DNS)
-    c.load_assignment.CopyFrom(endpoint_pb2.ClusterLoadAssignment(cluster_name=name, endpoints=[
-        endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint_components_pb2.LbEndpoint(
-            endpoint=endpoint_components_pb2.Endpoint(address=resources.socket_address(host, port)))])]))
-    return c
-
