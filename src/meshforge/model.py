@@ -155,6 +155,28 @@ class ServiceIndex:
                 self._qualified[n] = s
             self._bare.setdefault(s.name, []).append(s)
 
+    def put(self, s: Service) -> None:
+        """Add `s`, or replace the service with its id (an index kept up to date one service at a time)."""
+        old = self.by_id.get(s.id)
+        if old is not None:
+            self.remove(old.id)
+        self.by_id[s.id] = s
+        for n in s.names(None):
+            self._qualified[n] = s
+        self._bare.setdefault(s.name, []).append(s)
+
+    def remove(self, service_id: str) -> None:
+        s = self.by_id.pop(service_id, None)
+        if s is None:
+            return
+        for n in s.names(None):
+            if self._qualified.get(n) is s:
+                del self._qualified[n]
+        same = self._bare[s.name]
+        del same[next(i for i, x in enumerate(same) if x is s)]
+        if not same:
+            del self._bare[s.name]
+
     def find(self, ref: str, namespace: str | None) -> Service | None:
         """The service `ref` names from `namespace`. From outside (None), where no namespace makes a
         bare name unambiguous, a bare name counts when exactly one service has it (command lines)."""
@@ -419,6 +441,9 @@ class Change:
     local_sandboxes: frozenset[str] = frozenset()  # sandboxes with a fork to a laptop (ditto)
     group_keys: frozenset[str] = frozenset()  # the keys route groups hold
     next_expiry: datetime | None = None  # when the next active sandbox expires
+    # the services (ids) that differ from the parent's, added and removed ones included, when `services` is
+    # true and resolution knows which (None: not known; look at every service)
+    service_ids: frozenset[str] | None = None
 
     def keys_since(self, token: object | None) -> frozenset[str] | None:
         """The routing keys that may differ from the model `token` names when only keys changed since it;
@@ -488,6 +513,11 @@ class Model:
         i = bisect.bisect_left(self.sandboxes, name, key=_sandbox_name)
         return i if i < len(self.sandboxes) and self.sandboxes[i].name == name else None
 
+    def service(self, service_id: str) -> Service | None:
+        """One service by id (binary search: no index of every service is built)."""
+        i = bisect.bisect_left(self.services, service_id, key=_service_id)
+        return self.services[i] if i < len(self.services) and self.services[i].id == service_id else None
+
     def key(self, name: str) -> KeyRoutes | None:
         """One routing key's routes."""
         i = self.key_index(name)
@@ -530,6 +560,10 @@ class Model:
             return None
         kr = self.key_by_name.get(key)
         return kr.by_service.get(service_id) if kr else None
+
+
+def _service_id(svc: Service) -> str:
+    return svc.id
 
 
 def _key_name(kr: KeyRoutes) -> str:

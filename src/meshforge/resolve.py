@@ -90,12 +90,9 @@ class Memo:
     changed, and the sandbox table, which is updated by the sandbox declarations that came and went.
     One change then re-resolves what it touches, not the mesh."""
 
-    service_decls: list = field(default_factory=list)
+    service_decls: list = field(default_factory=list)  # the list of declarations it last saw (by identity)
     settings: tuple | None = None
-    services: tuple[Service, ...] = ()
-    names: _Names | None = None
-    decl_by_id: dict[str, ServiceDecl] = field(default_factory=dict)
-    service_diags: list = field(default_factory=list)
+    services: _ServiceTable | None = None
     table: _SandboxTable | None = None
     token: object | None = None  # the revision token of the last model
     group_keys: dict[str, KeyRoutes] = field(default_factory=dict)  # the keys route groups held in it
@@ -110,16 +107,160 @@ def _same(a: list, b: list) -> bool:
     return a is b or (len(a) == len(b) and all(x is y for x, y in zip(a, b)))
 
 
-def _resolve_services(decls: Decls, diags: Diagnostics, cluster_domain: str):
-    sub = Diagnostics()
-    decl_by_id = _services(decls.services, sub)
-    bare = {i: Service(d.name, d.namespace, d.cluster_domain or cluster_domain, d.ports or (), d.endpoints or (),
-                       None, d.workloads or (), d.span) for i, d in sorted(decl_by_id.items())}
-    names = _Names(bare.values())
-    inferred = _Inferred()
-    services = tuple(_bind_deps(decl_by_id[i], bare[i], names, sub, inferred) for i in sorted(bare))
-    inferred.report(sub)
-    return decl_by_id, services, _Names(services), sub.collected()
+class _ServiceTable:
+    """Every service declaration, and what it resolves to, kept from one resolve to the next and updated by
+    the declarations that came and went (`update`), so a Baseline edit costs the services it touches, not
+    the mesh. The rules are those of one pass over the declarations sorted by position (`_declaration`
+    for one service id); a service's dependencies are bound again when its declaration changed, or, when
+    services came or went, when one of them found none (it may now; its hint may change) or found one that
+    went. A reference finds the same service as long as that service is there (names are DNS labels, ids
+    unique), so nothing else can change. A full resolve is this table filled from empty."""
+
+    def __init__(self, cluster_domain: str):
+        self.cluster_domain = cluster_domain
+        self.decls: dict[int, ServiceDecl] = {}  # id -> every declaration
+        self.by_id: dict[str, list[ServiceDecl]] = {}  # service id -> its declarations, sorted by position
+        self.decl_by_id: dict[str, ServiceDecl] = {}  # service id -> the declaration it resolves from
+        self.names = _Names(())  # the services, bound, by every name (the sandbox table looks forks up in it)
+        self.sorted: SortedMap[Service] = SortedMap()  # the same, by id
+        self.services: tuple[Service, ...] = ()  # ... as the model holds them
+        self.decl_noise: dict[str, list] = {}  # service id -> MF203/MF102/MF212 about its declarations
+        self.bind_noise: dict[str, list] = {}  # service id -> what binding its dependencies reported
+        self.inferring: dict[str, list[tuple]] = {}  # service id -> what env inference found for it
+        self.dependents: dict[str, set[str]] = {}  # service id -> the services whose dependencies found it
+        self.targets: dict[str, set[str]] = {}  # the other way round
+        self.unresolved: set[str] = set()  # services with a dependency that found none
+        self.diags: list = []  # everything above, as one list
+
+    def update(self, removed: list[ServiceDecl], added: list[ServiceDecl]) -> tuple[set[str], bool]:
+        """Apply a change; return (the ids of the services whose Service or declaration may differ, whether
+        services came or went)."""
+        touched: set[str] = set()
+        for d in removed:
+            del self.decls[id(d)]
+            same = self.by_id[d.id]
+            del same[next(i for i, x in enumerate(same) if x is d)]
+            if not same:
+                del self.by_id[d.id]
+            touched.add(d.id)
+        for d in added:
+            self.decls[id(d)] = d
+            bisect.insort(self.by_id.setdefault(d.id, []), d, key=_span_of)
+            touched.add(d.id)
+        before: dict[str, tuple] = {}
+        gone: set[str] = set()
+        came_or_went = False
+        for i in sorted(touched):
+            old = self.decl_by_id.get(i)
+            before[i] = (old, self.sorted.get(i))
+            sub = Diagnostics()
+            decl = self._declaration(i, sub)
+            if sub.collected():
+                self.decl_noise[i] = sub.collected()
+            else:
+                self.decl_noise.pop(i, None)
+            if decl is None:
+                self.decl_by_id.pop(i, None)
+                self.names.remove(i)
+                if old is not None:
+                    came_or_went = True
+                    gone.add(i)
+            else:
+                self.decl_by_id[i] = decl
+                came_or_went |= old is None
+                self.names.put(self._bare(decl))  # found by the bindings below (only its id and name are read)
+        again = {i for i in touched if i in self.decl_by_id}
+        if came_or_went:
+            again |= self.unresolved
+            for g in gone:
+                again |= self.dependents.get(g, set())
+        for i in sorted(again - before.keys()):
+            before[i] = (self.decl_by_id.get(i), self.sorted.get(i))
+        bound: dict[str, Service | None] = {}
+        for i in sorted(again | touched):
+            if i in self.decl_by_id:
+                bound[i] = self._bind(i)
+            else:
+                bound[i] = None
+                self._unbind(i)
+        changed: set[str] = set()
+        for i, svc in bound.items():
+            if svc is not None:
+                self.names.put(svc)
+            self.sorted.set(i, svc)
+            if before[i] != (self.decl_by_id.get(i), svc):
+                changed.add(i)
+        if changed:
+            self.services = tuple(self.sorted.values)
+        if touched or again:
+            self._collect()
+        return changed, came_or_went
+
+    def _declaration(self, i: str, diags: Diagnostics) -> ServiceDecl | None:
+        """The one declaration service `i` resolves from. A Baseline entry for an imported Kubernetes Service
+        amends it; otherwise the first definition (by position) wins and a second is the error."""
+        imported: ServiceDecl | None = None
+        own: ServiceDecl | None = None
+        for d in self.by_id.get(i, ()):
+            first = imported if d.source == "Kubernetes" else own
+            if first is not None:
+                diags.error("MF203", f"service {d.id} is defined twice (first at {first.span.at()})", d.span,
+                            "a service comes from one Kubernetes Service or one Baseline entry; remove the other")
+            elif d.source == "Kubernetes":
+                imported = d
+            else:
+                own = d
+        if own is None:
+            return imported
+        if imported is not None:
+            return _amend(imported, own, diags)
+        if own.ports is None:
+            diags.error("MF102", f"service {i} has no ports, and no Kubernetes Service {i} is among the inputs to "
+                        "amend", own.span, "list its ports, or give the Service's manifest as an input too")
+            return None
+        return own
+
+    def _bare(self, d: ServiceDecl) -> Service:
+        return Service(d.name, d.namespace, d.cluster_domain or self.cluster_domain, d.ports or (), d.endpoints or (),
+                       None, d.workloads or (), d.span)
+
+    def _unbind(self, i: str) -> None:
+        for t in self.targets.pop(i, ()):
+            self.dependents[t].discard(i)
+            if not self.dependents[t]:
+                del self.dependents[t]
+        self.unresolved.discard(i)
+        self.bind_noise.pop(i, None)
+        self.inferring.pop(i, None)
+
+    def _bind(self, i: str) -> Service:
+        self._unbind(i)
+        sub, inferred, found = Diagnostics(), _Inferred(), set()
+        svc = _bind_deps(self.decl_by_id[i], self._bare(self.decl_by_id[i]), self.names, sub, inferred, found)
+        if None in found:
+            self.unresolved.add(i)
+            found.discard(None)
+        self.targets[i] = found
+        for t in found:
+            self.dependents.setdefault(t, set()).add(i)
+        if sub.collected():
+            self.bind_noise[i] = sub.collected()
+        if inferred.found:
+            self.inferring[i] = list(inferred.found)
+        return svc
+
+    def _collect(self) -> None:
+        out: list = []
+        for noise in (self.decl_noise, self.bind_noise):
+            for i in sorted(noise):
+                out.extend(noise[i])
+        inferred = _Inferred()
+        for i in sorted(self.inferring):
+            for entry in self.inferring[i]:
+                inferred.add(*entry, i)
+        sub = Diagnostics()
+        inferred.report(sub)
+        self.diags = out + sub.collected()
 
 
 def _span_of(sd: SandboxDecl) -> Span:
@@ -153,18 +294,14 @@ class _SandboxTable:
         self.workload: set[str] = set()  # sandboxes with a workload fork
         self.local: set[str] = set()  # sandboxes with a fork to a laptop
 
-    def rebind(self, names: _Names, decl_by_id: dict[str, ServiceDecl], before: _Names,
-               before_decls: dict[str, ServiceDecl]) -> set[str]:
-        """The services were resolved again: take the new ones, and return the sandboxes to resolve again,
-        those whose forks found a service that changed or went (and, when services came or went, those
-        with a fork that found none: it may now, and its did-you-mean hint may change). A reference
-        finds the same service as long as that service is there: names are DNS labels, ids unique."""
-        old, new = before.by_id, names.by_id
-        changed = {i for i in old.keys() | new.keys()
-                   if old.get(i) != new.get(i) or before_decls.get(i) != decl_by_id.get(i)}
-        if old.keys() != new.keys():
-            changed.add(None)
-        self.names, self.decl_by_id = names, decl_by_id
+    def rebind(self, changed: set[str], came_or_went: bool) -> set[str]:
+        """The services `changed` were resolved again (the table's index and declarations are the service
+        table's, updated in place): the sandboxes to resolve again, those whose forks found one of them
+        (and, when services came or went, those with a fork that found none: it may now, and its
+        did-you-mean hint may change). A reference finds the same service as long as that service is
+        there: names are DNS labels, ids unique."""
+        if came_or_went:
+            changed = changed | {None}
         return set().union(*(self.users.get(i, ()) for i in changed))
 
     def update(self, removed: list[SandboxDecl], added: list[SandboxDecl], now: datetime,
@@ -307,25 +444,33 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
 
     table = memo.table if memo is not None else None
     services_changed = settings_changed = True  # unless the memo shows otherwise
-    if memo is not None and memo.names is not None:
-        settings_changed = memo.settings != (routing, cluster_domain)
-    again: set[str] = set()  # sandboxes to resolve again because services they found changed
-    if memo is not None and memo.names is not None and memo.settings == (routing, cluster_domain) and \
-            _same(memo.service_decls, decls.services) and table is not None:
-        decl_by_id, services, names, service_diags = memo.decl_by_id, memo.services, memo.names, memo.service_diags
-        services_changed = False
-        memo.service_decls = decls.services  # the same declarations in a new list: compare by `is` next time
+    service_ids: frozenset[str] | None = None  # the services that changed, when known
+    st = memo.services if memo is not None else None
+    if st is not None and memo.settings == (routing, cluster_domain) and table is not None:
+        settings_changed = False
     else:
-        decl_by_id, services, names, service_diags = _resolve_services(decls, diags, cluster_domain)
-        if table is not None and memo.names is not None and memo.settings == (routing, cluster_domain):
-            again = table.rebind(names, decl_by_id, memo.names, memo.decl_by_id)  # the rest stays as it was
+        st, table = _ServiceTable(cluster_domain), None
+    again: set[str] = set()  # sandboxes to resolve again because services they found changed
+    if not settings_changed and _same(memo.service_decls, decls.services):
+        services_changed = False
+        service_ids = frozenset()
+    else:
+        current = dict(zip(map(id, decls.services), decls.services))  # built in C: ~1 ms for 10,000
+        removed_services = [st.decls[i] for i in sorted(st.decls.keys() - current.keys())]
+        added_services = [current[i] for i in sorted(current.keys() - st.decls.keys())]
+        changed_services, came_or_went = st.update(removed_services, added_services)
+        if table is not None:
+            again = table.rebind(changed_services, came_or_went)  # the rest stays as it was
+            service_ids = frozenset(changed_services)
+            services_changed = bool(changed_services)
         else:
-            table = _SandboxTable(names, decl_by_id)
-        if memo is not None:
-            memo.service_decls, memo.settings = decls.services, (routing, cluster_domain)
-            memo.decl_by_id, memo.services, memo.names, memo.service_diags = decl_by_id, services, names, service_diags
-            memo.token = None
-    diags.extend(service_diags)
+            table = _SandboxTable(st.names, st.decl_by_id)
+    if memo is not None:
+        if services_changed or settings_changed:
+            memo.token = None if service_ids is None else memo.token
+        memo.service_decls, memo.settings, memo.services = decls.services, (routing, cluster_domain), st
+    services, names = st.services, st.names
+    diags.extend(st.diags)
 
     # which sandbox declarations came and went, by identity (a re-read file's are new objects)
     if change is not None and memo is not None and table is memo.table and \
@@ -385,6 +530,7 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
             changed |= group_keys.keys()
         memo.edge, memo.tunnel = edge, tunnel
     change = Change(token, parent, frozenset(changed), services_changed, settings_changed, edge_changed,
+                    service_ids=service_ids if parent is not None else None,
                     workload_sandboxes=frozenset(table.workload), local_sandboxes=frozenset(table.local),
                     group_keys=frozenset(group_keys), next_expiry=table.next_expiry())
     if memo is not None and memo.objects is decls.objects:
@@ -613,12 +759,13 @@ def _mesh_shaped(ref: str, names: _Names) -> bool:
     return len(parts) == 2 and parts[1] in namespaces or len(parts) >= 3 and parts[2] == "svc"
 
 
-def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, inferred: _Inferred) -> Service:
+def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, inferred: _Inferred,
+               found_ids: set | None = None) -> Service:
     """Declared dependencies (dependsOn, the annotation), or those inferred from env values. Inferred ones are
     known only when every reference inference found could be read and resolved: a reference to a service that
     is not among the inputs, or a ConfigMap or Secret that is not, leave the dependencies unknown (the proxy
     is then told about every service) rather than short of a call; hosts outside the mesh are not calls it
-    routes."""
+    routes. `found_ids` collects the ids of the services its references found, and None when one found none."""
     if not d.declares_deps and not d.deps and not d.inference_partial:
         return svc
     deps: dict[str, Dependency] = {}
@@ -626,6 +773,8 @@ def _bind_deps(d: ServiceDecl, svc: Service, names: _Names, diags: Diagnostics, 
     for ref in d.deps:
         found = names.find(ref.ref, ref.namespace)
         target = found.id if found is not None else None
+        if found_ids is not None:
+            found_ids.add(target)
         if target is None:
             if ref.inferred:
                 if _mesh_shaped(ref.ref, names):
