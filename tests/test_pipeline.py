@@ -141,6 +141,15 @@ spec:
 
 _PEM = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPtETt4g7TFkGODedsMIc2hZ0LtAl\n"
         "UEi/QzOR03S8IdGQmSCazMTIoiTIQ6+k9MaKCQ0E2l6Yidri+O786Co3QA==\n-----END PUBLIC KEY-----\n")
+_EXTRA = """\
+apiVersion: meshforge.dev/v1alpha1
+kind: Baseline
+metadata: {name: extra, namespace: ops}
+spec:
+  services:
+  - name: %s
+    ports: [{name: %s, port: 9000}]%s
+"""
 _FORKS = {"cart": "  - service: cartservice\n    to: {host: cart-%s.example}\n",
           "checkout": "  - service: checkout\n    to: {endpoints: [{address: 10.0.0.%d, port: 8080}]}\n",
           "orders": "  - service: orders\n    to: {workload: {images: [{image: 'example/orders:%s'}]}}\n",
@@ -182,7 +191,10 @@ _STEP = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
-    st.tuples(st.just("baseline"), st.integers(0, 6), st.none()),  # services (or the tunnel) change under the sandboxes
+    st.tuples(st.just("baseline"), st.integers(0, 9), st.none()),  # services (or the tunnel) change under the sandboxes
+    st.tuples(st.just("baseline"), st.integers(0, 9), st.none()),
+    st.tuples(st.just("extra"), st.integers(0, 3), st.none()),  # a second Baseline file comes, changes, goes
+    st.tuples(st.just("extra"), st.integers(0, 3), st.none()),
     st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
 )
 
@@ -205,8 +217,9 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     diagnostics, snapshot versions and next expiry. Conflicting names and keys, invalid keys, unknown
     services, workload forks, expiry, route groups by label and by name, broken YAML and hidden
     directories are all in play, and an edge with a preview host per key, forks to laptops and the tunnel node;
-    the Baseline changes too (a port no longer routable, a service added, labels changed, the tunnel gone or
-    moved), under sandboxes kept across it."""
+    the Baseline changes too (a port no longer routable or newly routable, a service added, labels or
+    dependencies changed, the tunnel gone or moved), and a second Baseline comes, changes (a service defined
+    twice) and goes, under sandboxes kept across it."""
     from meshforge.session import Session
 
     d = tmp_path_factory.mktemp("specs")
@@ -222,7 +235,14 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
                  baseline.replace("  tunnel: {host: meshforge-tunnel.infra, port: 15080}\n", ""),  # MF230
                  baseline.replace("port: 15080}", "port: 15081}"),  # every fork to a laptop goes elsewhere
                  baseline.replace("previewDomain: preview.example.test}", "previewDomain: preview.example.test, "
-                                  f"previewAuth: {{mode: signed, publicKeys: [{json.dumps(_PEM)}]}}}}")]  # signed links
+                                  f"previewAuth: {{mode: signed, publicKeys: [{json.dumps(_PEM)}]}}}}"),  # signed links
+                 baseline.replace("dependsOn: [cartservice, checkout]", "dependsOn: [cartservice]"),  # a scope shrinks
+                 baseline.replace("    dependsOn: [cartservice, checkout]\n", ""),  # frontend told every service
+                 baseline.replace("tcp-redis", "http-redis")]  # redis-cart routable: cartservice's scope grows
+    extras = [None,
+              _EXTRA % ("audit", "http", "\n    dependsOn: [frontend.shop, nope.shop]"),  # nope: with baselines[2]
+              _EXTRA % ("audit", "http", "\n  - name: nope\n    namespace: shop\n    ports: [{name: http, port: 81}]"),
+              _EXTRA % ("audit", "grpc", "")]  # told every service
     (d / "baseline.yaml").write_text(baseline)
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),
@@ -258,6 +278,12 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
         elif op == "baseline":
             put(d / "baseline.yaml", baselines[i])
             changed.append(str(d / "baseline.yaml"))
+        elif op == "extra":
+            if extras[i] is None:
+                (d / "extra.yaml").unlink(missing_ok=True)
+            else:
+                put(d / "extra.yaml", extras[i])
+            changed.append(str(d / "extra.yaml"))
         else:
             put(d / "orders.yaml", ORDERS.replace("metadata: {name: orders, namespace: shop}\nspec:\n  selector: {matchL",
                                                   f"metadata: {{name: orders, namespace: shop, labels: {{tier: t{i}}}}}\n"
@@ -270,7 +296,7 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
         assert ws.verify() == []
 
 
-def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
+def test_a_file_changed_alone_is_the_only_file_read(write):
     d = write({"b.yaml": BASELINE, "s1.yaml": sandbox("pr-1", ("cartservice", "c1.x")),
                "s2.yaml": sandbox("pr-2", ("checkout", "c2.x"))})
     ws = Workspace([str(d)])
@@ -281,9 +307,15 @@ def test_a_sandbox_file_changed_alone_is_the_only_file_read(write):
     assert ws.incremental_compiles == 1 and ws.files_parsed == 4
     assert [k.key for k in model.keys] == ["pr-2"] and model.keys[0].forks[0].destination == HostDestination("c3.x")
     assert model.change.keys == {"pr-1", "pr-2"}  # what later stages look at
-    (d / "b.yaml").write_text(BASELINE.replace("port: 80", "port: 81"))  # a Baseline: the full way
-    ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
-    assert ws.incremental_compiles == 1
+    (d / "b.yaml").write_text(BASELINE.replace("port: 80", "port: 81"))  # a Baseline: only it is read too
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
+    assert ws.incremental_compiles == 2 and ws.files_parsed == 5
+    assert 81 in {p.number for s in model.services for p in s.ports}
+    assert model.change.services and model.change.service_ids  # what changed, by service
+    assert model.change.service_ids < {s.id for s in model.services}
+    (d / "orders.yaml").write_text(ORDERS)  # a Kubernetes manifest: the import reads them all, the full way
+    model, _ = ws.compile(NOW, [os.path.realpath(d / "orders.yaml")])
+    assert ws.incremental_compiles == 2 and model.service_by_id.get("orders.shop") is not None
 
 
 def test_a_route_group_is_resolved_again_when_what_it_depends_on_changes(write):
@@ -304,7 +336,7 @@ def test_a_route_group_is_resolved_again_when_what_it_depends_on_changes(write):
     assert [f.sandbox for f in model.key("ga").forks] == ["s5"]
     (d / "s.yaml").write_text(sandbox("s5", ("cartservice", "h.x"), labels="{team: b}"))
     model, _ = ws.compile(NOW, [os.path.realpath(d / "s.yaml")])
-    assert model.key("ga") is None and ws.incremental_compiles == 2
+    assert model.key("ga") is None and ws.incremental_compiles == 3  # the route group file too
 
 
 def test_sandboxes_are_resolved_again_when_a_service_they_fork_changes(write):

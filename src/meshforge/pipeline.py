@@ -4,7 +4,7 @@ Input: paths (or documents) and the clock. Output: `(Model | None, Diagnostics)`
 whenever any error was found, so nothing is ever emitted from specs that failed validation.
 `Workspace` keeps each file's parse result, so a watcher re-reads and re-validates only the files
 that changed; told which files changed, it skips listing the tree too, and resolution, lowering and
-the compiler then work on the changed sandboxes' routing keys alone (`Model.change`).
+the compiler then work on the changed sandboxes' routing keys and services alone (`Model.change`).
 A one-shot command is a workspace used once.
 """
 
@@ -31,7 +31,7 @@ from .source import (
     parse_text,
     read_file,
 )
-from .spec.decls import Decls, SandboxDecl
+from .spec.decls import Decls, SandboxDecl, ServiceDecl
 from .spec.parse import finish, parse_file
 
 
@@ -65,20 +65,21 @@ class _FileResult:
     nodes: int = 0
 
     @property
-    def sandboxes_only(self) -> bool:
-        """Declares sandboxes and nothing else (what a change can update without merging the rest again)."""
+    def others(self) -> bool:
+        """Declares something beside sandboxes and services (lists a change rebuilds from the files that have any)."""
         d = self.decls
-        return not (self.k8s or d.services or d.route_groups or d.settings or d.user_objects or d.edges or d.tunnels or d.objects)
+        return bool(d.route_groups or d.settings or d.user_objects or d.edges or d.tunnels or d.objects)
 
 
 class Workspace:
     """The inputs of a process: paths, and what each file last parsed to.
 
     `compile(now)` lists the files (walk and stat) and re-reads the ones that changed. Given the files
-    that changed (`changed`, as inotify names them), it skips the walk: when every changed file declares
-    sandboxes and nothing else, before and after, only those files are read and the sandbox declarations
-    are updated in place; resolution then works on those sandboxes alone. Anything else (a directory
-    created or removed, a Baseline, a Kubernetes manifest, a file named directly, the last compile having
+    that changed (`changed`, as inotify names them), it skips the walk: when no changed file holds a
+    Kubernetes manifest, before or after (the import reads them all at once), only those files are read and
+    the merged declarations are updated in place (sandboxes and services by identity; the few other lists
+    rebuilt from the files that have any); resolution then works on what they touch. Anything else (a
+    directory created or removed, a Kubernetes manifest, a file named directly, the last compile having
     failed to read its inputs) takes the full way. Both ways give the same model (property-tested)."""
 
     def __init__(self, paths: list[str], passes: tuple[Pass, ...] = PASSES, namespace: str = DEFAULT_NAMESPACE):
@@ -198,7 +199,7 @@ class Workspace:
         return _differences(got, want)
 
     def _compile_change(self, keys: set[str], now: datetime | None) -> tuple[Model | None, Diagnostics] | None:
-        """Only `keys` changed: update the sandboxes they declare; None when that does not apply."""
+        """Only `keys` changed: update the declarations they hold; None when that does not apply."""
         last = self._last
         new: dict[str, _FileResult | None] = {}
         for k in sorted(keys):
@@ -209,8 +210,8 @@ class Workspace:
             else:
                 r = None
             old = last.files.get(k)
-            if (old is not None and not old.sandboxes_only) or (r is not None and not r.sandboxes_only):
-                return None
+            if (old is not None and old.k8s) or (r is not None and r.k8s):
+                return None  # the Kubernetes import reads every manifest at once: the full way
             if r is not old:
                 new[k] = r
         size, nodes, count = last.bytes, last.nodes, len(last.files)
@@ -222,27 +223,48 @@ class Workspace:
                 size, nodes, count = size + r.size, nodes + r.nodes, count + 1
         if size > MAX_TOTAL_BYTES or nodes > MAX_NODES_TOTAL or count > MAX_FILES:
             return None  # the full way reports it
-        sandboxes = last.sandboxes
+        sandboxes, services = last.sandboxes, last.services
         removed, added = [], []
+        services_changed = others_changed = False
         for k, r in new.items():
             old = last.files.get(k)
-            for sd in old.decls.sandboxes if old is not None else ():
-                del sandboxes[id(sd)]
-                removed.append(sd)
+            if old is not None:
+                for sd in old.decls.sandboxes:
+                    del sandboxes[id(sd)]
+                    removed.append(sd)
+                for d in old.decls.services:
+                    del services[id(d)]
+                    services_changed = True
+                others_changed |= old.others
             if r is None:
                 del last.files[k]
                 self._files.pop(k, None)
+                last.others.pop(k, None)
             else:
                 last.files[k] = r
                 for sd in r.decls.sandboxes:
                     sandboxes[id(sd)] = sd
                     added.append(sd)
+                for d in r.decls.services:
+                    services[id(d)] = d
+                    services_changed = True
+                if r.others:
+                    last.others[k] = r.decls
+                    others_changed = True
+                else:
+                    last.others.pop(k, None)
             last.noisy.pop(k, None)
             if r is not None and r.diagnostics:
                 last.noisy[k] = r.diagnostics
         last.bytes, last.nodes = size, nodes
         if new:
-            last.decls = replace(last.decls, sandboxes=list(sandboxes.values()))
+            parts = {"sandboxes": list(sandboxes.values())}
+            if services_changed:
+                parts["services"] = list(services.values())
+            if others_changed:
+                for name in _OTHERS:
+                    parts[name] = [x for decls in last.others.values() for x in getattr(decls, name)]
+            last.decls = replace(last.decls, **parts)
         diags = Diagnostics()
         for items in last.noisy.values():
             diags.extend(items)
@@ -284,7 +306,15 @@ class _Inputs:
     nodes: int
     noisy: dict[str, list[Diagnostic]] = field(default_factory=dict)  # file -> its diagnostics, when it has any
     sandboxes: dict[int, SandboxDecl] = field(default_factory=dict)  # id -> every sandbox declaration
+    services: dict[int, ServiceDecl] = field(default_factory=dict)  # id -> every service declaration (imported too)
+    others: dict[str, Decls] = field(default_factory=dict)  # file -> its declarations, when it has `_OTHERS`
 
     def __post_init__(self) -> None:
         self.noisy = {k: r.diagnostics for k, r in self.files.items() if r.diagnostics}
         self.sandboxes = {id(sd): sd for sd in self.decls.sandboxes}
+        self.services = {id(d): d for d in self.decls.services}
+        self.others = {k: r.decls for k, r in self.files.items() if r.others}
+
+
+# what a file may declare beside sandboxes and services: a change rebuilds these lists from the files that have any
+_OTHERS = ("route_groups", "settings", "user_objects", "edges", "tunnels", "objects")
