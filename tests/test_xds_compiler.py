@@ -227,6 +227,49 @@ def test_changes_after_incremental_resolution_take_the_fast_path_and_equal_a_fre
         prev = snap
 
 
+def test_a_baseline_edit_rebuilds_the_services_it_touches_and_equals_a_fresh_compile(tmp_path):
+    """A Baseline file changed alone (as serve's watcher names it): resolution says which services differ, and
+    the compiler rebuilds those and the groups that hold them, moves the nodes whose scope changed, and gives
+    what a fresh compiler gives. Edits to one service: labels (no routing change), a dependency added (its
+    node changes group, and a line inserted moves every later service of the file, which changes no bytes), no
+    longer routable (it leaves every scope), routable again, removed, back, its dependencies dropped (its node
+    is told every service), and a new service."""
+    from meshforge.pipeline import Workspace
+
+    d = make_specs(tmp_path, services=300, sandboxes=100)
+    path = d / "baseline-001.yaml"
+    original = path.read_text()
+    ws = Workspace([str(d)])
+    model, _ = ws.compile(NOW)
+    called = {dep.service for svc in model.services for dep in svc.depends_on or ()}
+    forked = {f.service for kr in model.keys for f in kr.forks}
+    blocks = ["  - name: svc-" + b + "\n" for b in original.rstrip("\n").split("\n  - name: svc-")[1:]]
+    block = next(b for b in blocks if f"{b.split()[2]}.bench" not in called | forked)  # alone: may go away
+    name = block.split()[2]
+    new = block.replace(name, "svc-new").replace("dependsOn:", "dependsOn:\n    - " + name, 1)
+    edits = [original.replace(block, block.replace("version: v1", "version: v2")),
+             original.replace(block, block.replace("dependsOn:", "dependsOn:\n    - svc-0000", 1)),
+             original.replace(block, block.replace("name: http\n", "name: tcp\n").replace("name: grpc\n", "name: tcp\n")),
+             original,
+             original.replace(block, ""),
+             original,
+             original.replace(block, block[:block.index("    dependsOn:")]),
+             original.replace(block, block + new)]
+    c = XdsCompiler()
+    c.compile(model)
+    for i, text in enumerate(edits):
+        path.write_text(text)
+        model, diags = ws.compile(NOW, [str(path)])
+        assert model is not None, (i, diags.errors()[:1])
+        assert model.change.service_ids is not None and len(model.change.service_ids) <= 100, i  # the file's
+        services, groups = c.stats["services_rebuilt"], c.stats["groups_rebuilt"]
+        snap = c.compile(model)
+        assert c.stats["services_rebuilt"] - services <= 2, i  # the edited service (and the new one)
+        told_all = sum(1 for svc in model.services if svc.depends_on is None)
+        assert c.stats["groups_rebuilt"] - groups <= 20 + told_all, i  # its callers' groups, not the mesh's
+        assert c.verify(model, snap) == [], i
+
+
 def test_a_transparent_sidecar_gets_the_same_routes_with_a_passthrough_catch_all(tmp_path):
     from envoy.config.cluster.v3 import cluster_pb2
     from envoy.config.listener.v3 import listener_pb2

@@ -41,6 +41,10 @@ def _ser(msg) -> bytes:
 _UNKNOWN_HOST = field(2, _ser(resources.unknown_host_virtual_host()))  # the catch-all, last (matched by '*')
 
 
+def _port_sig(p) -> tuple:
+    return p.name, p.number, p.protocol, p.cluster_protocol
+
+
 @dataclass
 class _ServiceArtifacts:
     vhosts_same: list[bytes]  # one per routable port, for nodes in the service's namespace
@@ -192,11 +196,15 @@ class XdsCompiler:
         self._fbs: dict[str, dict[str, object]] = {}  # service id -> routing key -> fork
         self._members: dict[tuple, list[str]] = {}  # group key -> the nodes sharing it
         self._scopes: dict[tuple, tuple[str, ...]] = {}  # group key -> the services it is told about
-        self._in_scope: dict[str, list[tuple]] = {}  # service id -> the group keys whose scope holds it
+        self._in_scope: dict[str, set[tuple]] = {}  # service id -> the group keys whose scope holds it
         self._told_all: list[tuple] = []  # the group keys whose scope is every service
+        self._node_key: dict[str, tuple] = {}  # node -> its group key
+        self._dependents: dict[str, set[str]] = {}  # service id -> the nodes whose dependencies name it
+        self._all_ids: tuple[str, ...] = ()  # the live services, sorted (the scope of nodes told everything)
         self._token: object | None = None  # the revision of the model compiled last
         self.stats = {"services_rebuilt": 0, "groups_rebuilt": 0}
         self._http_ports: tuple[object, frozenset[int]] = (None, frozenset())  # (the services, their HTTP ports)
+        self._port_uses: dict[int, int] = {}  # HTTP port -> how many live services route it
 
     def compile(self, model: Model) -> CompiledSnapshot:
         """A snapshot of `model`. When its services are the very objects of the last model (resolution
@@ -204,10 +212,17 @@ class XdsCompiler:
         holds a rebuilt service are re-assembled: the work follows the change, not the mesh."""
         change = model.change
         changed_keys = None  # None: not known which keys changed
+        follows = change is not None and self._token is not None and change.parent is self._token and \
+            not change.settings
         if model.routing == self._routing and model.services is self._services and self._nodes is not None:
             # the change says which keys differ from the model compiled last: look at those alone
             changed_keys = change.keys_since(self._token) if change is not None else None
             nodes, live = self._compile_changes(model, changed_keys)
+        elif model.routing == self._routing and self._nodes is not None and follows and \
+                change.service_ids is not None:
+            # resolution says which services and keys differ: those, and the groups that hold them
+            changed_keys = change.keys
+            nodes, live = self._compile_services(model, change.service_ids, change.keys)
         else:
             nodes, live = self._compile_all(model)
         self._token = change.token if change is not None else None
@@ -218,8 +233,8 @@ class XdsCompiler:
         if model.tunnel is not None:
             nodes[TUNNEL_NODE] = self._tunnel_node(model)
         if self._http_ports[0] is not model.services:  # the services changed: once per such compile
-            self._http_ports = (model.services,
-                                frozenset(p.number for svc in model.services for p in svc.routable_ports))
+            ports = frozenset(self._port_uses)
+            self._http_ports = (model.services, self._http_ports[1] if ports == self._http_ports[1] else ports)
         return CompiledSnapshot(nodes, model.routing, model.edge, self.access_logs, self._http_ports[1])
 
     def verify(self, model: Model, snapshot: CompiledSnapshot) -> list[str]:
@@ -236,8 +251,8 @@ class XdsCompiler:
         """Rebuild a service's artifacts when its signature changed; True when it did."""
         sid = svc.id
         forks = self._forks_of(sid)
-        sig = (svc.name, svc.namespace, svc.cluster_domain, svc.ports, svc.endpoints,
-               tuple((k, f.destination) for k, f in forks))
+        sig = (svc.name, svc.namespace, svc.cluster_domain, tuple(_port_sig(p) for p in svc.ports), svc.endpoints,
+               tuple((k, f.destination) for k, f in forks))  # no positions: a line moved changes no bytes
         if self._sigs.get(sid) == sig:
             return False
         self._artifacts[sid] = self._build_service(svc, forks, model)
@@ -291,7 +306,17 @@ class XdsCompiler:
         for key, scope in scopes.items():
             if key[2] is not None:
                 for sid in scope:
-                    self._in_scope.setdefault(sid, []).append(key)
+                    self._in_scope.setdefault(sid, set()).add(key)
+        self._node_key = {node: key for key, ids in members.items() for node in ids}
+        self._dependents = {}
+        for svc in model.services:
+            for d in svc.depends_on or ():
+                self._dependents.setdefault(d.service, set()).add(svc.id)
+        self._all_ids = all_ids
+        self._port_uses = {}
+        for svc in model.services:
+            for n in {p.number for p in svc.routable_ports}:
+                self._port_uses[n] = self._port_uses.get(n, 0) + 1
         self._services, self._live, self._nodes = model.services, frozen_live, dict(nodes)
         self._by_id = {svc.id: svc for svc in model.services}
         return nodes, frozen_live
@@ -307,6 +332,17 @@ class XdsCompiler:
             def forks_of(key: str):
                 kr = model.key(key)
                 return kr.forks if kr is not None else None
+        touched = self._take_keys(keys, forks_of)
+        by_id = self._by_id
+        changed = {sid for sid in sorted(touched) if sid in self._live and self._service(by_id[sid], model)}
+        nodes = dict(self._nodes)  # the last snapshot's dict stays as it was handed out
+        self._rebuild_groups(changed, model, nodes)
+        self._nodes = dict(nodes)
+        return nodes, self._live
+
+    def _take_keys(self, keys, forks_of) -> set[str]:
+        """Take the forks of `keys` (forks_of(key): its forks now, None when it is gone): the services whose
+        routing tables they touch."""
         touched: set[str] = set()
         for key in keys:
             forks, old = forks_of(key), self._key_forks.get(key)
@@ -322,20 +358,117 @@ class XdsCompiler:
                 del self._key_forks[key]
             else:
                 self._key_forks[key] = forks
-        by_id = self._by_id
-        changed = {sid for sid in sorted(touched) if sid in self._live and self._service(by_id[sid], model)}
-        nodes = dict(self._nodes)  # the last snapshot's dict stays as it was handed out
-        if changed:
-            affected = {k for sid in changed for k in self._in_scope.get(sid, ())}
-            affected.update(self._told_all)
-            for key in sorted(affected, key=repr):
-                cfg = self._build_group(SIDECAR, key[1], self._scopes[key], model)
+        return touched
+
+    def _rebuild_groups(self, changed: set[str], model: Model, nodes: dict[str, NodeConfig],
+                        done: frozenset = frozenset()) -> None:
+        """Re-assemble the groups whose scope holds a rebuilt service (`changed`), and those told everything,
+        but those in `done`; point their members at them in `nodes`."""
+        if not changed:
+            return
+        affected = {k for sid in changed for k in self._in_scope.get(sid, ())}
+        affected.update(self._told_all)
+        for key in sorted(affected - done, key=repr):
+            cfg = self._build_group(SIDECAR, key[1], self._scopes[key], model)
+            self.stats["groups_rebuilt"] += 1
+            self._groups[key] = cfg
+            for node in self._members[key]:
+                nodes[node] = cfg
+
+    def _compile_services(self, model: Model, service_ids: frozenset[str],
+                          keys: frozenset[str]) -> tuple[dict[str, NodeConfig], frozenset[str]]:
+        """The model follows the one compiled last, and resolution says which services (`service_ids`) and
+        routing keys differ: take those, rebuild the services whose signature changed, move the nodes whose
+        scope changed (their own dependencies, or a dependency that came, went or stopped being routable) to
+        their groups, and re-assemble the groups that hold a rebuilt service."""
+        def forks_of(key: str):
+            kr = model.key(key)
+            return kr.forks if kr is not None else None
+
+        touched = self._take_keys(keys, forks_of)
+        by_id, live = self._by_id, set(self._live)
+        moved: set[str] = set()  # nodes whose group key may differ
+        for sid in sorted(service_ids):
+            svc, old = model.service(sid), by_id.get(sid)
+            for d in old.depends_on or () if old is not None else ():
+                self._dependents[d.service].discard(sid)
+            if svc is None:
+                by_id.pop(sid, None)
+            else:
+                by_id[sid] = svc
+                for d in svc.depends_on or ():
+                    self._dependents.setdefault(d.service, set()).add(sid)
+            for n in {p.number for p in old.routable_ports} if old is not None else ():
+                self._port_uses[n] -= 1
+                if not self._port_uses[n]:
+                    del self._port_uses[n]
+            for n in {p.number for p in svc.routable_ports} if svc is not None else ():
+                self._port_uses[n] = self._port_uses.get(n, 0) + 1
+            now_live = svc is not None and bool(svc.routable_ports)
+            if now_live != (sid in live):
+                (live.add if now_live else live.discard)(sid)
+                moved |= self._dependents.get(sid, set())
+            moved.add(sid)
+        live_changed = len(live) != len(self._live) or not live.issuperset(self._live)
+        if live_changed:
+            self._live = frozenset(live)
+            self._all_ids = tuple(sorted(live))
+        changed: set[str] = set()
+        for sid in sorted(touched | service_ids):
+            if sid in self._live:
+                if self._service(by_id[sid], model):
+                    changed.add(sid)
+            elif sid in self._sigs:
+                del self._sigs[sid], self._artifacts[sid]
+                changed.add(sid)
+        nodes = dict(self._nodes)
+        built: set[tuple] = set()
+        for node in sorted(moved):
+            svc = by_id.get(node)
+            key, scope = SIDECAR.scope(svc, self._live, self._all_ids) if svc is not None else (None, ())
+            old_key = self._node_key.get(node)
+            if old_key == key:
+                continue  # the same group (a declaration that moved, or changed what no scope reads)
+            if old_key is not None:
+                del self._node_key[node]
+                members = self._members[old_key]
+                members.remove(node)
+                if not members:
+                    self._drop_group(old_key)
+            if svc is None:
+                nodes.pop(node, None)
+                continue
+            if key not in self._groups:
+                self._groups[key] = self._build_group(SIDECAR, svc.namespace, scope, model)
                 self.stats["groups_rebuilt"] += 1
-                self._groups[key] = cfg
-                for node in self._members[key]:
-                    nodes[node] = cfg
-        self._nodes = dict(nodes)
+                self._scopes[key], self._members[key] = scope, []
+                built.add(key)
+                if key[2] is None:
+                    self._told_all.append(key)
+                else:
+                    for sid in scope:
+                        self._in_scope.setdefault(sid, set()).add(key)
+            self._members[key].append(node)
+            self._node_key[node] = key
+            nodes[node] = self._groups[key]
+        if live_changed:
+            for key in self._told_all:
+                self._scopes[key] = self._all_ids
+            changed.add(None)  # every group told everything: its scope changed
+        self._rebuild_groups(changed, model, nodes, frozenset(built))
+        self._services, self._nodes = model.services, dict(nodes)
         return nodes, self._live
+
+    def _drop_group(self, key: tuple) -> None:
+        del self._groups[key], self._members[key]
+        scope = self._scopes.pop(key)
+        if key[2] is None:
+            self._told_all.remove(key)
+        else:
+            for sid in scope:
+                self._in_scope[sid].discard(key)
+                if not self._in_scope[sid]:
+                    del self._in_scope[sid]
 
     def _edge_node(self, model: Model, edge: Edge, keys: frozenset[str] | None) -> NodeConfig:
         """The edge's public host (the edge service's routing table under the public names), a preview host
