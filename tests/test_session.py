@@ -69,7 +69,7 @@ def test_check_verify_reports_what_a_full_check_finds_and_update_missed(tmp_path
         "spec:\n  forks:\n  - service: cartservice\n    to: {subset: {labels: {version: a}}}\n")
     model, diags = compile_paths([str(tmp_path)], NOW)
     checker = backends.Checker(backends.get("xds"))
-    monkeypatch.setattr(type(model.change), "keys_since", lambda self, token: frozenset())  # the bug
+    monkeypatch.setattr(type(model.change), "keys_since", lambda self, token, services=False: frozenset())  # the bug
     checker.update(model, diags)
     assert not diags.has_errors
     (missed,) = checker.verify(model)

@@ -60,6 +60,7 @@ class Unsupported:
     message: str  # "cannot route to ...", with {destination} and {service} filled in
     hint: str
     applies: Callable[[Any, Model, str], bool] | None = None  # (destination, model, service's namespace); None: all
+    reads_services: bool = False  # `applies` looks at the mesh's services, not at the fork alone
 
     def refuses(self, destination, model: Model, namespace: str) -> bool:
         return self.applies is None or self.applies(destination, model, namespace)
@@ -131,7 +132,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
                 "names none",
                 "fork to a Service in the cluster (name.namespace.svc.cluster.local), to a workload, or to IP "
                 "endpoints (meshforge renders a Service for them)",
-                lambda d, model, ns: model.cluster_service(d.host, ns) is None),
+                lambda d, model, ns: model.cluster_service(d.host, ns) is None, reads_services=True),
              EndpointsDestination: Unsupported(
                 "cannot route to {destination} of {service}: the Service meshforge renders for static endpoints "
                 "takes IP addresses (an EndpointSlice), and these include DNS names",
@@ -185,7 +186,7 @@ def check(model: Model, backend: Backend, diags: Diagnostics, keys: Iterable[str
 class Checker:
     """`check` as a stage that keeps what it knows: `update(model, diags)` checks only the routing keys
     the model's change names when the model before it passed whole (the others passed then and are the
-    very same objects), else every key; `verify(model)` checks every key and says what `update` missed."""
+    very same objects; after a Baseline edit too, unless a refusal looks at the services), else every key; `verify(model)` checks every key and says what `update` missed."""
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -195,7 +196,10 @@ class Checker:
     def update(self, model: Model, diags: Diagnostics) -> None:
         change = model.change
         sub = Diagnostics()
-        check(model, self.backend, sub, change.keys_since(self._token) if change is not None else None)
+        keys = None
+        if change is not None:  # a key whose forks are as before passes as before, unless the services decide
+            keys = change.keys_since(self._token, services=not any(u.reads_services for u in self.backend.cannot.values()))
+        check(model, self.backend, sub, keys)
         self._found = [d.to_text() for d in sub.items]
         diags.extend(sub.items)
         self._token = change.token if change is not None and not diags.has_errors else None

@@ -445,10 +445,14 @@ class Change:
     # true and resolution knows which (None: not known; look at every service)
     service_ids: frozenset[str] | None = None
 
-    def keys_since(self, token: object | None) -> frozenset[str] | None:
-        """The routing keys that may differ from the model `token` names when only keys changed since it;
-        None when anything else may have: the caller looks at everything."""
-        if token is None or self.parent is not token or self.services or self.settings:
+    def keys_since(self, token: object | None, services: bool = False) -> frozenset[str] | None:
+        """The routing keys that may differ from the model `token` names when only keys changed since it (or,
+        with `services`, keys and services resolution can name: a key whose sandbox forks a changed service
+        was resolved again and is among them); None when anything else may have: the caller looks at
+        everything."""
+        if token is None or self.parent is not token or self.settings:
+            return None
+        if self.services and not (services and self.service_ids is not None):
             return None
         return self.keys
 

@@ -48,12 +48,45 @@ def _pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+_VALID_ITEMS: dict[tuple[int, str], None] = {}  # (id of an items schema, repr of an item) known to be valid
+_VALID_ITEMS_MAX = 50_000
+
+
+def _items(validator, items, instance, schema):
+    """`items` (without prefixItems, which the schemas do not use), remembering which items passed: whether a
+    value is valid under a subschema depends on nothing else (no unevaluated* or dynamic references here), so
+    a Baseline of 100 services edited in one is checked in that one. Keyed by the item's repr, which differs
+    for any two different values of plain YAML data (types included); errors are never remembered."""
+    if not validator.is_type(instance, "array"):
+        return
+    if items is False or "prefixItems" in schema:
+        yield from _STOCK_ITEMS(validator, items, instance, schema)
+        return
+    for index, item in enumerate(instance):
+        key = (id(items), repr(item)) if isinstance(item, dict | list) else None
+        if key is not None and key in _VALID_ITEMS:
+            continue
+        failed = False
+        for err in validator.descend(instance=item, schema=items, path=index):
+            failed = True
+            yield err
+        if key is not None and not failed:
+            if len(_VALID_ITEMS) >= _VALID_ITEMS_MAX:
+                _VALID_ITEMS.clear()
+            _VALID_ITEMS[key] = None
+
+
+_STOCK_ITEMS = jsonschema.validators.Draft202012Validator.VALIDATORS["items"]
+
+
 @lru_cache(maxsize=None)
 def _validator(kind: str):
     schema = load_schema(kind)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    strict = jsonschema.validators.extend(cls, {"pattern": _pattern})
+    if cls is not jsonschema.validators.Draft202012Validator:
+        raise ValueError(f"{kind}: the schemas are JSON Schema 2020-12 (its items keyword is the one remembered)")
+    strict = jsonschema.validators.extend(cls, {"pattern": _pattern, "items": _items})
     return strict(schema)
 
 
