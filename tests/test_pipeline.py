@@ -191,8 +191,8 @@ _STEP = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 40), st.none()),  # minutes pass: sandboxes may expire
     st.tuples(st.just("hidden"), st.integers(0, 1), _sandbox_text()),  # under .git/: never an input
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
-    st.tuples(st.just("baseline"), st.integers(0, 9), st.none()),  # services (or the tunnel) change under the sandboxes
-    st.tuples(st.just("baseline"), st.integers(0, 9), st.none()),
+    st.tuples(st.just("baseline"), st.integers(0, 11), st.none()),  # services (or the tunnel) change under the sandboxes
+    st.tuples(st.just("baseline"), st.integers(0, 11), st.none()),
     st.tuples(st.just("extra"), st.integers(0, 3), st.none()),  # a second Baseline file comes, changes, goes
     st.tuples(st.just("extra"), st.integers(0, 3), st.none()),
     st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
@@ -238,7 +238,10 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
                                   f"previewAuth: {{mode: signed, publicKeys: [{json.dumps(_PEM)}]}}}}"),  # signed links
                  baseline.replace("dependsOn: [cartservice, checkout]", "dependsOn: [cartservice]"),  # a scope shrinks
                  baseline.replace("    dependsOn: [cartservice, checkout]\n", ""),  # frontend told every service
-                 baseline.replace("tcp-redis", "http-redis")]  # redis-cart routable: cartservice's scope grows
+                 baseline.replace("tcp-redis", "http-redis"),  # redis-cart routable: cartservice's scope grows
+                 baseline.replace("  - name: checkout\n", "  - name: checkout\n    # one line more\n"),  # lines move
+                 baseline.replace("name: http-api", "name: tcp-api")  # MF202 names the port's new line
+                 .replace("  - name: checkout\n", "  - name: checkout\n    # one line more\n")]
     extras = [None,
               _EXTRA % ("audit", "http", "\n    dependsOn: [frontend.shop, nope.shop]"),  # nope: with baselines[2]
               _EXTRA % ("audit", "http", "\n  - name: nope\n    namespace: shop\n    ports: [{name: http, port: 81}]"),
@@ -367,3 +370,24 @@ def test_sandboxes_are_resolved_again_when_a_service_they_fork_changes(write):
     (d / "b.yaml").write_text(BASELINE + "  - name: extra\n    ports:\n    - {name: tcp, port: 80}\n")
     model, diags = ws.compile(NOW, [os.path.realpath(d / "b.yaml")])
     assert [x.code for x in diags.errors()] == ["MF202"]
+
+
+def test_a_baseline_edit_that_only_moves_lines_resolves_no_sandbox_again_unless_a_diagnostic_names_them(write):
+    """Lines moved in a Baseline change positions, which a fork reads only where a diagnostic names them (the
+    ports of a service that has no HTTP port, MF202): the sandboxes that fork a moved service are resolved
+    again only then, and either way the result is a fresh compile's."""
+    moved = "  - name: checkout\n    # one line more\n"
+    d = write({"b.yaml": BASELINE, "s.yaml": sandbox("s", ("checkout", "c.x"))})
+    ws = Workspace([str(d)])
+    ws.compile(NOW)
+    (d / "b.yaml").write_text(BASELINE.replace("  - name: checkout\n", moved))
+    model, _ = ws.compile(NOW, [str(d / "b.yaml")])
+    assert "checkout.shop" in model.change.service_ids and model.change.keys == frozenset()  # not resolved again
+    assert ws.verify() == []
+    tcp = BASELINE.replace("name: http-api", "name: tcp-api")
+    for text in (tcp, tcp.replace("  - name: checkout\n", moved), tcp):
+        (d / "b.yaml").write_text(text)
+        _, diags = ws.compile(NOW, [str(d / "b.yaml")])
+        line = next(i for i, x in enumerate(text.splitlines(), 1) if "tcp-api" in x)
+        assert any(x.code == "MF202" and f"b.yaml:{line}:" in x.message for x in diags.errors()), line
+        assert ws.verify() == []

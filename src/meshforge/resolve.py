@@ -132,9 +132,9 @@ class _ServiceTable:
         self.unresolved: set[str] = set()  # services with a dependency that found none
         self.diags: list = []  # everything above, as one list
 
-    def update(self, removed: list[ServiceDecl], added: list[ServiceDecl]) -> tuple[set[str], bool]:
-        """Apply a change; return (the ids of the services whose Service or declaration may differ, whether
-        services came or went)."""
+    def update(self, removed: list[ServiceDecl], added: list[ServiceDecl]) -> tuple[set[str], set[str], bool]:
+        """Apply a change; return (the ids of the services whose Service or declaration may differ, those of
+        them whose difference a fork can see (`_seen_by_forks`), whether services came or went)."""
         touched: set[str] = set()
         for d in removed:
             del self.decls[id(d)]
@@ -184,17 +184,21 @@ class _ServiceTable:
                 bound[i] = None
                 self._unbind(i)
         changed: set[str] = set()
+        seen: set[str] = set()
         for i, svc in bound.items():
             if svc is not None:
                 self.names.put(svc)
             self.sorted.set(i, svc)
-            if before[i] != (self.decl_by_id.get(i), svc):
+            after = (self.decl_by_id.get(i), svc)
+            if before[i] != after:
                 changed.add(i)
+                if _seen_by_forks(*before[i]) != _seen_by_forks(*after):
+                    seen.add(i)
         if changed:
             self.services = tuple(self.sorted.values)
         if touched or again:
             self._collect()
-        return changed, came_or_went
+        return changed, seen, came_or_went
 
     def _declaration(self, i: str, diags: Diagnostics) -> ServiceDecl | None:
         """The one declaration service `i` resolves from. A Baseline entry for an imported Kubernetes Service
@@ -261,6 +265,20 @@ class _ServiceTable:
         sub = Diagnostics()
         inferred.report(sub)
         self.diags = out + sub.collected()
+
+
+def _seen_by_forks(decl: ServiceDecl | None, svc: Service | None) -> tuple | None:
+    """What a sandbox's resolution (`_sandbox`) reads of a service: its ports (the positions only where a
+    diagnostic names them: ports of undeclared protocol, or every port when none is routable), its
+    workloads' kinds, names and labels, and the manifests a workload fork copies. A Baseline edit that
+    moves a service's lines changes none of it, so the sandboxes that fork it are not resolved again."""
+    if svc is None:
+        return None
+    every = not svc.routable_ports
+    ports = tuple((p.name, p.number, p.protocol, p.cluster_protocol, p.origin if every or p.undeclared else None)
+                  for p in svc.ports)
+    return (svc.id, ports, tuple((w.kind, w.name, w.labels) for w in svc.workloads),
+            decl.manifest if decl is not None else None, decl.workload_manifests if decl is not None else None)
 
 
 def _span_of(sd: SandboxDecl) -> Span:
@@ -458,9 +476,9 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         current = dict(zip(map(id, decls.services), decls.services))  # built in C: ~1 ms for 10,000
         removed_services = [st.decls[i] for i in sorted(st.decls.keys() - current.keys())]
         added_services = [current[i] for i in sorted(current.keys() - st.decls.keys())]
-        changed_services, came_or_went = st.update(removed_services, added_services)
+        changed_services, seen_by_forks, came_or_went = st.update(removed_services, added_services)
         if table is not None:
-            again = table.rebind(changed_services, came_or_went)  # the rest stays as it was
+            again = table.rebind(seen_by_forks, came_or_went)  # the rest stays as it was
             service_ids = frozenset(changed_services)
             services_changed = bool(changed_services)
         else:
