@@ -99,3 +99,26 @@ def test_items_known_to_be_valid_are_not_checked_again_and_nothing_else_changes(
         (doc,) = parse_text(text, "s.yaml", d)
         stock = jsonschema.Draft202012Validator(load_schema("Sandbox"))
         assert stock.is_valid(doc.data) == (check(text) == [])
+
+
+@pytest.mark.parametrize("to", ["{host: a.example}", "{host: a.example, port: 81}", "{endpoints: [{address: 10.0.0.1, port: 80}]}",
+                                "{host: a.example, endpoints: [{address: 10.0.0.1, port: 80}]}", "{}",
+                                "{endpoints: [{address: 10.0.0.1, port: 80}], port: 81}", "{subset: {labels: {v: a}}}",
+                                "{local: {owner: a@example.com}, host: b}", "[host]", "{nope: 1}"])
+def test_one_of_decided_fast_reports_what_jsonschema_reports(to):
+    """The "exactly one of host, endpoints, ..." oneOf is decided from the instance's keys without an error per
+    failing branch; the diagnostics are those of jsonschema's own oneOf (checked against it), every time."""
+    import jsonschema
+
+    from meshforge.spec import schema
+
+    text = SANDBOX.replace("{host: cart-pr-1.shop.svc.cluster.local}", to)
+    d = Diagnostics()
+    (doc,) = parse_text(text, "s.yaml", d)
+    stock = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": schema._pattern})
+    want = Diagnostics()
+    for top in sorted(stock(load_schema("Sandbox")).iter_errors(doc.data),
+                      key=lambda e: (list(map(str, e.absolute_path)), e.validator)):
+        for err in schema._leaf_errors(top):
+            schema._report(doc, err, want)
+    assert check(text) == check(text) == [(x.code, x.span.line, x.span.column, x.span.pointer, x.hint) for x in want.items]

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from meshforge import source
 from meshforge.diagnostics import Diagnostics
 
@@ -94,3 +96,21 @@ def test_total_input_size_is_bounded(tmp_path, monkeypatch):
     assert [x.code for x in d.items] == ["MF003"]
     model, diags = Workspace([str(tmp_path)]).compile()
     assert model is None and [x.code for x in diags.items] == ["MF003"]
+
+
+@pytest.mark.parametrize("text", ["a: 1\n", "a: [1, [2, [3, {b: c}]]]\nd: {e: [f, g]}\n", "- x\n- [y, z]\n- {}\n",
+                                  "hosts: ['*.example.com']\n", "a: &x {b: [1, 2]}\nc: *x\nd: *x\n", "plain"])
+def test_a_document_without_aliases_is_measured_as_a_tree_with_the_same_result(text):
+    """parse_text measures alias-free documents level by level (nothing is shared in a tree); the counts and
+    depth are those of the general measure, and a file that may hold an alias ('*') takes the general way."""
+    import yaml
+
+    from meshforge.source import _measure_tree, measure
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if "&" not in text:
+        assert _measure_tree(node) == measure(node)
+    else:  # a shared node is walked once per use level by level: exponential for nested aliases, endless for a
+        # recursive one; the general way is linear in the composed graph
+        (doc,) = source.parse_text(text, "a.yaml", Diagnostics())
+        assert doc.nodes == measure(node)[0]

@@ -109,6 +109,24 @@ def _children(node) -> list:
     return []
 
 
+def _measure_tree(root) -> tuple[int, int]:
+    """`measure` for a document without aliases (a tree: nothing is shared), level by level."""
+    count = depth = 0
+    level = [root]
+    while level:
+        count += len(level)
+        depth += 1
+        below: list = []
+        for node in level:
+            if isinstance(node, yaml.SequenceNode):
+                below.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                for pair in node.value:
+                    below.extend(pair)
+        level = below
+    return count, depth
+
+
 def measure(root) -> tuple[int, int]:
     """(nodes after alias expansion, depth) of a composed document, in time linear in the composed
     graph (aliased nodes are shared there, and counted once per use here). Iterative: no recursion
@@ -203,12 +221,13 @@ def parse_text(text: str, filename: str, diags: Diagnostics) -> list[Document]:
 
     measured = []
     total = 0
+    aliases = "*" in text  # an alias is written *name: without one, every document is a tree
     for i, node in enumerate(composed):
         if node is None:
             continue
         here = Span(filename, node.start_mark.line + 1, node.start_mark.column + 1)
         try:
-            nodes, depth = measure(node)
+            nodes, depth = measure(node) if aliases else _measure_tree(node)
         except _Rejected as r:
             diags.error(r.code, r.message, Span(filename, r.mark.line + 1, r.mark.column + 1), r.hint)
             continue

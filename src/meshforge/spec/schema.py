@@ -77,6 +77,53 @@ def _items(validator, items, instance, schema):
 
 
 _STOCK_ITEMS = jsonschema.validators.Draft202012Validator.VALIDATORS["items"]
+_STOCK_ONE_OF = jsonschema.validators.Draft202012Validator.VALIDATORS["oneOf"]
+_DECIDABLE = frozenset({"required", "not", "anyOf", "oneOf", "description", "errorMessage"})
+
+
+def _decide(schema, instance) -> bool | None:
+    """Whether `instance` is valid under `schema`, for schemas made only of required/not/anyOf/oneOf (the
+    "exactly one of host, endpoints, ..." forms), with jsonschema's meaning (`required` passes anything that
+    is not an object); None for any other schema."""
+    if isinstance(schema, bool):
+        return schema
+    if not isinstance(schema, dict) or not schema.keys() <= _DECIDABLE:
+        return None
+    verdict = True
+    required = schema.get("required")
+    if required is not None and isinstance(instance, dict) and not all(k in instance for k in required):
+        verdict = False
+    if "not" in schema:
+        inner = _decide(schema["not"], instance)
+        if inner is None:
+            return None
+        verdict = verdict and not inner
+    for keyword, wanted in (("anyOf", lambda n: n >= 1), ("oneOf", lambda n: n == 1)):
+        if keyword in schema:
+            branches = [_decide(b, instance) for b in schema[keyword]]
+            if None in branches:
+                return None
+            verdict = verdict and wanted(branches.count(True))
+    return verdict
+
+
+_ONE_OF_VALID: dict[tuple, bool] = {}  # (id of a oneOf, the instance's keys or None) -> decided and valid
+
+
+def _one_of(validator, one_of, instance, schema):
+    """`oneOf`, decided without building an error per failing branch when every branch is decidable and
+    exactly one holds (where jsonschema reports nothing either); anything else goes to jsonschema's own.
+    What `_decide` reads of an instance is whether it is an object and its keys: remembered by those."""
+    key = (id(one_of), frozenset(instance) if isinstance(instance, dict) else None)
+    valid = _ONE_OF_VALID.get(key)
+    if valid is None:
+        verdicts = [_decide(b, instance) for b in one_of]
+        valid = None not in verdicts and verdicts.count(True) == 1
+        if len(_ONE_OF_VALID) >= 4096:
+            _ONE_OF_VALID.clear()
+        _ONE_OF_VALID[key] = valid
+    if not valid:
+        yield from _STOCK_ONE_OF(validator, one_of, instance, schema)
 
 
 @lru_cache(maxsize=None)
@@ -86,7 +133,7 @@ def _validator(kind: str):
     cls.check_schema(schema)
     if cls is not jsonschema.validators.Draft202012Validator:
         raise ValueError(f"{kind}: the schemas are JSON Schema 2020-12 (its items keyword is the one remembered)")
-    strict = jsonschema.validators.extend(cls, {"pattern": _pattern, "items": _items})
+    strict = jsonschema.validators.extend(cls, {"pattern": _pattern, "items": _items, "oneOf": _one_of})
     return strict(schema)
 
 
