@@ -121,11 +121,11 @@ class Service:
         first, *rest = (dict(w.labels) for w in self.workloads)
         return {k: v for k, v in first.items() if all(r.get(k) == v for r in rest)}
 
-    @property
+    @cached_property  # read for every cluster, route and lookup: made once per service
     def id(self) -> str:
         return f"{self.name}.{self.namespace}"
 
-    @property
+    @cached_property
     def fqdn(self) -> str:
         return f"{self.name}.{self.namespace}.svc.{self.cluster_domain}"
 

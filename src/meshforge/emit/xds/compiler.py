@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
+from envoy.config.route.v3 import route_components_pb2
+
 from ...model import Edge, LocalFork, Model, Routing, Service
 from ...protowire import field
 from ...sortedmap import SortedMap
@@ -48,9 +50,34 @@ def _port_sig(p) -> tuple:
 @dataclass
 class _ServiceArtifacts:
     vhosts_same: list[bytes]  # one per routable port, for nodes in the service's namespace
-    vhosts_other: list[bytes]  # for nodes elsewhere (no bare-name domains)
     clusters: list[Resource]
     endpoints: list[Resource]
+    service: Service
+    _other: list[bytes] | None = None
+    _framed: tuple[bytes, bytes | None] | None = None  # the virtual hosts as route configuration fields
+
+    def framed(self, same_namespace: bool) -> bytes:
+        """The virtual hosts as fields of a route configuration, for nodes in (or outside) its namespace: what
+        each group holding the service concatenates, framed once."""
+        same, other = self._framed or (b"".join(field(2, vh) for vh in self.vhosts_same), None)
+        if not same_namespace and other is None:
+            other = b"".join(field(2, vh) for vh in self.vhosts_other)
+        self._framed = (same, other)
+        return same if same_namespace else other
+
+    @property
+    def vhosts_other(self) -> list[bytes]:
+        """For nodes elsewhere: the same virtual hosts without the bare-name domains. Made on first use (a mesh
+        in one namespace never needs them), from the bytes: only the domains differ."""
+        if self._other is None:
+            svc, other = self.service, []
+            for i, (port, body) in enumerate(zip(svc.routable_ports, self.vhosts_same)):
+                vh = route_components_pb2.VirtualHost.FromString(body)
+                del vh.domains[:]
+                vh.domains.extend(resources.domains(svc, port, False, i == 0))
+                other.append(_ser(vh))
+            self._other = other
+        return self._other
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: see the identity rule above
@@ -552,19 +579,14 @@ class XdsCompiler:
 
     def _build_service(self, svc: Service, forks, model: Model) -> _ServiceArtifacts:
         ports = svc.routable_ports
-        same, other, clusters, endpoints = [], [], [], []
+        same, clusters, endpoints = [], [], []
         for i, port in enumerate(ports):
-            vh = resources.virtual_host(svc, port, forks, model.routing, True, i == 0)
-            same.append(_ser(vh))
-            # for nodes in other namespaces only the domains differ: swap them rather than build it again
-            del vh.domains[:]
-            vh.domains.extend(resources.domains(svc, port, False, i == 0))
-            other.append(_ser(vh))
+            same.append(_ser(resources.virtual_host(svc, port, forks, model.routing, True, i == 0)))
             for c, cla in resources.clusters_for(svc, port, forks, self.eds):
                 clusters.append(Resource.of(c.name, CLUSTER_TYPE, _ser(c)))
                 if cla is not None:
                     endpoints.append(Resource.of(cla.cluster_name, ENDPOINT_TYPE, _ser(cla)))
-        return _ServiceArtifacts(same, other, clusters, endpoints)
+        return _ServiceArtifacts(same, clusters, endpoints, svc)
 
     def _build_group(self, kind: NodeKind, namespace: str, scope: tuple[str, ...], model: Model) -> NodeConfig:
         parts = [_ROUTES_HEAD]
@@ -572,8 +594,7 @@ class XdsCompiler:
         endpoints: dict[str, Resource] = {}
         for sid in scope:
             art = self._artifacts[sid]
-            same_ns = (self._by_id.get(sid) or model.service_by_id[sid]).namespace == namespace
-            parts.extend(field(2, vh) for vh in (art.vhosts_same if same_ns else art.vhosts_other))
+            parts.append(art.framed(art.service.namespace == namespace))
             for r in art.clusters:
                 clusters[r.name] = r
             for r in art.endpoints:

@@ -101,7 +101,8 @@ def cluster(name: str, port: Port, *, host: str | None = None, host_port: int | 
         c.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
         la = c.load_assignment  # built in place: this runs for every host fork of a mesh
         la.cluster_name = name
-        la.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(_socket(host, host_port or port.number))
+        sa = la.endpoints.add().lb_endpoints.add().endpoint.address.socket_address
+        sa.address, sa.port_value = host, host_port or port.number
     elif eds:
         c.type = cluster_pb2.Cluster.EDS
         c.eds_cluster_config.eds_config.CopyFrom(_ADS_SOURCE)
@@ -163,6 +164,9 @@ def _route(cluster_name: str, name: str) -> route_components_pb2.Route:
         name=name, match=_ANY_PATH, route=route_components_pb2.RouteAction(cluster=cluster_name, timeout=_NO_TIMEOUT))
 
 
+_ROUTE_URL = _TYPE_PREFIX + route_components_pb2.Route.DESCRIPTOR.full_name
+
+
 def _action(route: route_components_pb2.Route, name: str) -> matcher_pb2.Matcher.OnMatch:
     return matcher_pb2.Matcher.OnMatch(action=xds_extension_pb2.TypedExtensionConfig(name=name, typed_config=_any(route)))
 
@@ -191,8 +195,13 @@ def virtual_host(svc: Service, port: Port, forks, routing: Routing, same_namespa
         return vh
     tree = matcher_pb2.Matcher.MatcherTree(input=xds_extension_pb2.TypedExtensionConfig(
         name="routing-key", typed_config=_any(routing_key_input(routing))))
-    for key, _ in keyed:
-        tree.exact_match_map.map[key].CopyFrom(_action(_route(naming.cluster(port.number, svc.fqdn, key), key), key))
+    table = tree.exact_match_map.map
+    for key, _ in keyed:  # each entry built in place (this runs for every fork of a mesh)
+        action = table[key].action
+        action.name = key
+        action.typed_config.type_url = _ROUTE_URL
+        action.typed_config.value = _route(naming.cluster(port.number, svc.fqdn, key), key).SerializeToString(
+            deterministic=True)
     vh.matcher.CopyFrom(matcher_pb2.Matcher(matcher_tree=tree, on_no_match=_action(baseline, "baseline")))
     return vh
 
