@@ -90,6 +90,10 @@ class Watcher:
                 continue
             self._dirs[wd] = d
 
+    def catch_up(self) -> None:
+        """Take the events that arrived while the loop was busy (a compile run on it), as the loop would."""
+        self._read()
+
     def _read(self) -> None:
         try:
             events = self._inotify.read(timeout=0)
