@@ -157,3 +157,57 @@ def test_serve_reads_the_files_the_watcher_names_and_ends_where_a_fresh_start_wo
         assert keys(server) == want
     with Server([link]) as fresh:
         wait_until(lambda: keys(fresh) == want, 10, what="a fresh start on the same files")
+
+
+def test_a_small_change_compiled_on_the_loop_still_discards_what_was_read_during_a_write(tmp_path):
+    """serve compiles a small change on the loop itself (no thread hop); the inotify events that arrive while it
+    does are taken before the check, so a file written while it was read is not published (the write's close
+    reloads again), and a large change still compiles in the worker thread."""
+    import threading
+
+    from meshforge.server.control import INLINE_BYTES, ControlPlane
+    from meshforge.session import Session
+
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    path = d / "sb.yaml"
+    path.write_text(sandbox("pr-1", 10))
+    threads: list[int] = []
+
+    async def main():
+        cp = ControlPlane(Session([str(d)]), "127.0.0.1:0")
+        assert await cp.reload("start")
+        w = watch.Watcher(cp.compiler.inputs(), lambda reason, files: None)  # counts writes; reloads are ours
+        w.start(asyncio.get_running_loop())
+        cp.watcher = w
+        await cp.reload("nothing changed", frozenset([str(path)]))  # quick: the next small change runs on the loop
+        compile_ = cp.compiler.compile
+
+        def compile_during_a_write(now, changed):
+            threads.append(threading.get_ident())
+            result = compile_(now, changed)
+            with open(path, "a") as f:  # a writer appends while the file is being read
+                f.write("# more\n")
+            return result
+
+        path.write_text(sandbox("pr-1", 11))
+        await asyncio.sleep(0.05)  # the watcher takes the write's events, as before any reload it asks for
+        published = cp.cache.generation
+        assert await cp.reload("a file change", frozenset([str(path)]))  # on the loop, published
+        assert cp.cache.generation == published + 1
+        published = cp.cache.generation
+        cp.compiler.compile = compile_during_a_write
+        path.write_text(sandbox("pr-1", 13))
+        await asyncio.sleep(0.05)
+        assert not await cp.reload("a file change", frozenset([str(path)]))  # deferred, nothing published
+        assert cp.cache.generation == published and threads == [threading.get_ident()]  # on the loop
+        assert cp.metrics.reloads.labels("deferred")._value.get() == 1
+        path.write_text(sandbox("pr-1", 12) + "#" * INLINE_BYTES)  # large: to the worker thread
+        await asyncio.sleep(0.05)
+        cp.compiler.compile = lambda now, changed: (threads.append(threading.get_ident()), compile_(now, changed))[1]
+        assert await cp.reload("a file change", frozenset([str(path)]))
+        assert threads[-1] != threading.get_ident() and cp.cache.generation == published + 1
+        w.close()
+
+    asyncio.run(main())
