@@ -193,8 +193,8 @@ _STEP = st.one_of(
     st.tuples(st.just("groups"), st.integers(0, 2), st.none()),  # a route group file changes: the full way
     st.tuples(st.just("baseline"), st.integers(0, 11), st.none()),  # services (or the tunnel) change under the sandboxes
     st.tuples(st.just("baseline"), st.integers(0, 11), st.none()),
-    st.tuples(st.just("extra"), st.integers(0, 3), st.none()),  # a second Baseline file comes, changes, goes
-    st.tuples(st.just("extra"), st.integers(0, 3), st.none()),
+    st.tuples(st.just("extra"), st.integers(0, 5), st.none()),  # a second Baseline file comes, changes, goes
+    st.tuples(st.just("extra"), st.integers(0, 5), st.none()),
     st.tuples(st.just("orders"), st.integers(0, 1), st.none()),  # the Deployment workload forks copy changes
 )
 
@@ -219,7 +219,7 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     directories are all in play, and an edge with a preview host per key, forks to laptops and the tunnel node;
     the Baseline changes too (a port no longer routable or newly routable, a service added, labels or
     dependencies changed, the tunnel gone or moved), and a second Baseline comes, changes (a service defined
-    twice) and goes, under sandboxes kept across it."""
+    twice, the routing header, the cluster domain) and goes, under sandboxes kept across it."""
     from meshforge.session import Session
 
     d = tmp_path_factory.mktemp("specs")
@@ -245,7 +245,9 @@ def test_a_change_compiled_alone_gives_what_compiling_everything_gives(tmp_path_
     extras = [None,
               _EXTRA % ("audit", "http", "\n    dependsOn: [frontend.shop, nope.shop]"),  # nope: with baselines[2]
               _EXTRA % ("audit", "http", "\n  - name: nope\n    namespace: shop\n    ports: [{name: http, port: 81}]"),
-              _EXTRA % ("audit", "grpc", "")]  # told every service
+              _EXTRA % ("audit", "grpc", ""),  # told every service
+              _EXTRA.replace("spec:\n", "spec:\n  routing: {header: x-team-key}\n") % ("audit", "http", ""),  # carriers
+              _EXTRA.replace("spec:\n", "spec:\n  clusterDomain: corp.example\n") % ("audit", "http", "")]
     (d / "baseline.yaml").write_text(baseline)
     (d / "orders.yaml").write_text(ORDERS)
     groups = [route_group("g-team", labels="{team: a}", key="k2"), route_group("g-two", sandboxes=["s0", "s2"]),
