@@ -148,7 +148,7 @@ def test_alias_bomb_is_refused_fast_and_small(tmp_path):
 
 
 def test_addresses(cli):
-    from meshforge.server.control import join_address, parse_address
+    from meshforge.names import join_address, parse_address
 
     assert parse_address("[::1]:18000") == ("::1", 18000) and join_address("::1", 1) == "[::1]:1"
     assert parse_address("127.0.0.1:0") == ("127.0.0.1", 0)

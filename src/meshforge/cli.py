@@ -325,8 +325,9 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     """
     import asyncio
 
+    from .names import parse_address
     from .server.ads import Limits
-    from .server.control import ControlPlane, configure_logging, parse_address
+    from .server.control import ControlPlane, configure_logging
     from .server.tls import ServerTls
 
     configure_logging(log_level)
@@ -408,7 +409,7 @@ def bootstrap(service, edge, tunnel, listen_address, accept_address, tunnel_cert
     from .emit.xds.backend import dump, to_dict
     from .emit.xds.bootstrap import XdsTls, ads_bootstrap
     from .emit.xds.tunnel import TunnelFiles
-    from .server.control import parse_address
+    from .names import parse_address
     from .xdsapi import listen_address as parse_listen
 
     try:
@@ -501,7 +502,7 @@ def connect(service, command, key, to, via, tls_ca_file, tls_cert_file, tls_key_
     from .connect import Plan, existing_file, run, service_id, shell_line
     from .connect import env_from as read_env
     from .emit.xds.tunnel import LaptopTls
-    from .server.control import parse_address
+    from .names import parse_address
 
     _check_routing_key(key)
     sid = service_id(service, namespace)
@@ -595,7 +596,7 @@ def inject(paths, xds_address, image, proxy_uid, outbound_port, exclude_cidr, ex
     from .diagnostics import Diagnostics
     from .inject import DEFAULT_IMAGE, Sidecar
     from .inject import inject as run
-    from .server.control import parse_address
+    from .names import parse_address
     from .source import load_paths
     from .yamlout import dump_yaml
 
@@ -688,25 +689,19 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
 
 
 def _logged_cases(admin: str, service: str | None, methods: str):
-    import json as _json
-    import urllib.error
-    import urllib.request
-
+    from .adminclient import AdminClient, AdminError
     from .compare import cases_from_requests
-    from .server.control import parse_address
 
     if not service or "." not in service:
         raise click.UsageError("--from-requests needs --service NAME.NAMESPACE")
     try:
-        host, port = parse_address(admin, listen=False)
+        client = AdminClient(admin)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--from-requests")
     allowed = frozenset(m.strip().upper() for m in methods.split(",") if m.strip())
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        with urllib.request.urlopen(f"http://{authority}/api/requests?limit=1000", timeout=10) as r:
-            rows = _json.loads(r.read())["requests"]
-    except (OSError, ValueError, KeyError) as e:
+        rows = client.requests(limit=1000)
+    except AdminError as e:
         click.echo(f"error: {admin}: cannot read the logged requests (/api/requests): {e}", err=True)
         sys.exit(2)
     found = cases_from_requests(rows, service, allowed)
@@ -764,42 +759,28 @@ def doctor(admin_address, key, output, tls_ca_file, tls_cert_file, tls_key_file)
 
     Example: meshforge doctor --admin-address 127.0.0.1:18080 --routing-key cart-pr-42
     """
-    import ssl
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
+    from .adminclient import AdminClient, AdminError
     from .doctor import diagnose, why_nothing
     from .doctor import render_text as render
     from .names import ROUTING_KEY_HINT, valid_routing_key
-    from .server.control import join_address, parse_address
 
     if not valid_routing_key(key):
         raise click.BadParameter(f"{key!r} is not a routing key ({ROUTING_KEY_HINT})", param_hint="--routing-key")
     try:
-        host, port = parse_address(admin_address, listen=False)
+        admin = AdminClient(admin_address, tls_ca_file, tls_cert_file, tls_key_file)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--admin-address")
-    context = None
-    if tls_ca_file:
-        context = ssl.create_default_context(cafile=tls_ca_file)
-        if tls_cert_file:
-            context.load_cert_chain(tls_cert_file, tls_key_file)
-    base = f"http{'s' if context else ''}://{join_address(host, port)}"
-
-    def get(path: str) -> dict:
-        try:
-            with urllib.request.urlopen(base + path, timeout=10, context=context) as r:
-                return json.loads(r.read())
-        except (OSError, ValueError) as e:  # unreachable, refused, TLS, HTTP errors, not JSON
-            click.echo(f"error: cannot read {base + path}: {e}", err=True)
-            sys.exit(2)
-
-    data = get("/api/requests?" + urllib.parse.urlencode({"key": key}))
-    state = get("/api/state")
+    except AdminError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    try:
+        requests, state = admin.requests(key=key), admin.state()
+    except AdminError as e:  # unreachable, refused, TLS, HTTP errors, not JSON
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     overview = state.get("overview") or {}
     calls = {s["id"]: s.get("dependsOn") or [] for s in overview.get("services") or []}
-    report = diagnose(key, data.get("requests") or [], calls)
+    report = diagnose(key, requests, calls)
     if not report.requests:
         report.why_nothing = why_nothing(key, state)
     if output == "json":
@@ -1005,7 +986,8 @@ def controller(kubeconfig, context, namespaces, backend, xds_address, admin_addr
 
     from .controller.main import Settings, run
     from .controller.reconcile import Options
-    from .server.control import configure_logging, parse_address
+    from .names import parse_address
+    from .server.control import configure_logging
 
     configure_logging(log_level)
     for a in filter(None, (xds_address, admin_address)):

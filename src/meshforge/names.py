@@ -100,3 +100,21 @@ def printable(text: object) -> str:
     or in a text response: control and reordering characters escaped, never sent raw (no escape sequence,
     bell or carriage return reaches the reader's terminal)."""
     return str(text).translate(_UNSHOWABLE)
+
+
+def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise. `listen`: an address
+    to listen on (port 0: any free port); else one to connect to (port 0 is an error)."""
+    host, sep, port = text.rpartition(":")
+    if sep and host:
+        host, port = split_host_port(text)  # an IPv6 address without brackets, or brackets around no IPv6, raise
+    if not host or not port.isdigit() or not (0 if listen else 1) <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT " +
+                         ("(a port 0-65535; 0 picks a free one)" if listen else "(a port 1-65535)"))
+    if any(c.isspace() or c in "/?#@" for c in host):
+        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    return host, int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

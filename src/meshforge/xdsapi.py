@@ -14,7 +14,15 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .names import dns1123_subdomain, is_ip, printable, split_host_port, valid_routing_key  # noqa: F401  (the server uses the compiler's rules)
+from .names import (  # noqa: F401  (the server uses the compiler's rules)
+    dns1123_subdomain,
+    is_ip,
+    join_address,
+    parse_address,
+    printable,
+    split_host_port,
+    valid_routing_key,
+)
 
 
 @dataclass(frozen=True)

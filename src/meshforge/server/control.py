@@ -25,7 +25,7 @@ import grpc
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from ..xdsapi import Snapshot, split_host_port
+from ..xdsapi import Snapshot, join_address, parse_address
 from . import watch
 from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminState, start_admin
@@ -116,24 +116,6 @@ class Compiler(Protocol):
 INLINE_FILES = 8  # a change of at most this many files ...
 INLINE_BYTES = 16 * 1024  # ... each at most this large ...
 INLINE_SECONDS = 0.005  # ... when the last compile took at most this long, compiles on the loop
-
-
-def parse_address(text: str, listen: bool = True) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT → (host, port); ValueError with the reason otherwise. `listen`: an address
-    to listen on (port 0: any free port); else one to connect to (port 0 is an error)."""
-    host, sep, port = text.rpartition(":")
-    if sep and host:
-        host, port = split_host_port(text)  # an IPv6 address without brackets, or brackets around no IPv6, raise
-    if not host or not port.isdigit() or not (0 if listen else 1) <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT " +
-                         ("(a port 0-65535; 0 picks a free one)" if listen else "(a port 1-65535)"))
-    if any(c.isspace() or c in "/?#@" for c in host):
-        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
-    return host, int(port)
-
-
-def join_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ControlPlane:
