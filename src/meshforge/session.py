@@ -17,8 +17,8 @@ from datetime import datetime
 from . import backends
 from .emit.xds.compiler import XdsCompiler
 from .emit.xds.resources import AccessLogs
-from .explain import mesh_overview
 from .model import DEFAULT_NAMESPACE, Model
+from .overview import mesh_overview
 from .pipeline import Workspace
 from .server.control import Result
 from .source import Inputs

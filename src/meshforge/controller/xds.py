@@ -13,8 +13,8 @@ from .. import backends
 from ..diagnostics import Diagnostics
 from ..emit.xds.compiler import XdsCompiler
 from ..emit.xds.resources import AccessLogs
-from ..explain import mesh_overview
 from ..model import Model
+from ..overview import mesh_overview
 from ..server.control import Result
 
 
