@@ -262,33 +262,48 @@ def check_golden_case(backend: str, case: str, tmp_path: Path) -> None:
     routing = model.routing
     known = known_hosts(world)
     checked = 0
-    for sid, forks in sorted(model.forks_by_service.items()):
+    # the forked services, by the sidecar that calls them: one translation and one Envoy for as many as have
+    # ports of their own (the translator names its listeners after the port number)
+    groups: list[tuple[str, list, set[int]]] = []
+    for sid in sorted(model.forks_by_service):
         svc = model.service_by_id[sid]
-        ports = sorted({p.number for p in svc.routable_ports})
-        if not ports:
+        numbers = {p.number for p in svc.routable_ports}
+        if not numbers:
             continue
         caller = next((s for s in model.services if s.id != sid), svc)
-        local = dict(zip(ports, free_ports(len(ports))))
+        group = next((g for g in groups if g[0] == caller.id and not g[2] & numbers), None)
+        if group is None:
+            group = (caller.id, [], set())
+            groups.append(group)
+        group[1].append(svc)
+        group[2].update(numbers)
+    for caller_id, called, _ in groups:
+        caller = model.service_by_id[caller_id]
+        ports = {svc.id: sorted({p.number for p in svc.routable_ports}) for svc in called}
+        local = {(sid, p): lp for (sid, p), lp in zip([(sid, p) for sid, ps in ports.items() for p in ps],
+                                                      free_ports(sum(map(len, ports.values()))))}
         admin = free_ports(1)[0]
         boot = translate(tmp_path, world, f"sidecar:{caller.name}.{caller.namespace}",
-                         {f"{sid}:{p}": local[p] for p in ports}, admin,
+                         {f"{sid}:{p}": lp for (sid, p), lp in local.items()}, admin,
                          sorted(GATEWAY_CRDS.glob("*.yaml")) if backend == "gateway-api" else ())
         proxy = IstioProxy(boot, admin)
         try:
-            for kr in model.keys:
-                if not any(f.service == sid for f in kr.forks):
-                    continue
-                for port in ports:
-                    for what, headers, keyed in variants(kr.key, routing.baggage_key, routing.header):
-                        want = expected(backend, world, svc, port, headers, known)
-                        got = proxy.ask(local[port], f"{svc.fqdn}:{port}", headers)
-                        assert got in want, (f"{backend} {case}: {sid}:{port}, key {kr.key}, {what}: Istio routed "
-                                             f"to {got}, meshforge means {want}")
-                        if not keyed:  # without the key: never where only the key goes
-                            fork = expected(backend, world, svc, port, {routing.header: kr.key}, known) - \
-                                expected(backend, world, svc, port, {}, known)
-                            assert got not in fork, (case, sid, port, what, got)
-                        checked += 1
+            for svc in called:
+                sid = svc.id
+                for kr in model.keys:
+                    if not any(f.service == sid for f in kr.forks):
+                        continue
+                    for port in ports[sid]:
+                        for what, headers, keyed in variants(kr.key, routing.baggage_key, routing.header):
+                            want = expected(backend, world, svc, port, headers, known)
+                            got = proxy.ask(local[(sid, port)], f"{svc.fqdn}:{port}", headers)
+                            assert got in want, (f"{backend} {case}: {sid}:{port}, key {kr.key}, {what}: Istio "
+                                                 f"routed to {got}, meshforge means {want}")
+                            if not keyed:  # without the key: never where only the key goes
+                                fork = expected(backend, world, svc, port, {routing.header: kr.key}, known) - \
+                                    expected(backend, world, svc, port, {}, known)
+                                assert got not in fork, (case, sid, port, what, got)
+                            checked += 1
         finally:
             proxy.close()
     assert checked > 0 or not model.keys

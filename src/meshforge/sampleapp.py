@@ -49,7 +49,8 @@ class SampleApp:
         self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: shutdown() waits for it (at the default 0.5 s, each app took that long to stop)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     def answer(self, headers) -> dict:
         out = {"name": self.name, "key": headers.get("x-meshforge-routing-key"),
