@@ -113,6 +113,14 @@ def test_killing_the_laptops_envoy_fails_no_request(env):
     env.wait_edge(ALICE, "alice")
     summary = env.stop_load(load, "kill")
     assert set(summary["statuses"]) == {"200"}, summary
+    # every request the kill failed at once got its retry: none was refused for too many retries in flight
+    # (Envoy's default allows 3 per cluster; the laptop's aggregate allows tunnel.MAX_RETRIES)
+    r = env.ns.run(sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], "
+                   "timeout=5).read().decode())", "http://127.0.0.1:15900/stats?filter=laptop.*alice.*retry")  # tunnel's
+    assert r.returncode == 0, r.stderr
+    stats = dict(line.split(": ") for line in r.stdout.splitlines() if ": " in line)
+    overflow = [v for k, v in stats.items() if k.endswith("upstream_rq_retry_overflow")]
+    assert overflow and set(overflow) == {"0"}, stats
     paths = summary["paths"]
     assert ">".join(BASELINE) in paths and ">".join(ALICE) in paths, summary
     assert paths[">".join(BASELINE)] > paths[">".join(ALICE)]  # alice's first, the baseline after the kill

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
-from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -157,12 +157,20 @@ def _reverse_cluster() -> cluster_pb2.Cluster:
     return c
 
 
+# retries in flight on one laptop's aggregate at once: Envoy's default is 3, and a laptop that goes away under load
+# fails every request it had at once; each must get its one retry on the baseline, not the failure (the requests'
+# own limits still bound them)
+MAX_RETRIES = 1024
+
+
 def _aggregate(name: str, baseline: str) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name, connect_timeout=resources.CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         cluster_type=cluster_pb2.Cluster.CustomClusterType(
             name="envoy.clusters.aggregate",
-            typed_config=_any(aggregate_pb2.ClusterConfig(clusters=[naming.TUNNEL_INTERNAL, baseline]))))
+            typed_config=_any(aggregate_pb2.ClusterConfig(clusters=[naming.TUNNEL_INTERNAL, baseline]))),
+        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(thresholds=[circuit_breaker_pb2.CircuitBreakers.Thresholds(
+            max_retries=wrappers_pb2.UInt32Value(value=MAX_RETRIES))]))
 
 
 def clusters(forks: tuple[LocalFork, ...], services: dict[str, Service], eds: bool):
