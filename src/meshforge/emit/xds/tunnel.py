@@ -61,9 +61,10 @@ DOWN_VALUE = "unavailable"
 TENANT = "meshforge"  # the tenant part of a laptop's reverse-tunnel identity
 PING_INTERVAL_SECONDS = 2  # the tunnel node pings each tunnel ...
 PING_FAILURES = 3  # ... and drops it after this many unanswered pings: a silently lost laptop costs at most 6 s
-# the internal listener's upstream failed before answering: the laptop is not there (or went away mid-request,
-# or its tunnel broke while HTTP/2 started on it: a protocol error, an overflow)
-_UNREACHABLE_FLAGS = ("UF", "UH", "NC", "URX", "UC", "UR", "UPE", "UO")
+# the internal listener's own answers (local replies: never a laptop's response) of 5xx: its upstream failed
+# before answering, whatever Envoy's response flag says (the laptop is not there, went away mid-request, its tunnel
+# broke or drained while a request was on it). Each is retried on the baseline.
+_RUNTIME_MIN_STATUS = "meshforge.tunnel.local_reply_min_status"
 
 
 def _tls_any(msg) -> base_pb2.TransportSocket:
@@ -207,7 +208,9 @@ def internal_listener() -> listener_pb2.Listener:
         route_components_pb2.Route(match=route_components_pb2.RouteMatch(prefix="/"), route=route_components_pb2.RouteAction(
             cluster=naming.TUNNEL_REVERSE, timeout=duration_pb2.Duration()))]))
     hcm.local_reply_config.mappers.append(hcm_pb2.ResponseMapper(
-        filter=accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=_UNREACHABLE_FLAGS)),
+        filter=accesslog_pb2.AccessLogFilter(status_code_filter=accesslog_pb2.StatusCodeFilter(
+            comparison=accesslog_pb2.ComparisonFilter(op=accesslog_pb2.ComparisonFilter.GE, value=base_pb2.RuntimeUInt32(
+                default_value=500, runtime_key=_RUNTIME_MIN_STATUS)))),
         headers_to_add=[base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=DOWN_HEADER, value=DOWN_VALUE),
                                                    append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)]))
     hcm.http_filters.append(resources.router())
