@@ -21,7 +21,6 @@ import gc
 import http.client
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -114,11 +113,7 @@ def end_to_end(d: Path, rounds: int) -> None:
         edited = text.replace(entry, entry + f"    endpoints: [{{address: 127.0.0.1, port: {app.port}}}]\n")
         server = Server([d])
         t0 = time.perf_counter()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshforge.cli", "serve", str(d), "--xds-address", f"127.0.0.1:{server.xds_port}",
-             "--admin-address", f"127.0.0.1:{server.admin_port}"],
-            stdout=open(server.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server.spawn()
         try:
             wait_until(lambda: server.get("/readyz")[0] == 200, 600, interval=0.05, what="serve ready")
             print(f"  serve ready in {time.perf_counter() - t0:.1f} s, RSS {rss(server.proc.pid) / 2**20:.0f} MiB")

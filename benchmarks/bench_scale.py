@@ -16,7 +16,6 @@ import argparse
 import http.client
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,11 +47,7 @@ def main() -> None:
         sb.answer = lambda headers: "sandbox"
         server = Server([d])
         t0 = time.perf_counter()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshforge.cli", "serve", str(d), "--xds-address", f"127.0.0.1:{server.xds_port}",
-             "--admin-address", f"127.0.0.1:{server.admin_port}"],
-            stdout=open(server.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server.spawn()
         try:
             wait_until(lambda: server.get("/readyz")[0] == 200, 600, interval=0.05, what="serve ready")
             ready = time.perf_counter() - t0

@@ -54,16 +54,21 @@ class Server:
         self.log_path = Path(tempfile.mkstemp(prefix="meshforge-serve-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
 
+    def spawn(self) -> subprocess.Popen:
+        """Start serve and return at once (a benchmark times its way to /readyz)."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address",
+             f"127.0.0.1:{self.xds_port}", "--admin-address", f"127.0.0.1:{self.admin_port}", *self.args],
+            stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return self.proc
+
     def start(self) -> "Server":
         """Start serve; when the ports were picked here (free_port) and another process took one before serve
         bound it (the suite runs on several workers), pick others and start again (serve refuses a taken
         address with exit 2 and says so)."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         for attempt in range(3):  # noqa: B007 - read below
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "meshforge.cli", "serve", *self.paths, "--xds-address",
-                 f"127.0.0.1:{self.xds_port}", "--admin-address", f"127.0.0.1:{self.admin_port}", *self.args],
-                stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.spawn()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -224,6 +229,15 @@ def endpoint_sandbox(name: str, forks: dict[str, int], key: str | None = None) -
 
 def sandbox(name: str, port: int = 10) -> str:
     return endpoint_sandbox(name, {"api": port})
+
+
+def protocol_specs(tmp_path: Path) -> Path:
+    """The protocol tests' spec directory: SPEC and one sandbox, pr-1."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "baseline.yaml").write_text(SPEC)
+    (d / "pr-1.yaml").write_text(sandbox("pr-1"))
+    return d
 
 
 def eds_name(key: str = "") -> str:

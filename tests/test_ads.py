@@ -10,16 +10,12 @@ from envoy.config.listener.v3 import listener_pb2
 from google.rpc import status_pb2
 
 from .ads_harness import Mesh
-from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, SPEC, eds_name, node, sandbox
+from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, SPEC, eds_name, node, protocol_specs, sandbox
 
 
 @pytest.fixture
 def mesh(tmp_path):
-    d = tmp_path / "specs"
-    d.mkdir()
-    (d / "baseline.yaml").write_text(SPEC)
-    (d / "pr-1.yaml").write_text(sandbox("pr-1"))
-    m = Mesh(d)
+    m = Mesh(protocol_specs(tmp_path))
     yield m
     m.close()
 

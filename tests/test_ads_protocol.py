@@ -18,6 +18,7 @@ from .serve_harness import (
     Server,
     eds_name,
     node,
+    protocol_specs,
     sandbox,
     wait_until,
 )
@@ -25,10 +26,7 @@ from .serve_harness import (
 
 @pytest.fixture
 def server(tmp_path):
-    d = tmp_path / "specs"
-    d.mkdir()
-    (d / "baseline.yaml").write_text(SPEC)
-    (d / "pr-1.yaml").write_text(sandbox("pr-1"))
+    d = protocol_specs(tmp_path)
     with Server([d]) as s:
         s.dir = d
         yield s
