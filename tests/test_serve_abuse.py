@@ -264,11 +264,13 @@ def test_a_client_holds_a_bounded_number_of_streams(tmp_path):
     d.mkdir()
     (d / "baseline.yaml").write_text(SPEC)
     with Server([d], args=("--max-streams-per-peer", "3")) as s:
-        clients = [RawClient(s.xds_port) for _ in range(4)]
+        clients = []
         try:
-            for c in clients[:3]:
-                c.send(node=node("web.shop"), type_url=CLUSTER)
-                assert c.recv() is not None
+            for _ in range(3):  # one after another: a stream opened with the others could reach serve before them
+                clients.append(RawClient(s.xds_port))
+                clients[-1].send(node=node("web.shop"), type_url=CLUSTER)
+                assert clients[-1].recv() is not None
+            clients.append(RawClient(s.xds_port))
             clients[3].send(node=node("web.shop"), type_url=CLUSTER)
             assert clients[3].recv() is None and clients[3].error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "3 xDS streams from 127.0.0.1 already" in clients[3].error.details()
