@@ -86,9 +86,9 @@ class _Names(ServiceIndex):
 @dataclass
 class Memo:
     """What the last resolve built, reused where its inputs are the very same declaration objects (a
-    `Workspace` keeps each unchanged file's declarations): the services when no service declaration
-    changed, and the sandbox table, which is updated by the sandbox declarations that came and went.
-    One change then re-resolves what it touches, not the mesh."""
+    `Workspace` keeps each unchanged file's declarations): the service table and the sandbox table, each
+    updated by the declarations that came and went (the sandboxes also by the services that changed
+    under them). One change then re-resolves what it touches, not the mesh."""
 
     service_decls: list = field(default_factory=list)  # the list of declarations it last saw (by identity)
     settings: tuple | None = None
