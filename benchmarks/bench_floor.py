@@ -148,6 +148,9 @@ def until(port: int, key: str, want: str, t0: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--no-access-logs", action="store_true",
+                    help="serve without access logs, as the floor's Envoy is (its listener sends none): the same Envoy "
+                    "work per polled request on both sides")
     args = ap.parse_args()
     times = {("meshforge", "add"): [], ("meshforge", "delete"): [], ("floor", "add"): [], ("floor", "delete"): []}
     with SampleApp("baseline") as base, SampleApp("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +168,9 @@ def main() -> None:
         from meshforge.emit.xds.bootstrap import ads_bootstrap
 
         boot = ads_bootstrap(NODE, "127.0.0.1", floor_port, outbound, admin, "floor-sidecar")
-        with Server([d]) as server, Sidecar(NODE, server) as sc, Envoy(dump(to_dict(boot)), admin, name="floor"):
+        serve_args = ("--no-access-logs",) if args.no_access_logs else ()
+        with Server([d], args=serve_args) as server, Sidecar(NODE, server) as sc, \
+                Envoy(dump(to_dict(boot)), admin, name="floor"):
             wait_until(lambda: '"baseline"' in who(sc.outbound, "x"), 20)
             wait_until(lambda: '"baseline"' in who(outbound, "x"), 20)
 
