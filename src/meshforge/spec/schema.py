@@ -49,7 +49,9 @@ def _pattern(validator, pattern, instance, schema):
 
 
 _VALID_ITEMS: dict[tuple[int, str], None] = {}  # (id of an items schema, repr of an item) known to be valid
-_VALID_ITEMS_MAX = 50_000
+_VALID_ITEMS_MAX = 50_000  # entries, and ...
+_VALID_ITEMS_BYTES = 32 * 1024 * 1024  # ... characters of reprs held, at most (then it starts again, empty)
+_held = [0]
 
 
 def _items(validator, items, instance, schema):
@@ -71,9 +73,11 @@ def _items(validator, items, instance, schema):
             failed = True
             yield err
         if key is not None and not failed:
-            if len(_VALID_ITEMS) >= _VALID_ITEMS_MAX:
+            if len(_VALID_ITEMS) >= _VALID_ITEMS_MAX or _held[0] + len(key[1]) > _VALID_ITEMS_BYTES:
                 _VALID_ITEMS.clear()
+                _held[0] = 0
             _VALID_ITEMS[key] = None
+            _held[0] += len(key[1])
 
 
 _STOCK_ITEMS = jsonschema.validators.Draft202012Validator.VALIDATORS["items"]
@@ -115,13 +119,14 @@ def _one_of(validator, one_of, instance, schema):
     exactly one holds (where jsonschema reports nothing either); anything else goes to jsonschema's own.
     What `_decide` reads of an instance is whether it is an object and its keys: remembered by those."""
     key = (id(one_of), frozenset(instance) if isinstance(instance, dict) else None)
-    valid = _ONE_OF_VALID.get(key)
+    valid = _ONE_OF_VALID.get(key) if isinstance(instance, dict) and len(instance) <= 16 else None
     if valid is None:
         verdicts = [_decide(b, instance) for b in one_of]
         valid = None not in verdicts and verdicts.count(True) == 1
-        if len(_ONE_OF_VALID) >= 4096:
-            _ONE_OF_VALID.clear()
-        _ONE_OF_VALID[key] = valid
+        if isinstance(instance, dict) and len(instance) <= 16:  # the forms it is for have a few keys
+            if len(_ONE_OF_VALID) >= 4096:
+                _ONE_OF_VALID.clear()
+            _ONE_OF_VALID[key] = valid
     if not valid:
         yield from _STOCK_ONE_OF(validator, one_of, instance, schema)
 
