@@ -154,9 +154,12 @@ def node(cluster: str, node_id: str = "raw-client", port: int = DEFAULT_OUTBOUND
 class RawClient:
     """A bare ADS stream: send requests by hand, read responses from a queue."""
 
-    def __init__(self, port: int, delta: bool = False, credentials: grpc.ChannelCredentials | None = None):
-        self.channel = grpc.secure_channel(f"127.0.0.1:{port}", credentials) if credentials is not None \
-            else grpc.insecure_channel(f"127.0.0.1:{port}")
+    def __init__(self, port: int, delta: bool = False, credentials: grpc.ChannelCredentials | None = None,
+                 own_connection: bool = False):
+        # own_connection: a TCP connection of its own (channels to one target share one unless told otherwise)
+        options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
+        self.channel = grpc.secure_channel(f"127.0.0.1:{port}", credentials, options) if credentials is not None \
+            else grpc.insecure_channel(f"127.0.0.1:{port}", options)
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
         self.requests: queue.Queue = queue.Queue()
         self.responses: queue.Queue = queue.Queue()

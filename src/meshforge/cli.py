@@ -314,10 +314,15 @@ def diff(paths, fmt, against, now, namespace, quiet, **options):
               "new streams are refused until clients take theirs (or their connections close).")
 @click.option("--verify", is_flag=True, help="Debugging: after every reload compile everything again from scratch "
               "and log (meshforge_reloads_total{result=\"unverified\"}) any way the incremental result differs.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Serve the xDS port from N processes (on N cores: a snapshot reaches N times the proxies in the "
+              "same time). Each reads and compiles the specs itself and holds the whole snapshot; the admin "
+              "address, its metrics and /readyz are the first process's. Needs --no-access-logs.")
+@click.option("--worker", is_flag=True, hidden=True, help="Internal: one of --workers' processes.")
 @_namespace
 def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_file, client_ca_file, access_logs,
           access_log_rate, admin_hosts, operators, max_streams_per_peer, stall_timeout, max_pending_bytes, verify,
-          namespace):
+          workers, worker, namespace):
     """Serve xDS to Envoy proxies and push every valid change to PATHS.
 
     ADS, state of the world and delta. Example:
@@ -348,14 +353,32 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
             parse_address(a)
         except ValueError as e:
             raise click.BadParameter(str(e))
+    if workers > 1 and access_logs:
+        raise click.UsageError("--workers N needs --no-access-logs: the request log (doctor, the dashboard) is kept in "
+                               "one process, and the proxies' access logs would reach any of them")
+    if worker and admin_address:
+        raise click.UsageError("--worker takes no --admin-address")
     from .emit.xds.resources import AccessLogs
+    from .server.control import Workers
     from .session import Session
 
+    pool = None
+    if workers > 1:
+        argv = [sys.executable, "-m", "meshforge.cli", "serve", "--xds-address", "{address}", "--worker",
+                "--no-access-logs", "--log-level", log_level, "--namespace", namespace,
+                "--max-streams-per-peer", str(max_streams_per_peer), "--stall-timeout", str(stall_timeout),
+                "--max-pending-bytes", str(max_pending_bytes)]
+        for flag, value in (("--tls-cert-file", tls_cert_file), ("--tls-key-file", tls_key_file),
+                            ("--client-ca-file", client_ca_file)):
+            if value:
+                argv += [flag, value]
+        argv += ["--", *paths]
+        pool = Workers(workers, argv)
     logs = AccessLogs(access_log_rate) if access_logs else None
     cp = ControlPlane(Session(list(paths), logs, namespace), xds_address, admin_address, tls=tls,
                       access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
                       operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes),
-                      verify=verify)
+                      verify=verify, workers=pool, worker=worker)
     try:
         asyncio.run(cp.run_forever())
     except KeyboardInterrupt:

@@ -89,6 +89,65 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+class Workers:
+    """`serve --workers N`: N-1 more serve processes on the same xDS port (SO_REUSEPORT: the kernel spreads new
+    connections over them; a proxy's stream stays with the process that took its connection). Each reads, compiles
+    and watches the same specs itself, so every process serves the same versions (content hashes). They take no
+    admin address and no access logs (the request log lives in one process). Started once the parent listens,
+    started again when one exits, stopped with the parent; each also ends when the parent dies (PR_SET_PDEATHSIG)."""
+
+    def __init__(self, count: int, argv: list[str]):
+        self.count, self.argv = count, argv  # argv: a worker's command line, with "{address}" for the xDS address
+        self.address = ""
+        self.procs: list = []
+        self.stopping = False
+        self.restarts = 0
+
+    def start(self, address: str) -> None:
+        self.address = address
+        self.procs = [self._spawn(i) for i in range(1, self.count)]
+        log.info("started %d worker process(es) on %s: %s", self.count - 1, address,
+                 ", ".join(str(p.pid) for p in self.procs))
+
+    def _spawn(self, i: int):
+        import subprocess
+
+        argv = [a.replace("{address}", self.address) for a in self.argv]
+        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=dict(os.environ, MESHFORGE_WORKER=str(i)))
+
+    async def keep(self) -> None:
+        """Start again a worker that exited (its proxies reconnect, to whichever process the kernel picks)."""
+        while True:
+            await asyncio.sleep(1.0)
+            for i, p in enumerate(self.procs):
+                if p.poll() is not None and not self.stopping:
+                    log.warning("worker process %d exited (%s); starting it again", p.pid, p.returncode)
+                    self.restarts += 1
+                    self.procs[i] = self._spawn(i + 1)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it did not stop in time
+                p.kill()
+                p.wait()
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it runs: end with SIGTERM when the parent serve dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Result:
     snapshot: Snapshot | None  # None when the specs are invalid
@@ -121,8 +180,11 @@ INLINE_SECONDS = 0.005  # ... when the last compile took at most this long, comp
 class ControlPlane:
     def __init__(self, compiler: Compiler, xds_address: str, admin_address: str | None = None, step_ms: int = 10, tls: ServerTls | None = None,
                  access_log_rate: int | None = 0, admin_hosts: Iterable[str] = (), operators: Iterable[str] = (),
-                 limits: Limits = Limits(), verify: bool = False):
+                 limits: Limits = Limits(), verify: bool = False, workers: "Workers | None" = None,
+                 worker: bool = False):
         self.compiler = compiler
+        self.workers = workers  # processes of its own that serve the same port (serve --workers N), or None
+        self.worker = worker  # this process is such a worker: the port is its parent's (shared, SO_REUSEPORT)
         self.paths = list(compiler.paths)
         self.verify = verify  # after every reload, rebuild from scratch and log any difference (debugging)
         self.xds_address = xds_address
@@ -334,14 +396,16 @@ class ControlPlane:
 
     async def start(self) -> None:
         host, port = parse_address(self.xds_address)
-        if port:
+        if port and not self.worker:
             check_free(host, port)
         if self.admin_address:
             check_free(*parse_address(self.admin_address))
         await self.reload("start")
-        # no SO_REUSEPORT: a second serve on the same port must fail, not split the proxies between two servers
-        # a proxy opens two streams on its connection (ADS, access logs): a few more are allowed, not thousands
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", MAX_STREAMS),
+        # SO_REUSEPORT only among serve's own processes (--workers): check_free (which sets no SO_REUSEPORT) still
+        # finds the port taken, so a second serve on it fails rather than splitting the proxies between two servers.
+        # A proxy opens two streams on its connection (ADS, access logs): a few more are allowed, not thousands
+        reuse = 1 if self.workers is not None or self.worker else 0
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", reuse), ("grpc.max_concurrent_streams", MAX_STREAMS),
                                                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
                                                ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
                                                ("grpc.keepalive_time_ms", 30_000),
@@ -355,6 +419,8 @@ class ControlPlane:
         if self.bound_port == 0:
             raise OSError(f"cannot listen on {self.xds_address}")
         await self.server.start()
+        if self.workers is not None:
+            self.workers.start(join_address(host, self.bound_port))
         mode = "plaintext" if self.tls is None else "mutual TLS" if self.tls.client_ca_file else "TLS"
         log.info("serving xDS (ADS: state of the world and delta) on %s, %s", join_address(host, self.bound_port), mode)
         if self.admin_address:
@@ -369,6 +435,8 @@ class ControlPlane:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.stop)
         if self.server is not None:
             await self.server.stop(grace=0.5)
         if self.admin is not None:
@@ -384,7 +452,10 @@ class ControlPlane:
             except (NotImplementedError, RuntimeError):
                 pass
         watcher = asyncio.ensure_future(self._watch())
+        keeper = asyncio.ensure_future(self.workers.keep()) if self.workers is not None else None
         await stop.wait()
         log.info("shutting down")
         watcher.cancel()
+        if keeper is not None:
+            keeper.cancel()
         await self.stop()
