@@ -130,8 +130,8 @@ def _http_server(s: dict) -> None:
                 fwd = {"baggage": ",".join(out["baggage"])} if out["baggage"] else {}
                 try:
                     out["next"] = http_call(s["next"], fwd, s.get("proxy"))
-                except OSError as e:
-                    out["next"] = {"status": 502, "error": str(e)}
+                except (OSError, http.client.HTTPException) as e:  # unreachable, or an answer cut off mid-body
+                    out["next"] = {"status": 502, "error": f"{type(e).__name__}: {e}"}
             data = json.dumps(out).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
@@ -169,6 +169,7 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
     seen: dict[str, float] = {}
     took: list[float] = []
     failures: list[dict] = []
+    cuts = 0  # answers a hop got cut off mid-body (its upstream went away after it had begun to answer)
     while not os.path.exists(stopfile):
         t0 = time.perf_counter()
         try:
@@ -177,16 +178,18 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
             answer = {"status": f"error: {e}"}
         took.append((time.perf_counter() - t0) * 1000)
         statuses[str(answer.get("status"))] = statuses.get(str(answer.get("status")), 0) + 1
-        if answer.get("status") != 200 and len(failures) < 5:  # what answered otherwise, for the test's message
-            failures.append({"at": round(time.monotonic() - start, 3), "answer": str(answer)[:300]})
-        hops, a = [], answer
+        hops, a, cut = [], answer, False
         while a:
             hops.append(a.get("name") or f"HTTP {a.get('status')}")
+            cut |= str(a.get("error", "")).startswith("IncompleteRead")
             a = a.get("next")
+        cuts += cut
+        if (answer.get("status") != 200 or cut) and len(failures) < 5:  # what answered otherwise, for the message
+            failures.append({"at": round(time.monotonic() - start, 3), "answer": str(answer)[:300]})
         seen.setdefault(">".join(hops), round(time.monotonic() - start, 3))
     took.sort()
     at = {q: round(took[min(len(took) - 1, int(q / 100 * len(took)))], 3) if took else None for q in (50, 90, 99)}
-    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at, "failures": failures}
+    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at, "failures": failures, "cut": cuts}
 
 
 def main(argv: list[str]) -> None:

@@ -95,8 +95,8 @@ def test_without_its_laptop_a_key_reaches_the_sandboxs_in_cluster_fork(env):
 
 def test_killing_the_laptops_envoy_fails_no_request(env):
     """The laptop's Envoy is killed under load: every request is answered (the tunnel node retries the "no laptop"
-    answer on the baseline), the key reaches the baseline at once, and connect starts Envoy again, which
-    reattaches."""
+    answer, and a hop reset before any answer, on the baseline) but the one the kill may cut off mid-answer, the key
+    reaches the baseline at once, and connect starts Envoy again, which reattaches."""
     connect = env.laptops.get("alice/alice/alice")
     if connect is None or connect.poll() is not None:
         connect = env.connect("alice", "alice")
@@ -112,7 +112,10 @@ def test_killing_the_laptops_envoy_fails_no_request(env):
         time.sleep(0.1)
     env.wait_edge(ALICE, "alice")
     summary = env.stop_load(load, "kill")
-    assert set(summary["statuses"]) == {"200"}, summary
+    assert set(summary["statuses"]) == {"200"}, (summary["failures"], summary)
+    # the one request under way (the load sends one at a time) may have been cut off mid-answer by the kill: once
+    # the laptop began to answer, nothing can retry it; any request the kill left unanswered was
+    assert summary["cut"] <= 1, (summary["failures"], summary)
     # every request the kill failed at once got its retry: none was refused for too many retries in flight
     # (Envoy's default allows 3 per cluster; the laptop's aggregate allows tunnel.MAX_RETRIES)
     r = env.ns.run(sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], "
@@ -139,7 +142,7 @@ def test_leaving_with_ctrl_c_fails_no_request(env):
     assert env.interrupt(connect) == 0
     time.sleep(1.0)
     summary = env.stop_load(load, "leave")
-    assert set(summary["statuses"]) == {"200"}, summary
+    assert set(summary["statuses"]) == {"200"} and summary["cut"] == 0, (summary["failures"], summary)  # drained
     assert env.edge(key="alice") == BASELINE
     assert "detached: key alice for cart.default reaches the cluster's version again" in env.connect_log("alice", "alice")
 
