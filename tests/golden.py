@@ -7,6 +7,7 @@ expected files the run no longer produces; every such change is reviewed in the 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -76,14 +77,20 @@ def backend_outputs(model: Model) -> dict[str, str]:
 
 
 def outputs(case: str) -> dict[str, str]:
-    """Every output of a case, by relative file name under expected/."""
+    """Every output of a case, by relative file name under expected/: computed once per case in a test process
+    (the golden comparison and the strict schema checks read the same outputs), a fresh dict each call."""
+    return dict(_outputs(case))
+
+
+@functools.lru_cache(maxsize=None)
+def _outputs(case: str) -> tuple[tuple[str, str], ...]:
     with chdir(GOLDEN / case):
         model, diags = compile_paths(["input"] + extra_inputs(case), NOW, namespace(case))
         out = {"diagnostics.txt": _unshared(render_text(diags.items) or "no diagnostics\n")}
         if model is not None:
             out["model.json"] = model_json(model)
             out.update(backend_outputs(model))
-    return out
+    return tuple(out.items())
 
 
 def expected(case: str) -> dict[str, str]:
