@@ -67,8 +67,7 @@ class _FileResult:
     @property
     def others(self) -> bool:
         """Declares something beside sandboxes and services (lists a change rebuilds from the files that have any)."""
-        d = self.decls
-        return bool(d.route_groups or d.settings or d.user_objects or d.edges or d.tunnels or d.objects)
+        return any(getattr(self.decls, name) for name in _OTHERS)
 
 
 class Workspace:

@@ -484,8 +484,8 @@ def resolve(decls: Decls, diags: Diagnostics, now: datetime | None = None, memo:
         else:
             table = _SandboxTable(st.names, st.decl_by_id)
     if memo is not None:
-        if services_changed or settings_changed:
-            memo.token = None if service_ids is None else memo.token
+        if service_ids is None:  # the services were resolved afresh: later stages start from scratch too
+            memo.token = None
         memo.service_decls, memo.settings, memo.services = decls.services, (routing, cluster_domain), st
     services, names = st.services, st.names
     diags.extend(st.diags)
@@ -691,30 +691,6 @@ def _preview_auth(e: EdgeDecl, diags: Diagnostics) -> PreviewAuth | None | bool:
     if bad or not keys:
         return False
     return PreviewAuth(jwks(keys), max_ttl)
-
-
-def _services(decls: list[ServiceDecl], diags: Diagnostics) -> dict[str, ServiceDecl]:
-    """One declaration per service id. A Baseline entry for an imported Kubernetes Service amends it;
-    otherwise the first definition (by file position) wins and the second is the error."""
-    imported: dict[str, ServiceDecl] = {}
-    own: dict[str, ServiceDecl] = {}
-    for d in sorted(decls, key=lambda d: d.span):
-        table = imported if d.source == "Kubernetes" else own
-        if d.id in table:
-            diags.error("MF203", f"service {d.id} is defined twice (first at {table[d.id].span.at()})", d.span,
-                        "a service comes from one Kubernetes Service or one Baseline entry; remove the other")
-            continue
-        table[d.id] = d
-    out = dict(imported)
-    for i, d in own.items():
-        if i in imported:
-            out[i] = _amend(imported[i], d, diags)
-        elif d.ports is None:
-            diags.error("MF102", f"service {i} has no ports, and no Kubernetes Service {i} is among the inputs to "
-                        "amend", d.span, "list its ports, or give the Service's manifest as an input too")
-        else:
-            out[i] = d
-    return out
 
 
 def _amend(base: ServiceDecl, amend: ServiceDecl, diags: Diagnostics) -> ServiceDecl:

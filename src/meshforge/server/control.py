@@ -101,19 +101,17 @@ class Workers:
         self.address = ""
         self.procs: list = []
         self.stopping = False
-        self.restarts = 0
 
     def start(self, address: str) -> None:
         self.address = address
-        self.procs = [self._spawn(i) for i in range(1, self.count)]
+        self.procs = [self._spawn() for _ in range(1, self.count)]
         log.info("started %d worker process(es) on %s: %s", self.count - 1, address,
                  ", ".join(str(p.pid) for p in self.procs))
 
-    def _spawn(self, i: int):
+    def _spawn(self):
         import subprocess
 
-        argv = [a.replace("{address}", self.address) for a in self.argv]
-        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=dict(os.environ, MESHFORGE_WORKER=str(i)))
+        return subprocess.Popen([a.replace("{address}", self.address) for a in self.argv], preexec_fn=_die_with_parent)
 
     async def keep(self) -> None:
         """Start again a worker that exited (its proxies reconnect, to whichever process the kernel picks)."""
@@ -122,8 +120,7 @@ class Workers:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None and not self.stopping:
                     log.warning("worker process %d exited (%s); starting it again", p.pid, p.returncode)
-                    self.restarts += 1
-                    self.procs[i] = self._spawn(i + 1)
+                    self.procs[i] = self._spawn()
 
     def stop(self) -> None:
         self.stopping = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 
 from envoy.config.route.v3 import route_components_pb2
 
@@ -54,16 +55,16 @@ class _ServiceArtifacts:
     endpoints: list[Resource]
     service: Service
     _other: list[bytes] | None = None
-    _framed: tuple[bytes, bytes | None] | None = None  # the virtual hosts as route configuration fields
+    _framed: dict[bool, bytes] = dataclass_field(default_factory=dict)  # same namespace? -> the fields
 
     def framed(self, same_namespace: bool) -> bytes:
         """The virtual hosts as fields of a route configuration, for nodes in (or outside) its namespace: what
         each group holding the service concatenates, framed once."""
-        same, other = self._framed or (b"".join(field(2, vh) for vh in self.vhosts_same), None)
-        if not same_namespace and other is None:
-            other = b"".join(field(2, vh) for vh in self.vhosts_other)
-        self._framed = (same, other)
-        return same if same_namespace else other
+        out = self._framed.get(same_namespace)
+        if out is None:
+            out = self._framed[same_namespace] = b"".join(
+                field(2, vh) for vh in (self.vhosts_same if same_namespace else self.vhosts_other))
+        return out
 
     @property
     def vhosts_other(self) -> list[bytes]:
@@ -335,15 +336,10 @@ class XdsCompiler:
                 for sid in scope:
                     self._in_scope.setdefault(sid, set()).add(key)
         self._node_key = {node: key for key, ids in members.items() for node in ids}
-        self._dependents = {}
+        self._dependents, self._port_uses = {}, {}
         for svc in model.services:
-            for d in svc.depends_on or ():
-                self._dependents.setdefault(d.service, set()).add(svc.id)
+            self._index(svc, 1)
         self._all_ids = all_ids
-        self._port_uses = {}
-        for svc in model.services:
-            for n in {p.number for p in svc.routable_ports}:
-                self._port_uses[n] = self._port_uses.get(n, 0) + 1
         self._services, self._live, self._nodes = model.services, frozen_live, dict(nodes)
         self._by_id = {svc.id: svc for svc in model.services}
         return nodes, frozen_live
@@ -413,33 +409,27 @@ class XdsCompiler:
             return kr.forks if kr is not None else None
 
         touched = self._take_keys(keys, forks_of)
-        by_id, live = self._by_id, set(self._live)
+        by_id = self._by_id
+        came, went = set(), set()  # services that became routable, or stopped being (or went)
         moved: set[str] = set()  # nodes whose group key may differ
         for sid in sorted(service_ids):
             svc, old = model.service(sid), by_id.get(sid)
-            for d in old.depends_on or () if old is not None else ():
-                self._dependents[d.service].discard(sid)
+            if old is not None:
+                self._index(old, -1)
             if svc is None:
                 by_id.pop(sid, None)
             else:
                 by_id[sid] = svc
-                for d in svc.depends_on or ():
-                    self._dependents.setdefault(d.service, set()).add(sid)
-            for n in {p.number for p in old.routable_ports} if old is not None else ():
-                self._port_uses[n] -= 1
-                if not self._port_uses[n]:
-                    del self._port_uses[n]
-            for n in {p.number for p in svc.routable_ports} if svc is not None else ():
-                self._port_uses[n] = self._port_uses.get(n, 0) + 1
+                self._index(svc, 1)
             now_live = svc is not None and bool(svc.routable_ports)
-            if now_live != (sid in live):
-                (live.add if now_live else live.discard)(sid)
+            if now_live != (sid in self._live):
+                (came if now_live else went).add(sid)
                 moved |= self._dependents.get(sid, set())
             moved.add(sid)
-        live_changed = len(live) != len(self._live) or not live.issuperset(self._live)
+        live_changed = bool(came or went)
         if live_changed:
-            self._live = frozenset(live)
-            self._all_ids = tuple(sorted(live))
+            self._live = (self._live - went) | came
+            self._all_ids = tuple(sorted(self._live))
         changed: set[str] = set()
         for sid in sorted(touched | service_ids):
             if sid in self._live:
@@ -485,6 +475,19 @@ class XdsCompiler:
         self._rebuild_groups(changed, model, nodes, frozenset(built))
         self._services, self._nodes = model.services, dict(nodes)
         return nodes, self._live
+
+    def _index(self, svc: Service, sign: int) -> None:
+        """Count `svc` in (sign 1) or out of (-1) the indexes kept across compiles: whom its dependencies name,
+        and the HTTP ports live services route."""
+        for d in svc.depends_on or ():
+            if sign > 0:
+                self._dependents.setdefault(d.service, set()).add(svc.id)
+            else:
+                self._dependents[d.service].discard(svc.id)
+        for n in {p.number for p in svc.routable_ports}:
+            self._port_uses[n] = self._port_uses.get(n, 0) + sign
+            if not self._port_uses[n]:
+                del self._port_uses[n]
 
     def _drop_group(self, key: tuple) -> None:
         del self._groups[key], self._members[key]
