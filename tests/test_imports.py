@@ -121,8 +121,11 @@ def test_no_test_imports_another_test_module_or_a_benchmark():
     assert bad == []
 
 
-def test_only_the_session_and_the_command_line_join_the_compiler_and_the_server():
-    """The serve session assembles the stages; no stage imports it, and it reaches the server only for the
-    one type that crosses the boundary (`Result`)."""
-    assert [s for s, ts in GRAPH.items() if "meshforge.session" in ts and s != "meshforge.cli"] == []
+def test_only_the_session_and_serve_s_process_join_the_compiler_and_the_server():
+    """The serve session assembles the stages; only serve's process (`serving`) imports it, and it reaches the
+    server only for the one type that crosses the boundary (`Result`). The command line reaches serve through
+    `serving` and imports no part of the server but its logging set-up."""
+    assert [s for s, ts in GRAPH.items() if "meshforge.session" in ts] == ["meshforge.serving"]
     assert {t for t in GRAPH["meshforge.session"] if _is(t, "server")} == {"meshforge.server.control"}
+    assert {t for t in GRAPH["meshforge.cli"] if _is(t, "server", "session")} == {"meshforge.server.control"}
+    assert "meshforge.serving" in GRAPH["meshforge.cli"]

@@ -328,64 +328,21 @@ def serve(paths, xds_address, admin_address, log_level, tls_cert_file, tls_key_f
     ADS, state of the world and delta. Example:
     meshforge serve specs/ --xds-address 0.0.0.0:18000 --admin-address 127.0.0.1:18080
     """
-    import asyncio
+    from .serving import OptionError, ServeOptions, run
 
-    from .names import parse_address
-    from .server.ads import Limits
-    from .server.control import ControlPlane, configure_logging
-    from .server.tls import ServerTls
-
-    configure_logging(log_level)
-    if bool(tls_cert_file) != bool(tls_key_file):
-        raise click.UsageError("--tls-cert-file and --tls-key-file go together")
-    if client_ca_file and not tls_cert_file:
-        raise click.UsageError("--client-ca-file needs --tls-cert-file and --tls-key-file")
-    if operators and not client_ca_file:
-        raise click.UsageError("--admin-operator names client certificates: it needs --client-ca-file (mutual TLS)")
-    tls = ServerTls(tls_cert_file, tls_key_file, client_ca_file) if tls_cert_file else None
-    if tls is not None:
-        try:
-            tls.ssl_context()  # fail now, with the reason, rather than on the first connection
-        except (OSError, ValueError) as e:
-            raise click.BadParameter(f"cannot use the certificate or key: {e}", param_hint="--tls-cert-file")
-    for a in filter(None, (xds_address, admin_address)):
-        try:
-            parse_address(a)
-        except ValueError as e:
-            raise click.BadParameter(str(e))
-    if workers > 1 and access_logs:
-        raise click.UsageError("--workers N needs --no-access-logs: the request log (doctor, the dashboard) is kept in "
-                               "one process, and the proxies' access logs would reach any of them")
-    if worker and admin_address:
-        raise click.UsageError("--worker takes no --admin-address")
-    from .emit.xds.resources import AccessLogs
-    from .server.control import Workers
-    from .session import Session
-
-    pool = None
-    if workers > 1:
-        argv = [sys.executable, "-m", "meshforge.cli", "serve", "--xds-address", "{address}", "--worker",
-                "--no-access-logs", "--log-level", log_level, "--namespace", namespace,
-                "--max-streams-per-peer", str(max_streams_per_peer), "--stall-timeout", str(stall_timeout),
-                "--max-pending-bytes", str(max_pending_bytes)]
-        for flag, value in (("--tls-cert-file", tls_cert_file), ("--tls-key-file", tls_key_file),
-                            ("--client-ca-file", client_ca_file)):
-            if value:
-                argv += [flag, value]
-        argv += ["--", *paths]
-        pool = Workers(workers, argv)
-    logs = AccessLogs(access_log_rate) if access_logs else None
-    cp = ControlPlane(Session(list(paths), logs, namespace), xds_address, admin_address, tls=tls,
-                      access_log_rate=access_log_rate if access_logs else None, admin_hosts=admin_hosts,
-                      operators=operators, limits=Limits(max_streams_per_peer, stall_timeout, max_pending_bytes),
-                      verify=verify, workers=pool, worker=worker)
+    options = ServeOptions(
+        paths=tuple(paths), xds_address=xds_address, admin_address=admin_address, log_level=log_level,
+        tls_cert_file=tls_cert_file, tls_key_file=tls_key_file, client_ca_file=client_ca_file, access_logs=access_logs,
+        access_log_rate=access_log_rate, admin_hosts=tuple(admin_hosts), operators=tuple(operators),
+        max_streams_per_peer=max_streams_per_peer, stall_timeout=stall_timeout, max_pending_bytes=max_pending_bytes,
+        verify=verify, workers=workers, worker=worker, namespace=namespace)
     try:
-        asyncio.run(cp.run_forever())
-    except KeyboardInterrupt:
-        pass
-    except (OSError, RuntimeError) as e:  # cannot listen: the address is taken or not ours
-        click.echo(f"Error: cannot serve: {e}", err=True)
-        sys.exit(2)
+        code = run(options)
+    except OptionError as e:
+        if e.option:
+            raise click.BadParameter(str(e), param_hint=e.option)
+        raise click.UsageError(str(e))
+    sys.exit(code)
 
 
 @main.command(short_help="Print a sidecar's (or the edge's, or the tunnel node's) Envoy bootstrap for serve.")
