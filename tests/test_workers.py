@@ -70,3 +70,77 @@ def test_workers_need_access_logs_off(tmp_path):
     r = subprocess.run([sys.executable, "-m", "meshforge.cli", "serve", str(protocol_specs(tmp_path)), "--xds-address",
                         "127.0.0.1:0", "--workers", "2"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--workers N needs --no-access-logs" in r.stderr and "Traceback" not in r.stderr
+
+
+class _Proc:
+    """A worker process as Workers sees one: running until `exit()`."""
+
+    pids = iter(range(1000, 2000))
+
+    def __init__(self):
+        self.pid, self.returncode = next(self.pids), None
+
+    def poll(self):
+        return self.returncode
+
+    def exit(self, code=1):
+        self.returncode = code
+
+
+def _workers(count: int):
+    from meshforge.server.control import Workers
+
+    w = Workers(count, ["serve"])
+    spawned: list[_Proc] = []
+
+    def spawn():
+        spawned.append(_Proc())
+        return spawned[-1]
+
+    w._spawn = spawn
+    w.start("127.0.0.1:1")
+    return w, spawned
+
+
+def test_a_worker_that_ran_a_while_is_started_again_at_once_one_that_keeps_crashing_later_and_later():
+    from meshforge.server.control import QUICK_EXIT, restart_delay
+
+    assert [restart_delay(n) for n in range(8)] == [0, 0, 1, 2, 4, 8, 16, 32]
+    assert restart_delay(50) == 60  # bounded
+    w, spawned = _workers(2)
+    t = w.started[0]
+    spawned[0].exit()  # the first exit soon after the start: maybe a kill, started again at once
+    w.tick(t + 1)
+    assert len(spawned) == 2 and w.procs[0] is spawned[1]
+    starts = [t + 1]
+    for n, delay in ((2, 1), (3, 2), (4, 4)):  # it keeps exiting soon after each start: 1, 2, 4 s apart
+        spawned[-1].exit()
+        now = starts[-1] + 0.5
+        w.tick(now)
+        assert len(spawned) == n, "not started again before its delay"
+        w.tick(now + delay - 0.01)
+        assert len(spawned) == n
+        w.tick(now + delay)
+        assert len(spawned) == n + 1 and w.quick_exits[0] == n
+        starts.append(now + delay)
+    spawned[-1].exit()  # then it runs a while before exiting: the back-off is forgotten
+    w.tick(starts[-1] + QUICK_EXIT + 1)
+    assert len(spawned) == 6 and w.quick_exits[0] == 0
+    w.stopping = True  # while serve stops, nothing is started again
+    spawned[-1].exit()
+    w.tick(starts[-1] + 100)
+    assert len(spawned) == 6
+
+
+def test_each_worker_slot_has_its_own_back_off():
+    w, spawned = _workers(3)
+    t = w.started[0]
+    for _ in range(3):  # slot 0 keeps crashing
+        w.procs[0].exit()
+        w.tick(t := t + 0.5)
+        if 0 in w.due:
+            w.tick(t := w.due[0])
+    assert w.quick_exits == [3, 0] and w.procs[1] is spawned[1] and spawned[1].poll() is None
+    w.procs[1].exit()  # slot 1's first exit is restarted at once, whatever slot 0 did
+    w.tick(t + 0.5)
+    assert w.procs[1] is spawned[-1] and w.quick_exits[1] == 1

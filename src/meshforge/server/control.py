@@ -100,11 +100,16 @@ class Workers:
         self.count, self.argv = count, argv  # argv: a worker's command line, with "{address}" for the xDS address
         self.address = ""
         self.procs: list = []
+        self.started: list[float] = []  # when each slot's process was started (monotonic)
+        self.quick_exits: list[int] = []  # each slot's exits in a row within QUICK_EXIT seconds of its start
+        self.due: dict[int, float] = {}  # slot -> when its exited process is started again
         self.stopping = False
 
     def start(self, address: str) -> None:
         self.address = address
         self.procs = [self._spawn() for _ in range(1, self.count)]
+        now = time.monotonic()
+        self.started, self.quick_exits = [now] * len(self.procs), [0] * len(self.procs)
         log.info("started %d worker process(es) on %s: %s", self.count - 1, address,
                  ", ".join(str(p.pid) for p in self.procs))
 
@@ -114,13 +119,27 @@ class Workers:
         return subprocess.Popen([a.replace("{address}", self.address) for a in self.argv], preexec_fn=_die_with_parent)
 
     async def keep(self) -> None:
-        """Start again a worker that exited (its proxies reconnect, to whichever process the kernel picks)."""
+        """Start again a worker that exited (its proxies reconnect, to whichever process the kernel picks): at once
+        when it had run a while, later and later (`restart_delay`) when it keeps exiting soon after its start."""
         while True:
-            await asyncio.sleep(1.0)
-            for i, p in enumerate(self.procs):
-                if p.poll() is not None and not self.stopping:
-                    log.warning("worker process %d exited (%s); starting it again", p.pid, p.returncode)
-                    self.procs[i] = self._spawn()
+            await asyncio.sleep(0.5)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """One look at the workers at time `now`: note the ones that exited, start those whose time has come."""
+        if self.stopping:
+            return
+        for i, p in enumerate(self.procs):
+            if i not in self.due and p.poll() is not None:
+                self.quick_exits[i] = self.quick_exits[i] + 1 if now - self.started[i] < QUICK_EXIT else 0
+                delay = restart_delay(self.quick_exits[i])
+                log.warning("worker process %d exited (%s); starting it again%s", p.pid, p.returncode,
+                            f" in {delay:.0f} s (it exited {self.quick_exits[i]} times in a row within "
+                            f"{QUICK_EXIT:.0f} s of its start)" if delay else "")
+                self.due[i] = now + delay
+            if i in self.due and now >= self.due[i]:
+                del self.due[i]
+                self.procs[i], self.started[i] = self._spawn(), now
 
     def stop(self) -> None:
         self.stopping = True
@@ -133,6 +152,16 @@ class Workers:
             except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it did not stop in time
                 p.kill()
                 p.wait()
+
+
+QUICK_EXIT = 10.0  # seconds: a worker that exits sooner after its start counts towards the back-off
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Seconds before a worker that exited is started again: none after one that ran a while (or the first quick
+    exit: one crash may be a kill), then 1, 2, 4 ... up to 60 s for one that keeps exiting soon after its start
+    (a broken install, a port it cannot bind), so the log is not flooded once a second."""
+    return 0.0 if quick_exits <= 1 else min(60.0, 2.0 ** (quick_exits - 2))
 
 
 def _die_with_parent() -> None:
