@@ -12,7 +12,7 @@ the xDS protocol:
   resending the same configuration; the proxy keeps its last accepted one until the snapshot changes.
 - Make-before-break: CDS first (with clusters about to be removed still in it) and ACKed before EDS,
   LDS, RDS; removals go last, once LDS and RDS are ACKed. EDS is resent after every CDS change so
-  re-created EDS clusters finish warming.
+  re-created EDS clusters finish warming. The order is `push.py`'s; this module keeps the protocol state.
 """
 
 from __future__ import annotations
@@ -34,12 +34,8 @@ from ..xdsapi import (
     DEFAULT_OUTBOUND_PORT,
     EDGE_HOST,
     EDGE_NODE,
-    ENDPOINT_TYPE,
     LISTEN_ADDRESS_METADATA,
-    LISTENER_TYPE,
     OUTBOUND_PORT_METADATA,
-    PUSH_ORDER,
-    ROUTE_TYPE,
     SHORT_NAMES,
     SIDECAR_HOST,
     TRANSPARENT_METADATA,
@@ -49,6 +45,7 @@ from ..xdsapi import (
     outbound_port,
     short_name,
 )
+from . import push
 from .cache import SnapshotCache
 from .metrics import Metrics
 
@@ -240,60 +237,15 @@ class _Stream:
         st.src, st.src_key = src, key
         return False
 
-    # -- ordering ---------------------------------------------------------------------------
-    def _awaiting(self, type_url: str) -> bool:
-        st = self.types.get(type_url)
-        return st is not None and st.awaiting
-
-    def _routes_settled(self) -> bool:
-        """True when every listener and route configuration the proxy holds was built from the current snapshot
-        and accepted: only then may the clusters that older ones sent traffic to go (make-before-break). A
-        response still awaiting its ACK, a rejected one, or one built from an older snapshot keeps them."""
-        for t in (LISTENER_TYPE, ROUTE_TYPE):
-            st = self.types.get(t)
-            if st is None or not st.requested:
-                continue
-            if st.awaiting or t in self.rejected or st.src is not self.source(t):
-                return False
-        return True
-
-    def _endpoints_sent(self) -> bool:
-        """True when every cluster the proxy was sent that takes its endpoints from EDS has been sent them.
-        Until then the cluster is warming and a route naming it answers 503, so listeners and routes wait
-        (Envoy asks for a new cluster's endpoints right after accepting it: the wait is one round trip)."""
-        eds, cds = self.types.get(ENDPOINT_TYPE), self.types.get(CLUSTER_TYPE)
-        if eds is None or not eds.requested or cds is None:
-            return True  # a client that takes no endpoints from EDS has nothing warming
-        assignments = self.source(ENDPOINT_TYPE)
-        return all(n in eds.sent for n in cds.sent if n in assignments)
-
+    # -- ordering (push.py) -------------------------------------------------------------------
     def _keep_removed(self, type_url: str) -> bool:
-        """Whether a response of this type must still carry clusters the snapshot dropped."""
-        return type_url == CLUSTER_TYPE and not self._routes_settled()
+        return push.keep_removed(self, type_url)
 
     async def push(self) -> None:
-        """Send what changed, make-before-break: CDS (ACKed) → EDS → LDS → RDS (once every cluster has its
-        endpoints) → CDS removals (once the routes that used them are replaced and ACKed)."""
+        """Send what changed, make-before-break (`push.push`)."""
         if self.cache.snapshot is None or not self.node:
             return
-        if self._awaiting(CLUSTER_TYPE):
-            return
-        cds = self.types.get(CLUSTER_TYPE)
-        if cds is not None and cds.requested:
-            if await self.send(CLUSTER_TYPE, keep_removed=True):
-                for t in (ENDPOINT_TYPE,):
-                    if t in self.types:
-                        self.types[t].force = True
-                return  # wait for the CDS ACK before anything that may reference new clusters
-        for t in PUSH_ORDER[1:]:  # after CDS
-            st = self.types.get(t)
-            if st is None or not st.requested:
-                continue
-            await self.send(t)
-            if t == ENDPOINT_TYPE and not self._endpoints_sent():
-                break  # listeners and routes wait: the endpoints' subscription comes next, its answer pushes again
-        if cds is not None and cds.requested and self._routes_settled():
-            await self.send(CLUSTER_TYPE, keep_removed=False)
+        await push.push(self)
 
     # -- requests ---------------------------------------------------------------------------
     def nack(self, type_url: str, node, error) -> None:
