@@ -25,12 +25,14 @@ from meshforge.session import Session
 class Mesh:
     """A spec directory served: `client()` opens a stream, `write`/`unlink` change the specs."""
 
-    def __init__(self, d: Path, authorize=None):
+    def __init__(self, d: Path, authorize=None, callbacks=None):
+        """`callbacks`: a class taking (metrics, authorize, known_node), as server.callbacks.Callbacks."""
         self.dir = d
         self.session = Session([str(d)])
         self.cache = SnapshotCache()
         self.metrics = Metrics()
-        self.ads = AdsServer(self.cache, self.metrics, authorize)
+        self.ads = AdsServer(self.cache, self.metrics, authorize,
+                             callbacks=callbacks and callbacks(self.metrics, authorize, self.cache.known_node))
         self.loop = asyncio.new_event_loop()
         self.clients: list[Client] = []
         self.errors: list[str] = []

@@ -47,6 +47,7 @@ from ..xdsapi import (
 )
 from . import push
 from .cache import SnapshotCache
+from .callbacks import Callbacks
 from .metrics import Metrics
 
 log = logging.getLogger("meshforge.ads")
@@ -159,6 +160,7 @@ class _Stream:
     def __init__(self, server: "AdsServer", peer: str):
         self.server = server
         self.cache = server.cache
+        self.callbacks = server.callbacks
         self.peer = peer
         self.node_id = ""
         self.node = ""  # node.cluster: the service this proxy is the sidecar of
@@ -208,14 +210,10 @@ class _Stream:
                                   f"node {node.id!r}: metadata {TRANSPARENT_METADATA}: {value!r} is neither "
                                   "true nor false")
             self.transparent = value == "true"
-        self.server.authorize(self, node)
+        self.callbacks.authorize(self, node)
         self.node_id, self.node = node.id, node.cluster
-        if self.cache.snapshot is not None and not self.cache.known_node(self.node):
-            log.warning("node %s (cluster %r) names no known service (nor the edge, when one is declared): it "
-                        "gets an empty configuration; set node.cluster to name.namespace of a baseline service",
-                        node.id, node.cluster)
-        log.info("%s stream from %s: node %s, cluster %s, outbound port %d", self.kind, self.peer, node.id,
-                 node.cluster, self.port)
+        known = None if self.cache.snapshot is None else self.cache.known_node(self.node)
+        self.callbacks.identified(self.kind, self.peer, node, self.port, known)
 
     def desired(self, type_url: str) -> dict:
         res = self.source(type_url)
@@ -249,17 +247,13 @@ class _Stream:
 
     # -- requests ---------------------------------------------------------------------------
     def nack(self, type_url: str, node, error) -> None:
-        self.server.metrics.nacks.labels(short_name(type_url)).inc()
-        log.error("NACK from node %s (cluster %s) for %s: %s (code %d); keeping its last accepted configuration",
-                  self.node_id or node.id, self.node or node.cluster, short_name(type_url),
-                  error.message, error.code)
-        if type_url not in self.rejected:
-            self.server.metrics.rejected.labels(self.server.node_label(self.node), short_name(type_url)).inc()
+        self.callbacks.nacked(self.node_id or node.id, self.node or node.cluster, type_url, error,
+                              first=type_url not in self.rejected)
         self.rejected[type_url] = error.message[:500]
 
     def ack(self, type_url: str) -> None:
         if self.rejected.pop(type_url, None) is not None:
-            self.server.metrics.rejected.labels(self.server.node_label(self.node), short_name(type_url)).dec()
+            self.callbacks.recovered(self.node, type_url)
 
     async def run(self, requests) -> None:
         self.cache.subscribe(self.queue)
@@ -288,7 +282,7 @@ class _Stream:
                     try:
                         await self.handle(item)
                     except StreamError as e:
-                        log.warning("closing the %s stream from %s: %s", self.kind, self.peer, e.message)
+                        self.callbacks.closing(self.kind, self.peer, e.message)
                         self.error = e
                         break
                 elif what == "snapshot" and item != self.generation_seen:
@@ -303,11 +297,9 @@ class _Stream:
             await self.out.put(None)
 
     def _record_push(self, type_url: str) -> None:
-        m = self.server.metrics
-        m.pushes.labels(short_name(type_url)).inc()
-        if self.generation_seen and self.generation_seen == self.cache.generation and self.generation_seen > 1:
-            # a push caused by a new snapshot (not a proxy's first request): how long it took to go out
-            m.push_latency.labels(short_name(type_url)).observe(time.monotonic() - self.cache.published_at)
+        # a push caused by a new snapshot (not a proxy's first request) says when that snapshot was published
+        caused = self.generation_seen and self.generation_seen == self.cache.generation and self.generation_seen > 1
+        self.callbacks.pushed(type_url, self.cache.published_at if caused else None)
 
 
 class SotwStream(_Stream):
@@ -448,23 +440,17 @@ def _peer_host(peer: str) -> str:
 
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None, limits: Limits = Limits()):
+    def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None, limits: Limits = Limits(),
+                 callbacks: Callbacks | None = None):
         self.cache = cache
         self.metrics = metrics
+        # metrics, log lines and authorisation; `authorize`: (stream, node) -> None, or raises StreamError
+        self.callbacks = callbacks or Callbacks(metrics, authorize, cache.known_node)
         self.streams: set[_Stream] = set()
-        self._authorize = authorize  # (stream, node) -> None, or raises StreamError (mTLS identities)
         self.limits = limits
         self._per_peer: dict[str, int] = {}
         self.pending_bytes = 0  # written to clients, not yet taken by them
         self.ended = collections.Counter()  # reason -> streams the server ended for it
-
-    def authorize(self, stream: _Stream, node) -> None:
-        if self._authorize is not None:
-            self._authorize(stream, node)
-
-    def node_label(self, node: str) -> str:
-        """A metric label from a fixed set: a known service, or "unknown"."""
-        return node if self.cache.known_node(node) else "unknown"
 
     def rejections(self) -> dict[str, str]:
         """Connected proxies that rejected what they were last sent: "cluster (id)" -> "TYPE: message"."""
@@ -497,12 +483,12 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             refuse = ("pending bytes", f"{self.pending_bytes} bytes of responses wait for clients that have not taken "
                       f"them (the limit is {self.limits.pending_bytes}); try again later")
         if refuse is not None:
-            self._count_end(refuse[0])
-            log.warning("refusing an xDS stream from %s: %s", peer, refuse[1])
+            self.ended[refuse[0]] += 1
+            self.callbacks.refused(peer, *refuse)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refuse[1])
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         # counted as connected exactly while it holds its peer's slot: when the gauge drops, the slot is free
-        self.metrics.connected.labels(stream.kind).inc()
+        self.callbacks.connected(stream.kind, +1)
         stream.context = context
         runner = asyncio.ensure_future(stream.run(request_iterator))
         try:
@@ -515,7 +501,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self._per_peer[peer] -= 1
             if not self._per_peer[peer]:
                 del self._per_peer[peer]
-            self.metrics.connected.labels(stream.kind).dec()
+            self.callbacks.connected(stream.kind, -1)
         if stream.error is not None:
             await context.abort(stream.error.code, stream.error.message)
 
@@ -528,9 +514,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             await asyncio.wait_for(context.write(resp), self.limits.stall_seconds)
         except asyncio.TimeoutError:
-            self._count_end("stalled")
-            log.warning("ending the %s stream of %s: a response of %d bytes was not taken in %g s", stream.kind,
-                        stream.node_id or stream.peer, size, self.limits.stall_seconds)
+            self.ended["stalled"] += 1
+            self.callbacks.stalled(stream.kind, stream.node_id or stream.peer, size, self.limits.stall_seconds)
             stream.error = StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ended by meshforge: a response was not "
                                        f"taken in {self.limits.stall_seconds:g} s")
             context.add_done_callback(lambda _: self._release(size))
@@ -543,10 +528,6 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
     def _release(self, size: int) -> None:
         self.pending_bytes -= size
-
-    def _count_end(self, reason: str) -> None:
-        self.ended[reason] += 1
-        self.metrics.streams_ended.labels(reason).inc()
 
     async def StreamAggregatedResources(self, request_iterator, context):
         await self._serve(SotwStream(self, context.peer()), request_iterator, context)
