@@ -140,6 +140,32 @@ spec:
         ("MF104", "warning", 3), ("MF104", "warning", 8), ("MF104", "warning", 21), ("MF104", "warning", 21)]
 
 
+def test_ports_kubernetes_would_refuse_are_named_with_their_place_not_read_as_ports(write):
+    d = write({"k.yaml": """\
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: "8080"}
+  - {name: flag, port: true}
+  - just-a-string
+  - {name: noport, targetPort: 80}
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: grpc, port: 9000}
+"""})
+    model, diags = compile_paths([str(d)], NOW)
+    assert [(p.name, p.number) for p in model.service_by_id["web.shop"].ports] == [("grpc", 9000)]  # true is not 1
+    got = [(x.code, x.severity, x.span.line, x.message) for x in diags.items]
+    assert [g[:3] for g in got] == [("MF104", "warning", 7), ("MF104", "warning", 8), ("MF104", "warning", 9),
+                                    ("MF104", "warning", 10)], got
+    assert "ports[0] has port '8080', which is not a number" in got[0][3]
+    assert "ports[1] has port True" in got[1][3] and "ports[2] is not a mapping" in got[2][3]
+    assert "ports[3] has no port" in got[3][3]
+    assert all("{name: http, port: 80}" in x.hint for x in diags.items)
+
+
 def test_amendments_that_do_not_fit_are_errors_with_their_place(write):
     d = write({"k.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
                          "spec: {ports: [{name: web, port: 8080}]}\n",

@@ -11,7 +11,7 @@ import re
 
 from ..diagnostics import Diagnostics
 from ..model import DEFAULT_NAMESPACE, Port, UserObject, Workload
-from ..names import DNS1123_LABEL_HINT, dns1123_label, label_key, label_value
+from ..names import DNS1123_LABEL_HINT, dns1123_label, label_key, label_value, printable
 from ..source import Document, escape
 from .decls import DepRef, ServiceDecl
 from .ports import port_protocol
@@ -107,8 +107,16 @@ def import_services(docs: list[Document], diags: Diagnostics) -> list[ServiceDec
             continue
         ports = []
         for i, p in enumerate(_get(doc.data, "spec", "ports", default=[]) or []):
-            if not isinstance(p, dict) or not isinstance(p.get("port"), int) or str(p.get("protocol", "TCP")).upper() != "TCP":
+            if not isinstance(p, dict) or not isinstance(p.get("port"), int) or isinstance(p.get("port"), bool):
+                what = "is not a mapping" if not isinstance(p, dict) else "has no port" if "port" not in p else \
+                    f"has port {printable(repr(p['port'])[:80])}, which is not a number"
+                at = f"/spec/ports/{i}/port" if isinstance(p, dict) and "port" in p else f"/spec/ports/{i}"
+                diags.warning("MF104", f"Service {name}.{ns}: ports[{i}] {what} (the Kubernetes API refuses such a "
+                              "Service); ignored", doc.span(at),
+                              "each port is a mapping with a number, without quotes: {name: http, port: 80}")
                 continue
+            if str(p.get("protocol", "TCP")).upper() != "TCP":
+                continue  # UDP, SCTP: nothing meshforge routes
             if not 1 <= p["port"] <= 65535:
                 diags.warning("MF104", f"Service {name}.{ns}: port {p['port']} is not a port number; ignored",
                               doc.span(f"/spec/ports/{i}/port"))
