@@ -11,25 +11,13 @@ import json
 import secrets
 import subprocess
 import sys
-from contextlib import ExitStack
 
 import pytest
 
 from meshforge.doctor import diagnose, render_text
 
-from .envoy_harness import SampleApp, http_get
-from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
-
-BASELINE = """\
-apiVersion: meshforge.dev/v1alpha1
-kind: Baseline
-metadata: {{name: staging, namespace: shop}}
-spec:
-  services:
-  - {{name: web, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {web}}}], dependsOn: [cart]}}
-  - {{name: cart, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {cart}}}], dependsOn: [pay]}}
-  - {{name: pay, ports: [{{name: http, port: 80}}], endpoints: [{{address: 127.0.0.1, port: {pay}}}], dependsOn: []}}
-"""
+from .serve_harness import Server, wait_until
+from .shop_mesh import ShopMesh
 
 
 def traceparent() -> str:
@@ -38,29 +26,17 @@ def traceparent() -> str:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    d = tmp_path_factory.mktemp("doctor") / "specs"
-    d.mkdir()
-    with ExitStack() as stack:
-        pay, pay2 = stack.enter_context(SampleApp("pay-v1")), stack.enter_context(SampleApp("pay-v2"))
-        cart = stack.enter_context(SampleApp("cart-v1", next_hop="pay"))
-        lossy = stack.enter_context(SampleApp("cart-lossy", next_hop="pay", propagate=("traceparent",)))
-        web = stack.enter_context(SampleApp("web-v1", next_hop="cart"))
-        (d / "baseline.yaml").write_text(BASELINE.format(web=web.port, cart=cart.port, pay=pay.port))
-        (d / "cart-lossy.yaml").write_text(endpoint_sandbox("cart-lossy", {"cart": lossy.port}))
-        (d / "pay-pr-2.yaml").write_text(endpoint_sandbox("pay-pr-2", {"pay": pay2.port}))
-        server = stack.enter_context(Server([d]))
-        for svc, app in (("web", web), ("cart", cart), ("cart", lossy)):
-            app.proxy_port = stack.enter_context(Sidecar(f"{svc}.shop", server)).outbound
+    def configured(m):
+        wait_until(lambda: m.chain({"baggage": "meshforge-routing-key=pay-pr-2"})[2] == "pay-v2", 20, what="sidecars")
 
-        def chain(headers):
-            r, out = http_get(web.port, "web", headers), []
-            while r:
-                out.append(r.get("name") or f"HTTP {r.get('status')}")
-                r = r.get("next")
-            return out
-
-        wait_until(lambda: chain({"baggage": "meshforge-routing-key=pay-pr-2"})[2] == "pay-v2", 20, what="sidecars")
-        yield server, chain
+    m = ShopMesh(tmp_path_factory.mktemp("doctor"),
+                 {"pay-v2": ("pay", {}), "cart-lossy": ("cart", {"propagate": ("traceparent",)})},
+                 {"cart-lossy": "cart-lossy", "pay-pr-2": "pay-v2"},
+                 [("web", "web-v1"), ("cart", "cart-v1"), ("cart", "cart-lossy")], wait=configured)
+    try:
+        yield m.server, m.chain
+    finally:
+        m.close()
 
 
 def doctor(server, key, *args):

@@ -11,43 +11,24 @@ from __future__ import annotations
 
 import http.client
 import json
-from contextlib import ExitStack
 
 import pytest
 
 from meshforge.carriers import is_key_member, key_from_baggage
-from meshforge.emit.xds.backend import dump, to_dict
-from meshforge.emit.xds.bootstrap import ads_bootstrap
-from meshforge.envoyproc import Envoy, free_port
 from meshforge.explain import explain_url
 from meshforge.pipeline import compile_paths
 
 from .conftest import BAGGAGE_TABLE, EDGE_ONLY_ENCODINGS
 from .envoy_harness import SampleApp
-from .serve_harness import Server, Sidecar, endpoint_sandbox, wait_until
+from .serve_harness import endpoint_sandbox, wait_until
+from .shop_mesh import ShopMesh, chain_of
 
-BASELINE = """\
-apiVersion: meshforge.dev/v1alpha1
-kind: Baseline
-metadata: {{name: staging, namespace: shop}}
-spec:
+EDGE = """\
   edge:
     service: web
     hosts: [shop.example.test]
     previewDomain: preview.example.test
     trustedSources: [127.0.0.2/32]
-  services:
-  - name: web
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {web}}}]
-    dependsOn: [cart]
-  - name: cart
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {cart}}}]
-    dependsOn: [pay]
-  - name: pay
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {pay}}}]
 """
 
 
@@ -87,40 +68,26 @@ def hops(answer: dict) -> list[dict]:
     return out
 
 
-def chain(answer: dict) -> list[str]:
-    return [h.get("name") or f"HTTP {h.get('status')}" for h in hops(answer)]
+chain = chain_of
 
 
-class EdgeMesh:
+class EdgeMesh(ShopMesh):
+    """web → cart → pay behind sidecars and the edge; pay-pr-2 forks pay to pay-v2, web-pr-3 web to web-v2; cart-v2
+    is there for a test's own sandbox."""
+
     def __init__(self, tmp_path):
-        self.stack = ExitStack()
-        self.dir = tmp_path / "specs"
-        self.dir.mkdir()
-        self.pay = self.stack.enter_context(SampleApp("pay-v1"))
-        self.pay2 = self.stack.enter_context(SampleApp("pay-v2"))
-        self.cart = SampleApp("cart-v1", next_hop="pay")
-        self.cart2 = SampleApp("cart-v2", next_hop="pay")
-        self.web = SampleApp("web-v1", next_hop="cart")
-        self.web2 = SampleApp("web-v2", next_hop="cart")
-        for b in (self.cart, self.cart2, self.web, self.web2):
-            self.stack.enter_context(b)
-        (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
-        (self.dir / "pay-pr-2.yaml").write_text(endpoint_sandbox("pay-pr-2", {"pay": self.pay2.port}))
-        (self.dir / "web-pr-3.yaml").write_text(endpoint_sandbox("web-pr-3", {"web": self.web2.port}))
-        self.server = self.stack.enter_context(Server([self.dir]))
-        for name, app in (("web", self.web), ("web", self.web2), ("cart", self.cart), ("cart", self.cart2)):
-            sc = self.stack.enter_context(Sidecar(f"{name}.shop", self.server))
-            app.proxy_port = sc.outbound
-        self.port = free_port()
-        admin = free_port()
-        boot = ads_bootstrap(None, "127.0.0.1", self.server.xds_port, admin_port=admin, node_id="edge-1",
-                             edge_listen=("127.0.0.1", self.port))
-        self.edge = self.stack.enter_context(Envoy(dump(to_dict(boot)), admin, name="edge"))
+        super().__init__(tmp_path, {"pay-v2": ("pay", {}), "cart-v2": ("cart", {}), "web-v2": ("web", {})},
+                         {"pay-pr-2": "pay-v2", "web-pr-3": "web-v2"},
+                         [("web", "web-v1"), ("web", "web-v2"), ("cart", "cart-v1"), ("cart", "cart-v2")],
+                         edge_spec=EDGE, edge=True, wait=EdgeMesh.configured)
+        self.port, self.web, self.cart2 = self.edge_port, self.apps["web-v1"], self.apps["cart-v2"]
+
+    def configured(self):
         wait_until(lambda: chain(self.get("pay-pr-2.preview.example.test")) == ["web-v1", "cart-v1", "pay-v2"], 20,
                    what="edge and sidecars configured")
 
     def get(self, host: str, headers=(), source: str = "127.0.0.1") -> dict:
-        return edge_get(self.port, host, list(headers), source)
+        return edge_get(self.edge_port, host, list(headers), source)
 
 
 @pytest.fixture(scope="module")

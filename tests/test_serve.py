@@ -6,11 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
 
 import pytest
 
-from .envoy_harness import SampleApp, http_get
 from .serve_harness import (
     CLUSTER,
     LISTENER,
@@ -23,25 +21,7 @@ from .serve_harness import (
 from .serve_harness import (
     endpoint_sandbox as sandbox,
 )
-
-BASELINE = """\
-apiVersion: meshforge.dev/v1alpha1
-kind: Baseline
-metadata: {{name: staging, namespace: shop}}
-spec:
-  services:
-  - name: web
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {web}}}]
-    dependsOn: [cart]
-  - name: cart
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {cart}}}]
-    dependsOn: [pay]
-  - name: pay
-    ports: [{{name: http, port: 80}}]
-    endpoints: [{{address: 127.0.0.1, port: {pay}}}]
-"""
+from .shop_mesh import ShopMesh
 
 
 def write_atomically(path, text: str) -> None:
@@ -50,52 +30,19 @@ def write_atomically(path, text: str) -> None:
     tmp.replace(path)
 
 
-class Mesh:
-    """web → cart → pay, each app behind its own sidecar; cart-v2 and pay-v2 are sandbox versions."""
+class Mesh(ShopMesh):
+    """web → cart → pay, each app behind its own sidecar (pay's with no app behind it); cart-v2 and pay-v2 are
+    sandbox versions (cart-pr-1 forks cart to cart-v2)."""
 
     def __init__(self, tmp_path, delta: bool):
-        self.stack = ExitStack()
-        self.dir = tmp_path / "specs"
-        self.dir.mkdir()
-        self.delta = delta
-        self.pay = self.stack.enter_context(SampleApp("pay-v1"))
-        self.pay2 = self.stack.enter_context(SampleApp("pay-v2"))
-        # apps call their next hop through their own sidecar: proxy ports are known once sidecars exist
-        self.cart = SampleApp("cart-v1", next_hop="pay")
-        self.cart2 = SampleApp("cart-v2", next_hop="pay")
-        self.web = SampleApp("web-v1", next_hop="cart")
-        for b in (self.cart, self.cart2, self.web):
-            self.stack.enter_context(b)
-        (self.dir / "baseline.yaml").write_text(BASELINE.format(web=self.web.port, cart=self.cart.port, pay=self.pay.port))
-        (self.dir / "cart-pr-1.yaml").write_text(sandbox("cart-pr-1", {"cart": self.cart2.port}))
-        self.server = self.stack.enter_context(Server([self.dir]))
-        self.sidecars = {}
-        for name, app in (("web", self.web), ("cart", self.cart), ("cart-v2", self.cart2), ("pay", None)):
-            sc = Sidecar(f"{name.split('-')[0]}.shop", self.server, delta)
-            self.stack.enter_context(sc)
-            self.sidecars[name] = sc
-            if app is not None:
-                app.proxy_port = sc.outbound
-        self.wait_routes()
+        super().__init__(tmp_path, {"pay-v2": ("pay", {}), "cart-v2": ("cart", {})}, {"cart-pr-1": "cart-v2"},
+                         [("web", "web-v1"), ("cart", "cart-v1"), ("cart", "cart-v2"), ("pay", None)], delta=delta,
+                         wait=Mesh.wait_routes)
+        self.pay2, self.cart2 = self.apps["pay-v2"], self.apps["cart-v2"]
 
     def wait_routes(self):
         wait_until(lambda: self.chain({"baggage": "meshforge-routing-key=cart-pr-1"})[1] == "cart-v2", 20,
                    what="sidecars configured")
-
-    def request(self, headers=None) -> dict:
-        # the test is the web app's client: it calls web directly, web's sidecar does the rest
-        return http_get(self.web.port, "web", headers)
-
-    def chain(self, headers=None) -> list[str]:
-        r = self.request(headers)
-        out = []
-        while r:
-            out.append(r.get("name") or f"HTTP {r.get('status')}")
-            r = r.get("next")
-        return out
-
-    def close(self):
-        self.stack.close()
 
 
 @pytest.fixture(params=["sotw", "delta"])
@@ -209,8 +156,8 @@ def test_second_replica_serves_identical_versions(mesh):
     with Server([mesh.dir]) as replica:
         other = Sidecar("cart.shop", replica, mesh.delta)
         with other:
-            wait_until(lambda: len(other.dynamic_versions()) == len(mesh.sidecars["cart"].dynamic_versions()), 20)
-            ours, theirs = other.dynamic_versions(), mesh.sidecars["cart"].dynamic_versions()
+            wait_until(lambda: len(other.dynamic_versions()) == len(mesh.sidecars["cart-v1"].dynamic_versions()), 20)
+            ours, theirs = other.dynamic_versions(), mesh.sidecars["cart-v1"].dynamic_versions()
             # the listener differs only because each sidecar chose its own outbound port
             drop = "listener/meshforge_outbound"
             assert {k: v for k, v in ours.items() if k != drop} == {k: v for k, v in theirs.items() if k != drop}
