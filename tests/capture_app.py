@@ -170,6 +170,7 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
     took: list[float] = []
     failures: list[dict] = []
     cuts = 0  # answers a hop got cut off mid-body (its upstream went away after it had begun to answer)
+    hop_errors = 0  # answers in which some hop's call failed (cut off ones included)
     while not os.path.exists(stopfile):
         t0 = time.perf_counter()
         try:
@@ -178,18 +179,21 @@ def load(url: str, proxy: str, stopfile: str, headers: dict[str, str]) -> dict:
             answer = {"status": f"error: {e}"}
         took.append((time.perf_counter() - t0) * 1000)
         statuses[str(answer.get("status"))] = statuses.get(str(answer.get("status")), 0) + 1
-        hops, a, cut = [], answer, False
+        hops, a, cut, hop_error = [], answer, False, False
         while a:
             hops.append(a.get("name") or f"HTTP {a.get('status')}")
             cut |= str(a.get("error", "")).startswith("IncompleteRead")
+            hop_error |= "error" in a  # a hop's call failed (refused, reset, closed without an answer, cut off)
             a = a.get("next")
         cuts += cut
-        if (answer.get("status") != 200 or cut) and len(failures) < 5:  # what answered otherwise, for the message
+        hop_errors += hop_error
+        if (answer.get("status") != 200 or hop_error) and len(failures) < 5:  # what answered otherwise, in full
             failures.append({"at": round(time.monotonic() - start, 3), "answer": str(answer)[:300]})
         seen.setdefault(">".join(hops), round(time.monotonic() - start, 3))
     took.sort()
     at = {q: round(took[min(len(took) - 1, int(q / 100 * len(took)))], 3) if took else None for q in (50, 90, 99)}
-    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at, "failures": failures, "cut": cuts}
+    return {"statuses": statuses, "paths": seen, "requests": len(took), "ms": at, "failures": failures, "cut": cuts,
+            "hop_errors": hop_errors}
 
 
 def main(argv: list[str]) -> None:

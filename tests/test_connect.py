@@ -116,6 +116,7 @@ def test_killing_the_laptops_envoy_fails_no_request(env):
     # the one request under way (the load sends one at a time) may have been cut off mid-answer by the kill: once
     # the laptop began to answer, nothing can retry it; any request the kill left unanswered was
     assert summary["cut"] <= 1, (summary["failures"], summary)
+    assert summary["hop_errors"] == summary["cut"], (summary["failures"], summary)  # no other hop failed
     # every request the kill failed at once got its retry: none was refused for too many retries in flight
     # (Envoy's default allows 3 per cluster; the laptop's aggregate allows tunnel.MAX_RETRIES)
     r = env.ns.run(sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], "
@@ -142,7 +143,7 @@ def test_leaving_with_ctrl_c_fails_no_request(env):
     assert env.interrupt(connect) == 0
     time.sleep(1.0)
     summary = env.stop_load(load, "leave")
-    assert set(summary["statuses"]) == {"200"} and summary["cut"] == 0, (summary["failures"], summary)  # drained
+    assert set(summary["statuses"]) == {"200"} and summary["hop_errors"] == 0, (summary["failures"], summary)  # drained
     assert env.edge(key="alice") == BASELINE
     assert "detached: key alice for cart.default reaches the cluster's version again" in env.connect_log("alice", "alice")
 
