@@ -60,11 +60,12 @@ class ShopMesh:
         self.dir.mkdir()
         self.delta = delta
         self.apps: dict[str, SampleApp] = {}
+        self.service_of: dict[str, str] = {}  # app name -> its service
         try:
             for name in ("web-v1", "cart-v1", "pay-v1", *[n for n in versions if not n.endswith("-v1")]):
                 svc, kw = versions.get(name, (name.split("-")[0], {}))
                 self.apps[name] = self.stack.enter_context(SampleApp(name, next_hop=NEXT[svc], **kw))
-            self.service_of = {n: versions.get(n, (n.split("-")[0], {}))[0] for n in self.apps}
+                self.service_of[name] = svc
             (self.dir / "baseline.yaml").write_text(
                 baseline({s: self.apps[f"{s}-v1"].port for s in NEXT}, edge_spec))
             for sb, app in sandboxes.items():

@@ -108,7 +108,7 @@ def test_a_worker_that_ran_a_while_is_started_again_at_once_one_that_keeps_crash
     assert [restart_delay(n) for n in range(8)] == [0, 0, 1, 2, 4, 8, 16, 32]
     assert restart_delay(50) == 60  # bounded
     w, spawned = _workers(2)
-    t = w.started[0]
+    t = w.slots[0].started
     spawned[0].exit()  # the first exit soon after the start: maybe a kill, started again at once
     w.tick(t + 1)
     assert len(spawned) == 2 and w.procs[0] is spawned[1]
@@ -121,11 +121,11 @@ def test_a_worker_that_ran_a_while_is_started_again_at_once_one_that_keeps_crash
         w.tick(now + delay - 0.01)
         assert len(spawned) == n
         w.tick(now + delay)
-        assert len(spawned) == n + 1 and w.quick_exits[0] == n
+        assert len(spawned) == n + 1 and w.slots[0].quick_exits == n
         starts.append(now + delay)
     spawned[-1].exit()  # then it runs a while before exiting: the back-off is forgotten
     w.tick(starts[-1] + QUICK_EXIT + 1)
-    assert len(spawned) == 6 and w.quick_exits[0] == 0
+    assert len(spawned) == 6 and w.slots[0].quick_exits == 0
     w.stopping = True  # while serve stops, nothing is started again
     spawned[-1].exit()
     w.tick(starts[-1] + 100)
@@ -134,13 +134,13 @@ def test_a_worker_that_ran_a_while_is_started_again_at_once_one_that_keeps_crash
 
 def test_each_worker_slot_has_its_own_back_off():
     w, spawned = _workers(3)
-    t = w.started[0]
+    t = w.slots[0].started
     for _ in range(3):  # slot 0 keeps crashing
         w.procs[0].exit()
         w.tick(t := t + 0.5)
-        if 0 in w.due:
-            w.tick(t := w.due[0])
-    assert w.quick_exits == [3, 0] and w.procs[1] is spawned[1] and spawned[1].poll() is None
+        if w.slots[0].due is not None:
+            w.tick(t := w.slots[0].due)
+    assert [slot.quick_exits for slot in w.slots] == [3, 0] and w.procs[1] is spawned[1] and spawned[1].poll() is None
     w.procs[1].exit()  # slot 1's first exit is restarted at once, whatever slot 0 did
     w.tick(t + 0.5)
-    assert w.procs[1] is spawned[-1] and w.quick_exits[1] == 1
+    assert w.procs[1] is spawned[-1] and w.slots[1].quick_exits == 1

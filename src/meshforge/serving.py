@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .model import DEFAULT_NAMESPACE
 from .names import parse_address
+from .server.ads import Limits
 
 
 class OptionError(ValueError):
@@ -36,9 +37,9 @@ class ServeOptions:
     access_log_rate: int = 100
     admin_hosts: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
-    max_streams_per_peer: int = 128
-    stall_timeout: float = 30.0
-    max_pending_bytes: int = 128 << 20
+    max_streams_per_peer: int = Limits.streams_per_peer
+    stall_timeout: float = Limits.stall_seconds
+    max_pending_bytes: int = Limits.pending_bytes
     verify: bool = False
     workers: int = 1
     worker: bool = False  # one of --workers' processes (started by the parent serve)
@@ -93,7 +94,6 @@ def worker_argv(o: ServeOptions) -> list[str]:
 def run(o: ServeOptions) -> int:
     """Serve until interrupted (0), or 2 when the addresses cannot be listened on. Raises `OptionError` first."""
     from .emit.xds.resources import AccessLogs
-    from .server.ads import Limits
     from .server.control import ControlPlane, Workers, configure_logging
     from .session import Session
 

@@ -236,9 +236,6 @@ class _Stream:
         return False
 
     # -- ordering (push.py) -------------------------------------------------------------------
-    def _keep_removed(self, type_url: str) -> bool:
-        return push.keep_removed(self, type_url)
-
     async def push(self) -> None:
         """Send what changed, make-before-break (`push.push`)."""
         if self.cache.snapshot is None or not self.node:
@@ -327,7 +324,7 @@ class SotwStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if changed or st.force:
             st.force = False
-            await self.send(t, keep_removed=self._keep_removed(t), always=True)
+            await self.send(t, keep_removed=push.keep_removed(self, t), always=True)
         await self.push()
 
     async def send(self, t: str, keep_removed: bool = False, always: bool = False) -> bool:
@@ -382,7 +379,7 @@ class DeltaStream(_Stream):
             return  # no valid configuration yet: answer nothing rather than an empty one
         if first or req.resource_names_subscribe or req.resource_names_unsubscribe:
             # a new subscription is answered at once; anything else that changed goes out through push, in order
-            await self.send(t, keep_removed=self._keep_removed(t),
+            await self.send(t, keep_removed=push.keep_removed(self, t),
                             always=first and not st.sent)
         await self.push()
 
@@ -443,7 +440,6 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, cache: SnapshotCache, metrics: Metrics, authorize=None, limits: Limits = Limits(),
                  callbacks: Callbacks | None = None):
         self.cache = cache
-        self.metrics = metrics
         # metrics, log lines and authorisation; `authorize`: (stream, node) -> None, or raises StreamError
         self.callbacks = callbacks or Callbacks(metrics, authorize, cache.known_node)
         self.streams: set[_Stream] = set()

@@ -99,17 +99,17 @@ class Workers:
     def __init__(self, count: int, argv: list[str]):
         self.count, self.argv = count, argv  # argv: a worker's command line, with "{address}" for the xDS address
         self.address = ""
-        self.procs: list = []
-        self.started: list[float] = []  # when each slot's process was started (monotonic)
-        self.quick_exits: list[int] = []  # each slot's exits in a row within QUICK_EXIT seconds of its start
-        self.due: dict[int, float] = {}  # slot -> when its exited process is started again
+        self.slots: list[_Slot] = []
         self.stopping = False
+
+    @property
+    def procs(self) -> list:
+        return [slot.proc for slot in self.slots]
 
     def start(self, address: str) -> None:
         self.address = address
-        self.procs = [self._spawn() for _ in range(1, self.count)]
         now = time.monotonic()
-        self.started, self.quick_exits = [now] * len(self.procs), [0] * len(self.procs)
+        self.slots = [_Slot(self._spawn(), now) for _ in range(1, self.count)]
         log.info("started %d worker process(es) on %s: %s", self.count - 1, address,
                  ", ".join(str(p.pid) for p in self.procs))
 
@@ -129,17 +129,17 @@ class Workers:
         """One look at the workers at time `now`: note the ones that exited, start those whose time has come."""
         if self.stopping:
             return
-        for i, p in enumerate(self.procs):
-            if i not in self.due and p.poll() is not None:
-                self.quick_exits[i] = self.quick_exits[i] + 1 if now - self.started[i] < QUICK_EXIT else 0
-                delay = restart_delay(self.quick_exits[i])
+        for slot in self.slots:
+            p = slot.proc
+            if slot.due is None and p.poll() is not None:
+                slot.quick_exits = slot.quick_exits + 1 if now - slot.started < QUICK_EXIT else 0
+                delay = restart_delay(slot.quick_exits)
                 log.warning("worker process %d exited (%s); starting it again%s", p.pid, p.returncode,
-                            f" in {delay:.0f} s (it exited {self.quick_exits[i]} times in a row within "
+                            f" in {delay:.0f} s (it exited {slot.quick_exits} times in a row within "
                             f"{QUICK_EXIT:.0f} s of its start)" if delay else "")
-                self.due[i] = now + delay
-            if i in self.due and now >= self.due[i]:
-                del self.due[i]
-                self.procs[i], self.started[i] = self._spawn(), now
+                slot.due = now + delay
+            if slot.due is not None and now >= slot.due:
+                slot.proc, slot.started, slot.due = self._spawn(), now, None
 
     def stop(self) -> None:
         self.stopping = True
@@ -152,6 +152,16 @@ class Workers:
             except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it did not stop in time
                 p.kill()
                 p.wait()
+
+
+@dataclass
+class _Slot:
+    """One worker process of `Workers` and its restarts."""
+
+    proc: object  # subprocess.Popen (or anything with pid, poll() and returncode)
+    started: float  # when it was started (monotonic)
+    quick_exits: int = 0  # exits in a row within QUICK_EXIT seconds of a start
+    due: float | None = None  # it exited: when it is started again
 
 
 QUICK_EXIT = 10.0  # seconds: a worker that exits sooner after its start counts towards the back-off
