@@ -51,6 +51,39 @@ def test_fork_objects_validate_strictly_against_kubernetes(write):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
+def test_a_port_the_import_refused_is_left_out_of_the_forks_service_too(write):
+    """A baseline Service with a port Kubernetes would refuse (quoted, a boolean): validate warns and routes the rest;
+    the fork's Service carries only the ports Kubernetes takes (it validates, and a UDP port stays)."""
+    import kubernetes_validate
+
+    d = write({"app.yaml": """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports:
+  - {name: "9080", port: "9080", targetPort: 9080}
+  - {name: flag, port: true}
+  - {name: http, port: 9081, targetPort: 9080}
+  - {name: stats, port: 8125, protocol: UDP}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews}}
+    spec: {containers: [{name: reviews, image: "reviews:v1"}]}
+""", "s.yaml": SANDBOX.format(name="pr-1", service="reviews", workload="{images: [{image: 'reviews:pr-1'}]}")})
+    _, files = render([d])
+    service = next(o for o in files.values() if o["kind"] == "Service")
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 9081), ("stats", 8125)]
+    for obj in files.values():
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
 def test_the_baseline_never_selects_the_fork_and_the_forks_service_selects_only_it(write):
     d = write({"s.yaml": SANDBOX.format(name="pr-1", service="cartservice",
                                         workload="{images: [{image: 'example/cart:pr-1'}], env: [{name: X, value: '1'}]}")})

@@ -127,7 +127,9 @@ def _objects(fork: Fork, dest: WorkloadDestination, svc: Service) -> tuple[list[
     protocol = {p.number: p.protocol for p in svc.ports}
     ports = []
     for p in (svc_body.get("spec") or {}).get("ports") or []:
-        if isinstance(p, dict):
+        number = p.get("port") if isinstance(p, dict) else None
+        # the ports Kubernetes takes (the import warned about the rest and left them out: so does the fork's Service)
+        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
             port = {k: p[k] for k in ("name", "port", "targetPort", "protocol", "appProtocol") if k in p}
             if protocol.get(p.get("port")) in APP_PROTOCOL:  # the protocol meshforge routes by, declared
                 port["appProtocol"] = APP_PROTOCOL[protocol[p["port"]]]
