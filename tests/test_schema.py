@@ -75,39 +75,14 @@ def test_labels_follow_kubernetes_rules():
     assert check(SANDBOX.replace("host: cart-pr-1.shop.svc.cluster.local", "host: " + "a." * 127 + "b")) != []
 
 
-def test_items_known_to_be_valid_are_not_checked_again_and_nothing_else_changes(monkeypatch):
-    """Valid list items are remembered (a Baseline of many services edited in one is checked in that one);
-    an invalid item is reported every time, a value that differs only in type is not mistaken for a
-    remembered one, and the answers are those of jsonschema itself on the whole document."""
-    import jsonschema
-
-    from meshforge.spec import schema
-
-    monkeypatch.setattr(schema, "_VALID_ITEMS", {})
-    two = SANDBOX + "  - service: pay\n    to: {host: pay-pr-1.shop.svc.cluster.local}\n"
-    assert check(two) == []
-    remembered = set(schema._VALID_ITEMS)
-    assert len(remembered) >= 2  # both forks (and what lies inside them)
-    bad = two.replace("    to: {host: pay-pr-1.shop.svc.cluster.local}", "    to: {host: 7}")
-    assert [(c, p) for c, _, _, p, _ in check(bad)] == [("MF103", "/spec/forks/1/to/host")]
-    assert [(c, p) for c, _, _, p, _ in check(bad)] == [("MF103", "/spec/forks/1/to/host")]  # not remembered
-    assert set(schema._VALID_ITEMS) >= remembered
-    typed = two.replace("{host: pay-pr-1.shop.svc.cluster.local}", "{host: pay-pr-1.shop.svc.cluster.local, port: '80'}")
-    assert [(c, p) for c, _, _, p, _ in check(typed)] == [("MF103", "/spec/forks/1/to/port")]
-    for text in (two, bad, typed):  # the stock validator, nothing remembered, agrees on validity
-        d = Diagnostics()
-        (doc,) = parse_text(text, "s.yaml", d)
-        stock = jsonschema.Draft202012Validator(load_schema("Sandbox"))
-        assert stock.is_valid(doc.data) == (check(text) == [])
-
-
 @pytest.mark.parametrize("to", ["{host: a.example}", "{host: a.example, port: 81}", "{endpoints: [{address: 10.0.0.1, port: 80}]}",
                                 "{host: a.example, endpoints: [{address: 10.0.0.1, port: 80}]}", "{}",
                                 "{endpoints: [{address: 10.0.0.1, port: 80}], port: 81}", "{subset: {labels: {v: a}}}",
                                 "{local: {owner: a@example.com}, host: b}", "[host]", "{nope: 1}"])
 def test_one_of_decided_fast_reports_what_jsonschema_reports(to):
-    """The "exactly one of host, endpoints, ..." oneOf is decided from the instance's keys without an error per
-    failing branch; the diagnostics are those of jsonschema's own oneOf (checked against it), every time."""
+    """The "exactly one of host, endpoints, ..." oneOf is decided by the compiled checks (fastcheck) from the
+    instance's keys, remembered per key set; the diagnostics are those of jsonschema's own oneOf (checked
+    against it), every time."""
     import jsonschema
 
     from meshforge.spec import schema

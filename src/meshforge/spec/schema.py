@@ -2,6 +2,8 @@
 
 Input: a `Document` of a meshforge kind. Output: diagnostics (MF101-MF104). The JSON Schemas in
 `schemas/` are the single source of truth; this module only turns jsonschema's errors into prose.
+A document is first checked by the schema compiled to plain checks (`fastcheck`): when that says valid,
+jsonschema is not run; anything else (invalid, or a part it cannot tell) is jsonschema's to judge.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from jsonschema.exceptions import ValidationError
 
 from ..diagnostics import Diagnostics, did_you_mean
 from ..source import Document, escape
+from .fastcheck import Check, compile_schema
 
 KINDS = {"Baseline": "baseline", "Sandbox": "sandbox", "RouteGroup": "routegroup"}
 
@@ -48,97 +51,14 @@ def _pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_VALID_ITEMS: dict[tuple[int, str], None] = {}  # (id of an items schema, repr of an item) known to be valid
-_VALID_ITEMS_MAX = 50_000  # entries, and ...
-_VALID_ITEMS_BYTES = 32 * 1024 * 1024  # ... characters of reprs held, at most (then it starts again, empty)
-_held = [0]
-
-
-def _items(validator, items, instance, schema):
-    """`items` (without prefixItems, which the schemas do not use), remembering which items passed: whether a
-    value is valid under a subschema depends on nothing else (no unevaluated* or dynamic references here), so
-    a Baseline of 100 services edited in one is checked in that one. Keyed by the item's repr, which differs
-    for any two different values of plain YAML data (types included); errors are never remembered."""
-    if not validator.is_type(instance, "array"):
-        return
-    if items is False or "prefixItems" in schema:
-        yield from _STOCK_ITEMS(validator, items, instance, schema)
-        return
-    for index, item in enumerate(instance):
-        key = (id(items), repr(item)) if isinstance(item, dict | list) else None
-        if key is not None and key in _VALID_ITEMS:
-            continue
-        failed = False
-        for err in validator.descend(instance=item, schema=items, path=index):
-            failed = True
-            yield err
-        if key is not None and not failed:
-            if len(_VALID_ITEMS) >= _VALID_ITEMS_MAX or _held[0] + len(key[1]) > _VALID_ITEMS_BYTES:
-                _VALID_ITEMS.clear()
-                _held[0] = 0
-            _VALID_ITEMS[key] = None
-            _held[0] += len(key[1])
-
-
-_STOCK_ITEMS = jsonschema.validators.Draft202012Validator.VALIDATORS["items"]
-_STOCK_ONE_OF = jsonschema.validators.Draft202012Validator.VALIDATORS["oneOf"]
-_DECIDABLE = frozenset({"required", "not", "anyOf", "oneOf", "description", "errorMessage"})
-
-
-def _decide(schema, instance) -> bool | None:
-    """Whether `instance` is valid under `schema`, for schemas made only of required/not/anyOf/oneOf (the
-    "exactly one of host, endpoints, ..." forms), with jsonschema's meaning (`required` passes anything that
-    is not an object); None for any other schema."""
-    if isinstance(schema, bool):
-        return schema
-    if not isinstance(schema, dict) or not schema.keys() <= _DECIDABLE:
-        return None
-    verdict = True
-    required = schema.get("required")
-    if required is not None and isinstance(instance, dict) and not all(k in instance for k in required):
-        verdict = False
-    if "not" in schema:
-        inner = _decide(schema["not"], instance)
-        if inner is None:
-            return None
-        verdict = verdict and not inner
-    for keyword, wanted in (("anyOf", lambda n: n >= 1), ("oneOf", lambda n: n == 1)):
-        if keyword in schema:
-            branches = [_decide(b, instance) for b in schema[keyword]]
-            if None in branches:
-                return None
-            verdict = verdict and wanted(branches.count(True))
-    return verdict
-
-
-_ONE_OF_VALID: dict[tuple, bool] = {}  # (id of a oneOf, the instance's keys or None) -> decided and valid
-
-
-def _one_of(validator, one_of, instance, schema):
-    """`oneOf`, decided without building an error per failing branch when every branch is decidable and
-    exactly one holds (where jsonschema reports nothing either); anything else goes to jsonschema's own.
-    What `_decide` reads of an instance is whether it is an object and its keys: remembered by those."""
-    key = (id(one_of), frozenset(instance) if isinstance(instance, dict) else None)
-    valid = _ONE_OF_VALID.get(key) if isinstance(instance, dict) and len(instance) <= 16 else None
-    if valid is None:
-        verdicts = [_decide(b, instance) for b in one_of]
-        valid = None not in verdicts and verdicts.count(True) == 1
-        if isinstance(instance, dict) and len(instance) <= 16:  # the forms it is for have a few keys
-            if len(_ONE_OF_VALID) >= 4096:
-                _ONE_OF_VALID.clear()
-            _ONE_OF_VALID[key] = valid
-    if not valid:
-        yield from _STOCK_ONE_OF(validator, one_of, instance, schema)
-
-
 @lru_cache(maxsize=None)
 def _validator(kind: str):
     schema = load_schema(kind)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     if cls is not jsonschema.validators.Draft202012Validator:
-        raise ValueError(f"{kind}: the schemas are JSON Schema 2020-12 (its items keyword is the one remembered)")
-    strict = jsonschema.validators.extend(cls, {"pattern": _pattern, "items": _items, "oneOf": _one_of})
+        raise ValueError(f"{kind}: the schemas are JSON Schema 2020-12 (what fastcheck compiles)")
+    strict = jsonschema.validators.extend(cls, {"pattern": _pattern})
     return strict(schema)
 
 
@@ -173,8 +93,17 @@ def _leaf_errors(err: ValidationError):
         yield err
 
 
+@lru_cache(maxsize=None)
+def fast_check(kind: str) -> Check:
+    """The kind's schema as plain checks, matching patterns as the validator does (`_full`)."""
+    _validator(kind)  # the schema itself checked first
+    return compile_schema(load_schema(kind), _full)
+
+
 def validate_document(doc: Document, diags: Diagnostics) -> bool:
     """Schema-check one meshforge document; every problem becomes a diagnostic. True when valid."""
+    if fast_check(doc.kind)(doc.data) is True:
+        return True
     validator = _validator(doc.kind)
     ok = True
     for top in sorted(validator.iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)), e.validator)):
