@@ -295,3 +295,89 @@ def test_subscription_keeps_the_wildcard_apart_from_names():
     assert not Subscription.delta([], may_be_wildcard=False).wildcard  # RDS, EDS: nothing asked for
     assert Subscription.sotw([], True).wildcard and not Subscription.sotw(["x"], True).wildcard
     assert Subscription.sotw(["*", "x"], True).key() == Subscription.sotw([], True).key()
+
+
+def test_mailbox_is_first_in_first_out_and_wakes_its_consumer():
+    import asyncio
+
+    from meshforge.server.ads import Mailbox
+
+    async def main():
+        box = Mailbox()
+        assert box.empty()
+        getter = asyncio.ensure_future(box.get())
+        await asyncio.sleep(0)  # the consumer waits
+        box.put_nowait(1)
+        await box.put(2)
+        assert await getter == 1 and not box.empty()
+        assert box.get_nowait() == 2 and box.empty()
+        with pytest.raises(asyncio.QueueEmpty):
+            box.get_nowait()
+        waiting = asyncio.ensure_future(box.get())
+        await asyncio.sleep(0)
+        waiting.cancel()  # a cancelled wait loses nothing
+        await asyncio.gather(waiting, return_exceptions=True)
+        box.put_nowait(3)
+        assert await box.get() == 3
+
+    asyncio.run(main())
+
+
+class _AbortError(Exception):
+    pass
+
+
+class _NeverTaken:
+    """A gRPC servicer context whose client takes no response: every write waits for ever."""
+
+    def __init__(self):
+        self.written, self.aborted, self.done_callbacks = 0, None, []
+
+    def peer(self):
+        return "ipv4:127.0.0.1:40001"
+
+    async def write(self, resp):
+        self.written += 1
+        import asyncio
+        await asyncio.get_running_loop().create_future()
+
+    async def abort(self, code, details):
+        self.aborted = (code, details)
+        raise _AbortError(details)
+
+    def add_done_callback(self, cb):
+        self.done_callbacks.append(cb)
+
+
+def test_a_response_its_client_does_not_take_ends_the_stream_after_the_stall_timeout(mesh):
+    """One watchdog for every stream's writes (no timer per response): the stream whose write waits longer
+    than `stall_seconds` ends with RESOURCE_EXHAUSTED, counted as stalled; its bytes stay counted as pending
+    until the RPC is done; a stream whose client takes its responses is left alone."""
+    import asyncio
+
+    import grpc
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    from meshforge.server.ads import AdsServer, Limits, SotwStream
+
+    ads = AdsServer(mesh.cache, mesh.metrics, limits=Limits(stall_seconds=0.2))
+    ctx = _NeverTaken()
+
+    async def requests():
+        yield discovery_pb2.DiscoveryRequest(node=node("web.shop"), type_url=CLUSTER)
+        await asyncio.get_running_loop().create_future()  # the client sends nothing more
+
+    async def main():
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(_AbortError):  # (a TimeoutError here: nothing ended the stream)
+            await asyncio.wait_for(ads._serve(SotwStream(ads, ctx.peer()), requests(), ctx), 5)
+        return asyncio.get_running_loop().time() - t0
+
+    took = asyncio.run(main())
+    assert ctx.written == 1 and ctx.aborted[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "was not taken in 0.2 s" in ctx.aborted[1] and ads.ended["stalled"] == 1
+    assert 0.2 <= took < 2.0
+    assert ads.pending_bytes > 0 and not ads._writing  # held until the RPC is done ...
+    for cb in ctx.done_callbacks:
+        cb(None)
+    assert ads.pending_bytes == 0  # ... then released

@@ -6,7 +6,6 @@ Imports no compiler stage: the CLI glues the compiler to `publish`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from ..xdsapi import CLUSTER_TYPE, DEFAULT_OUTBOUND_PORT, Snapshot
@@ -18,7 +17,7 @@ class SnapshotCache:
         self.previous: Snapshot | None = None  # the one before (proxies may still log requests made under it)
         self.generation = 0
         self.published_at = 0.0  # monotonic time of the last publish, for push latency
-        self._queues: set[asyncio.Queue] = set()
+        self._queues: set = set()  # each stream's Mailbox
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current and wake every stream (each decides what changed for its node)."""
@@ -28,10 +27,10 @@ class SnapshotCache:
         for q in list(self._queues):
             q.put_nowait(("snapshot", self.generation))
 
-    def subscribe(self, q: asyncio.Queue) -> None:
+    def subscribe(self, q) -> None:  # anything with put_nowait (a stream's Mailbox)
         self._queues.add(q)
 
-    def unsubscribe(self, q: asyncio.Queue) -> None:
+    def unsubscribe(self, q) -> None:
         self._queues.discard(q)
 
     def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False,
