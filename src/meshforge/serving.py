@@ -8,12 +8,15 @@ cannot listen ends with 2 and the reason. The CLI is glue only: it builds the op
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from dataclasses import dataclass
 
 from .model import DEFAULT_NAMESPACE
 from .names import parse_address
 from .server.ads import Limits
+
+YOUNG_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation, in serve (run)
 
 
 class OptionError(ValueError):
@@ -99,6 +102,12 @@ def run(o: ServeOptions) -> int:
 
     configure_logging(o.log_level)
     tls = check(o)
+    # The young generation collected every 10,000 allocations of container objects instead of 700: an update
+    # reaching thousands of streams allocates futures, tasks and messages by the hundred thousand, nearly all
+    # freed by reference counting; collecting them 14 times as often cost a tenth of the server's CPU
+    # (bench_fanout at 2,000 streams: 301-318 -> 270-274 us per stream-update). Memory: at most 10,000 young
+    # objects wait for a collection. Snapshots are frozen out of collections on publish (control).
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     pool = Workers(o.workers, worker_argv(o)) if o.workers > 1 else None
     logs = AccessLogs(o.access_log_rate) if o.access_logs else None
     cp = ControlPlane(Session(list(o.paths), logs, o.namespace), o.xds_address, o.admin_address, tls=tls,
