@@ -114,3 +114,29 @@ def test_a_document_without_aliases_is_measured_as_a_tree_with_the_same_result(t
         # recursive one; the general way is linear in the composed graph
         (doc,) = source.parse_text(text, "a.yaml", Diagnostics())
         assert doc.nodes == measure(node)[0]
+
+
+def test_a_file_is_read_whole_up_to_the_limit_whatever_size_it_said_it_had(tmp_path):
+    """`_read_at_most` reads the size fstat gave, then on (a file that grew after it was stat-ed) until the
+    end or the limit: never a byte past the limit, nothing lost before it."""
+    import os
+
+    from meshforge.source import _read_at_most
+
+    f = tmp_path / "f"
+    data = bytes(range(256)) * 1000  # 256,000 bytes
+    f.write_bytes(data)
+
+    def read(limit: int, size: int) -> bytes:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            return _read_at_most(fd, limit, size)
+        finally:
+            os.close(fd)
+
+    assert read(10**7, len(data)) == data
+    assert read(10**7, 3) == data  # it said 3 bytes and had more
+    assert read(1000, len(data)) == data[:1000]  # the limit, exactly
+    assert read(100_001, 5) == data[:100_001]
+    f.write_bytes(b"")
+    assert read(10, 0) == b""

@@ -162,7 +162,8 @@ class Workspace:
         merged = Diagnostics()
         decls = finish(parts, k8s, merged)
         diags.extend(merged.collected())
-        self._last = _Inputs(results, decls, merged.collected(), budget.bytes, budget.nodes) if complete else None
+        self._last = _Inputs(results, decls, merged.collected(), budget.bytes, budget.nodes, self.inputs()) \
+            if complete else None
         return self._model(decls, diags, now), diags
 
     def inputs(self) -> Inputs:
@@ -172,8 +173,11 @@ class Workspace:
     def _keys_of(self, changed: Iterable[str]) -> set[str] | None:
         """The names `expand_paths` gives the changed files (others are not inputs), or None when a file
         named directly changed: that takes the full way. Directories are not files: a caller that saw one
-        come or go passes `changed=None`."""
-        inputs = self.inputs()
+        come or go passes `changed=None`. Named by the inputs as the last full compile found them (resolving
+        the named paths again costs a system call per path component, a tenth of a sandbox file's reload with
+        a cold CPU): changed files come from watching those inputs, and when the inputs themselves change (a
+        symlinked spec directory swapped) the watcher sees a directory change, which takes the full way."""
+        inputs = self._last.inputs
         keys: set[str] = set()
         for path in changed:
             if path in inputs.files:
@@ -303,6 +307,7 @@ class _Inputs:
     merged: list[Diagnostic]  # what merging reported (the Kubernetes import)
     bytes: int
     nodes: int
+    inputs: Inputs  # which paths were inputs then: how a changed file is named (`Workspace._keys_of`)
     noisy: dict[str, list[Diagnostic]] = field(default_factory=dict)  # file -> its diagnostics, when it has any
     sandboxes: dict[int, SandboxDecl] = field(default_factory=dict)  # id -> every sandbox declaration
     services: dict[int, ServiceDecl] = field(default_factory=dict)  # id -> every service declaration (imported too)

@@ -351,6 +351,22 @@ def expand_paths(paths: list[str], diags: Diagnostics) -> list[str]:
     return unique
 
 
+def _read_at_most(fd: int, limit: int, size: int) -> bytes:
+    """Up to `limit` bytes of `fd`, in reads the size the file says it has (one, for a file not being
+    written), then larger ones should it grow. Not a buffered read of `limit` bytes: that allocates the
+    whole limit (8 MB) for every file, 16 us against 2.5 us for a sandbox file, more with a cold CPU."""
+    chunks = []
+    want = min(size + 1, limit)
+    while limit > 0:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+        want = min(max(want, 1 << 16), limit)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def read_file(path: str | Path, diags: Diagnostics) -> str | None:
     """A regular file's text. Opened without blocking and checked before reading, so a FIFO, a socket
     or a device among the inputs is a diagnostic rather than a hang; never more than the limit is read."""
@@ -370,8 +386,7 @@ def read_file(path: str | Path, diags: Diagnostics) -> str | None:
             diags.error("MF003", f"file is {st.st_size} bytes; the limit is {MAX_FILE_BYTES}", Span(name),
                         "split large inputs into several files")
             return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = _read_at_most(fd, MAX_FILE_BYTES + 1, st.st_size)
     except OSError as e:
         diags.error("MF004", f"cannot read: {e.strerror or e}", Span(name))
         return None
