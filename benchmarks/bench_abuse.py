@@ -73,7 +73,8 @@ def access_log_flood() -> None:
     from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.serve_harness import SPEC, Server, endpoint_sandbox, wait_until
+    from tests.serve_harness import SPEC, Server, wait_until
+    from tests.specs import sandbox
 
     def entry(cluster: str, key: str) -> accesslog_pb2.HTTPAccessLogEntry:
         e = accesslog_pb2.HTTPAccessLogEntry()
@@ -98,7 +99,7 @@ def access_log_flood() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "b.yaml").write_text(SPEC)
-        (Path(tmp) / "real.yaml").write_text(endpoint_sandbox("real", {"api": 10}))
+        (Path(tmp) / "real.yaml").write_text(sandbox("real", ("api", 10)))
         with Server([tmp]) as s:
             rss0 = rss(s.proc.pid)
             with grpc.insecure_channel(f"127.0.0.1:{s.xds_port}") as ch:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from .specs import route_group, sandbox
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MESHFORGE_SHARED", REPO.parent / "shared"))
 BOUTIQUE = SHARED / "datasets" / "online-boutique" / "kubernetes-manifests.yaml"
@@ -48,36 +50,6 @@ spec:
     ports:
     - {name: tcp-redis, port: 6379}
 """
-
-
-def sandbox(name: str, *forks: tuple[str, str], key: str | None = None, labels: str = "",
-            expires: str | None = None, namespace: str = "shop") -> str:
-    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox", "metadata:", f"  name: {name}",
-             f"  namespace: {namespace}"]
-    if labels:
-        lines.append(f"  labels: {labels}")
-    lines.append("spec:")
-    if key:
-        lines.append(f"  routingKey: {key}")
-    if expires:
-        lines.append(f'  expiresAt: "{expires}"')
-    lines.append("  forks:")
-    for svc, host in forks:
-        lines += [f"  - service: {svc}", "    to:", f"      host: {host}"]
-    return "\n".join(lines) + "\n"
-
-
-def route_group(name: str, sandboxes: list[str] | None = None, labels: str | None = None,
-                key: str | None = None) -> str:
-    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: RouteGroup", "metadata:", f"  name: {name}", "spec:"]
-    if key:
-        lines.append(f"  routingKey: {key}")
-    lines.append("  match:")
-    if sandboxes is not None:
-        lines.append(f"    sandboxes: [{', '.join(sandboxes)}]")
-    if labels is not None:
-        lines.append(f"    labels: {labels}")
-    return "\n".join(lines) + "\n"
 
 
 BK = "meshforge-routing-key"

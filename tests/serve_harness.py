@@ -27,6 +27,8 @@ from meshforge.xdsapi import ENDPOINT_TYPE as ENDPOINT  # noqa: F401
 from meshforge.xdsapi import LISTENER_TYPE as LISTENER  # noqa: F401
 from meshforge.xdsapi import ROUTE_TYPE as ROUTE  # noqa: F401
 
+from .specs import sandbox
+
 
 def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     deadline = time.monotonic() + timeout
@@ -218,20 +220,9 @@ spec:
 """
 
 
-def endpoint_sandbox(name: str, forks: dict[str, int], key: str | None = None) -> str:
-    """A Sandbox in namespace shop forking each service to a local port."""
-    lines = ["apiVersion: meshforge.dev/v1alpha1", "kind: Sandbox", f"metadata: {{name: {name}, namespace: shop}}",
-             "spec:"]
-    if key:
-        lines.append(f"  routingKey: {key}")
-    lines.append("  forks:")
-    for svc, port in forks.items():
-        lines += [f"  - service: {svc}", f"    to: {{endpoints: [{{address: 127.0.0.1, port: {port}}}]}}"]
-    return "\n".join(lines) + "\n"
-
-
-def sandbox(name: str, port: int = 10) -> str:
-    return endpoint_sandbox(name, {"api": port})
+def api_sandbox(name: str, port: int = 10) -> str:
+    """A Sandbox in namespace shop forking SPEC's `api` to a local port."""
+    return sandbox(name, ("api", port))
 
 
 def protocol_specs(tmp_path: Path) -> Path:
@@ -239,7 +230,7 @@ def protocol_specs(tmp_path: Path) -> Path:
     d = tmp_path / "specs"
     d.mkdir()
     (d / "baseline.yaml").write_text(SPEC)
-    (d / "pr-1.yaml").write_text(sandbox("pr-1"))
+    (d / "pr-1.yaml").write_text(api_sandbox("pr-1"))
     return d
 
 

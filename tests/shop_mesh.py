@@ -16,7 +16,8 @@ from meshforge.emit.xds.bootstrap import ads_bootstrap
 from meshforge.envoyproc import Envoy, free_port
 
 from .envoy_harness import SampleApp, http_get
-from .serve_harness import Server, Sidecar, endpoint_sandbox
+from .serve_harness import Server, Sidecar
+from .specs import sandbox
 
 NEXT = {"web": "cart", "cart": "pay", "pay": None}
 
@@ -69,7 +70,7 @@ class ShopMesh:
             (self.dir / "baseline.yaml").write_text(
                 baseline({s: self.apps[f"{s}-v1"].port for s in NEXT}, edge_spec))
             for sb, app in sandboxes.items():
-                (self.dir / f"{sb}.yaml").write_text(endpoint_sandbox(sb, {self.service_of[app]: self.apps[app].port}))
+                (self.dir / f"{sb}.yaml").write_text(sandbox(sb, (self.service_of[app], self.apps[app].port)))
             self.server = self.stack.enter_context(Server([self.dir]))
             self.sidecars: dict[str, Sidecar] = {}
             for svc, app in sidecars:

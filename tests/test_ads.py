@@ -10,7 +10,7 @@ from envoy.config.listener.v3 import listener_pb2
 from google.rpc import status_pb2
 
 from .ads_harness import Mesh
-from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, SPEC, eds_name, node, protocol_specs, sandbox
+from .serve_harness import CLUSTER, ENDPOINT, LISTENER, ROUTE, SPEC, api_sandbox, eds_name, node, protocol_specs
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_sotw_ack_nack_and_a_new_snapshot(mesh):
     assert mesh.metric("meshforge_xds_nacks_total", {"type": "CDS"}) == 1
     assert c.stream.rejected == {CLUSTER: "cluster rejected by test"}
     assert mesh.metric("meshforge_proxy_config_rejected", {"node": "web.shop", "type": "CDS"}) == 1
-    mesh.write("pr-2.yaml", sandbox("pr-2"))
+    mesh.write("pr-2.yaml", api_sandbox("pr-2"))
     r2 = c.recv()
     assert r2.version_info != r1.version_info and eds_name("pr-2") in names_of(r2)
     c.send(type_url=CLUSTER, version_info=r2.version_info, response_nonce=r2.nonce)  # accepted: no longer rejected
@@ -51,7 +51,7 @@ def test_sotw_a_stale_nonce_is_ignored(mesh):
     c.send(node=node("web.shop"), type_url=ENDPOINT, resource_names=[eds_name("pr-1")])
     r1 = c.recv()
     c.send(type_url=ENDPOINT, resource_names=[eds_name("pr-1")], response_nonce=r1.nonce, version_info=r1.version_info)
-    mesh.write("pr-1.yaml", sandbox("pr-1", port=11))  # endpoints change: a new EDS response
+    mesh.write("pr-1.yaml", api_sandbox("pr-1", port=11))  # endpoints change: a new EDS response
     r2 = c.recv()
     assert r2.nonce != r1.nonce
     # a request carrying the superseded nonce (and another subscription) is stale: ignored
@@ -69,7 +69,7 @@ def test_sotw_a_name_asked_for_before_it_exists_is_sent_when_it_appears(mesh):
     r1 = c.recv()
     assert len(r1.resources) == 0
     c.send(type_url=ENDPOINT, resource_names=[eds_name("pr-9")], response_nonce=r1.nonce, version_info=r1.version_info)
-    mesh.write("pr-9.yaml", sandbox("pr-9"))
+    mesh.write("pr-9.yaml", api_sandbox("pr-9"))
     pushed = [r for r in c.all() if r.type_url == ENDPOINT]
     assert len(pushed) == 1 and len(pushed[0].resources) == 1 and pushed[0].version_info != r1.version_info
 
@@ -108,9 +108,9 @@ def test_delta_wildcard_ack_unsubscribe_and_nack(mesh):
     assert c.nothing()
     c.send(type_url=ENDPOINT, resource_names_unsubscribe=[eds_name("pr-1")])
     assert c.nothing()
-    mesh.write("pr-1.yaml", sandbox("pr-1", port=12))  # changes only what we unsubscribed from
+    mesh.write("pr-1.yaml", api_sandbox("pr-1", port=12))  # changes only what we unsubscribed from
     assert c.nothing()
-    mesh.write("pr-3.yaml", sandbox("pr-3"))  # a new cluster: CDS delta carries just it
+    mesh.write("pr-3.yaml", api_sandbox("pr-3"))  # a new cluster: CDS delta carries just it
     r2 = c.recv()
     assert r2.type_url == CLUSTER and [r.name for r in r2.resources] == [eds_name("pr-3")] and c.nothing()
     c.send(type_url=CLUSTER, response_nonce=r2.nonce, delta=True,
@@ -168,7 +168,7 @@ def test_only_streams_whose_resources_changed_are_pushed(mesh):
         c.send(type_url=CLUSTER, version_info=r.version_info, response_nonce=r.nonce)
         assert (len(r.resources) == 0) == (n == "lone.shop")
     pushes = mesh.metric("meshforge_xds_pushes_total", {"type": "CDS"})
-    mesh.write("pr-5.yaml", sandbox("pr-5"))
+    mesh.write("pr-5.yaml", api_sandbox("pr-5"))
     assert eds_name("pr-5") in names_of(web.recv())
     assert lone.nothing()  # its scope (dependsOn: []) holds nothing that changed
     assert mesh.metric("meshforge_xds_pushes_total", {"type": "CDS"}) == pushes + 1
@@ -226,7 +226,7 @@ def test_a_cluster_still_routed_to_is_removed_only_after_routes_that_no_longer_u
     c.send(type_url=ROUTE, **sub(["meshforge_outbound"]))
     ack(c.recv())
     assert c.nothing()
-    mesh.write("pr-2.yaml", sandbox("pr-2"))
+    mesh.write("pr-2.yaml", api_sandbox("pr-2"))
     (r,) = c.all()
     assert r.type_url == CLUSTER and eds_name("pr-2") in clusters(r)
     held = clusters(r)
@@ -260,7 +260,7 @@ def test_routes_name_a_new_cluster_only_after_its_endpoints_are_sent(mesh, delta
     c.send(type_url=ROUTE, **sub(["meshforge_outbound"]))
     ack(c.recv())
     assert c.nothing()
-    mesh.write("pr-2.yaml", sandbox("pr-2"))
+    mesh.write("pr-2.yaml", api_sandbox("pr-2"))
     (r,) = c.all()
     assert r.type_url == CLUSTER and eds_name("pr-2").encode() in _body(r, delta)
     ack(r)  # the cluster is accepted (warming); its endpoints are not asked for yet

@@ -16,10 +16,10 @@ from .serve_harness import (
     SPEC,
     RawClient,
     Server,
+    api_sandbox,
     eds_name,
     node,
     protocol_specs,
-    sandbox,
     wait_until,
 )
 
@@ -63,7 +63,7 @@ def test_sotw_ack_nack_and_new_snapshot(server, client):
     assert c.nothing()  # not answered by resending the same configuration
     wait_until(lambda: server.metric("meshforge_xds_nacks_total") == 1)
     assert "NACK from node raw-client (cluster web.shop) for CDS: cluster rejected by test" in server.log()
-    (server.dir / "pr-2.yaml").write_text(sandbox("pr-2"))
+    (server.dir / "pr-2.yaml").write_text(api_sandbox("pr-2"))
     r2 = c.recv()
     assert r2.version_info != r1.version_info and eds_name("pr-2") in names_of(r2)
 
@@ -161,7 +161,7 @@ def test_a_cluster_still_routed_to_is_never_removed(server, client, delta):
     ack(r)
     assert c.nothing()
     generation = server.metric("meshforge_snapshot_generation")
-    (server.dir / "pr-2.yaml").write_text(sandbox("pr-2"))
+    (server.dir / "pr-2.yaml").write_text(api_sandbox("pr-2"))
     r = c.recv()
     assert r.type_url == CLUSTER and eds_name("pr-2") in clusters(r)
     held = clusters(r)

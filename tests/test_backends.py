@@ -31,6 +31,7 @@ from meshforge.model import (
 )
 
 from .conftest import BASELINE
+from .specs import sandbox
 
 DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
               "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
@@ -136,11 +137,6 @@ spec:
     return "---\n".join(out)
 
 
-def _sandbox(name: str, service: str, to: str) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: '{name}', namespace: shop}}\n"
-            f"spec:\n  forks: [{{service: '{service}', to: {to}}}]\n")
-
-
 def _identities(files: dict[str, str]) -> list[tuple]:
     import yaml
 
@@ -164,7 +160,7 @@ def _compile(write, files: dict[str, str]):
 
 def test_a_workload_fork_never_takes_the_name_of_a_baseline_object(write):
     model = _compile(write, {"k8s.yaml": _manifests("cart", "cart-canary"),
-                             "s.yaml": _sandbox("canary", "cart", "{workload: {images: [{image: 'example/cart:pr'}]}}")})
+                             "s.yaml": sandbox("canary", ("cart", {"workload": {"images": [{"image": "example/cart:pr"}]}}))})
     for name in ("kubernetes", "istio", "gateway-api"):
         diags = Diagnostics()
         files = backends.render(model, name, diags)
@@ -176,13 +172,13 @@ def test_a_workload_fork_never_takes_the_name_of_a_baseline_object(write):
 
 def test_two_sandboxes_whose_names_run_together_get_objects_of_their_own(write, tmp_path, cli):
     model = _compile(write, {"k8s.yaml": _manifests("cart", "cart-x"),
-                             "a.yaml": _sandbox("x-y", "cart", "{workload: {images: [{image: 'example/cart:a'}]}}"),
-                             "b.yaml": _sandbox("y", "cart-x", "{workload: {images: [{image: 'example/cart:b'}]}}")})
+                             "a.yaml": sandbox("x-y", ("cart", {"workload": {"images": [{"image": "example/cart:a"}]}})),
+                             "b.yaml": sandbox("y", ("cart-x", {"workload": {"images": [{"image": "example/cart:b"}]}}))})
     files = backends.render(model, "kubernetes", Diagnostics())
     assert len(files) == 4 and len(set(_identities(files))) == 4  # two Deployments, two Services
     ep = _compile(write, {"k8s.yaml": _manifests("cart", "cart-x"),
-                          "a.yaml": _sandbox("x-y", "cart", "{endpoints: [{address: 10.0.0.1, port: 80}]}"),
-                          "b.yaml": _sandbox("y", "cart-x", "{endpoints: [{address: 10.0.0.2, port: 80}]}")})
+                          "a.yaml": sandbox("x-y", ("cart", {"endpoints": [{"address": "10.0.0.1", "port": 80}]})),
+                          "b.yaml": sandbox("y", ("cart-x", {"endpoints": [{"address": "10.0.0.2", "port": 80}]}))})
     istio = backends.render(ep, "istio", Diagnostics())
     entries = sorted(i[3] for i in _identities(istio) if i[1] == "ServiceEntry")
     assert entries == ["meshforge-cart-x.y", "meshforge-cart.x-y"]
@@ -194,8 +190,8 @@ def test_the_edge_never_takes_a_forked_service_s_virtual_service(write):
     edge = ("apiVersion: meshforge.dev/v1alpha1\nkind: Baseline\nmetadata: {name: e, namespace: shop}\n"
             "spec: {edge: {service: edge, hosts: [shop.example.com], previewDomain: preview.example.com}}\n")
     model = _compile(write, {"k8s.yaml": _manifests("edge", "edge-preview-pr1"), "e.yaml": edge,
-                             "a.yaml": _sandbox("pr1", "edge", "{host: edge-pr1.shop.svc.cluster.local}"),
-                             "b.yaml": _sandbox("pr2", "edge-preview-pr1", "{host: x.shop.svc.cluster.local}")})
+                             "a.yaml": sandbox("pr1", ("edge", "edge-pr1.shop.svc.cluster.local")),
+                             "b.yaml": sandbox("pr2", ("edge-preview-pr1", "x.shop.svc.cluster.local"))})
     for name in ("istio", "gateway-api"):
         diags = Diagnostics()
         files = backends.render(model, name, diags)
@@ -211,7 +207,7 @@ def test_a_generated_object_named_like_an_input_object_is_an_error_and_nothing_i
 
     taken = fork_name("cart", "pr-1")  # someone named a real Service so
     d = write({"k8s.yaml": _manifests("cart", taken),
-               "s.yaml": _sandbox("pr-1", "cart", "{workload: {images: [{image: 'example/cart:pr'}]}}")})
+               "s.yaml": sandbox("pr-1", ("cart", {"workload": {"images": [{"image": "example/cart:pr"}]}}))})
     out = tmp_path / "out"
     r = cli("render", d, "--format", "kubernetes", "-o", out)
     assert r.exit_code == 1 and "error[MF308]" in r.output and f"Service shop/{taken}" in r.output
@@ -272,10 +268,10 @@ def test_every_backend_renders_one_object_per_identity_and_none_of_an_input(mesh
         (Path(d) / "k8s.yaml").write_text(_manifests(*services) + "---\n" + edge)
         for i, (name, which, kind) in enumerate(sandboxes):
             svc = services[which % len(services)]
-            to = {"workload": "{workload: {images: [{image: 'example/x:pr'}]}}",
-                  "endpoints": f"{{endpoints: [{{address: 10.0.0.{i + 1}, port: 80}}]}}",
-                  "host": f"{{host: {svc}-{name}.shop.svc.cluster.local}}"}[kind]
-            (Path(d) / f"s{i}.yaml").write_text(_sandbox(name, svc, to))
+            to = {"workload": {"workload": {"images": [{"image": "example/x:pr"}]}},
+                  "endpoints": {"endpoints": [{"address": f"10.0.0.{i + 1}", "port": 80}]},
+                  "host": f"{svc}-{name}.shop.svc.cluster.local"}[kind]
+            (Path(d) / f"s{i}.yaml").write_text(sandbox(name, (svc, to)))
         model, diags = compile_paths([d])
         assert model is not None, [x.to_text() for x in diags.errors()]
         for backend in backends.BACKENDS:

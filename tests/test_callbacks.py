@@ -11,7 +11,7 @@ from meshforge.server.ads import StreamError
 from meshforge.server.callbacks import Callbacks
 
 from .ads_harness import Mesh
-from .serve_harness import CLUSTER, LISTENER, node, protocol_specs, sandbox
+from .serve_harness import CLUSTER, LISTENER, api_sandbox, node, protocol_specs
 
 
 class Recording(Callbacks):
@@ -56,7 +56,7 @@ def test_a_stream_reports_who_it_is_what_it_pushed_and_each_rejection_once(tmp_p
     assert mesh.metric("meshforge_xds_nacks_total", {"type": "CDS"}) == 2
     assert mesh.metric("meshforge_proxy_config_rejected", rejected) == 1
     cb.events.clear()
-    mesh.write("pr-2.yaml", sandbox("pr-2"))  # a new snapshot: its push says when the snapshot was published
+    mesh.write("pr-2.yaml", api_sandbox("pr-2"))  # a new snapshot: its push says when the snapshot was published
     assert cb.events == [("pushed", CLUSTER, True)]
     c.send(node=node("web.shop"), type_url=CLUSTER, response_nonce=c.recv().nonce, version_info="x")  # ACK
     assert ("recovered", "web.shop", CLUSTER) in cb.events and mesh.metric("meshforge_proxy_config_rejected", rejected) == 0

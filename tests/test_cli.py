@@ -2,7 +2,8 @@
 
 import json
 
-from .conftest import BASELINE, sandbox
+from .conftest import BASELINE
+from .specs import sandbox
 
 
 def test_validate_ok_invalid_and_usage(cli, write):

@@ -20,8 +20,9 @@ from meshforge.pipeline import compile_paths
 
 from .conftest import BAGGAGE_TABLE, EDGE_ONLY_ENCODINGS
 from .envoy_harness import SampleApp
-from .serve_harness import endpoint_sandbox, wait_until
+from .serve_harness import wait_until
 from .shop_mesh import ShopMesh, chain_of
+from .specs import sandbox
 
 EDGE = """\
   edge:
@@ -210,7 +211,7 @@ def test_trusted_source_keeps_its_key(mesh):
 def test_a_new_sandbox_gets_its_preview_host_live(mesh):
     host = "cart-pr-9.preview.example.test"
     assert mesh.get(host)["status"] == 404
-    (mesh.dir / "cart-pr-9.yaml").write_text(endpoint_sandbox("cart-pr-9", {"cart": mesh.cart2.port}))
+    (mesh.dir / "cart-pr-9.yaml").write_text(sandbox("cart-pr-9", ("cart", mesh.cart2.port)))
     try:
         wait_until(lambda: chain(mesh.get(host)) == ["web-v1", "cart-v2", "pay-v1"], 15, what="preview host live")
     finally:

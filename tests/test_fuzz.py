@@ -10,7 +10,8 @@ from meshforge.diagnostics import Diagnostics
 from meshforge.pipeline import compile_documents
 from meshforge.source import parse_text
 
-from .conftest import BASELINE, NOW, route_group, sandbox
+from .conftest import BASELINE, NOW
+from .specs import route_group, sandbox
 
 SEEDS = [BASELINE, sandbox("pr-1", ("cartservice", "c.example.com"), labels="{f: x}", expires="2026-12-01T00:00:00Z"),
          route_group("g", labels="{f: x}"), route_group("h", sandboxes=["pr-1"], key="k")]

@@ -17,9 +17,10 @@ from meshforge.explain import explain
 from meshforge.model import EndpointsDestination, HostDestination, SubsetDestination
 from meshforge.pipeline import compile_paths
 
-from .conftest import BAGGAGE_TABLE, BASELINE, BK, NOW, SHOP, sandbox
+from .conftest import BAGGAGE_TABLE, BASELINE, BK, NOW, SHOP
 from .istio_eval import route
 from .istio_schema import errors
+from .specs import sandbox
 
 
 @pytest.mark.parametrize("values,carried", BAGGAGE_TABLE)

@@ -28,7 +28,8 @@ from meshforge.model import (
     to_json,
 )
 
-from .conftest import BASELINE, NOW, route_group, sandbox
+from .conftest import BASELINE, NOW
+from .specs import route_group, sandbox
 
 WEB = Service("web", "shop", "cluster.local", (Port("http", 80, "HTTP"),))
 API = Service("api", "billing", "corp.internal", (Port("grpc", 90, "GRPC"),))

@@ -7,7 +7,8 @@ import json
 from meshforge.overview import mesh_overview
 from meshforge.pipeline import compile_paths
 
-from .conftest import BASELINE, NOW, sandbox
+from .conftest import BASELINE, NOW
+from .specs import sandbox
 
 
 def test_the_overview_names_services_keys_sandboxes_and_the_edge(write):

@@ -8,7 +8,8 @@ from meshforge.source import parse_text
 from meshforge.spec.parse import finish, parse_file
 from meshforge.spec.ports import port_protocol
 
-from .conftest import BASELINE, route_group
+from .conftest import BASELINE
+from .specs import route_group
 
 
 def parse(text: str):

@@ -15,7 +15,8 @@ from meshforge.model import HostDestination
 from meshforge.pipeline import Workspace, compile_documents, compile_paths
 from meshforge.source import load_paths
 
-from .conftest import BASELINE, NOW, route_group, sandbox
+from .conftest import BASELINE, NOW
+from .specs import route_group, sandbox
 
 
 def test_documents_and_paths_compile_to_the_same_model(write):

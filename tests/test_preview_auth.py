@@ -25,7 +25,8 @@ from meshforge.envoyproc import Envoy, free_port
 from meshforge.preview import COOKIE, TOKEN_PARAM
 
 from .envoy_harness import SampleApp
-from .serve_harness import Server, endpoint_sandbox, wait_until
+from .serve_harness import Server, wait_until
+from .specs import sandbox
 
 MESHFORGE = os.path.join(os.path.dirname(sys.executable), "meshforge")
 BASELINE = """\
@@ -90,8 +91,8 @@ class Preview:
         self.web1 = self.stack.enter_context(SampleApp("web-pr-1"))
         self.web2 = self.stack.enter_context(SampleApp("web-pr-2"))
         self.write_baseline(["k1"])
-        (self.dir / "pr-1.yaml").write_text(endpoint_sandbox("pr-1", {"web": self.web1.port}))
-        (self.dir / "pr-2.yaml").write_text(endpoint_sandbox("pr-2", {"web": self.web2.port}))
+        (self.dir / "pr-1.yaml").write_text(sandbox("pr-1", ("web", self.web1.port)))
+        (self.dir / "pr-2.yaml").write_text(sandbox("pr-2", ("web", self.web2.port)))
         self.server = self.stack.enter_context(Server([self.dir]))
         self.port, admin = free_port(), free_port()
         boot = ads_bootstrap(None, "127.0.0.1", self.server.xds_port, admin_port=admin, node_id="edge-1",
@@ -228,7 +229,7 @@ def test_not_before_revokes_the_keys_links_issued_before_it(preview):
     before = preview.token("pr-1", now=now - timedelta(minutes=10))
     other = preview.token("pr-2", now=now - timedelta(minutes=10))
     assert preview.name_at(PR1, before) == "web-pr-1"
-    text = endpoint_sandbox("pr-1", {"web": preview.web1.port}).replace(
+    text = sandbox("pr-1", ("web", preview.web1.port)).replace(
         "spec:\n", f"spec:\n  notBefore: \"{(now - timedelta(minutes=1)).isoformat()}\"\n", 1)
     (preview.dir / "pr-1.yaml").write_text(text)
     wait_until(lambda: preview.name_at(PR1, before) == 401, 15, what="pr-1's older links revoked")

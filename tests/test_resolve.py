@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 from meshforge.pipeline import compile_paths
 
-from .conftest import BASELINE, NOW, route_group, sandbox
+from .conftest import BASELINE, NOW
+from .specs import route_group, sandbox
 
 
 def compile_files(write, files, now=NOW):

@@ -18,10 +18,8 @@ from .serve_harness import (
     node,
     wait_until,
 )
-from .serve_harness import (
-    endpoint_sandbox as sandbox,
-)
 from .shop_mesh import ShopMesh
+from .specs import sandbox
 
 
 def write_atomically(path, text: str) -> None:
@@ -100,10 +98,10 @@ def test_sandbox_added_edited_deleted_while_traffic_flows(mesh):
     f = mesh.dir / "pay-pr-2.yaml"
     with Traffic(mesh, key2) as t2, Traffic(mesh, KEY) as t1, Traffic(mesh, None) as t0:
         time.sleep(0.3)
-        write_atomically(f, sandbox("pay-pr-2", {"pay": mesh.pay2.port}))
+        write_atomically(f, sandbox("pay-pr-2", ("pay", mesh.pay2.port)))
         wait_until(lambda: mesh.chain(key2) == ["web-v1", "cart-v1", "pay-v2"], 10, what="new sandbox routed")
         time.sleep(0.3)
-        write_atomically(f, sandbox("pay-pr-2", {"pay": mesh.pay2.port, "cart": mesh.cart2.port}))
+        write_atomically(f, sandbox("pay-pr-2", ("pay", mesh.pay2.port), ("cart", mesh.cart2.port)))
         wait_until(lambda: mesh.chain(key2) == ["web-v1", "cart-v2", "pay-v2"], 10, what="edited sandbox routed")
         time.sleep(0.3)
         f.unlink()
@@ -120,10 +118,13 @@ def test_sandbox_added_edited_deleted_while_traffic_flows(mesh):
 def test_invalid_edit_keeps_last_good_config(mesh):
     f = mesh.dir / "cart-pr-1.yaml"
     good = f.read_text()
-    write_atomically(f, good.replace("service: cart", "service: kart"))
+    bad = good.replace("service: cart", "service: kart")
+    write_atomically(f, bad)
+    line = next(i for i, text in enumerate(bad.splitlines(), 1) if "service: kart" in text)
+    column = bad.splitlines()[line - 1].index("kart") + 1
     wait_until(lambda: "unknown service 'kart'" in mesh.server.get("/readyz")[1], 10, what="error reported")
     status, body = mesh.server.get("/readyz")
-    assert status == 200 and "cart-pr-1.yaml:6:14: error[MF201]" in body and 'did you mean "cart"?' in body
+    assert status == 200 and f"cart-pr-1.yaml:{line}:{column}: error[MF201]" in body and 'did you mean "cart"?' in body
     assert mesh.server.metric("meshforge_spec_valid") == 0 and mesh.server.metric("meshforge_spec_errors") == 1
     assert "error[MF201]" in mesh.server.log()
     assert mesh.chain(KEY) == ["web-v1", "cart-v2", "pay-v1"]  # still the last good configuration
@@ -148,7 +149,7 @@ def test_server_restart_keeps_routing_and_reconverges_without_flaps(mesh):
     after = {n: sc.dynamic_versions() for n, sc in mesh.sidecars.items()}
     assert after == before  # same content-hash versions: nothing was replaced
     # and the rest of the mesh still converges on changes after the restart
-    (mesh.dir / "pay-pr-3.yaml").write_text(sandbox("pay-pr-3", {"pay": mesh.pay2.port}))
+    (mesh.dir / "pay-pr-3.yaml").write_text(sandbox("pay-pr-3", ("pay", mesh.pay2.port)))
     wait_until(lambda: mesh.chain({"baggage": "meshforge-routing-key=pay-pr-3"})[-1] == "pay-v2", 10)
 
 
@@ -180,7 +181,7 @@ def test_expiry_takes_effect_without_a_file_change(mesh):
     from datetime import datetime, timedelta, timezone
 
     soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = sandbox("pay-pr-4", {"pay": mesh.pay2.port}).replace("spec:\n", f'spec:\n  expiresAt: "{soon}"\n')
+    text = sandbox("pay-pr-4", ("pay", mesh.pay2.port), expires=soon)
     (mesh.dir / "pay-pr-4.yaml").write_text(text)
     k = {"baggage": "meshforge-routing-key=pay-pr-4"}
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox routed")
@@ -191,7 +192,7 @@ def test_expiry_takes_effect_without_a_file_change(mesh):
 def test_moving_a_directory_of_specs_away_is_noticed(mesh):
     sub = mesh.dir / "team-a"
     sub.mkdir()
-    (sub / "pay-pr-5.yaml").write_text(sandbox("pay-pr-5", {"pay": mesh.pay2.port}))
+    (sub / "pay-pr-5.yaml").write_text(sandbox("pay-pr-5", ("pay", mesh.pay2.port)))
     k = {"baggage": "meshforge-routing-key=pay-pr-5"}
     wait_until(lambda: mesh.chain(k)[-1] == "pay-v2", 10, what="sandbox in a subdirectory routed")
     sub.rename(mesh.dir.parent / "team-a-moved")  # one inotify event for the directory, none per file
@@ -204,8 +205,8 @@ def test_churn_of_60_sandboxes_under_load_fails_and_misroutes_nothing(mesh):
     churned = {"baggage": "meshforge-routing-key=churn-7"}
     with Traffic(mesh, None) as t0, Traffic(mesh, KEY) as t1, Traffic(mesh, churned) as t2:
         for i in range(60):
-            forks = {"pay": mesh.pay2.port} if i % 2 else {"cart": mesh.cart2.port, "pay": mesh.pay2.port}
-            write_atomically(mesh.dir / f"churn-{i}.yaml", sandbox(f"churn-{i}", forks))
+            forks = [("pay", mesh.pay2.port)] if i % 2 else [("cart", mesh.cart2.port), ("pay", mesh.pay2.port)]
+            write_atomically(mesh.dir / f"churn-{i}.yaml", sandbox(f"churn-{i}", *forks))
             time.sleep(0.02)
         wait_until(lambda: mesh.chain(churned) == ["web-v1", "cart-v1", "pay-v2"], 10, what="churned key routed")
         for i in range(60):

@@ -15,7 +15,8 @@ from google.rpc import status_pb2
 
 from meshforge.xdsapi import LISTEN_ADDRESS_METADATA, OUTBOUND_PORT_METADATA
 
-from .serve_harness import CLUSTER, SPEC, RawClient, Server, node, sandbox, wait_until
+from .serve_harness import CLUSTER, SPEC, RawClient, Server, api_sandbox, node, wait_until
+from .specs import sandbox
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_a_nack_is_visible_and_cannot_forge_log_lines(server):
         assert "bad cluster\\n2026-01-01" in log
         assert not any(line.startswith("2026-01-01 00:00:00,000 INFO meshforge.serve: all good")
                        for line in log.splitlines())
-        (server.dir / "pr-1.yaml").write_text(sandbox("pr-1"))  # a new configuration, accepted
+        (server.dir / "pr-1.yaml").write_text(api_sandbox("pr-1"))  # a new configuration, accepted
         r2 = c.recv()
         c.send(type_url=CLUSTER, version_info=r2.version_info, response_nonce=r2.nonce)
         wait_until(lambda: server.get("/readyz") == (200, "ready\n"))
@@ -132,7 +133,7 @@ def test_hot_reload_survives_git_sync_symlink_swaps_and_a_recreated_directory(tm
             new = tmp_path / f"rev{i}"
             new.mkdir()
             (new / "baseline.yaml").write_text(SPEC)
-            (new / "sb.yaml").write_text(sandbox(f"pr-{i}"))
+            (new / "sb.yaml").write_text(api_sandbox(f"pr-{i}"))
             os.symlink(new, tmp_path / "specs.tmp")
             os.replace(tmp_path / "specs.tmp", link)
             old = tmp_path / f"rev{i - 1}"
@@ -152,7 +153,7 @@ def test_hot_reload_survives_git_sync_symlink_swaps_and_a_recreated_directory(tm
             wait_until(lambda: "watched path missing" in s.get("/readyz")[1], 10, what="vanished path reported")
             d.mkdir()
             (d / "baseline.yaml").write_text(SPEC)
-            (d / "sb.yaml").write_text(sandbox(f"back-{i}"))
+            (d / "sb.yaml").write_text(api_sandbox(f"back-{i}"))
             want = f"outbound|80|back-{i}|api.shop.svc.cluster.local"
             wait_until(lambda: want in clusters_of(s), 10, what="re-created directory served")
             # the paths are checked once a second: the report may trail what is served by that much
@@ -198,9 +199,7 @@ def test_a_second_serve_on_a_taken_address_refuses_to_start(server, tmp_path):
 
 
 def test_a_multi_line_diagnostic_is_logged_line_by_line(server):
-    from .serve_harness import endpoint_sandbox
-
-    (server.dir / "bad.yaml").write_text(endpoint_sandbox("bad", {"apx": 10}))
+    (server.dir / "bad.yaml").write_text(sandbox("bad", ("apx", 10)))
     wait_until(lambda: "specs on disk are invalid" in server.get("/readyz")[1], 10, what="invalid specs noticed")
     log = server.log_path.read_text()
     assert "specs invalid (1 error);" in log

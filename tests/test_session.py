@@ -7,7 +7,8 @@ from meshforge import backends
 from meshforge.emit.xds.compiler import XdsCompiler
 from meshforge.session import Session
 
-from .conftest import BASELINE, NOW, sandbox
+from .conftest import BASELINE, NOW
+from .specs import sandbox
 
 
 def _write(d, name, text):

@@ -11,7 +11,7 @@ import time
 from meshforge.server import watch
 from meshforge.source import Inputs
 
-from .serve_harness import SPEC, Server, sandbox, wait_until
+from .serve_harness import SPEC, Server, api_sandbox, wait_until
 
 
 def run_watcher(root, actions, changed: list | None = None, watched: list | None = None) -> list[tuple[str, float]]:
@@ -91,9 +91,9 @@ def test_serve_never_publishes_a_file_in_the_middle_of_a_write(tmp_path):
     d = tmp_path / "specs"
     d.mkdir()
     (d / "baseline.yaml").write_text(SPEC)
-    sandbox = ("apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: pr-1, namespace: shop}\n"
+    template = ("apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: pr-1, namespace: shop}\n"
                "spec:\n  forks: [{service: api, to: {endpoints: [{address: 127.0.0.1, port: %d}]}}]\n")
-    (d / "sb.yaml").write_text(sandbox % 10)
+    (d / "sb.yaml").write_text(template % 10)
     with Server([d]) as server:
         def clusters():
             return {c["name"] for c in json.loads(server.get("/debug/config?node=web.shop")[1])["resources"]["Cluster"]}
@@ -107,7 +107,7 @@ def test_serve_never_publishes_a_file_in_the_middle_of_a_write(tmp_path):
                 assert "outbound|80|pr-1|api.shop.svc.cluster.local" in clusters()
                 time.sleep(0.02)
             assert server.metric("meshforge_reloads_total", 'result="ok"') == ok  # nothing published meanwhile
-            f.write(sandbox % 11)
+            f.write(template % 11)
         wait_until(lambda: server.metric("meshforge_reloads_total", 'result="ok"') == ok + 1, 10, what="the write")
         assert "outbound|80|pr-1|api.shop.svc.cluster.local" in clusters()
 
@@ -136,14 +136,14 @@ def test_serve_reads_the_files_the_watcher_names_and_ends_where_a_fresh_start_wo
         return {n.split("|")[2] for n in names if n.split("|")[2]}
 
     steps = [
-        (lambda: rename_in(real / "a.yaml", sandbox("pr-a")), {"pr-a"}),
-        (lambda: (real / "a.yaml").write_text(sandbox("pr-a2")), {"pr-a2"}),
-        (lambda: rename_in(real / ".git" / "x.yaml", sandbox("pr-hidden")), {"pr-a2"}),
+        (lambda: rename_in(real / "a.yaml", api_sandbox("pr-a")), {"pr-a"}),
+        (lambda: (real / "a.yaml").write_text(api_sandbox("pr-a2")), {"pr-a2"}),
+        (lambda: rename_in(real / ".git" / "x.yaml", api_sandbox("pr-hidden")), {"pr-a2"}),
         (lambda: os.replace(real / "a.yaml", outside / "a.yaml"), set()),
         (lambda: os.replace(outside / "a.yaml", real / "b.yml"), {"pr-a2"}),
-        (lambda: ((real / "sub").mkdir(), (real / "sub" / "c.yaml").write_text(sandbox("pr-c"))), {"pr-a2", "pr-c"}),
-        (lambda: rename_in(real / "d.yaml", sandbox("pr-c")), {"pr-a2", "pr-c"}),  # pr-c twice: refused
-        (lambda: rename_in(real / "d.yaml", sandbox("pr-d")), {"pr-a2", "pr-c", "pr-d"}),
+        (lambda: ((real / "sub").mkdir(), (real / "sub" / "c.yaml").write_text(api_sandbox("pr-c"))), {"pr-a2", "pr-c"}),
+        (lambda: rename_in(real / "d.yaml", api_sandbox("pr-c")), {"pr-a2", "pr-c"}),  # pr-c twice: refused
+        (lambda: rename_in(real / "d.yaml", api_sandbox("pr-d")), {"pr-a2", "pr-c", "pr-d"}),
     ]
     with Server([link]) as server:
         wait_until(lambda: server.metric("meshforge_reloads_total", 'result="unchanged"') >= 1, 10, what="watching")
@@ -177,7 +177,7 @@ def test_a_small_change_compiled_on_the_loop_still_discards_what_was_read_during
     d.mkdir()
     (d / "baseline.yaml").write_text(SPEC)
     path = d / "sb.yaml"
-    path.write_text(sandbox("pr-1", 10))
+    path.write_text(api_sandbox("pr-1", 10))
     threads: list[int] = []
 
     async def main():
@@ -196,19 +196,19 @@ def test_a_small_change_compiled_on_the_loop_still_discards_what_was_read_during
                 f.write("# more\n")
             return result
 
-        path.write_text(sandbox("pr-1", 11))
+        path.write_text(api_sandbox("pr-1", 11))
         await asyncio.sleep(0.05)  # the watcher takes the write's events, as before any reload it asks for
         published = cp.cache.generation
         assert await cp.reload("a file change", frozenset([str(path)]))  # on the loop, published
         assert cp.cache.generation == published + 1
         published = cp.cache.generation
         cp.compiler.compile = compile_during_a_write
-        path.write_text(sandbox("pr-1", 13))
+        path.write_text(api_sandbox("pr-1", 13))
         await asyncio.sleep(0.05)
         assert not await cp.reload("a file change", frozenset([str(path)]))  # deferred, nothing published
         assert cp.cache.generation == published and threads == [threading.get_ident()]  # on the loop
         assert cp.metrics.reloads.labels("deferred")._value.get() == 1
-        path.write_text(sandbox("pr-1", 12) + "#" * INLINE_BYTES)  # large: to the worker thread
+        path.write_text(api_sandbox("pr-1", 12) + "#" * INLINE_BYTES)  # large: to the worker thread
         await asyncio.sleep(0.05)
         cp.compiler.compile = lambda now, changed: (threads.append(threading.get_ident()), compile_(now, changed))[1]
         assert await cp.reload("a file change", frozenset([str(path)]))

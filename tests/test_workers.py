@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from .serve_harness import CLUSTER, RawClient, Server, eds_name, node, protocol_specs, sandbox, wait_until
+from .serve_harness import CLUSTER, RawClient, Server, api_sandbox, eds_name, node, protocol_specs, wait_until
 
 
 def _pids(parent: int) -> list[int]:
@@ -33,7 +33,7 @@ def test_the_port_is_served_by_every_worker_with_the_same_versions_and_changes_r
             assert len(set(first)) == 1  # one version whichever process answered
             here = s.metric("meshforge_connected_proxies", 'stream="sotw"')
             assert 0 < here < 24, here  # the parent holds some of the streams, the worker the others
-            (d / "pr-2.yaml").write_text(sandbox("pr-2"))
+            (d / "pr-2.yaml").write_text(api_sandbox("pr-2"))
             pushed = [c.recv(10) for c in clients]
             assert all(r is not None and eds_name("pr-2") in str(r) for r in pushed)
             assert len({r.version_info for r in pushed}) == 1 and pushed[0].version_info != first[0]

@@ -12,6 +12,7 @@ from meshforge.pipeline import compile_paths
 from meshforge.xdsapi import CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE
 
 from .conftest import NOW
+from .specs import sandbox
 
 
 def make_specs(tmp_path, services=30, sandboxes=20, seed=1, deps=True):
@@ -156,15 +157,10 @@ spec:
 """
 
 
-def _sandbox(name: str, service: str, host: str) -> str:
-    return (f"apiVersion: meshforge.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: {name}, namespace: shop}}\n"
-            f"spec:\n  forks: [{{service: {service}, to: {{host: {host}}}}}]\n")
-
-
 def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_its_service_change(write):
     from meshforge.xdsapi import EDGE_NODE
 
-    d = write({"baseline.yaml": EDGE_SPECS, "a.yaml": _sandbox("cart-pr-1", "cart", "cart-v2")})
+    d = write({"baseline.yaml": EDGE_SPECS, "a.yaml": sandbox("cart-pr-1", ("cart", "cart-v2"))})
     c = XdsCompiler()
     first = c.compile(model_of(d))
     edge = first.nodes[EDGE_NODE]
@@ -176,10 +172,10 @@ def test_edge_node_has_a_preview_host_per_key_and_is_rebuilt_only_when_keys_or_i
     assert {r.name for r in listener["type.googleapis.com/envoy.config.listener.v3.Listener"].values()} == \
         {naming.EDGE_LISTENER}
     # another key's fork moves: same keys, same edge service -> the very same edge configuration
-    (d / "a.yaml").write_text(_sandbox("cart-pr-1", "cart", "cart-v3"))
+    (d / "a.yaml").write_text(sandbox("cart-pr-1", ("cart", "cart-v3")))
     assert c.compile(model_of(d)).nodes[EDGE_NODE] is edge
     # a new key: its preview host appears; a fork of the edge service: its cluster appears
-    (d / "b.yaml").write_text(_sandbox("web-pr-2", "web", "web-v2"))
+    (d / "b.yaml").write_text(sandbox("web-pr-2", ("web", "web-v2")))
     third = c.compile(model_of(d)).nodes[EDGE_NODE]
     rc = route_pb2.RouteConfiguration.FromString(third.routes[naming.EDGE_ROUTE_CONFIG].body)
     assert [vh.domains[0] for vh in rc.virtual_hosts] == [
