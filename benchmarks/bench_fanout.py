@@ -179,7 +179,7 @@ def main() -> None:
               f"{missed} stream-rounds without the update within {args.gap:.0f} s")
         print("  goal: p99 <= 500 ms")
         print(f"  server CPU during the rounds: {server_cpu:.1f} s = {server_cpu / (args.rounds * len(logs)) * 1e6:.0f} us "
-              f"per stream per update (CDS, EDS, LDS, RDS and their ACKs)")
+              f"per stream per update (what a new sandbox changes for these clients: CDS and RDS, each ACKed)")
 
 
 if __name__ == "__main__":
