@@ -172,3 +172,17 @@ def test_an_invalid_document_still_gets_jsonschema_s_diagnostics():
     assert fast_check("Sandbox")(doc.data) is False
     assert validate_document(doc, d) is False
     assert sorted(x.code for x in d.items) == ["MF101", "MF102"]
+
+
+def test_key_sets_are_remembered_only_when_small():
+    """The "exactly one of" forms are remembered per key set; a mapping with many keys is checked every time,
+    so a hostile file cannot fill memory with large remembered key sets, and the verdict is the same."""
+    from meshforge.spec import fastcheck
+
+    schema = {"oneOf": [{"required": ["host"]}, {"required": ["port"]}]}
+    check = compile_schema(schema, spec_schema._full)
+    big = {f"k{i}": i for i in range(fastcheck._BY_KEYS_SIZE + 1)}
+    assert check(big) is False and check({**big, "host": 1}) is True
+    assert check({"host": 1}) is True and check({"host": 1, "port": 2}) is False
+    (seen,) = [c.cell_contents for c in check.__closure__ if isinstance(c.cell_contents, dict)]  # its memo
+    assert all(len(k) <= fastcheck._BY_KEYS_SIZE for k in seen) and len(seen) == 2

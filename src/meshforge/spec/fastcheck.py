@@ -333,7 +333,9 @@ def _reads_keys_only(schema) -> bool:
     return True
 
 
-_BY_KEYS_MAX = 1024  # key sets remembered per combinator (the forms they are for have a handful)
+_BY_KEYS_MAX = 1024  # key sets remembered per combinator, and ...
+_BY_KEYS_SIZE = 16  # ... keys in one at most (the forms they are for have a handful; a hostile file's 100,000
+# keys are checked, not remembered)
 
 
 def _by_keys(check: Check) -> Check:
@@ -347,6 +349,8 @@ def _by_keys(check: Check) -> Check:
             if not other:
                 other.append(check(v))
             return other[0]
+        if len(v) > _BY_KEYS_SIZE:
+            return check(v)
         keys = frozenset(v)
         r = seen.get(keys, seen)
         if r is seen:
