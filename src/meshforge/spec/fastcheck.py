@@ -11,6 +11,7 @@ subschema, reference lookups): for a sandbox file read while serve runs, that is
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +60,10 @@ def _is_type(name: str) -> Callable[[Any], bool]:
 
 
 def _all(checks: list[Check]) -> Check:
-    """A conjunction, three-valued: False if any says False, else None if any cannot tell, else True."""
+    """A conjunction, three-valued: False if any says False, else None if any cannot tell, else True.
+    The same loop is written out in `properties`, `additionalProperties` and `_all_of`: these run for every
+    node of every document, and one helper taking a generator of verdicts made the check 50 % slower
+    (a sandbox document 16 -> 25 us, a 100-service Baseline 0.86 -> 1.35 ms)."""
     if not checks:
         return _valid
     if len(checks) == 1:
@@ -149,14 +153,6 @@ class _Compiler:
         search = self.pattern(value).search
         return lambda v: not isinstance(v, str) or search(v) is not None
 
-    def _kw_maxLength(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, str) or len(v) <= n
-
-    def _kw_minLength(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, str) or len(v) >= n
-
     @staticmethod
     def _count(n) -> int:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
@@ -176,22 +172,6 @@ class _Compiler:
     def _kw_maximum(self, n, _schema) -> Check:
         n = self._number(n)
         return lambda v: not isinstance(v, int | float) or isinstance(v, bool) or not v > n
-
-    def _kw_minItems(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, list) or len(v) >= n
-
-    def _kw_maxItems(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, list) or len(v) <= n
-
-    def _kw_minProperties(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, dict) or len(v) >= n
-
-    def _kw_maxProperties(self, n, _schema) -> Check:
-        n = self._count(n)
-        return lambda v: not isinstance(v, dict) or len(v) <= n
 
     def _kw_uniqueItems(self, value, _schema) -> Check:
         if value is not True:
@@ -361,8 +341,21 @@ def _by_keys(check: Check) -> Check:
     return remembered
 
 
+# keywords bounding a size: keyword -> (the type they apply to, how len(instance) compares with the bound)
+_SIZES = {"minLength": (str, operator.ge), "maxLength": (str, operator.le), "minItems": (list, operator.ge),
+          "maxItems": (list, operator.le), "minProperties": (dict, operator.ge), "maxProperties": (dict, operator.le)}
+
+
+def _size_keyword(kind: type, compare) -> Callable:
+    def build(_compiler, n, _schema) -> Check:
+        n = _Compiler._count(n)
+        return lambda v: not isinstance(v, kind) or compare(len(v), n)
+    return build
+
+
 _KEYWORDS = {("$ref" if name == "ref" else name): getattr(_Compiler, "_kw_" + name)
              for name in (n[len("_kw_"):] for n in vars(_Compiler) if n.startswith("_kw_"))}
+_KEYWORDS.update({keyword: _size_keyword(kind, compare) for keyword, (kind, compare) in _SIZES.items()})
 
 
 def _all_of(check: Check, values) -> bool | None:
