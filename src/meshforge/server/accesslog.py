@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -76,7 +75,8 @@ def as_dict(row: tuple) -> dict:
 
 
 class RequestLog:
-    """Recent requests in bounded memory. Thread-safe (admin reads from its thread).
+    """Recent requests in bounded memory. Written by the access-log streams and read by the admin server, both
+    on serve's event loop (no lock).
 
     Rows live in three pools, each a queue in arrival order with a bound of its own: rows whose key an
     active sandbox or route group has (`known`, told by the server after each reload), rows without a key
@@ -95,7 +95,6 @@ class RequestLog:
         self.limits = {"known": total // 2, "keyless": total * 2 // 5}
         self.limits["unknown"] = total - self.limits["known"] - self.limits["keyless"]
         self.known: Callable[[str], bool] = known or (lambda key: False)
-        self._lock = threading.Lock()
         self._pools: dict[str, collections.deque[tuple]] = {p: collections.deque() for p in self.POOLS}
         self._by_key: dict[str, collections.OrderedDict[str, collections.deque[tuple]]] = {
             "known": collections.OrderedDict(), "unknown": collections.OrderedDict()}
@@ -104,23 +103,22 @@ class RequestLog:
     def add(self, row: tuple) -> None:
         key = row[KEY]
         kind = "keyless" if not key else "known" if self.known(key) else "unknown"
-        with self._lock:
-            self.received += 1
-            pool = self._pools[kind]
-            pool.append(row)
-            if len(pool) > self.limits[kind]:
-                self._unindex(pool.popleft())
-            if key:
-                index = self._by_key[kind]
-                q = index.get(key)
-                if q is None:
-                    other = self._by_key["unknown" if kind == "known" else "known"].pop(key, None)
-                    q = index[key] = collections.deque(other or (), maxlen=self.per_key)
-                    if len(index) > (self.max_keys if kind == "known" else self.max_unknown_keys):
-                        index.popitem(last=False)
-                else:
-                    index.move_to_end(key)
-                q.append(row)
+        self.received += 1
+        pool = self._pools[kind]
+        pool.append(row)
+        if len(pool) > self.limits[kind]:
+            self._unindex(pool.popleft())
+        if key:
+            index = self._by_key[kind]
+            q = index.get(key)
+            if q is None:
+                other = self._by_key["unknown" if kind == "known" else "known"].pop(key, None)
+                q = index[key] = collections.deque(other or (), maxlen=self.per_key)
+                if len(index) > (self.max_keys if kind == "known" else self.max_unknown_keys):
+                    index.popitem(last=False)
+            else:
+                index.move_to_end(key)
+            q.append(row)
 
     def _unindex(self, row: tuple) -> None:
         """A row left its pool: it leaves its key's index too (the oldest there, nearly always)."""
@@ -139,12 +137,10 @@ class RequestLog:
                     del index[key]
 
     def rows(self) -> int:
-        with self._lock:
-            return sum(len(p) for p in self._pools.values())
+        return sum(len(p) for p in self._pools.values())
 
     def keys(self) -> dict[str, int]:
-        with self._lock:
-            return {k: len(v) for index in self._by_key.values() for k, v in index.items()}
+        return {k: len(v) for index in self._by_key.values() for k, v in index.items()}
 
     def _all(self):
         for p in self._pools.values():
@@ -153,23 +149,21 @@ class RequestLog:
     def for_key(self, key: str) -> list[dict]:
         """The requests that carried `key`, and every other request of their traces (the hops where the
         key may have been lost), oldest first."""
-        with self._lock:
-            own = list(self._by_key["known"].get(key) or self._by_key["unknown"].get(key) or ())
-            if not own:
-                return []
-            traces = {r[TRACE] for r in own if r[TRACE]}
-            related = [r for r in self._all() if r[TRACE] in traces and r[KEY] != key] if traces else []
-            # without trace context, what the services the key reached sent next (the doctor's heuristic)
-            reached = {d["service"] for d in map(as_dict, own) if d["service"]}
-            since = min(r[TIME] for r in own)
-            loose = [r for r in self._all() if not r[TRACE] and r[NODE] in reached and r[TIME] >= since and
-                     r[KEY] != key]
+        own = list(self._by_key["known"].get(key) or self._by_key["unknown"].get(key) or ())
+        if not own:
+            return []
+        traces = {r[TRACE] for r in own if r[TRACE]}
+        related = [r for r in self._all() if r[TRACE] in traces and r[KEY] != key] if traces else []
+        # without trace context, what the services the key reached sent next (the doctor's heuristic)
+        reached = {d["service"] for d in map(as_dict, own) if d["service"]}
+        since = min(r[TIME] for r in own)
+        loose = [r for r in self._all() if not r[TRACE] and r[NODE] in reached and r[TIME] >= since and
+                 r[KEY] != key]
         rows = sorted(set(own + related + loose), key=lambda r: (r[TIME], r[REQUEST_ID]))
         return [as_dict(r) for r in rows]
 
     def recent(self, limit: int = 100) -> list[dict]:
-        with self._lock:
-            rows = sorted(self._all(), key=lambda r: r[TIME])[-limit:]
+        rows = sorted(self._all(), key=lambda r: r[TIME])[-limit:]
         return [as_dict(r) for r in rows]
 
 

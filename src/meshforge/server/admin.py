@@ -1,20 +1,27 @@
 """Admin HTTP: the dashboard (/), its data (/api/state, /api/requests?key=K), /healthz, /readyz, /metrics
 (Prometheus), /debug/config?node=NAME.NAMESPACE[&port=P].
 
-Runs in its own thread (http.server), reading state the event loop publishes; it never blocks it.
+Runs on serve's event loop: asyncio's streams (and its TLS), HTTP/1.1 read and written by h11 (a maintained
+sans-I/O implementation: no parsing of our own). One request per connection, at most MAX_CONNECTIONS at once
+(more are closed at once), REQUEST_TIMEOUT for the TLS handshake, for the request's head to arrive (a client
+sending its headers a byte at a time is cut off) and for the answer to be taken. Handlers read what the loop
+keeps (the request log, the connected proxies, the specs' state) on the loop, without locks; what costs more
+than a moment runs in a worker thread over values nothing changes (a snapshot's resources decoded for
+/debug/config, the dashboard's data built and encoded once per configuration), so the loop keeps answering
+proxies meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
-import socket
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
+import h11
 from google.protobuf import json_format, symbol_database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -27,15 +34,17 @@ log = logging.getLogger("meshforge.admin")
 for _module in MESSAGE_MODULES:  # every message a snapshot carries, registered to be decoded (xdsapi)
     importlib.import_module(_module)
 
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # seconds for a TLS handshake, a request's head, an answer to be taken
 MAX_CONNECTIONS = 64  # admin clients at once; more are closed at once
+MAX_HEAD_BYTES = 16 * 1024  # a request line and headers at most (h11's bound on an incomplete event)
+_TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
 
 
 class AdminState:
-    """What the admin endpoints report; written by the reload loop."""
+    """What the admin endpoints report; written by the reload loop, read on it."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.has_config = False
         self.errors: list[str] = []  # rendered diagnostics of the specs on disk, when invalid
         self.vanished: list[str] = []  # watched paths that do not exist now
@@ -44,31 +53,39 @@ class AdminState:
         self.mutual_tls = False  # /debug/config only for a client certificate naming the node
         self.rejections = None  # callable: {node: "TYPE: message"} for proxies rejecting what they were sent
         self.overview = None  # () -> the mesh as the dashboard shows it (from the last valid compile), or None
-        self._overview_cache: tuple | None = None  # (the callable, its result)
+        self._overview: tuple | None = None  # (the callable, a task building its result, encoded)
         self.requests = None  # accesslog.RequestLog
         self.proxies = None  # callable: [{node, id, kind, versions, rejected}] of the connected proxies
         self.access_log_rate: int | None = 0  # logged requests a second per listener (0: all); None: logs off
         self.hosts: frozenset[str] = frozenset()  # Host names the admin server answers to, beside IPs and localhost
         self.operators: frozenset[str] = frozenset()  # under mutual TLS: SANs that may read / and /api/
 
-
-    def current_overview(self) -> dict | None:
-        """The dashboard's data for the current configuration, built once per configuration."""
-        with self.lock:
-            build, cached = self.overview, self._overview_cache
-            if build is None:
-                return None
-            if cached is not None and cached[0] is build:
-                return cached[1]
-            data = build()
-            self._overview_cache = (build, data)
-            return data
+    async def current_overview(self) -> str:
+        """The dashboard's data for the current configuration as JSON ("null" before one), built and encoded
+        once per configuration, in a worker thread (at 10,000 services it takes longer than a proxy should
+        wait for the loop)."""
+        build = self.overview
+        if build is None:
+            return "null"
+        cached = self._overview
+        if cached is None or cached[0] is not build:
+            task = asyncio.ensure_future(asyncio.to_thread(lambda: json.dumps(build(), sort_keys=True)))
+            cached = self._overview = (build, task)
+        return await asyncio.shield(cached[1])
 
 
 def _decode(type_url: str, body: bytes) -> dict:
     name = type_url.split("/", 1)[1]
     cls = symbol_database.Default().GetSymbol(name)
     return json.loads(json_format.MessageToJson(cls.FromString(body), preserving_proto_field_name=True))
+
+
+def _debug_config(node: str, generation: int, resources: dict) -> str:
+    """/debug/config's answer: every resource of one node decoded (a worker thread's job: bytes in, text out)."""
+    out = {"node": node, "generation": generation, "resources": {
+        t.rsplit(".", 1)[1]: [{"name": n, "version": r.version, "resource": _decode(t, r.body)}
+                              for n, r in sorted(v.items())] for t, v in resources.items()}}
+    return json.dumps(out, indent=2, sort_keys=True)
 
 
 def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
@@ -85,170 +102,197 @@ def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
     return is_ip(name) or name == "localhost" or name in allowed
 
 
-def make_handler(state: AdminState):
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("content-type", ctype)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+class _Answer(Exception):
+    """An answer decided early (a refusal): raised out of the routing, written like any other."""
 
-        def _json(self, data) -> None:
-            self._send(200, json.dumps(data, sort_keys=True), "application/json")
-
-        def _operator(self) -> bool:
-            return bool(state.operators & ssl_peer_names(self.connection.getpeercert()))
-
-        def _api(self, url) -> None:
-            if state.mutual_tls and not self._operator():
-                return self._send(403, "forbidden: under mutual TLS the dashboard and /api/ need an operator's "
-                                  "client certificate (one whose DNS or URI SAN serve --admin-operator names); a "
-                                  "proxy's certificate reads only /debug/config of its own node\n")
-            q = parse_qs(url.query)
-            if url.path == "/":
-                return self._send(200, PAGE, "text/html; charset=utf-8")
-            if url.path == "/api/state":
-                overview = state.current_overview()
-                cache = state.cache
-                with state.lock:
-                    specs = {"valid": not state.errors, "errors": list(state.errors), "vanished": list(state.vanished),
-                             "loaded": state.has_config}
-                store = state.requests
-                logs = {"enabled": state.access_log_rate is not None, "ratePerSecond": state.access_log_rate or None,
-                        "received": store.received if store else 0, "rows": store.rows() if store else 0,
-                        "capacity": store.total if store else 0}
-                return self._json({"generation": cache.generation if cache else 0, "overview": overview,
-                                   "specs": specs, "accessLogs": logs,
-                                   "proxies": state.proxies() if state.proxies else [],
-                                   "requestsByKey": state.requests.keys() if state.requests else {}})
-            if url.path == "/api/requests":
-                key = (q.get("key") or [None])[0]
-                store = state.requests
-                if key is None:
-                    try:
-                        limit = int((q.get("limit") or ["100"])[0])
-                    except ValueError:
-                        limit = 0
-                    if not 1 <= limit <= 1000:
-                        return self._send(400, "bad limit parameter: a number from 1 to 1000\n")
-                    return self._json({"key": None, "requests": store.recent(limit) if store else []})
-                if not valid_routing_key(key):
-                    return self._send(400, "bad key parameter: not a routing key\n")
-                return self._json({"key": key, "requests": store.for_key(key) if store else []})
-            return self._send(404, "not found: / /api/state /api/requests?key=KEY\n")
-
-        def do_GET(self):
-            url = urlparse(self.path)
-            if not host_allowed(self.headers.get("host"), state.hosts):
-                return self._send(421, f"misdirected request: this admin server does not answer to host "
-                                  f"{printable(self.headers.get('host') or '')!r} (it answers to IP addresses, "
-                                  "localhost and the names serve --admin-host gives)\n")
-            if url.path == "/" or url.path.startswith("/api/"):
-                return self._api(url)
-            if url.path == "/healthz":
-                return self._send(200, "ok\n")
-            if url.path == "/readyz":
-                with state.lock:
-                    has, vanished = state.has_config, list(state.vanished)
-                    # a diagnostic keeps its lines; a file name or message in it shows no control character raw
-                    errors = ["\n".join(map(printable, e.splitlines())) for e in state.errors]
-                rejecting = state.rejections() if state.rejections else {}
-                notes = [f"watched path missing: {printable(p)}" for p in vanished]
-                notes += [f"proxy {printable(n)} rejected its configuration: {printable(why)}"
-                          for n, why in sorted(rejecting.items())]
-                if not has:
-                    return self._send(503, "\n".join(["not ready: no valid configuration loaded yet", *errors,
-                                                      *notes]) + "\n")
-                head = "ready"
-                if errors:
-                    head = "ready, serving the last good configuration; the specs on disk are invalid:"
-                elif notes:
-                    head = "ready, with problems:"
-                return self._send(200, "\n".join([head, *errors, *notes]) + "\n")
-            if url.path == "/metrics":
-                return self._send(200, generate_latest(state.metrics.registry).decode(), CONTENT_TYPE_LATEST)
-            if url.path == "/debug/config":
-                q = parse_qs(url.query)
-                node = (q.get("node") or [""])[0]
-                try:
-                    port = outbound_port((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
-                except ValueError as e:
-                    return self._send(400, f"bad port parameter: {e}\n")
-                if len(node) > 253:
-                    return self._send(400, "bad node parameter: longer than 253 characters\n")
-                if state.mutual_tls and not self._operator() and \
-                        not may_ask_for(node, ssl_peer_names(self.connection.getpeercert())):
-                    return self._send(403, f"forbidden: /debug/config?node={printable(node)} needs a client "
-                                      "certificate that names that service, or an operator's\n")
-                cache = state.cache
-                if not node or cache is None or not cache.known_node(node):
-                    known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []
-                    return self._send(404, json.dumps({"error": f"unknown node {node!r}", "nodes": known}, indent=2),
-                                      "application/json")
-                res = cache.resources(node, port)
-                out = {"node": node, "generation": cache.generation, "resources": {
-                    t.rsplit(".", 1)[1]: [{"name": n, "version": r.version, "resource": _decode(t, r.body)}
-                                          for n, r in sorted(v.items())] for t, v in res.items()}}
-                return self._send(200, json.dumps(out, indent=2, sort_keys=True), "application/json")
-            return self._send(404, "not found: / /api/state /api/requests?key=KEY /healthz /readyz /metrics "
-                              "/debug/config?node=NAME.NAMESPACE\n")
-
-        def log_message(self, fmt, *args):
-            log.debug("admin: " + fmt, *args)
-
-        timeout = REQUEST_TIMEOUT  # seconds a client may take to send its request
-
-    return Handler
+    def __init__(self, status: int, body: str, ctype: str = _TEXT):
+        super().__init__(status)
+        self.status, self.body, self.ctype = status, body, ctype
 
 
-class _Server(ThreadingHTTPServer):
-    """Threads per request, at most MAX_CONNECTIONS at once: a flood of slow clients cannot exhaust the server."""
+def _json_object(parts: dict[str, str]) -> str:
+    """An object from members already encoded: what json.dumps(..., sort_keys=True) writes for the decoded
+    whole (the dashboard's data is encoded once per configuration, in a thread, and spliced in)."""
+    return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in sorted(parts.items())) + "}"
 
-    daemon_threads = True
-    request_queue_size = 64
 
-    def __init__(self, *args, **kwargs):
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(*args, **kwargs)
+class AdminServer:
+    """The admin endpoints on the running event loop (see the module docstring)."""
 
-    def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
+    def __init__(self, state: AdminState, tls: ssl.SSLContext | None = None) -> None:
+        self.state, self.tls = state, tls
+        self.open = 0  # connections being served
+        self.refused = 0  # connections closed at once: MAX_CONNECTIONS were open
+        self.server: asyncio.AbstractServer | None = None
+        if tls is not None:
+            state.mutual_tls = tls.verify_mode != ssl.CERT_NONE
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; the port bound (`port` 0: one the system picks)."""
+        self.server = await asyncio.start_server(self._connection, host, port, ssl=self.tls, backlog=64,
+                                                 ssl_handshake_timeout=REQUEST_TIMEOUT if self.tls else None)
+        return self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.transport.abort()
             return
+        self.open += 1
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def handle_error(self, request, client_address):
-        log.debug("admin: a request from %s failed", client_address, exc_info=True)
-
-    def process_request_thread(self, request, client_address):
-        try:
-            if isinstance(request, ssl.SSLSocket):  # the handshake here, not in the accepting thread
-                request.settimeout(REQUEST_TIMEOUT)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    request = await _read_head(reader, conn)
+            except TimeoutError:
+                return  # too slow to say what it wants: closed without an answer
+            except h11.RemoteProtocolError as e:
+                status, body, ctype = e.error_status_hint, f"bad request: {e}\n", _TEXT
+            else:
+                if request is None:
+                    return  # closed before a whole request
                 try:
-                    request.do_handshake()
-                except (ssl.SSLError, OSError):
-                    self.shutdown_request(request)
-                    return
-            super().process_request_thread(request, client_address)
+                    status, body, ctype = await self._answer(request, writer.get_extra_info("peercert"))
+                except _Answer as a:
+                    status, body, ctype = a.status, a.body, a.ctype
+                except Exception:  # a bug answers 500 and is logged; serving goes on
+                    log.exception("admin: %s failed", request.target[:200])
+                    status, body, ctype = 500, "internal error (logged by serve)\n", _TEXT
+            await self._write(conn, writer, status, body, ctype)
+        except (OSError, ssl.SSLError, h11.LocalProtocolError) as e:
+            log.debug("admin: connection ended: %s", e)
         finally:
-            self._slots.release()
+            self.open -= 1
+            writer.close()
+
+    async def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: str,
+                     ctype: str) -> None:
+        data = body.encode()
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        out = conn.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=[
+            ("content-type", ctype), ("content-length", str(len(data))), ("connection", "close")]))
+        out += conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
+        writer.write(out)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await writer.drain()
+        except TimeoutError:
+            log.debug("admin: an answer was not taken in %.0f s", REQUEST_TIMEOUT)
+
+    async def _answer(self, request: h11.Request, peercert: dict | None) -> tuple[int, str, str]:
+        state = self.state
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
+        url = urlparse(request.target.decode("latin-1"))
+        if request.method != b"GET":
+            raise _Answer(405, "method not allowed: the admin endpoints answer GET\n")
+        if not host_allowed(headers.get("host"), state.hosts):
+            raise _Answer(421, f"misdirected request: this admin server does not answer to host "
+                          f"{printable(headers.get('host') or '')!r} (it answers to IP addresses, "
+                          "localhost and the names serve --admin-host gives)\n")
+        names = ssl_peer_names(peercert)
+        if url.path == "/" or url.path.startswith("/api/"):
+            return await self._api(url, names)
+        if url.path == "/healthz":
+            return 200, "ok\n", _TEXT
+        if url.path == "/readyz":
+            return self._readyz()
+        if url.path == "/metrics":
+            return 200, generate_latest(state.metrics.registry).decode(), CONTENT_TYPE_LATEST
+        if url.path == "/debug/config":
+            return await self._debug_config(url, names)
+        return 404, ("not found: / /api/state /api/requests?key=KEY /healthz /readyz /metrics "
+                     "/debug/config?node=NAME.NAMESPACE\n"), _TEXT
+
+    def _readyz(self) -> tuple[int, str, str]:
+        state = self.state
+        # a diagnostic keeps its lines; a file name or message in it shows no control character raw
+        errors = ["\n".join(map(printable, e.splitlines())) for e in state.errors]
+        rejecting = state.rejections() if state.rejections else {}
+        notes = [f"watched path missing: {printable(p)}" for p in state.vanished]
+        notes += [f"proxy {printable(n)} rejected its configuration: {printable(why)}"
+                  for n, why in sorted(rejecting.items())]
+        if not state.has_config:
+            return 503, "\n".join(["not ready: no valid configuration loaded yet", *errors, *notes]) + "\n", _TEXT
+        head = "ready"
+        if errors:
+            head = "ready, serving the last good configuration; the specs on disk are invalid:"
+        elif notes:
+            head = "ready, with problems:"
+        return 200, "\n".join([head, *errors, *notes]) + "\n", _TEXT
+
+    async def _api(self, url, names: set[str]) -> tuple[int, str, str]:
+        state = self.state
+        if state.mutual_tls and not state.operators & names:
+            raise _Answer(403, "forbidden: under mutual TLS the dashboard and /api/ need an operator's client "
+                          "certificate (one whose DNS or URI SAN serve --admin-operator names); a proxy's "
+                          "certificate reads only /debug/config of its own node\n")
+        q = parse_qs(url.query)
+        if url.path == "/":
+            return 200, PAGE, "text/html; charset=utf-8"
+        if url.path == "/api/state":
+            store, cache = state.requests, state.cache
+            specs = {"valid": not state.errors, "errors": list(state.errors), "vanished": list(state.vanished),
+                     "loaded": state.has_config}
+            logs = {"enabled": state.access_log_rate is not None, "ratePerSecond": state.access_log_rate or None,
+                    "received": store.received if store else 0, "rows": store.rows() if store else 0,
+                    "capacity": store.total if store else 0}
+            parts = {"generation": json.dumps(cache.generation if cache else 0),
+                     "specs": json.dumps(specs, sort_keys=True), "accessLogs": json.dumps(logs, sort_keys=True),
+                     "proxies": json.dumps(state.proxies() if state.proxies else [], sort_keys=True),
+                     "requestsByKey": json.dumps(store.keys() if store else {}, sort_keys=True)}
+            parts["overview"] = await state.current_overview()
+            return 200, _json_object(parts), _JSON
+        if url.path == "/api/requests":
+            key = (q.get("key") or [None])[0]
+            store = state.requests
+            if key is None:
+                try:
+                    limit = int((q.get("limit") or ["100"])[0])
+                except ValueError:
+                    limit = 0
+                if not 1 <= limit <= 1000:
+                    raise _Answer(400, "bad limit parameter: a number from 1 to 1000\n")
+                return 200, json.dumps({"key": None, "requests": store.recent(limit) if store else []},
+                                       sort_keys=True), _JSON
+            if not valid_routing_key(key):
+                raise _Answer(400, "bad key parameter: not a routing key\n")
+            return 200, json.dumps({"key": key, "requests": store.for_key(key) if store else []}, sort_keys=True), _JSON
+        return 404, "not found: / /api/state /api/requests?key=KEY\n", _TEXT
+
+    async def _debug_config(self, url, names: set[str]) -> tuple[int, str, str]:
+        state = self.state
+        q = parse_qs(url.query)
+        node = (q.get("node") or [""])[0]
+        try:
+            port = outbound_port((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
+        except ValueError as e:
+            raise _Answer(400, f"bad port parameter: {e}\n") from None
+        if len(node) > 253:
+            raise _Answer(400, "bad node parameter: longer than 253 characters\n")
+        if state.mutual_tls and not state.operators & names and not may_ask_for(node, names):
+            raise _Answer(403, f"forbidden: /debug/config?node={printable(node)} needs a client certificate "
+                          "that names that service, or an operator's\n")
+        cache = state.cache
+        if not node or cache is None or not cache.known_node(node):
+            known = sorted(cache.snapshot.nodes) if cache is not None and cache.snapshot else []
+            return 404, json.dumps({"error": f"unknown node {node!r}", "nodes": known}, indent=2), _JSON
+        resources = cache.resources(node, port)  # the current snapshot's: nothing changes them
+        return 200, await asyncio.to_thread(_debug_config, node, cache.generation, resources), _JSON
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def start_admin(host: str, port: int, state: AdminState, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
-    server = (_Server6 if ":" in host else _Server)((host, port), make_handler(state))
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-        state.mutual_tls = tls.verify_mode != ssl.CERT_NONE
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="meshforge-admin", daemon=True).start()
-    return server
+async def _read_head(reader: asyncio.StreamReader, conn: h11.Connection) -> h11.Request | None:
+    """The request line and headers (a GET has no body to wait for); None when the client closed first."""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await reader.read(8192))
+            continue
+        if isinstance(event, h11.Request):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            return None

@@ -28,7 +28,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from ..xdsapi import Snapshot, join_address, parse_address
 from . import watch
 from .accesslog import AccessLogServer, RequestLog
-from .admin import AdminState, start_admin
+from .admin import AdminServer, AdminState
 from .ads import AdsServer, Limits
 from .cache import SnapshotCache
 from .metrics import Metrics
@@ -320,26 +320,22 @@ class ControlPlane:
             n = len(result.errors)
             log.error("reload (%s): specs invalid (%d error%s); still serving the last good configuration",
                       reason, n, "" if n == 1 else "s")
-            with self.state.lock:
-                self.state.errors = list(result.errors)
+            self.state.errors = list(result.errors)
             self.metrics.spec_errors.set(len(result.errors))
             self.metrics.spec_valid.set(0)
             self.metrics.reloads.labels("invalid").inc()
         elif self._unchanged(result.snapshot):
             log.debug("reload (%s): nothing changed", reason)
-            with self.state.lock:
-                self.state.has_config, self.state.errors = True, []
-                self.state.overview = result.overview
+            self.state.has_config, self.state.errors = True, []
+            self.state.overview = result.overview
             self.metrics.spec_errors.set(0)
             self.metrics.spec_valid.set(1)
             self.metrics.reloads.labels("unchanged").inc()
         else:
             self.cache.publish(result.snapshot)
-            with self.state.lock:
-                self.state.overview = result.overview
+            self.state.overview = result.overview
             gc.freeze()  # snapshots are long-lived: keep full collections from scanning them (tail latency)
-            with self.state.lock:
-                self.state.has_config, self.state.errors = True, []
+            self.state.has_config, self.state.errors = True, []
             self.metrics.spec_errors.set(0)
             self.metrics.spec_valid.set(1)
             self.metrics.generation.set(self.cache.generation)
@@ -424,8 +420,7 @@ class ControlPlane:
                 self.watcher = None
 
     def _set_vanished(self, paths: list[str]) -> None:
-        with self.state.lock:
-            self.state.vanished = list(paths)
+        self.state.vanished = list(paths)
         if paths:
             log.warning("watched path(s) missing: %s; serving the last good configuration until they return",
                         ", ".join(paths))
@@ -461,9 +456,10 @@ class ControlPlane:
         log.info("serving xDS (ADS: state of the world and delta) on %s, %s", join_address(host, self.bound_port), mode)
         if self.admin_address:
             ah, ap = parse_address(self.admin_address)
-            self.admin = start_admin(ah, ap, self.state, self.tls.ssl_context() if self.tls else None)
+            self.admin = AdminServer(self.state, self.tls.ssl_context() if self.tls else None)
+            bound = await self.admin.start(ah, ap)
             log.info("admin on http%s://%s (dashboard /, /api/state, /healthz /readyz /metrics /debug/config?node=...)",
-                     "s" if self.tls else "", join_address(ah, self.admin.server_address[1]))
+                     "s" if self.tls else "", join_address(ah, bound))
         else:
             log.info("no --admin-address: no dashboard, /readyz, /metrics or access-log queries (doctor); "
                      "add --admin-address 127.0.0.1:18080 for them")
@@ -476,7 +472,7 @@ class ControlPlane:
         if self.server is not None:
             await self.server.stop(grace=0.5)
         if self.admin is not None:
-            self.admin.shutdown()
+            self.admin.close()
 
     async def run_forever(self) -> None:
         await self.start()

@@ -96,7 +96,7 @@ class NodeConfig:
 def _listener(kind: NodeKind, host: str, port: int, routing: Routing, edge: Edge | None,
               access_logs: AccessLogs | None) -> dict[str, Resource]:
     """A node's listener (each node picks its port and address): built once per distinct one, for every
-    snapshot that has the same settings (lru_cache is safe to call from the admin thread and the loop)."""
+    snapshot that has the same settings (lru_cache is safe to call from any thread: the compiler's worker and the loop)."""
     lis = kind.listener(host, port, routing, edge, None, access_logs)
     return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
 
@@ -140,7 +140,7 @@ def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resour
 
 @dataclass(frozen=True)
 class CompiledSnapshot:
-    """Immutable once made: the server reads it from the event loop and the admin thread at once."""
+    """Immutable once made: the server reads it on the event loop while the next one is compiled (in a worker thread for a large change), and the admin server decodes one in a worker thread."""
 
     nodes: dict[str, NodeConfig]  # node cluster (name.namespace, or EDGE_NODE) -> its config (shared by same-scope nodes)
     routing: Routing
