@@ -38,7 +38,8 @@ def test_bad_node_metadata_ends_the_stream_with_a_clear_status(server, key, valu
     try:
         c.send(node=base_pb2.Node(id="bad", cluster="web.shop", metadata=meta), type_url=CLUSTER)
         assert c.recv() is None
-        assert c.error is not None and c.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert c.error is not None, "the stream ended without an error status"
+        assert c.error.code() == grpc.StatusCode.INVALID_ARGUMENT, (c.error.code(), c.error.details(), server.log()[-3000:])
         assert key in c.error.details()
         wait_until(lambda: "closing the sotw stream" in server.log())
     finally:
