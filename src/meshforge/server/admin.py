@@ -174,15 +174,18 @@ class AdminServer:
         data = body.encode()
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        out = conn.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=[
-            ("content-type", ctype), ("content-length", str(len(data))), ("connection", "close")]))
-        out += conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
-        writer.write(out)
+        writer.write(conn.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=[
+            ("content-type", ctype), ("content-length", str(len(data))), ("connection", "close")])))
+        writer.write(conn.send(h11.Data(data=data)))  # written apart: a 79 MB /debug/config is not copied again
+        writer.write(conn.send(h11.EndOfMessage()))
+        # the answer taken within the timeout, plus a second per MB: a large answer to a client that reads
+        # slowly but steadily still arrives
+        limit = REQUEST_TIMEOUT + len(data) / 1e6
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with asyncio.timeout(limit):
                 await writer.drain()
         except TimeoutError:
-            log.debug("admin: an answer was not taken in %.0f s", REQUEST_TIMEOUT)
+            log.debug("admin: an answer of %d bytes was not taken in %.0f s", len(data), limit)
 
     async def _answer(self, request: h11.Request, peercert: dict | None) -> tuple[int, str, str]:
         state = self.state
