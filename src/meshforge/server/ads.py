@@ -220,6 +220,8 @@ class _Stream:
         self.writer: asyncio.Task | None = None  # the task handing responses to the client (AdsServer._serve)
         self.write_started: float | None = None  # loop time the response being handed over was begun
         self.stalled = False  # the watchdog cancelled the writer: its client took no response for too long
+        self._resources: dict = {}  # type URL -> name -> resource of this node in `_resources_of` (a snapshot)
+        self._resources_of: object = None
 
     # -- identity ---------------------------------------------------------------------------
     def _identify(self, node) -> None:
@@ -257,6 +259,7 @@ class _Stream:
             self.transparent = value == "true"
         self.callbacks.authorize(self, node)
         self.node_id, self.node = node.id, node.cluster
+        self._resources_of = None  # resources are the node's: look them up again
         known = None if self.cache.snapshot is None else self.cache.known_node(self.node)
         self.callbacks.identified(self.kind, self.peer, node, self.port, known)
 
@@ -268,7 +271,11 @@ class _Stream:
         return {n: r for n, r in res.items() if n in sub.names}
 
     def source(self, type_url: str) -> dict:
-        return self.cache.resources(self.node, self.port, self.host, self.transparent, self.accept).get(type_url, {})
+        snapshot = self.cache.snapshot
+        if self._resources_of is not snapshot:  # once per snapshot: a push asks for them a dozen times
+            self._resources = self.cache.resources(self.node, self.port, self.host, self.transparent, self.accept)
+            self._resources_of = snapshot
+        return self._resources.get(type_url, {})
 
     def unchanged(self, st: _TypeState, type_url: str, keep_removed: bool) -> bool:
         """True when this type was last sent from the very same snapshot dict under the same
