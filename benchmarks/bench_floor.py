@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -75,6 +76,7 @@ class Floor:
         self.acked = {t: asyncio.Event() for t in (CDS, EDS, LDS, RDS)}
         self.out: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.sent: list[tuple[float, str]] = []  # (perf_counter, type) of each response handed to the transport
 
     def response(self, t: str) -> discovery_pb2.DiscoveryResponse:
         res = self.state.get(t, {})
@@ -102,7 +104,9 @@ class Floor:
         reader = asyncio.ensure_future(read())
         try:
             while True:
-                await context.write(await self.out.get())
+                resp = await self.out.get()
+                await context.write(resp)
+                self.sent.append((time.perf_counter(), resp.type_url.rsplit(".", 1)[1]))
         finally:
             reader.cancel()
 
@@ -153,6 +157,9 @@ def main() -> None:
                     "work per polled request on both sides")
     args = ap.parse_args()
     times = {("meshforge", "add"): [], ("meshforge", "delete"): [], ("floor", "add"): [], ("floor", "delete"): []}
+    spans = {k: [] for k in times}  # (trigger, end) in perf_counter seconds, per round: lined up with the traces
+    trace_file = Path(tempfile.mkstemp(prefix="meshforge-trace-", suffix=".jsonl")[1])
+    os.environ["MESHFORGE_TRACE"] = str(trace_file)  # serve (a child process) writes its steps there
     with SampleApp("baseline") as base, SampleApp("sandbox") as sb, tempfile.TemporaryDirectory() as tmp:
         base.answer = lambda headers: "baseline"
         sb.answer = lambda headers: "sandbox"
@@ -181,19 +188,23 @@ def main() -> None:
                 t0 = time.perf_counter()
                 os.replace(tmpf, f)
                 times[("meshforge", "add")].append(until(sc.outbound, k, "sandbox", t0))
+                spans[("meshforge", "add")].append((t0, t0 + times[("meshforge", "add")][-1]))
                 time.sleep(0.05)
                 t0 = time.perf_counter()
                 f.unlink()
                 times[("meshforge", "delete")].append(until(sc.outbound, k, "baseline", t0))
+                spans[("meshforge", "delete")].append((t0, t0 + times[("meshforge", "delete")][-1]))
                 time.sleep(0.05)
                 t0 = time.perf_counter()
                 fut = asyncio.run_coroutine_threadsafe(floor.push(with_, (CDS, EDS, RDS)), floor.loop)
                 times[("floor", "add")].append(until(outbound, key, "sandbox", t0))
+                spans[("floor", "add")].append((t0, t0 + times[("floor", "add")][-1]))
                 fut.result(10)
                 time.sleep(0.05)
                 t0 = time.perf_counter()
                 fut = asyncio.run_coroutine_threadsafe(floor.push(without, (RDS, CDS, EDS)), floor.loop)
                 times[("floor", "delete")].append(until(outbound, key, "baseline", t0))
+                spans[("floor", "delete")].append((t0, t0 + times[("floor", "delete")][-1]))
                 fut.result(10)
                 time.sleep(0.05)
             import re
@@ -208,9 +219,50 @@ def main() -> None:
         print(f"  {op:6s}: meshforge / floor  p50 {pct(m, 50) / pct(f, 50):.2f}x   p90 {pct(m, 90) / pct(f, 90):.2f}x"
               "   (goal <= 1.25x)")
     if reloads:
-        print(f"  where meshforge's extra goes: serve's reload (read, parse, resolve, lower, compile, publish) "
-              f"p50 {pct(reloads, 50) * 1000:.2f} ms over {len(reloads)} reloads; the rest is the watcher's wake-up "
-              "and the protocol's own steps (the make-before-break ACK round trips are in the floor too)")
+        print(f"  serve's reload (read, parse, resolve, lower, compile, publish) p50 {pct(reloads, 50) * 1000:.2f} ms "
+              f"over {len(reloads)} reloads")
+    breakdown(spans, [json.loads(line) for line in trace_file.read_text().splitlines()], floor.sent)
+    trace_file.unlink()
+
+
+def breakdown(spans: dict, steps: list[dict], floor_sent: list[tuple[float, str]]) -> None:
+    """Where each side's time goes, p50 per step over the rounds: serve's own steps (MESHFORGE_TRACE) and the
+    floor's sends, lined up with the benchmark's trigger and end on the one monotonic clock."""
+    sent = [(x["t"], x["type"]) for x in steps if x["what"] == "sent" and x.get("node") == NODE]
+    for op in ("add", "delete"):
+        rows: dict[str, list[float]] = {}
+        for t0, end in spans[("meshforge", op)]:
+            inside = [x for x in steps if t0 <= x["t"] <= end]
+            first = {w: next((x for x in inside if x["what"] == w), None) for w in ("watch", "reload", "compiled",
+                                                                                    "published")}
+            out = [t for t, _ in sent if t0 <= t <= end]
+            if None in first.values() or not out:
+                continue
+            marks = [("file change -> watcher woken", first["watch"]["t"] - t0),
+                     ("watcher -> reload begun", first["reload"]["t"] - first["watch"]["t"]),
+                     ("reload: workspace (read, parse, resolve, lower)", first["compiled"].get("workspace", 0.0)),
+                     ("reload: backend check", first["compiled"].get("check", 0.0)),
+                     ("reload: xDS compile", first["compiled"].get("xds", 0.0)),
+                     ("compiled -> published", first["published"]["t"] - first["compiled"]["t"]),
+                     ("published -> first response written", out[0] - first["published"]["t"]),
+                     ("first response -> last response written", out[-1] - out[0]),
+                     ("last response -> Envoy routing it (seen by the 1 ms poll)", end - out[-1])]
+            for name, v in marks:
+                rows.setdefault(name, []).append(v)
+        frows: dict[str, list[float]] = {}
+        for t0, end in spans[("floor", op)]:
+            out = [t for t, _ in floor_sent if t0 <= t <= end]
+            if not out:
+                continue
+            for name, v in (("push -> first response written", out[0] - t0),
+                            ("first response -> last response written", out[-1] - out[0]),
+                            ("last response -> Envoy routing it (seen by the 1 ms poll)", end - out[-1])):
+                frows.setdefault(name, []).append(v)
+        print(f"  where the time goes, {op}s (p50 per step over {len(next(iter(rows.values()), []))} rounds):")
+        for name, xs in rows.items():
+            print(f"    meshforge  {name:58s} {pct(xs, 50) * 1000:6.2f} ms")
+        for name, xs in frows.items():
+            print(f"    floor      {name:58s} {pct(xs, 50) * 1000:6.2f} ms")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ A new source of inputs (the Kubernetes API) is a new workspace feeding the same 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -31,6 +32,7 @@ class Session:
         self.checker = backends.Checker(backends.get("xds"))
         self.compiler = XdsCompiler(eds=True, access_logs=access_logs)
         self._last: tuple[datetime, Model | None, Result] | None = None
+        self.stages: dict[str, float] = {}  # seconds each stage took in the last compile (workspace, check, xds)
 
     @property
     def paths(self) -> list[str]:
@@ -39,9 +41,12 @@ class Session:
     def compile(self, now: datetime, changed: Iterable[str] | None = None) -> Result:
         """Every input compiled at `now`; `changed`: the only files that may differ since the last call
         (None: anything may have)."""
+        t0 = time.perf_counter()
         model, diags = self.workspace.compile(now, changed)
+        t1 = time.perf_counter()
         if model is not None:
             self.checker.update(model, diags)
+        t2 = time.perf_counter()
         warnings = [d.to_text() for d in diags.items if d.severity == "warning"]
         if model is None or diags.has_errors:
             result = Result(None, [d.to_text() for d in diags.errors()], warnings)
@@ -49,6 +54,7 @@ class Session:
         else:
             result = Result(self.compiler.compile(model), [], warnings, model.next_expiry,
                             lambda: mesh_overview(model), lambda key: model.key(key) is not None)
+        self.stages = {"workspace": t1 - t0, "check": t2 - t1, "xds": time.perf_counter() - t2}
         self._last = (now, model, result)
         return result
 

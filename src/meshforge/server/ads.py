@@ -45,7 +45,7 @@ from ..xdsapi import (
     outbound_port,
     short_name,
 )
-from . import push
+from . import push, trace
 from .cache import SnapshotCache
 from .callbacks import Callbacks
 from .metrics import Metrics
@@ -369,6 +369,8 @@ class SotwStream(_Stream):
                 return
             st.awaiting = False  # ACK
             self.ack(t)
+            if trace.on():
+                trace.mark("ack", node=self.node, type=short_name(t))
         sub = Subscription.sotw(req.resource_names, t in WILDCARD_TYPES)
         changed = not st.requested or sub.key() != st.sub.key()
         st.requested, st.sub = True, sub
@@ -569,6 +571,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         stream.write_started = time.monotonic()
         try:
             await context.write(resp)
+            if trace.on():
+                trace.mark("sent", node=stream.node, type=short_name(resp.type_url))
         except asyncio.CancelledError:
             if not stream.stalled:
                 self._release(size)

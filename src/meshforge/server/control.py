@@ -26,7 +26,7 @@ from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from ..xdsapi import Snapshot, join_address, parse_address
-from . import watch
+from . import trace, watch
 from .accesslog import AccessLogServer, RequestLog
 from .admin import AdminServer, AdminState
 from .ads import AdsServer, Limits
@@ -289,6 +289,7 @@ class ControlPlane:
         """Compile in a worker thread (a slow spec never delays answers to proxies), or on the loop for a small
         change that compiles in about a millisecond (`_inline`); publish on the loop."""
         t0 = time.perf_counter()
+        trace.mark("reload", reason=reason)
         watcher = self.watcher
         writes = watcher.modifications if watcher is not None else 0
         try:
@@ -305,6 +306,8 @@ class ControlPlane:
             return False
         elapsed = time.perf_counter() - t0
         self.metrics.compile_seconds.observe(elapsed)
+        if trace.on():
+            trace.mark("compiled", **getattr(self.compiler, "stages", {}))
         if watcher is not None and watcher is self.watcher and (watcher.modifications != writes or watcher.writing):
             # a spec file was written while it was read: what was read may be half of it. Publish nothing;
             # the write's close reloads again.
@@ -333,6 +336,7 @@ class ControlPlane:
             self.metrics.reloads.labels("unchanged").inc()
         else:
             self.cache.publish(result.snapshot)
+            trace.mark("published", generation=self.cache.generation)
             self.state.overview = result.overview
             gc.freeze()  # snapshots are long-lived: keep full collections from scanning them (tail latency)
             self.state.has_config, self.state.errors = True, []

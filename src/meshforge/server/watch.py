@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Callable, Protocol
 
+from . import trace
+
 log = logging.getLogger("meshforge.watch")
 
 AVAILABLE = sys.platform.startswith("linux")
@@ -99,6 +101,7 @@ class Watcher:
             events = self._inotify.read(timeout=0)
         except BlockingIOError:
             return
+        trace.mark("watch", events=len(events))
         now = time.monotonic()
         for wd, mask, _cookie, name in events:
             if mask & F.Q_OVERFLOW:
