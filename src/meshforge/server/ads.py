@@ -218,7 +218,7 @@ class _Stream:
         self.rejected: dict[str, str] = {}  # type URL -> why the proxy rejected its last response (NACK)
         self.error: StreamError | None = None
         self.writer: asyncio.Task | None = None  # the task handing responses to the client (AdsServer._serve)
-        self.write_started: float | None = None  # loop time the response being handed over was begun
+        self.write_started: float | None = None  # time.monotonic() when the response being handed over was begun
         self.stalled = False  # the watchdog cancelled the writer: its client took no response for too long
         self._resources: dict = {}  # type URL -> name -> resource of this node in `_resources_of` (a snapshot)
         self._resources_of: object = None
@@ -603,7 +603,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             now = time.monotonic()
             for s in list(self._writing):
                 started = s.write_started
-                if started is not None and now - started > limit and not s.stalled and s.writer is not None:
+                if started is not None and now - started > limit and not s.stalled:
                     s.stalled = True
                     s.writer.cancel()
 
