@@ -29,6 +29,7 @@ from meshforge.model import (
     Workload,
     WorkloadDestination,
 )
+from meshforge.pipeline import PASSES
 
 from .conftest import BASELINE
 from .specs import sandbox
@@ -57,7 +58,7 @@ def model_with(kind: type) -> Model:
     fork = Fork("web.shop", "pr", SAMPLE[kind], Span("s.yaml", 3, 5))
     return lower(Model(Routing(), (WEB,), (KeyRoutes("pr", "Sandbox", "pr", (fork,)),),
                        (Sandbox("pr", "shop", "pr", (), None, False, (fork,)),),
-                       tunnel=Tunnel("meshforge-tunnel.meshforge.svc.cluster.local", 15080)))
+                       tunnel=Tunnel("meshforge-tunnel.meshforge.svc.cluster.local", 15080)), PASSES)
 
 
 def test_every_destination_kind_has_a_sample():

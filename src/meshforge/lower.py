@@ -5,16 +5,18 @@ Each pass is a pure `Model -> Model` function (sqlglot's shape); they run in ord
 kind that only some stage understands lowers here to kinds every backend knows, plus the objects to
 render, so emitters never see it:
 
-- `workload_forks`: a fork of the baseline workload becomes a copy of that Deployment or StatefulSet
-  (images, env and replicas changed) and a Service selecting only the copy's pods, both in
-  `Model.generated`; the fork itself becomes a host fork to that Service. Expired sandboxes get no
-  objects, so a GitOps prune removes them.
+- `workload_forks`: a fork of the baseline workload is bound to the names of its copy of that Deployment or
+  StatefulSet and of a Service selecting only the copy's pods (`WorkloadForkBinding`); the fork itself becomes
+  a host fork to that Service. The objects are built by the builder the pass is made with (the pipeline's is
+  `emit.kubernetes.fork_objects`) into `Model.generated`. Expired sandboxes get no objects, so a GitOps prune
+  removes them.
+- `local_forks`: a fork to a laptop becomes a host fork to the tunnel node, listed in `Model.local_forks`.
+
+The passes come from the pipeline (`pipeline.PASSES`), which assembles the stages.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import replace
 from typing import Callable
 
@@ -29,15 +31,14 @@ from .model import (
     Service,
     UserObject,
     WorkloadDestination,
+    WorkloadForkBinding,
     tunnel_node,
 )
 from .names import derived_name
-from .ownership import MANAGED, SANDBOX_LABEL
 
 Pass = Callable[[Model], Model]
 
-CLUSTER_OWNED = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
-CLUSTER_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
+ForkBuilder = Callable[[WorkloadForkBinding], tuple[UserObject, ...]]
 
 
 def fork_name(base: str, sandbox: str) -> str:
@@ -54,104 +55,26 @@ def _selector_key(service: dict) -> tuple[str, str] | None:
     return key, str(selector[key])
 
 
-def _apply(containers: list, dest: WorkloadDestination) -> None:
-    def pick(name: str | None) -> dict:
-        return containers[0] if name is None else next(c for c in containers if c.get("name") == name)
-
-    for change in dest.images:
-        pick(change.container)["image"] = change.image
-    for change in dest.env:
-        env = pick(change.container).setdefault("env", [])
-        var = {"name": change.name, "value": change.value}
-        at = next((i for i, e in enumerate(env) if isinstance(e, dict) and e.get("name") == change.name), None)
-        if at is None:
-            env.append(var)
-        else:
-            env[at] = var  # in place: a later variable may refer to it as $(NAME)
+def _binding(fork: Fork, dest: WorkloadDestination, svc: Service) -> WorkloadForkBinding:
+    """The names a workload fork's objects take: the workload's and the Service's derived from the baseline's
+    (`fork_name`), the pods selected by the baseline Service's first selector label, renamed the same way."""
+    key, value = _selector_key(dest.service.body) or ("app", dest.workload.name)
+    return WorkloadForkBinding(fork.sandbox, dest, svc, fork_name(dest.workload.name, fork.sandbox),
+                               fork_name(dest.service.name, fork.sandbox), (key, fork_name(value, fork.sandbox)),
+                               fork.origin)
 
 
-# labels that say which version a pod runs: telemetry and Kiali credit the pod to the value, so the fork's
-# pods carry the sandbox's name there instead of the baseline's version
-VERSION_LABELS = ("version", "app.kubernetes.io/version", "service.istio.io/canonical-revision")
-# what Istio reads a port's protocol from (appProtocol): set on every Service meshforge renders, so the
-# cluster sees the protocol the model routes by, whatever the port's name says
-APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "GRPC-WEB": "grpc-web", "TCP": "tcp", "TLS": "tls",
-                "HTTPS": "https", "MONGO": "mongo", "MYSQL": "mysql", "REDIS": "redis"}
+def workload_forks(build: ForkBuilder) -> Pass:
+    """The pass that binds each workload fork (`_binding`) and has `build` make its objects (the pipeline
+    passes `emit.kubernetes.fork_objects`: lowering knows no backend)."""
+
+    def lower_workload_forks(model: Model) -> Model:
+        return _workload_forks(model, build)
+
+    return lower_workload_forks
 
 
-def _as_deployment(rollout: dict) -> dict:
-    """An Argo Rollout as the Deployment its fork is: the pod template, selector and replicas; the rollout
-    strategy (canary, blue-green, analysis) stays with the baseline."""
-    spec = rollout.get("spec") or {}
-    out = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": rollout.get("metadata") or {},
-           "spec": {k: spec[k] for k in ("replicas", "selector", "template", "minReadySeconds",
-                                         "revisionHistoryLimit", "progressDeadlineSeconds") if k in spec}}
-    return out
-
-
-def _objects(fork: Fork, dest: WorkloadDestination, svc: Service) -> tuple[list[UserObject], str]:
-    """The fork's workload and Service, and the host that reaches the Service."""
-    base, service = dest.workload, dest.service
-    svc_body = service.body
-    ns = service.namespace
-    labels = {**MANAGED, SANDBOX_LABEL: fork.sandbox}
-    key, value = _selector_key(svc_body) or ("app", base.name)
-    pod_label = {key: fork_name(value, fork.sandbox), SANDBOX_LABEL: fork.sandbox}
-    svc_name = fork_name(service.name, fork.sandbox)
-
-    w = copy.deepcopy(base.body if base.kind != "Rollout" else _as_deployment(base.body))
-    kind = "Deployment" if base.kind == "Rollout" else base.kind
-    w.pop("status", None)
-    meta = w.setdefault("metadata", {})
-    for f in CLUSTER_OWNED:
-        meta.pop(f, None)
-    meta.pop("ownerReferences", None)
-    ann = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in CLUSTER_ANNOTATIONS}
-    if ann:
-        meta["annotations"] = ann
-    else:
-        meta.pop("annotations", None)
-    meta["name"] = fork_name(base.name, fork.sandbox)
-    meta["namespace"] = ns
-    meta["labels"] = {**_versioned(meta.get("labels"), fork.sandbox), **labels}
-    spec = w.setdefault("spec", {})
-    spec["replicas"] = dest.replicas
-    spec["selector"] = {"matchLabels": dict(pod_label)}
-    if kind == "StatefulSet":
-        spec["serviceName"] = svc_name
-    template = spec.setdefault("template", {})
-    tmeta = template.setdefault("metadata", {})
-    tmeta["labels"] = {**_versioned(tmeta.get("labels"), fork.sandbox), **pod_label}
-    _apply(template.setdefault("spec", {}).setdefault("containers", []), dest)
-
-    protocol = {p.number: p.protocol for p in svc.ports}
-    ports = []
-    for p in (svc_body.get("spec") or {}).get("ports") or []:
-        number = p.get("port") if isinstance(p, dict) else None
-        # the ports Kubernetes takes (the import warned about the rest and left them out: so does the fork's Service)
-        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
-            port = {k: p[k] for k in ("name", "port", "targetPort", "protocol", "appProtocol") if k in p}
-            if protocol.get(p.get("port")) in APP_PROTOCOL:  # the protocol meshforge routes by, declared
-                port["appProtocol"] = APP_PROTOCOL[protocol[p["port"]]]
-            ports.append(port)
-    s = {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": svc_name, "namespace": ns, "labels": dict(labels)},
-         "spec": {"selector": dict(pod_label), "ports": ports}}
-    objects = [UserObject(w.get("apiVersion", "apps/v1"), kind, meta["name"], ns, json.dumps(w), fork.origin),
-               UserObject("v1", "Service", svc_name, ns, json.dumps(s), fork.origin)]
-    return objects, f"{svc_name}.{ns}.svc.{svc.cluster_domain}"
-
-
-def _versioned(labels: dict | None, sandbox: str) -> dict:
-    """Labels with every version label that is there set to the sandbox's name."""
-    out = dict(labels or {})
-    for k in VERSION_LABELS:
-        if k in out:
-            out[k] = sandbox
-    return out
-
-
-def workload_forks(model: Model) -> Model:
+def _workload_forks(model: Model, build: ForkBuilder) -> Model:
     rev = model.change  # when resolution says which sandboxes have workload forks, look at those only
     candidates = model.sandboxes if rev is None else [model.sandbox(n) for n in sorted(rev.workload_sandboxes)]
     hosts: dict[tuple[str, str], HostDestination] = {}
@@ -159,10 +82,10 @@ def workload_forks(model: Model) -> Model:
     for sb in candidates:
         for f in sb.forks:
             if isinstance(f.destination, WorkloadDestination) and f.destination.workload is not None:
-                objects, host = _objects(f, f.destination, model.service_by_id[f.service])
-                hosts[(sb.name, f.service)] = HostDestination(host)
+                binding = _binding(f, f.destination, model.service_by_id[f.service])
+                hosts[(sb.name, f.service)] = HostDestination(binding.host)
                 if not sb.expired:
-                    generated.extend(objects)
+                    generated.extend(build(binding))
     if not hosts:
         return model
 
@@ -229,10 +152,7 @@ def local_forks(model: Model) -> Model:
     return replace(model, keys=tuple(keys_list), sandboxes=tuple(sandbox_list), local_forks=tuple(found))
 
 
-PASSES: tuple[Pass, ...] = (workload_forks, local_forks)
-
-
-def lower(model: Model, passes: tuple[Pass, ...] = PASSES) -> Model:
+def lower(model: Model, passes: tuple[Pass, ...]) -> Model:
     for p in passes:
         model = p(model)
     return model

@@ -262,6 +262,29 @@ class WorkloadDestination:
 
 
 @dataclass(frozen=True)
+class WorkloadForkBinding:
+    """What lowering decides for one workload fork (`lower.workload_forks`): the names its objects take, the
+    label its pods are selected by, and so the host that reaches them. The objects themselves are built from
+    it by the Kubernetes backend (`emit.kubernetes.fork_objects`), which the pipeline hands to lowering."""
+
+    sandbox: str
+    destination: WorkloadDestination  # with `workload` and `service` bound
+    service: Service  # meshforge's service: its ports' protocols and the cluster domain
+    workload_name: str
+    service_name: str
+    pod_label: tuple[str, str]  # the one label (key, value) the fork's Service selects, besides the sandbox's
+    origin: Span = field(default_factory=Span)
+
+    @property
+    def namespace(self) -> str:
+        return self.destination.service.namespace
+
+    @property
+    def host(self) -> str:
+        return f"{self.service_name}.{self.namespace}.svc.{self.service.cluster_domain}"
+
+
+@dataclass(frozen=True)
 class LocalDestination:
     """A fork on a developer's laptop: `meshforge connect` holds a reverse tunnel from the laptop to the mesh's
     tunnel node (`Model.tunnel`). Lowering turns it into a host fork to the tunnel node, plus a `LocalFork` the

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .diagnostics import Diagnostic, Diagnostics
-from .lower import PASSES, Pass, lower
+from .emit import kubernetes
+from .lower import Pass, local_forks, lower, workload_forks
 from .model import DEFAULT_NAMESPACE, Model
 from .resolve import Memo, resolve
 from .source import (
@@ -33,6 +34,9 @@ from .source import (
 )
 from .spec.decls import Decls, SandboxDecl, ServiceDecl
 from .spec.parse import finish, parse_file
+
+# the lowering passes, in order: the workload forks' objects are built by the Kubernetes backend's builder
+PASSES: tuple[Pass, ...] = (workload_forks(kubernetes.fork_objects), local_forks)
 
 
 def build_model(parts: list[Decls], k8s: list[Document], diags: Diagnostics, now: datetime | None,
