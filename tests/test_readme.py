@@ -199,3 +199,17 @@ def test_the_try_it_locally_recipe_runs_as_pasted_and_again(tmp_path):
 def test_the_readme_example_renders_in_every_backend(cli, fmt):
     r = cli("render", REPO / "examples" / "shop", "--format", fmt)
     assert r.exit_code == 0, r.output
+
+
+def test_the_layout_names_every_module_of_the_package():
+    """A newcomer finds each module in the README's layout: every file and folder of the package's top level, and
+    every backend, is named there."""
+    import meshforge
+
+    layout = next(b for b in blocks(section("Layout")) if b.startswith("src/meshforge/"))
+    package = Path(meshforge.__file__).resolve().parent
+    names = [p.name + ("/" if p.is_dir() else "") for p in package.iterdir()
+             if p.name != "__init__.py" and not p.name.startswith((".", "__")) and (p.is_dir() or p.suffix == ".py")]
+    names += [f"emit/{p.name}" for p in (package / "emit").glob("*.py") if p.name != "__init__.py"]
+    missing = sorted(n for n in names if not re.search(rf"(?<![\w/]){re.escape(n)}", layout))
+    assert names and missing == []
