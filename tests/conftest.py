@@ -3,7 +3,9 @@ writer, and the --update-golden flag."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +19,19 @@ SHARED = Path(os.environ.get("MESHFORGE_SHARED", REPO.parent / "shared"))
 BOUTIQUE = SHARED / "datasets" / "online-boutique" / "kubernetes-manifests.yaml"
 ISTIO_CRDS = SHARED / "istio" / "crd-all.gen.yaml"
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)  # the clock of every test that fixes one
+
+
+def _import_the_package() -> None:
+    """Every meshforge module, imported before any test. Hypothesis draws some values from the literals of the
+    local modules loaded so far (its "local constants"; none when meshforge is installed into site-packages, as
+    CI does): without this, a derandomized test's examples would depend on which tests ran first in a worker."""
+    import meshforge
+
+    for m in pkgutil.walk_packages(meshforge.__path__, "meshforge."):
+        importlib.import_module(m.name)
+
+
+_import_the_package()
 
 
 # -- the one spec builder: small specs shared by tests -------------------------------------------

@@ -78,14 +78,18 @@ def specs(draw) -> dict[str, str]:
     if len(set(map(str, names))) < n:
         names = [f"s{i}" for i in range(n)]
     services = []
+    refs = {}  # how the other specs name each service: name.namespace when it is in a namespace of its own
     for i, name in enumerate(names):
         svc = {"name": name, "ports": [{"name": draw(protocols), "port": pick("port", ports)}]}
+        refs[name] = name
         if draw(st.booleans()):
             svc["namespace"] = pick("service-namespace", labels)
+            if isinstance(svc["namespace"], str) and isinstance(name, str):
+                refs[name] = f"{name}.{svc['namespace']}"
         if draw(st.booleans()):
             svc["endpoints"] = [{"address": pick("address", addresses), "port": pick("port", ports)}]
         if i and draw(st.booleans()):
-            svc["dependsOn"] = [names[0]]
+            svc["dependsOn"] = [refs[names[0]]]
         services.append(svc)
     spec = {"services": services}
     if draw(st.booleans()):
@@ -93,14 +97,14 @@ def specs(draw) -> dict[str, str]:
     if draw(st.booleans()):
         spec["routing"] = {"header": pick("header", headers), "baggageKey": pick("baggage-key", tokens)}
     if draw(st.booleans()):
-        edge = {"service": names[0]}
+        edge = {"service": refs[names[0]]}
         if draw(st.booleans()):
             edge["hosts"] = [pick("edge-host", edge_hosts)]
         if draw(st.booleans()) or "hosts" not in edge:
             edge["previewDomain"] = pick("preview-domain", preview_domains)
         if draw(st.booleans()):
             edge["trustedSources"] = [pick("trusted", cidrs)]
-        if draw(st.integers(0, 2)) == 0:
+        if "previewDomain" in edge and draw(st.integers(0, 2)) == 0:  # signed links need one (MF232)
             edge["previewAuth"] = {"mode": "signed", "publicKeys": pick("preview-keys", preview_keys),
                                    **({"maxTTL": draw(st.sampled_from(["1s", "8h", "30d", "9999d"]))}
                                       if draw(st.booleans()) else {})}
@@ -116,7 +120,7 @@ def specs(draw) -> dict[str, str]:
             {"host": pick("host", hosts), "port": pick("port", ports)} if kind == "host-port" else \
             {"endpoints": [{"address": pick("address", addresses), "port": pick("port", ports)}]} if kind == "endpoints" \
             else {"local": {"owner": pick("owner", owners)} if draw(st.booleans()) else {}}
-        forks.append({"service": name, "to": to})
+        forks.append({"service": refs[name], "to": to})
     sandbox = {"apiVersion": "meshforge.dev/v1alpha1", "kind": "Sandbox",
                "metadata": {"name": pick("sandbox", labels), "namespace": ns},
                "spec": {"forks": forks, **({"routingKey": pick("key", labels)} if draw(st.booleans()) else {}),
@@ -133,7 +137,7 @@ def _accepted(files: dict[str, str], d: str):
     return model
 
 
-@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(specs())
 def test_what_validate_accepts_envoy_and_istio_accept(files):
     with tempfile.TemporaryDirectory() as d:
@@ -211,10 +215,11 @@ def test_the_property_sees_accepted_specs():
             signed.append(model is not None and model.edge is not None and model.edge.preview_auth is not None)
 
     count()
-    assert sum(seen) >= 30, f"only {sum(seen)} of {len(seen)} generated specs were valid"
-    assert sum(signed) >= 2, f"only {sum(signed)} valid specs with signed preview links"
-    # few (forks name services the generator often puts elsewhere): the golden case below checks one more
-    assert sum(laptops) >= 3, f"only {sum(laptops)} valid specs with a fork to a laptop (the tunnel node's check)"
+    # (83-144 valid, 10-15 signed, 18-39 with a laptop: the examples differ between an editable install and
+    # one in site-packages, where hypothesis draws no constants from meshforge's source; each is deterministic)
+    assert sum(seen) >= 50, f"only {sum(seen)} of {len(seen)} generated specs were valid"
+    assert sum(signed) >= 5, f"only {sum(signed)} valid specs with signed preview links"
+    assert sum(laptops) >= 8, f"only {sum(laptops)} valid specs with a fork to a laptop (the tunnel node's check)"
 
 
 def test_the_tunnel_node_of_the_laptops_golden_case_is_valid_envoy(tmp_path):
