@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from envoy.config.route.v3 import route_pb2
 
@@ -142,6 +143,21 @@ def test_snapshots_keep_the_identity_rule_the_server_relies_on(tmp_path):
     write_sandbox(d / "sandboxes", 0, random.Random(5), 40, variant=1)
     c.compile(model_of(d))
     assert {n: {t: dict(v) for t, v in a.resources(n).items()} for n in a.nodes} == before  # never mutated
+
+
+def test_every_set_of_resources_carries_its_version(tmp_path):
+    """Each per-type mapping a node is given is a ResourceSet, on every node kind and listener shape, so the server
+    hashes a scope's set once however many streams it has, and the version is the content's (version_of)."""
+    from meshforge.xdsapi import ResourceSet, version_of
+
+    model, _ = compile_paths([str(Path(__file__).resolve().parents[1] / "golden" / "laptops" / "input")], NOW)
+    snap = XdsCompiler().compile(model)
+    shapes = [{}, {"transparent": True}, {"host": "127.0.0.1", "port": 15999}, {"accept": ("127.0.0.1", 15443)}]
+    for node in [*snap.nodes, "nobody.nowhere"]:
+        for shape in shapes:
+            for t, res in snap.resources(node, **shape).items():
+                assert type(res) is ResourceSet, (node, shape, t)
+                assert res.version == version_of(dict(res))
 
 
 EDGE_SPECS = """\

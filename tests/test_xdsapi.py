@@ -73,3 +73,16 @@ def test_every_golden_mesh_is_consistent_on_every_node():
             assert consistent(snap.resources(node)) == [], (case, node)
             checked += 1
     assert checked > 50
+
+
+def test_a_resource_sets_version_is_its_contents_hashed_once():
+    from meshforge.xdsapi import Resource, ResourceSet, version_of
+
+    a, b = Resource.of("a", CLUSTER_TYPE, b"1"), Resource.of("b", CLUSTER_TYPE, b"2")
+    rs = ResourceSet({"a": a, "b": b})
+    assert rs.version == version_of({"b": b, "a": a}) == version_of(ResourceSet([("b", b), ("a", a)]))  # any order
+    assert rs.version != version_of({"a": a}) != version_of({"a": Resource.of("a", CLUSTER_TYPE, b"3")})
+    assert version_of({}) == ResourceSet().version
+    kept = rs.version
+    dict.__setitem__(rs, "c", a)  # a set is never changed once made: its version is taken once and kept
+    assert rs.version == kept != version_of(dict(rs))

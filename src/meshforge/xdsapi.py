@@ -168,14 +168,46 @@ class Resource:
         return Resource(name, type_url, body, hashlib.sha256(body).hexdigest()[:16])
 
 
+class ResourceSet(dict):
+    """One type's resources for one node (name -> `Resource`), as the compiler makes them: never changed once
+    made, and shared by every node of a scope. `version` is the set's SotW version (a hash of each name and
+    resource version), computed on first use and kept with the set, so a thousand streams of one scope hash it
+    once. `version_of` gives the same for any mapping."""
+
+    __slots__ = ("_version",)
+
+    @property
+    def version(self) -> str:
+        try:
+            return self._version
+        except AttributeError:
+            self._version = _hash(self)
+            return self._version
+
+
+def version_of(resources: Mapping[str, Resource]) -> str:
+    """The SotW version of a set of resources: the same for the same names and contents, whatever made it."""
+    return resources.version if type(resources) is ResourceSet else _hash(resources)
+
+
+def _hash(resources: Mapping[str, Resource]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(resources):
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(resources[name].version.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 class Snapshot(Protocol):
     """What the server serves. The compiler's snapshots satisfy it; the server relies on nothing else.
 
     Identity rule: when a node's configuration did not change between two snapshots, both hand back
     the very same objects for it (`nodes[node]`, and each per-type mapping `resources()` returns
     other than listeners), and those objects are never mutated. The server uses `is` on them to skip
-    unchanged nodes in O(1) and memoises versions by object identity; a compiler that copied or
-    mutated them would make every push a full one, or serve stale versions.
+    unchanged nodes in O(1); a compiler that copied them would make every push compare versions, one that
+    mutated them would serve stale ones. Per-type mappings that are `ResourceSet`s carry their version.
     """
 
     @property
@@ -190,7 +222,7 @@ class Snapshot(Protocol):
 
     def resources(self, node: str, port: int, host: str | None = None, transparent: bool = False,
                   accept: tuple[str, int] | None = None) -> Mapping[str, Mapping[str, Resource]]:
-        """Type URL -> resource name -> resource for one node whose listener is on `host:port`
+        """Type URL -> resource name -> resource (a `ResourceSet`, or any mapping) for one node whose listener is on `host:port`
         (None: the node kind's default host); `transparent`: a sidecar behind capture rules; `accept`: where
         the tunnel node takes laptops."""
         ...

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import itertools
 import logging
 import time
@@ -44,6 +43,7 @@ from ..xdsapi import (
     listen_address,
     outbound_port,
     short_name,
+    version_of,
 )
 from . import push, trace
 from .cache import SnapshotCache
@@ -53,28 +53,6 @@ from .metrics import Metrics
 log = logging.getLogger("meshforge.ads")
 
 _nonces = itertools.count(1)
-
-
-_version_cache: dict[int, tuple[dict, str]] = {}
-
-
-def _version(resources: dict) -> str:
-    """SotW version of a set of resources. Memoised per dict object: nodes with one scope share the
-    compiler's dicts, so a thousand streams hash a thousand-cluster set once, not a thousand times."""
-    hit = _version_cache.get(id(resources))
-    if hit is not None and hit[0] is resources:
-        return hit[1]
-    h = hashlib.sha256()
-    for name in sorted(resources):
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(resources[name].version.encode())
-        h.update(b"\0")
-    version = h.hexdigest()[:16]
-    if len(_version_cache) > 4096:
-        _version_cache.clear()
-    _version_cache[id(resources)] = (resources, version)
-    return version
 
 
 def _any(type_url: str, body: bytes) -> any_pb2.Any:
@@ -392,7 +370,7 @@ class SotwStream(_Stream):
             res = dict(res)
             for name, r in st.sent.items():
                 res.setdefault(name, r)  # removals last
-        version = _version(res)
+        version = version_of(res)
         if version == st.version and not always:
             return False
         nonce = str(next(_nonces))
@@ -457,7 +435,7 @@ class DeltaStream(_Stream):
             return False
         nonce = str(next(_nonces))
         resp = discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=_version(desired), type_url=t, nonce=nonce, removed_resources=sorted(removed),
+            system_version_info=version_of(desired), type_url=t, nonce=nonce, removed_resources=sorted(removed),
             resources=[discovery_pb2.Resource(name=n, version=changed[n].version, resource=_any(t, changed[n].body))
                        for n in sorted(changed)])
         for n in removed:

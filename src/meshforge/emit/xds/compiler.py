@@ -31,6 +31,7 @@ from ...xdsapi import (
     ROUTE_TYPE,
     TUNNEL_NODE,
     Resource,
+    ResourceSet,
 )
 from . import listeners, naming, preview_auth, resources, tunnel
 from .nodes import EDGE, SIDECAR, TUNNEL, NodeKind
@@ -86,47 +87,49 @@ class NodeConfig:
     """What one scope of nodes is told, minus the listener (whose port each node chooses)."""
 
     kind: NodeKind
-    routes: dict[str, Resource]
-    clusters: dict[str, Resource]
-    endpoints: dict[str, Resource]
+    routes: ResourceSet
+    clusters: ResourceSet
+    endpoints: ResourceSet
     local_forks: tuple[LocalFork, ...] = ()  # the tunnel node's: who may attach (its accept listener)
 
 
 @functools.lru_cache(maxsize=1024)
 def _listener(kind: NodeKind, host: str, port: int, routing: Routing, edge: Edge | None,
-              access_logs: AccessLogs | None) -> dict[str, Resource]:
+              access_logs: AccessLogs | None) -> ResourceSet:
     """A node's listener (each node picks its port and address): built once per distinct one, for every
     snapshot that has the same settings (lru_cache is safe to call from any thread: the compiler's worker and the loop)."""
     lis = kind.listener(host, port, routing, edge, None, access_logs)
-    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
+    return ResourceSet({lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))})
 
 
 @functools.lru_cache(maxsize=1024)
 def _transparent_listener(host: str, port: int, routing: Routing, edge: Edge | None, http_ports: frozenset[int],
-                          access_logs: AccessLogs | None) -> dict[str, Resource]:
+                          access_logs: AccessLogs | None) -> ResourceSet:
     lis = listeners.transparent_listener(host, port, routing, edge, http_ports, access_logs)
-    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))}
+    return ResourceSet({lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis))})
 
 
 @functools.lru_cache(maxsize=64)
 def _tunnel_listeners(cfg: NodeConfig, data: tuple[str, int], accept: tuple[str, int] | None,
-                      routing: Routing, edge: Edge | None) -> dict[str, Resource]:
+                      routing: Routing, edge: Edge | None) -> ResourceSet:
     """The tunnel node's listeners: data (where sidecars send), the internal hop and, when its bootstrap names
     an address for laptops and some fork goes to a laptop, the accept listener."""
     out = [listeners.tunnel_listener(*data, routing, edge), tunnel.internal_listener()]
     if accept is not None and (lis := tunnel.accept_listener(*accept, cfg.local_forks)) is not None:
         out.append(lis)
-    return {lis.name: Resource.of(lis.name, LISTENER_TYPE, _ser(lis)) for lis in sorted(out, key=lambda x: x.name)}
+    return ResourceSet((lis.name, Resource.of(lis.name, LISTENER_TYPE, _ser(lis)))
+                       for lis in sorted(out, key=lambda x: x.name))
 
 
 _ROUTES_HEAD = field(1, naming.ROUTE_CONFIG.encode())
 _TRANSPARENT_HEAD = field(1, naming.TRANSPARENT_ROUTE_CONFIG.encode())
 _PASSTHROUGH_HOST = field(2, _ser(resources.passthrough_virtual_host()))
+_EMPTY = ResourceSet()  # an unknown node's every type
 _PASSTHROUGH = Resource.of(naming.PASSTHROUGH_CLUSTER, CLUSTER_TYPE, _ser(resources.passthrough_cluster()))
 
 
 @functools.lru_cache(maxsize=4096)
-def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resource]]:
+def _transparent(cfg: NodeConfig) -> tuple[ResourceSet, ResourceSet]:
     """(routes, clusters) of a transparent sidecar of `cfg`'s scope: its routes under the transparent name with
     the passthrough catch-all instead of the 404 (the same bytes in between), and the passthrough cluster.
     Made on the first transparent node's request, once per scope and snapshot (NodeConfig hashes by identity)."""
@@ -134,8 +137,8 @@ def _transparent(cfg: NodeConfig) -> tuple[dict[str, Resource], dict[str, Resour
     if not (body.startswith(_ROUTES_HEAD) and body.endswith(_UNKNOWN_HOST)):
         raise ValueError("a sidecar's route configuration is not in the form _build_group writes")
     routes = _TRANSPARENT_HEAD + body[len(_ROUTES_HEAD):len(body) - len(_UNKNOWN_HOST)] + _PASSTHROUGH_HOST
-    return ({naming.TRANSPARENT_ROUTE_CONFIG: Resource.of(naming.TRANSPARENT_ROUTE_CONFIG, ROUTE_TYPE, routes)},
-            dict(sorted({**cfg.clusters, naming.PASSTHROUGH_CLUSTER: _PASSTHROUGH}.items())))
+    return (ResourceSet({naming.TRANSPARENT_ROUTE_CONFIG: Resource.of(naming.TRANSPARENT_ROUTE_CONFIG, ROUTE_TYPE, routes)}),
+            ResourceSet(sorted({**cfg.clusters, naming.PASSTHROUGH_CLUSTER: _PASSTHROUGH}.items())))
 
 
 @dataclass(frozen=True)
@@ -153,21 +156,21 @@ class CompiledSnapshot:
         return self.routing
 
     def listeners(self, kind: NodeKind, port: int, host: str | None = None,
-                  transparent: bool = False) -> dict[str, Resource]:
+                  transparent: bool = False) -> ResourceSet:
         if transparent and kind is SIDECAR:
             return _transparent_listener(host or kind.default_host, port, self.routing, self.edge, self.http_ports,
                                          self.access_logs)
         return _listener(kind, host or kind.default_host, port, self.routing, self.edge, self.access_logs)
 
     def resources(self, node: str, port: int = DEFAULT_OUTBOUND_PORT, host: str | None = None,
-                  transparent: bool = False, accept: tuple[str, int] | None = None) -> dict[str, dict[str, Resource]]:
+                  transparent: bool = False, accept: tuple[str, int] | None = None) -> dict[str, ResourceSet]:
         """type URL -> name -> resource for one node; an unknown node gets an empty, valid config. A
         transparent sidecar (its bootstrap's `--transparent`) gets the capture listener, the routes with
         the passthrough catch-all and the passthrough cluster; the tunnel node, its listener for laptops at
         `accept`."""
         cfg = self.nodes.get(node)
         if cfg is None:
-            return {LISTENER_TYPE: {}, ROUTE_TYPE: {}, CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}}
+            return {LISTENER_TYPE: _EMPTY, ROUTE_TYPE: _EMPTY, CLUSTER_TYPE: _EMPTY, ENDPOINT_TYPE: _EMPTY}
         if cfg.kind is TUNNEL:
             lis = _tunnel_listeners(cfg, (host or TUNNEL.default_host, port), accept, self.routing, self.edge)
             return {LISTENER_TYPE: lis, ROUTE_TYPE: cfg.routes, CLUSTER_TYPE: cfg.clusters, ENDPOINT_TYPE: cfg.endpoints}
@@ -554,8 +557,9 @@ class XdsCompiler:
         if self._edge is not None and self._edge[0] == base and self._edge[1].routes[naming.EDGE_ROUTE_CONFIG].body == body:
             return self._edge[1]
         route = Resource.of(naming.EDGE_ROUTE_CONFIG, ROUTE_TYPE, body)
-        cfg = NodeConfig(EDGE, {naming.EDGE_ROUTE_CONFIG: route}, {r.name: r for r in sorted(art.clusters, key=lambda r: r.name)},
-                         {r.name: r for r in sorted(art.endpoints, key=lambda r: r.name)})
+        cfg = NodeConfig(EDGE, ResourceSet({naming.EDGE_ROUTE_CONFIG: route}),
+                         ResourceSet((r.name, r) for r in sorted(art.clusters, key=lambda r: r.name)),
+                         ResourceSet((r.name, r) for r in sorted(art.endpoints, key=lambda r: r.name)))
         self._edge = (base, cfg)
         self.stats["groups_rebuilt"] += 1
         return cfg
@@ -575,8 +579,8 @@ class XdsCompiler:
             clusters[c.name] = Resource.of(c.name, CLUSTER_TYPE, _ser(c))
             if cla is not None:
                 endpoints[cla.cluster_name] = Resource.of(cla.cluster_name, ENDPOINT_TYPE, _ser(cla))
-        cfg = NodeConfig(TUNNEL, {rc.name: Resource.of(rc.name, ROUTE_TYPE, _ser(rc))}, dict(sorted(clusters.items())),
-                         dict(sorted(endpoints.items())), forks)
+        cfg = NodeConfig(TUNNEL, ResourceSet({rc.name: Resource.of(rc.name, ROUTE_TYPE, _ser(rc))}),
+                         ResourceSet(sorted(clusters.items())), ResourceSet(sorted(endpoints.items())), forks)
         self._tunnel = (sig, cfg)
         return cfg
 
@@ -604,5 +608,5 @@ class XdsCompiler:
                 endpoints[r.name] = r
         parts.append(_UNKNOWN_HOST)
         route = Resource.of(naming.ROUTE_CONFIG, ROUTE_TYPE, b"".join(parts))
-        return NodeConfig(kind, {naming.ROUTE_CONFIG: route}, dict(sorted(clusters.items())),
-                          dict(sorted(endpoints.items())))
+        return NodeConfig(kind, ResourceSet({naming.ROUTE_CONFIG: route}), ResourceSet(sorted(clusters.items())),
+                          ResourceSet(sorted(endpoints.items())))
