@@ -129,3 +129,18 @@ def test_only_the_session_and_serve_s_process_join_the_compiler_and_the_server()
     assert {t for t in GRAPH["meshforge.session"] if _is(t, "server")} == {"meshforge.server.control"}
     assert {t for t in GRAPH["meshforge.cli"] if _is(t, "server", "session")} == {"meshforge.server.control"}
     assert "meshforge.serving" in GRAPH["meshforge.cli"]
+
+
+def test_no_two_modules_or_types_share_a_name():
+    """A name says one thing: no two modules of the package have one file name, and no two classes one name (a
+    leading underscore aside), a protocol and what implements it included (xdsapi.Snapshot / CompiledSnapshot)."""
+    modules: dict[str, list[str]] = {}
+    classes: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "__init__.py":
+            modules.setdefault(path.stem, []).append(_module_name(path))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name.lstrip("_"), []).append(f"{_module_name(path)}.{node.name}")
+    assert {k: v for k, v in modules.items() if len(v) > 1} == {}
+    assert {k: v for k, v in classes.items() if len(v) > 1} == {}

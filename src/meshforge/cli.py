@@ -633,7 +633,7 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
     import json as _json
     import urllib.parse
 
-    from .compare import CasesError, Report, Target, compare_case, load_cases
+    from .compare import CasesError, Comparison, Entrypoint, compare_case, load_cases
 
     _check_routing_key(key)
     try:
@@ -653,7 +653,7 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
         except CasesError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
-    target = Target(via, host, key, preview_domain=preview_domain, timeout=timeout)
+    target = Entrypoint(via, host, key, preview_domain=preview_domain, timeout=timeout)
     results = []
     for case in loaded:
         try:
@@ -661,7 +661,7 @@ def compare(via, key, cases, from_requests, service, methods, host, preview_doma
         except OSError as e:
             click.echo(f"error: {via} unreachable (case {case.name!r}): {e}", err=True)
             sys.exit(2)
-    report = Report(key, results, fail_on)
+    report = Comparison(key, results, fail_on)
     text = {"text": report.text, "markdown": report.markdown, "junit": report.junit,
             "json": lambda: _json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"}[output]()
     click.echo(text, nl=False)
@@ -964,7 +964,7 @@ def controller(kubeconfig, context, namespaces, backend, xds_address, admin_addr
     """
     import asyncio
 
-    from .controller.main import Settings, run
+    from .controller.main import ControllerSettings, run
     from .controller.reconcile import Options
     from .names import parse_address
     from .server.control import configure_logging
@@ -983,7 +983,7 @@ def controller(kubeconfig, context, namespaces, backend, xds_address, admin_addr
         raise click.UsageError("--lease-renew must be shorter than --lease-duration")
     options = Options(backend=None if xds_address else (backend or "istio"), namespaces=tuple(namespaces),
                       ready_timeout=ready_timeout)
-    settings = Settings(kubeconfig, context, options, xds_address, admin_address, leader_elect, lease_namespace,
+    settings = ControllerSettings(kubeconfig, context, options, xds_address, admin_address, leader_elect, lease_namespace,
                         lease_name, lease_duration, lease_renew, identity)
     sys.exit(asyncio.run(run(settings)))
 

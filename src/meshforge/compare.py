@@ -5,7 +5,7 @@ it), where to send them (the edge, or a sidecar's outbound listener with a Host)
 is sent `repeat` times as a round of two requests without the key and one with it (Diffy's scheme): what
 differs between the two baseline answers, or between the sandbox answers of different rounds, is noise
 (request ids, timestamps) and is reported as such; what differs between the sandbox and the baseline, and is
-not noise, is a difference. Output: `Report` (text, JSON, Markdown for a pull-request comment, JUnit XML).
+not noise, is a difference. Output: `Comparison` (text, JSON, Markdown for a pull-request comment, JUnit XML).
 
 Differences, compared structurally: status (breaking when its class changes: 2xx to 5xx), the content type
 (changed), JSON bodies field by field (removed and type changed: breaking; value changed, array length:
@@ -200,7 +200,7 @@ def cases_from_requests(rows: list[dict], service: str, methods: frozenset[str],
 # -- sending -------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Target:
+class Entrypoint:
     """Where requests go: `via` (http://HOST:PORT, the edge or a sidecar's outbound listener), the Host they
     carry, and how the sandbox requests carry the key: in the header and the baggage member (a trusted caller,
     a sidecar), or as the edge's preview host `<key>.<preview_domain>`."""
@@ -214,7 +214,7 @@ class Target:
     timeout: float = 10.0
 
 
-def send(t: Target, case: Case, keyed: bool) -> Answer:
+def send(t: Entrypoint, case: Case, keyed: bool) -> Answer:
     u = urllib.parse.urlsplit(t.via)
     headers = dict(case.headers)
     host = t.host or u.netloc
@@ -307,7 +307,7 @@ def _noisy(path: str, noise: set[str]) -> bool:
     return any(path == n or path.startswith(n + ".") or path.startswith(n + "[") for n in noise)
 
 
-def compare_case(t: Target, case: Case, repeat: int) -> CaseResult:
+def compare_case(t: Entrypoint, case: Case, repeat: int) -> CaseResult:
     res = CaseResult(case)
     base: list[Answer] = []
     sand: list[Answer] = []
@@ -336,7 +336,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass
-class Report:
+class Comparison:
     key: str
     results: list[CaseResult]
     fail_on: str = "breaking"

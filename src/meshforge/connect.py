@@ -156,7 +156,7 @@ def env_from(paths: list[str], service: str, container: str | None = None,
     manifests in `paths`: ([(name, value)] in order, notes). Values from Secrets are left out (named in the notes):
     a terminal is no place for credentials. Objects that name no namespace are in `default_namespace`."""
     from .source import load_paths
-    from .spec import kubernetes as k8s
+    from .spec import manifests as k8s
 
     diags = Diagnostics()
     docs = load_paths(paths, diags)

@@ -2,7 +2,7 @@
 
 Input: the requests `serve` recorded from the proxies' access logs for one key, and the other requests of
 their traces (`/api/requests?key=K`; plain dicts: node, service, version, key, traceId, time, status).
-Output: `Report` = the requests grouped by trace, hop by hop (caller → service, version reached), and the
+Output: `Diagnosis` = the requests grouped by trace, hop by hop (caller → service, version reached), and the
 losses found. A service *loses* the key when it received the key (a caller's proxy sent it the request
 with the key) and its own calls in the same trace carried none: it passes the trace context on but not
 baggage. Requests without trace context cannot be tied together (and proxies log only requests that
@@ -44,7 +44,7 @@ NOTHING_TO_JUDGE = 3  # the exit code when no request carried the key: no verdic
 
 
 @dataclass
-class Report:
+class Diagnosis:
     key: str
     traces: list[dict] = field(default_factory=list)  # {"traceId", "hops": [{from, to, version, key, status}]}
     untraced: list[dict] = field(default_factory=list)  # hops of requests without trace context
@@ -80,9 +80,9 @@ def _hop(r: dict) -> dict:
             "authenticated": bool(r.get("authenticated"))}
 
 
-def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None = None) -> Report:
+def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None = None) -> Diagnosis:
     """`calls`: service id -> the services it depends on (the dashboard's service graph), for the heuristic."""
-    report = Report(key)
+    report = Diagnosis(key)
     traced: dict[str, list[dict]] = {}
     loose: list[dict] = []
     for r in sorted(requests, key=lambda r: (r.get("time") or 0, r.get("requestId") or "")):
@@ -118,7 +118,7 @@ def diagnose(key: str, requests: list[dict], calls: dict[str, list[str]] | None 
     return report
 
 
-def render_text(report: Report) -> str:
+def render_text(report: Diagnosis) -> str:
     """The report for a terminal: everything that came from the proxies' logs is shown escaped."""
     key = report.key
     if not report.requests:

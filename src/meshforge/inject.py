@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .capture import Capture
 from .diagnostics import Diagnostics
 from .source import Document
-from .spec.kubernetes import selects
+from .spec.manifests import selects
 
 INJECT_ANNOTATION = "meshforge.dev/inject"
 SERVICE_ANNOTATION = "meshforge.dev/service"

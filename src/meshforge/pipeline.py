@@ -94,8 +94,8 @@ class Workspace:
         self.incremental_compiles = 0
         self._memo = Memo()  # what resolve can reuse from the last compile
         # what the last compile used, when it read every file it listed within the budget (else None)
-        self._last: _Inputs | None = None
-        self._resolved: _Inputs | None = None  # the inputs the memo last resolved (a change is relative to them)
+        self._last: _FullRead | None = None
+        self._resolved: _FullRead | None = None  # the inputs the memo last resolved (a change is relative to them)
         self._result: tuple[datetime | None, tuple[Model | None, Diagnostics]] | None = None  # for verify()
 
     def _load(self, path: str, diags: Diagnostics, force: bool = False) -> _FileResult | None:
@@ -166,7 +166,7 @@ class Workspace:
         merged = Diagnostics()
         decls = finish(parts, k8s, merged)
         diags.extend(merged.collected())
-        self._last = _Inputs(results, decls, merged.collected(), budget.bytes, budget.nodes, self.inputs()) \
+        self._last = _FullRead(results, decls, merged.collected(), budget.bytes, budget.nodes, self.inputs()) \
             if complete else None
         return self._model(decls, diags, now), diags
 
@@ -303,7 +303,7 @@ def _differences(got: tuple[Model | None, Diagnostics], want: tuple[Model | None
 
 
 @dataclass
-class _Inputs:
+class _FullRead:
     """What a compile that read all of its inputs used: the next change starts from it."""
 
     files: dict[str, _FileResult]  # every file listed, in order

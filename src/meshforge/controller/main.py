@@ -22,7 +22,7 @@ POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 @dataclass
-class Settings:
+class ControllerSettings:
     kubeconfig: str | None
     context: str | None
     options: Options
@@ -45,7 +45,7 @@ def _own_namespace() -> str:
         return os.environ.get("POD_NAMESPACE") or "meshforge-system"
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: ControllerSettings) -> int:
     cluster = kube.Cluster(settings.kubeconfig, settings.context)
     elector = None
     if settings.leader_elect:

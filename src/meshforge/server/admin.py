@@ -102,7 +102,7 @@ def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
     return is_ip(name) or name == "localhost" or name in allowed
 
 
-class _Answer(Exception):
+class _Refusal(Exception):
     """An answer decided early (a refusal): raised out of the routing, written like any other."""
 
     def __init__(self, status: int, body: str, ctype: str = _TEXT):
@@ -157,7 +157,7 @@ class AdminServer:
                     return  # closed before a whole request
                 try:
                     status, body, ctype = await self._answer(request, writer.get_extra_info("peercert"))
-                except _Answer as a:
+                except _Refusal as a:
                     status, body, ctype = a.status, a.body, a.ctype
                 except Exception:  # a bug answers 500 and is logged; serving goes on
                     log.exception("admin: %s failed", request.target[:200])
@@ -192,9 +192,9 @@ class AdminServer:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
         url = urlparse(request.target.decode("latin-1"))
         if request.method != b"GET":
-            raise _Answer(405, "method not allowed: the admin endpoints answer GET\n")
+            raise _Refusal(405, "method not allowed: the admin endpoints answer GET\n")
         if not host_allowed(headers.get("host"), state.hosts):
-            raise _Answer(421, f"misdirected request: this admin server does not answer to host "
+            raise _Refusal(421, f"misdirected request: this admin server does not answer to host "
                           f"{printable(headers.get('host') or '')!r} (it answers to IP addresses, "
                           "localhost and the names serve --admin-host gives)\n")
         names = ssl_peer_names(peercert)
@@ -231,7 +231,7 @@ class AdminServer:
     async def _api(self, url, names: set[str]) -> tuple[int, str, str]:
         state = self.state
         if state.mutual_tls and not state.operators & names:
-            raise _Answer(403, "forbidden: under mutual TLS the dashboard and /api/ need an operator's client "
+            raise _Refusal(403, "forbidden: under mutual TLS the dashboard and /api/ need an operator's client "
                           "certificate (one whose DNS or URI SAN serve --admin-operator names); a proxy's "
                           "certificate reads only /debug/config of its own node\n")
         q = parse_qs(url.query)
@@ -259,11 +259,11 @@ class AdminServer:
                 except ValueError:
                     limit = 0
                 if not 1 <= limit <= 1000:
-                    raise _Answer(400, "bad limit parameter: a number from 1 to 1000\n")
+                    raise _Refusal(400, "bad limit parameter: a number from 1 to 1000\n")
                 return 200, json.dumps({"key": None, "requests": store.recent(limit) if store else []},
                                        sort_keys=True), _JSON
             if not valid_routing_key(key):
-                raise _Answer(400, "bad key parameter: not a routing key\n")
+                raise _Refusal(400, "bad key parameter: not a routing key\n")
             return 200, json.dumps({"key": key, "requests": store.for_key(key) if store else []}, sort_keys=True), _JSON
         return 404, "not found: / /api/state /api/requests?key=KEY\n", _TEXT
 
@@ -274,11 +274,11 @@ class AdminServer:
         try:
             port = outbound_port((q.get("port") or [str(DEFAULT_OUTBOUND_PORT)])[0])
         except ValueError as e:
-            raise _Answer(400, f"bad port parameter: {e}\n") from None
+            raise _Refusal(400, f"bad port parameter: {e}\n") from None
         if len(node) > 253:
-            raise _Answer(400, "bad node parameter: longer than 253 characters\n")
+            raise _Refusal(400, "bad node parameter: longer than 253 characters\n")
         if state.mutual_tls and not state.operators & names and not may_ask_for(node, names):
-            raise _Answer(403, f"forbidden: /debug/config?node={printable(node)} needs a client certificate "
+            raise _Refusal(403, f"forbidden: /debug/config?node={printable(node)} needs a client certificate "
                           "that names that service, or an operator's\n")
         cache = state.cache
         if not node or cache is None or not cache.known_node(node):

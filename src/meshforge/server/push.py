@@ -1,6 +1,6 @@
 """Make-before-break for one stream: in which order the xDS types go out, and when a removed cluster may go.
 
-Input: a `Target`, the stream as the planner sees it: its per-type state (`types`: requested, awaiting an
+Input: a `StreamView` (the stream as the planner sees it): its per-type state (`types`: requested, awaiting an
 ACK, what was sent, the snapshot dict it was sent from, `force`), the types the proxy rejected, the current
 snapshot's resources for the node (`source`) and `send`, which sends a type when something in it changed
 and says whether it did. Output: the sends, in order. The ADS streams (`ads.py`, state of the world and
@@ -25,7 +25,7 @@ from typing import Protocol
 from ..xdsapi import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE
 
 
-class TypeState(Protocol):
+class TypeView(Protocol):
     requested: bool
     awaiting: bool
     sent: dict
@@ -33,8 +33,8 @@ class TypeState(Protocol):
     force: bool
 
 
-class Target(Protocol):
-    types: dict[str, TypeState]
+class StreamView(Protocol):
+    types: dict[str, TypeView]
     rejected: dict[str, str]
 
     def source(self, type_url: str) -> dict: ...
@@ -42,12 +42,12 @@ class Target(Protocol):
     async def send(self, type_url: str, keep_removed: bool = False, always: bool = False) -> bool: ...
 
 
-def awaiting(target: Target, type_url: str) -> bool:
+def awaiting(target: StreamView, type_url: str) -> bool:
     st = target.types.get(type_url)
     return st is not None and st.awaiting
 
 
-def routes_settled(target: Target) -> bool:
+def routes_settled(target: StreamView) -> bool:
     """Every listener and route configuration the proxy holds was built from the current snapshot and
     accepted: only then may the clusters that older ones sent traffic to go."""
     for t in (LISTENER_TYPE, ROUTE_TYPE):
@@ -59,7 +59,7 @@ def routes_settled(target: Target) -> bool:
     return True
 
 
-def endpoints_sent(target: Target) -> bool:
+def endpoints_sent(target: StreamView) -> bool:
     """Every cluster the proxy was sent that takes its endpoints from EDS has been sent them (until then it
     is warming; Envoy asks for a new cluster's endpoints right after accepting it: the wait is one round trip)."""
     eds, cds = target.types.get(ENDPOINT_TYPE), target.types.get(CLUSTER_TYPE)
@@ -69,12 +69,12 @@ def endpoints_sent(target: Target) -> bool:
     return all(n in eds.sent for n in cds.sent if n in assignments)
 
 
-def keep_removed(target: Target, type_url: str) -> bool:
+def keep_removed(target: StreamView, type_url: str) -> bool:
     """Whether a response of this type must still carry the clusters the snapshot dropped."""
     return type_url == CLUSTER_TYPE and not routes_settled(target)
 
 
-async def push(target: Target) -> None:
+async def push(target: StreamView) -> None:
     """Send what changed, in the order above. The caller checks there is a snapshot and a node."""
     if awaiting(target, CLUSTER_TYPE):
         return

@@ -41,7 +41,7 @@ MAX_WRITE_WAIT = 2.0  # seconds a file may stay open for writing before its chan
 MAX_WATCHES = 100_000  # directories watched at most (inputs are bounded too)
 
 
-class Inputs(Protocol):
+class WatchedInputs(Protocol):
     """Which paths are inputs (`source.Inputs`, the rules of `expand_paths`)."""
 
     roots: list[str]
@@ -52,7 +52,7 @@ class Inputs(Protocol):
 
 
 class Watcher:
-    def __init__(self, inputs: Inputs, on_change: Callable[[str, list[str] | None], None]):
+    def __init__(self, inputs: WatchedInputs, on_change: Callable[[str, list[str] | None], None]):
         self.inputs, self.roots, self.on_change = inputs, inputs.roots, on_change
         self._whole = False  # a change in the batch names no single file: a directory, or lost events
         self.writing: dict[str, float] = {}  # relevant files open for writing -> since when

@@ -24,7 +24,7 @@ _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "descr
 _PLAIN = (dict, list, str, int, float, bool, type(None))  # what YAML's safe loading gives for spec files
 
 
-class Unsupported(Exception):
+class NotCompiled(Exception):
     """A schema keyword or value this module does not compile: the check of that part says None."""
 
 
@@ -56,7 +56,7 @@ def _is_type(name: str) -> Callable[[Any], bool]:
         return lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
     if name == "number":
         return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
-    raise Unsupported(f"type {name!r}")
+    raise NotCompiled(f"type {name!r}")
 
 
 def _all(checks: list[Check]) -> Check:
@@ -81,7 +81,7 @@ def _all(checks: list[Check]) -> Check:
     return check
 
 
-class _Compiler:
+class _SchemaCompiler:
     def __init__(self, root: dict, pattern: Callable[[str], Any]):
         self.root = root
         self.pattern = pattern  # pattern -> compiled regular expression, as spec.schema matches them
@@ -90,16 +90,16 @@ class _Compiler:
     def compile(self, schema) -> Check:
         try:
             return self._schema(schema)
-        except Unsupported:
+        except NotCompiled:
             return _unknown
 
     def _ref(self, ref: str) -> Check:
         if not isinstance(ref, str) or not ref.startswith("#/$defs/") or "/" in ref[len("#/$defs/"):]:
-            raise Unsupported(f"$ref {ref!r}")
+            raise NotCompiled(f"$ref {ref!r}")
         name = ref[len("#/$defs/"):]
         defs = self.root.get("$defs")
         if not isinstance(defs, dict) or name not in defs or "~" in name or "%" in name:
-            raise Unsupported(f"$ref {ref!r}")
+            raise NotCompiled(f"$ref {ref!r}")
         compiled = self.refs.get(ref)
         if compiled is None:
             holder: list[Check] = []
@@ -114,14 +114,14 @@ class _Compiler:
         if schema is False:
             return _invalid
         if not isinstance(schema, dict):
-            raise Unsupported("a schema that is neither an object nor a boolean")
+            raise NotCompiled("a schema that is neither an object nor a boolean")
         checks: list[Check] = []
         for keyword, value in schema.items():
             if keyword in _ANNOTATIONS:
                 continue
             build = _KEYWORDS.get(keyword)
             if build is None:
-                raise Unsupported(f"keyword {keyword!r}")
+                raise NotCompiled(f"keyword {keyword!r}")
             checks.append(build(self, value, schema))
         return _all(checks)
 
@@ -140,12 +140,12 @@ class _Compiler:
 
     def _kw_const(self, value, _schema) -> Check:
         if not isinstance(value, str):
-            raise Unsupported("const of a non-string")  # jsonschema's equality keeps 1 and True apart
+            raise NotCompiled("const of a non-string")  # jsonschema's equality keeps 1 and True apart
         return lambda v: isinstance(v, str) and v == value
 
     def _kw_enum(self, value, _schema) -> Check:
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            raise Unsupported("enum of non-strings")
+            raise NotCompiled("enum of non-strings")
         allowed = frozenset(value)
         return lambda v: isinstance(v, str) and v in allowed
 
@@ -156,13 +156,13 @@ class _Compiler:
     @staticmethod
     def _count(n) -> int:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise Unsupported("a count that is not a non-negative integer")
+            raise NotCompiled("a count that is not a non-negative integer")
         return n
 
     @staticmethod
     def _number(n):
         if not isinstance(n, int | float) or isinstance(n, bool):
-            raise Unsupported("a bound that is not a number")
+            raise NotCompiled("a bound that is not a number")
         return n
 
     def _kw_minimum(self, n, _schema) -> Check:
@@ -187,18 +187,18 @@ class _Compiler:
 
     def _kw_required(self, names, _schema) -> Check:
         if not isinstance(names, list):
-            raise Unsupported("required that is not a list")
+            raise NotCompiled("required that is not a list")
         if len(names) == 1:
             name = names[0]
             return lambda v: not isinstance(v, dict) or name in v
         wanted = frozenset(names)
         if not all(isinstance(n, str) for n in names):
-            raise Unsupported("required names that are not strings")
+            raise NotCompiled("required names that are not strings")
         return lambda v: not isinstance(v, dict) or v.keys() >= wanted
 
     def _kw_properties(self, props, _schema) -> Check:
         if not isinstance(props, dict):
-            raise Unsupported("properties that is not an object")
+            raise NotCompiled("properties that is not an object")
         compiled = [(name, self.compile(sub)) for name, sub in props.items()]
 
         def check(v):
@@ -217,7 +217,7 @@ class _Compiler:
 
     def _kw_additionalProperties(self, sub, schema) -> Check:
         if "patternProperties" in schema:
-            raise Unsupported("additionalProperties beside patternProperties")
+            raise NotCompiled("additionalProperties beside patternProperties")
         known = frozenset(schema.get("properties", {}))
         if sub is False:
             return lambda v: not isinstance(v, dict) or v.keys() <= known
@@ -243,7 +243,7 @@ class _Compiler:
 
     def _kw_items(self, sub, schema) -> Check:
         if "prefixItems" in schema:
-            raise Unsupported("items beside prefixItems")
+            raise NotCompiled("items beside prefixItems")
         each = self.compile(sub)
         return lambda v: True if not isinstance(v, list) else _all_of(each, v)
 
@@ -285,7 +285,7 @@ class _Compiler:
     @staticmethod
     def _list(subs) -> list:
         if not isinstance(subs, list) or not subs:
-            raise Unsupported("a list of subschemas that is not a non-empty list")
+            raise NotCompiled("a list of subschemas that is not a non-empty list")
         return subs
 
 
@@ -348,13 +348,13 @@ _SIZES = {"minLength": (str, operator.ge), "maxLength": (str, operator.le), "min
 
 def _size_keyword(kind: type, compare) -> Callable:
     def build(_compiler, n, _schema) -> Check:
-        n = _Compiler._count(n)
+        n = _SchemaCompiler._count(n)
         return lambda v: not isinstance(v, kind) or compare(len(v), n)
     return build
 
 
-_KEYWORDS = {("$ref" if name == "ref" else name): getattr(_Compiler, "_kw_" + name)
-             for name in (n[len("_kw_"):] for n in vars(_Compiler) if n.startswith("_kw_"))}
+_KEYWORDS = {("$ref" if name == "ref" else name): getattr(_SchemaCompiler, "_kw_" + name)
+             for name in (n[len("_kw_"):] for n in vars(_SchemaCompiler) if n.startswith("_kw_"))}
 _KEYWORDS.update({keyword: _size_keyword(kind, compare) for keyword, (kind, compare) in _SIZES.items()})
 
 
@@ -372,4 +372,4 @@ def _all_of(check: Check, values) -> bool | None:
 def compile_schema(schema, pattern: Callable[[str], Any]) -> Check:
     """`schema` (a whole schema: its `$defs` are what `$ref` may name) as one check; `pattern` compiles a
     `pattern` keyword's expression the way the judging validator matches it."""
-    return _Compiler(schema if isinstance(schema, dict) else {}, pattern).compile(schema)
+    return _SchemaCompiler(schema if isinstance(schema, dict) else {}, pattern).compile(schema)

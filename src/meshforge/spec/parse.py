@@ -24,7 +24,7 @@ from ..model import (
 )
 from ..names import dns1123_label, dns1123_subdomain, is_address
 from ..source import Document
-from . import kubernetes
+from . import manifests
 from .decls import (
     Decls,
     DepRef,
@@ -59,7 +59,7 @@ def finish(parts: list[Decls], k8s: list[Document], diags: Diagnostics) -> Decls
         out.edges.extend(p.edges)
         out.tunnels.extend(p.tunnels)
         out.objects.extend(p.objects)
-    out.services.extend(kubernetes.import_services(k8s, diags))
+    out.services.extend(manifests.import_services(k8s, diags))
     return out
 
 
@@ -119,7 +119,7 @@ def parse_file(docs: list[Document], diags: Diagnostics,
             else:
                 diags.warning("MF104", f"{kind} with an invalid name or namespace ({name!r}, {ns!r}) is "
                               "ignored", doc.span("/metadata"), "Kubernetes names are lower-case DNS names")
-        elif (api, kind) in kubernetes.KINDS:
+        elif (api, kind) in manifests.KINDS:
             k8s.append(doc)
             if kind == "Rollout":  # also kept as written: the Istio backend leaves alone what it routes
                 meta = doc.data.get("metadata") or {}

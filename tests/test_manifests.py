@@ -1,4 +1,4 @@
-"""Kubernetes import, on the real Online Boutique manifests."""
+"""Kubernetes import (spec/manifests.py), on the real Online Boutique manifests."""
 
 
 import pytest
