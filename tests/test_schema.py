@@ -95,5 +95,27 @@ def test_one_of_decided_fast_reports_what_jsonschema_reports(to):
     for top in sorted(stock(load_schema("Sandbox")).iter_errors(doc.data),
                       key=lambda e: (list(map(str, e.absolute_path)), e.validator)):
         for err in schema._leaf_errors(top):
-            schema._report(doc, err, want)
+            schema._report(doc, err, schema._Budget(want, schema.MAX_SCHEMA_ERRORS))
     assert check(text) == check(text) == [(x.code, x.span.line, x.span.column, x.span.pointer, x.hint) for x in want.items]
+
+
+@pytest.mark.parametrize("extra", [99, 100, 5_000])
+def test_a_document_lists_at_most_so_many_schema_errors_and_counts_the_rest(extra):
+    """A mapping of thousands of unknown keys (or any flood of errors in one document) lists the first
+    MAX_SCHEMA_ERRORS and one MF105 at the document's start counting the rest, so the output stays readable
+    and bounded; the document is still refused."""
+    from meshforge.spec.schema import MAX_SCHEMA_ERRORS
+
+    keys = "".join(f"      k{i}: v\n" for i in range(extra))
+    text = SANDBOX.replace("    to: {host: cart-pr-1.shop.svc.cluster.local}\n",
+                           "    to:\n      host: cart-pr-1.shop\n" + keys)
+    d = Diagnostics()
+    (doc,) = parse_text(text, "s.yaml", d)
+    assert validate_document(doc, d) is False
+    codes = [x.code for x in d.items]
+    assert codes.count("MF101") == min(extra, MAX_SCHEMA_ERRORS)
+    summary = [x for x in d.items if x.code == "MF105"]
+    if extra <= MAX_SCHEMA_ERRORS:
+        assert summary == []
+    else:
+        assert [(x.span.line, x.message.split()[0]) for x in summary] == [(1, str(extra - MAX_SCHEMA_ERRORS))]

@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "MF102": "missing required field",
     "MF103": "wrong type",
     "MF104": "invalid value",
+    "MF105": "more schema errors in a document than are listed",
     "MF201": "unknown service",
     "MF202": "fork of a service without HTTP ports",
     "MF203": "service defined twice",

@@ -100,27 +100,53 @@ def fast_check(kind: str) -> Check:
     return compile_schema(load_schema(kind), _full)
 
 
+MAX_SCHEMA_ERRORS = 100  # listed per document; the rest are counted in one MF105 (a 50,000-key mapping: one line)
+
+
+class _Budget:
+    """The schema errors one document may still list; what is over is counted."""
+
+    def __init__(self, diags: Diagnostics, left: int):
+        self.diags, self.left, self.over = diags, left, 0
+
+    def error(self, code: str, message: str, span, hint: str | None = None) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.diags.error(code, message, span, hint)
+        else:
+            self.over += 1
+
+
 def validate_document(doc: Document, diags: Diagnostics) -> bool:
-    """Schema-check one meshforge document; every problem becomes a diagnostic. True when valid."""
+    """Schema-check one meshforge document; every problem becomes a diagnostic (the first MAX_SCHEMA_ERRORS of
+    them, and one that counts the rest). True when valid."""
     if fast_check(doc.kind)(doc.data) is True:
         return True
     validator = _validator(doc.kind)
     ok = True
+    budget = _Budget(diags, MAX_SCHEMA_ERRORS)
     for top in sorted(validator.iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)), e.validator)):
         for err in _leaf_errors(top):
             ok = False
-            _report(doc, err, diags)
+            _report(doc, err, budget)
+    if budget.over:
+        diags.error("MF105", f"{budget.over} more schema error{'s' if budget.over != 1 else ''} in this {doc.kind} "
+                    f"not listed (the first {MAX_SCHEMA_ERRORS} are)", doc.span(""),
+                    "fix the errors listed and validate again")
     return ok
 
 
-def _report(doc: Document, err: ValidationError, diags: Diagnostics) -> None:
+def _report(doc: Document, err: ValidationError, diags: _Budget) -> None:
     ptr = _pointer(err.absolute_path)
     field = ptr or "/"
     v = err.validator
     if v == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
         extras = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        for extra in extras:
+        for i, extra in enumerate(extras):
+            if diags.left <= 0:  # counted, not looked at: a hostile mapping of many keys costs no hints or spans
+                diags.over += len(extras) - i
+                break
             child = f"{ptr}/{escape(extra)}"
             hint = did_you_mean(extra, allowed) or ("allowed fields: " + ", ".join(sorted(allowed)) if allowed else None)
             diags.error("MF101", f"unknown field {extra!r}", doc.span(child, key=True), hint)
