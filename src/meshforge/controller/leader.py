@@ -41,6 +41,7 @@ class LeaderElector:
         self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
         self.duration, self.renew = duration, renew
         self._valid_until = 0.0  # monotonic: while before it, this replica holds the lease
+        self._told = False  # what `changed` last said: a lease that ran out while the loop slept is a change too
         self.changed = asyncio.Event()  # set when leadership is gained or lost
 
     @property
@@ -77,7 +78,6 @@ class LeaderElector:
     async def run(self) -> None:
         while True:
             started = time.monotonic()
-            was = self.leading
             try:
                 won = await self._try()
             except Exception as e:  # a conflict (another replica won the race) or the API server unreachable
@@ -87,7 +87,8 @@ class LeaderElector:
             if won:
                 # valid for the lease's duration from when we asked, less a margin for clock and latency
                 self._valid_until = started + self.duration * 0.8
-            if was != self.leading:
+            if self._told != self.leading:
+                self._told = self.leading
                 log.info("leader election: %s the lease %s/%s", "holding" if self.leading else "lost",
                          self.namespace, self.name)
                 self.changed.set()
