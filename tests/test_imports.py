@@ -165,7 +165,6 @@ TESTED_IN = {
 THROUGH_A_PROCESS = {
     "meshforge.controller.kube": "test_controller (`meshforge controller` on a real kube-apiserver)",
     "meshforge.controller.main": "test_controller",
-    "meshforge.emit.xds.nodes": "test_serve, test_edge, test_connect (each node kind's listener in a real Envoy)",
 }
 # ... and the modules with no logic of their own to test.
 NO_LOGIC = {
